@@ -1,0 +1,188 @@
+"""Encoder: a timm ``features_only`` trunk that yields the stride-4 feature and every deeper one.
+
+The decoder needs the low-level feature at reduction 4 and the deepest feature at the output stride; the auxiliary
+head takes the one before the deepest. Reductions are read from timm's ``feature_info`` after the model is built,
+so what is promised is what timm actually delivered.
+
+Two dilation policies exist. ``"timm"`` keeps what timm does for the requested output stride. ``"mmseg"`` rewrites
+the dilations of a timm ResNet to mmsegmentation's rules, which the published checkpoints were trained with:
+the first block of a dilated stage uses half the stage dilation (contract_dilation), a BasicBlock dilates only its
+first 3x3 conv, and a multi-grid replaces the last stage's per-block dilations as given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+import torch
+from timm.models.resnet import BasicBlock, Bottleneck
+from torch import nn
+
+from .config import OUTPUT_STRIDES
+
+# mmseg's per-stage (dilation) for a ResNet at each output stride; the stride-2 placement matches timm's.
+_MMSEG_STAGE_DILATIONS = {8: (1, 1, 2, 4), 16: (1, 1, 1, 2), 32: (1, 1, 1, 1)}
+_RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _set_dilation(conv: nn.Conv2d, dilation: int) -> None:
+    """Change a conv's dilation in place, keeping 'same' padding; weights are unaffected."""
+    k = conv.kernel_size[0]
+    conv.dilation = (dilation, dilation)
+    conv.padding = (dilation * (k - 1) // 2, dilation * (k - 1) // 2)
+
+
+def mmseg_block_dilations(
+    num_blocks: int, stage_dilation: int, multi_grid: tuple[int, ...] | None = None
+) -> list[int]:
+    """Per-block dilations of one ResNet stage under mmseg's ``ResLayer`` rule (contract_dilation=True)."""
+    if multi_grid is not None:
+        if len(multi_grid) != num_blocks:
+            raise ValueError(
+                f"multi_grid {tuple(multi_grid)} must have one dilation per block of the last stage "
+                f"({num_blocks} blocks)"
+            )
+        return list(multi_grid)
+    first = stage_dilation // 2 if stage_dilation > 1 else stage_dilation
+    return [first] + [stage_dilation] * (num_blocks - 1)
+
+
+def apply_mmseg_dilation(body: nn.Module, output_stride: int, multi_grid: tuple[int, ...] | None) -> None:
+    """Rewrite the 3x3 conv dilations of a timm ResNet trunk to mmseg's policy."""
+    missing = [name for name in _RESNET_STAGES if not hasattr(body, name)]
+    if missing:
+        raise ValueError(
+            "dilation_policy='mmseg' needs a timm ResNet encoder (resnet18/34/50/101/152 and their variants); "
+            f"this encoder has no {missing}. Use dilation_policy='timm' for other encoders."
+        )
+    stage_dilations = _MMSEG_STAGE_DILATIONS[output_stride]
+    for stage_idx, name in enumerate(_RESNET_STAGES):
+        stage = getattr(body, name)
+        grid = multi_grid if stage_idx == len(_RESNET_STAGES) - 1 else None
+        for block, dilation in zip(
+            stage, mmseg_block_dilations(len(stage), stage_dilations[stage_idx], grid)
+        ):
+            if isinstance(block, BasicBlock):
+                _set_dilation(block.conv1, dilation)
+                _set_dilation(block.conv2, 1)
+            elif isinstance(block, Bottleneck):
+                _set_dilation(block.conv2, dilation)
+            else:
+                raise ValueError(
+                    f"dilation_policy='mmseg' supports timm BasicBlock/Bottleneck ResNets, found {type(block).__name__}"
+                )
+
+
+class Encoder(nn.Module):
+    """Feature extractor returning ``[stride-4 feature, ..., deepest feature]``.
+
+    Args:
+        name: timm model name.
+        output_stride: reduction of the deepest feature (8, 16 or 32).
+        dilation_policy: ``"timm"`` or ``"mmseg"`` (see module docstring).
+        multi_grid: per-block dilations of the last stage (mmseg policy only).
+        in_chans: input channels.
+        pretrained: load timm's ImageNet weights for the encoder.
+        timm_kwargs: extra keyword arguments for ``timm.create_model``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        output_stride: int = 16,
+        dilation_policy: str = "timm",
+        multi_grid: tuple[int, ...] | None = None,
+        in_chans: int = 3,
+        pretrained: bool = False,
+        timm_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.dilation_policy = dilation_policy
+        self.multi_grid = multi_grid
+        self.in_chans = in_chans
+        self.timm_kwargs = dict(timm_kwargs or {})
+        if multi_grid is not None and dilation_policy != "mmseg":
+            raise ValueError("multi_grid is only supported with dilation_policy='mmseg'")
+        self.body = self._build(output_stride, pretrained)
+        self.output_stride = output_stride
+        self._first, self.channels, self.reductions = self._select_features(self.body)
+
+    def _build(self, output_stride: int, pretrained: bool) -> nn.Module:
+        try:
+            body = timm.create_model(
+                self.name,
+                pretrained=pretrained,
+                features_only=True,
+                output_stride=output_stride,
+                in_chans=self.in_chans,
+                **self.timm_kwargs,
+            )
+        except RuntimeError as e:
+            if "Unknown model" in str(e):
+                close = timm.list_models(f"*{self.name.split('.')[0][:6]}*")[:8]
+                raise ValueError(
+                    f"encoder={self.name!r} is not a timm model. Similar timm names: {close}. "
+                    "See timm.list_models() for all of them."
+                ) from None
+            raise self._stride_error(output_stride, e) from e
+        except (AssertionError, TypeError, ValueError, NotImplementedError) as e:
+            raise self._stride_error(output_stride, e) from e
+        delivered = body.feature_info.reduction()[-1]
+        if delivered != output_stride:
+            raise self._stride_error(output_stride, f"timm delivered reduction {delivered}")
+        if self.dilation_policy == "mmseg":
+            apply_mmseg_dilation(body, output_stride, self.multi_grid)
+        return body
+
+    def _stride_error(self, output_stride: int, cause: object) -> ValueError:
+        supported = [os_ for os_ in OUTPUT_STRIDES if os_ != output_stride and self._can_build(os_)]
+        return ValueError(
+            f"encoder {self.name!r} cannot give output_stride={output_stride} ({cause}). "
+            f"Output strides it supports: {supported or 'none of ' + str(list(OUTPUT_STRIDES))}."
+        )
+
+    def _can_build(self, output_stride: int) -> bool:
+        try:
+            with torch.device("meta"):
+                body = timm.create_model(
+                    self.name, features_only=True, output_stride=output_stride, in_chans=self.in_chans,
+                    **self.timm_kwargs,
+                )  # fmt: skip
+        except Exception:
+            return False
+        return body.feature_info.reduction()[-1] == output_stride
+
+    def _select_features(self, body: nn.Module) -> tuple[int, list[int], list[int]]:
+        """Index of the stride-4 feature, then channels and reductions from it to the deepest."""
+        reductions = body.feature_info.reduction()
+        channels = body.feature_info.channels()
+        stride4 = [i for i, r in enumerate(reductions) if r == 4]
+        if not stride4 or len(reductions) - stride4[-1] < 2:
+            raise ValueError(
+                f"encoder {self.name!r} must give a stride-4 feature and deeper ones for DeepLabV3+, "
+                f"but its feature reductions are {reductions}"
+            )
+        first = stride4[-1]
+        return first, channels[first:], reductions[first:]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.body(x)[self._first :]
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Rebuild the trunk for another output stride and move the current weights into it."""
+        if output_stride == self.output_stride:
+            return
+        reference = next(self.body.parameters())
+        frozen = {n for n, p in self.body.named_parameters() if not p.requires_grad}
+        body = self._build(output_stride, pretrained=False)
+        body.load_state_dict(self.body.state_dict())
+        body = body.to(device=reference.device, dtype=reference.dtype).train(self.training)
+        if reference.dim() == 4 and not reference.is_contiguous():
+            body = body.to(memory_format=torch.channels_last)
+        for n, p in body.named_parameters():
+            p.requires_grad_(n not in frozen)
+        self.body = body
+        self.output_stride = output_stride
+        self._first, self.channels, self.reductions = self._select_features(self.body)

@@ -1,0 +1,139 @@
+"""`DeepLabV3Plus`: encoder -> decoder -> classifier -> logits at the input size.
+
+The module is built from a `ModelConfig` alone, so ``DeepLabV3Plus(model.config)`` always rebuilds the same
+network. What the weights are (classes, palette, test-time settings) travels beside it as ``model.pretrained_cfg``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import OUTPUT_STRIDES, ModelConfig, PretrainedCfg
+from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
+from .encoder import Encoder
+
+
+class DeepLabV3Plus(nn.Module):
+    """DeepLabV3+ semantic segmentation network.
+
+    ``forward(x)`` takes a normalized float batch ``(N, in_chans, H, W)`` of any H and W (at least
+    `min_input_size`) and returns logits ``(N, num_classes, H, W)``. With ``return_aux=True`` it also returns the
+    auxiliary head's logits at the input size (None when the model has no auxiliary head), as training needs.
+    """
+
+    def __init__(self, config: ModelConfig, encoder_pretrained: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(
+            config.encoder,
+            output_stride=config.output_stride,
+            dilation_policy=config.dilation_policy,
+            multi_grid=config.multi_grid,
+            in_chans=config.in_chans,
+            pretrained=encoder_pretrained,
+            timm_kwargs=config.encoder_kwargs,
+        )
+        channels = self.encoder.channels
+        self.decoder = DeepLabV3PlusDecoder(
+            high_channels=channels[-1],
+            low_channels=channels[0],
+            channels=config.decoder_channels,
+            low_level_channels=config.low_level_channels,
+            rates=config.resolved_aspp_rates(),
+            align_corners=config.align_corners,
+        )
+        self.classifier = Classifier(config.decoder_channels, config.num_classes, config.dropout)
+        self.aux_head = (
+            FCNHead(channels[-2], config.aux_channels, config.num_classes, config.dropout)
+            if config.aux_head
+            else None
+        )
+        self.pretrained_cfg: PretrainedCfg | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest height and width accepted: one pixel of the deepest feature, i.e. the output stride."""
+        return self.config.output_stride
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"input must be a torch.Tensor (N, C, H, W), got {type(x).__name__}; use predict() for images"
+            )
+        if x.dim() != 4:
+            raise ValueError(
+                f"input must have shape (N, C, H, W), got {tuple(x.shape)}; add a batch dimension with x[None]"
+            )
+        if x.shape[1] != self.config.in_chans:
+            raise ValueError(
+                f"input has {x.shape[1]} channels but the model expects in_chans={self.config.in_chans} "
+                f"(input shape {tuple(x.shape)})"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"input must be a floating-point tensor (normalized image), got dtype {x.dtype}")
+        m = self.min_input_size
+        if x.shape[2] < m or x.shape[3] < m:
+            raise ValueError(
+                f"input is {x.shape[2]}x{x.shape[3]} but the model needs at least {m}x{m} pixels"
+            )
+        if self.training and x.shape[0] < 2:
+            raise ValueError(
+                "training needs a batch of at least 2 images (BatchNorm statistics of the image-pool branch are "
+                f"undefined for one); got batch {x.shape[0]}. Call model.eval() for inference."
+            )
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features from stride 4 to the deepest."""
+        return self.encoder(x)
+
+    def forward(
+        self, x: torch.Tensor, return_aux: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        self._check_input(x)
+        size = x.shape[2:]
+        features = self.encoder(x)
+        logits = self.classifier(self.decoder(features[0], features[-1]))
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=self.config.align_corners)
+        if not return_aux:
+            return logits
+        aux = None
+        if self.aux_head is not None:
+            aux = self.aux_head(features[-2])
+            aux = F.interpolate(aux, size=size, mode="bilinear", align_corners=self.config.align_corners)
+        return logits, aux
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Switch the output stride (8, 16 or 32) in place, keeping the weights (train at 16, evaluate at 8).
+
+        ASPP rates that follow the stride (``aspp_rates=None``) follow it here too. Parameters are new tensors
+        afterwards: build optimizers after calling this.
+        """
+        if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}")
+        self.encoder.set_output_stride(output_stride)
+        self.config = self.config.replace(output_stride=output_stride)
+        self.decoder.aspp.set_rates(self.config.resolved_aspp_rates())
+
+    def freeze_encoder(self, freeze: bool = True) -> None:
+        """Stop (or restart) gradients to the encoder's parameters."""
+        for p in self.encoder.parameters():
+            p.requires_grad_(not freeze)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier (and auxiliary classifier) with freshly initialised ones for `num_classes`."""
+        self.config = self.config.replace(num_classes=num_classes)
+        ref = self.classifier.conv.weight
+        self.classifier = Classifier(self.config.decoder_channels, num_classes, self.config.dropout).to(
+            ref.device
+        )
+        if self.aux_head is not None:
+            aux = self.aux_head.classifier
+            self.aux_head.classifier = Classifier(aux.conv.in_channels, num_classes, self.config.dropout).to(
+                ref.device
+            )
