@@ -133,9 +133,7 @@ class ModelConfig(_JsonRecord):
         if not isinstance(self.encoder_kwargs, dict):
             raise TypeError(f"encoder_kwargs must be a dict, got {type(self.encoder_kwargs).__name__}")
         if isinstance(self.output_stride, bool) or self.output_stride not in OUTPUT_STRIDES:
-            raise ValueError(
-                f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {self.output_stride!r}"
-            )
+            raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {self.output_stride!r}")
         _check_choice("dilation_policy", self.dilation_policy, DILATION_POLICIES)
         _check_int("num_classes", self.num_classes, 1)
         _check_int("in_chans", self.in_chans, 1)

@@ -26,7 +26,9 @@ class ConvBNReLU(nn.Sequential):
         self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1, groups: int = 1
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2
-        conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, groups=groups, bias=False)  # fmt: skip
+        conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, groups=groups, bias=False
+        )
         super().__init__(OrderedDict(conv=conv, bn=nn.BatchNorm2d(out_channels), act=nn.ReLU(inplace=True)))
 
 
@@ -64,9 +66,7 @@ class ASPP(nn.Module):
     def set_rates(self, rates: tuple[int, ...]) -> None:
         """Change the atrous rates in place (same number of branches; 1x1 branches stay 1x1)."""
         if len(rates) != len(self.rates) or any((a == 1) != (b == 1) for a, b in zip(rates, self.rates)):
-            raise ValueError(
-                f"cannot change ASPP rates {self.rates} to {tuple(rates)}: the branch layout differs"
-            )
+            raise ValueError(f"cannot change ASPP rates {self.rates} to {tuple(rates)}: the branch layout differs")
         for branch, rate in zip(self.branches, rates):
             if rate != 1:
                 _set_rate(branch, rate)
@@ -100,9 +100,7 @@ class DeepLabV3PlusDecoder(nn.Module):
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         low = self.low_level(low)
-        high = F.interpolate(
-            self.aspp(high), size=low.shape[2:], mode="bilinear", align_corners=self.align_corners
-        )
+        high = F.interpolate(self.aspp(high), size=low.shape[2:], mode="bilinear", align_corners=self.align_corners)
         return self.fuse(torch.cat([high, low], dim=1))
 
 

@@ -33,9 +33,7 @@ def _set_dilation(conv: nn.Conv2d, dilation: int) -> None:
     conv.padding = (dilation * (k - 1) // 2, dilation * (k - 1) // 2)
 
 
-def mmseg_block_dilations(
-    num_blocks: int, stage_dilation: int, multi_grid: tuple[int, ...] | None = None
-) -> list[int]:
+def mmseg_block_dilations(num_blocks: int, stage_dilation: int, multi_grid: tuple[int, ...] | None = None) -> list[int]:
     """Per-block dilations of one ResNet stage under mmseg's ``ResLayer`` rule (contract_dilation=True)."""
     if multi_grid is not None:
         if len(multi_grid) != num_blocks:
@@ -60,9 +58,7 @@ def apply_mmseg_dilation(body: nn.Module, output_stride: int, multi_grid: tuple[
     for stage_idx, name in enumerate(_RESNET_STAGES):
         stage = getattr(body, name)
         grid = multi_grid if stage_idx == len(_RESNET_STAGES) - 1 else None
-        for block, dilation in zip(
-            stage, mmseg_block_dilations(len(stage), stage_dilations[stage_idx], grid)
-        ):
+        for block, dilation in zip(stage, mmseg_block_dilations(len(stage), stage_dilations[stage_idx], grid)):
             if isinstance(block, BasicBlock):
                 _set_dilation(block.conv1, dilation)
                 _set_dilation(block.conv2, 1)

@@ -44,9 +44,7 @@ def create_model(
     """
     unknown = sorted(set(kwargs) - _CONFIG_FIELDS)
     if unknown:
-        raise TypeError(
-            f"create_model() got unknown argument(s) {unknown}; accepted: {sorted(_CONFIG_FIELDS)}"
-        )
+        raise TypeError(f"create_model() got unknown argument(s) {unknown}; accepted: {sorted(_CONFIG_FIELDS)}")
     if not isinstance(pretrained, bool | str):
         raise TypeError(f"pretrained must be a bool, a tag or a file path, got {type(pretrained).__name__}")
     arch, name_tag = split_model_name(model_name)
@@ -64,9 +62,7 @@ def create_model(
         tag = _DEFAULT_DATASET
     if tag is not None and (pretrained or checkpoint_path is not None or name_tag is not None):
         pretrained_cfg = get_pretrained_cfg(arch, tag)
-        config = config.replace(
-            num_classes=pretrained_cfg.num_classes, align_corners=pretrained_cfg.align_corners
-        )
+        config = config.replace(num_classes=pretrained_cfg.num_classes, align_corners=pretrained_cfg.align_corners)
 
     config = config.replace(**kwargs) if kwargs else config
     model = DeepLabV3Plus(config, encoder_pretrained=encoder_pretrained and not (pretrained or weights_file))

@@ -46,9 +46,7 @@ class DeepLabV3Plus(nn.Module):
         )
         self.classifier = Classifier(config.decoder_channels, config.num_classes, config.dropout)
         self.aux_head = (
-            FCNHead(channels[-2], config.aux_channels, config.num_classes, config.dropout)
-            if config.aux_head
-            else None
+            FCNHead(channels[-2], config.aux_channels, config.num_classes, config.dropout) if config.aux_head else None
         )
         self.pretrained_cfg: PretrainedCfg | None = None
 
@@ -79,9 +77,7 @@ class DeepLabV3Plus(nn.Module):
             raise TypeError(f"input must be a floating-point tensor (normalized image), got dtype {x.dtype}")
         m = self.min_input_size
         if x.shape[2] < m or x.shape[3] < m:
-            raise ValueError(
-                f"input is {x.shape[2]}x{x.shape[3]} but the model needs at least {m}x{m} pixels"
-            )
+            raise ValueError(f"input is {x.shape[2]}x{x.shape[3]} but the model needs at least {m}x{m} pixels")
         if self.training and x.shape[0] < 2:
             raise ValueError(
                 "training needs a batch of at least 2 images (BatchNorm statistics of the image-pool branch are "
@@ -129,11 +125,7 @@ class DeepLabV3Plus(nn.Module):
         """Replace the classifier (and auxiliary classifier) with freshly initialised ones for `num_classes`."""
         self.config = self.config.replace(num_classes=num_classes)
         ref = self.classifier.conv.weight
-        self.classifier = Classifier(self.config.decoder_channels, num_classes, self.config.dropout).to(
-            ref.device
-        )
+        self.classifier = Classifier(self.config.decoder_channels, num_classes, self.config.dropout).to(ref.device)
         if self.aux_head is not None:
             aux = self.aux_head.classifier
-            self.aux_head.classifier = Classifier(aux.conv.in_channels, num_classes, self.config.dropout).to(
-                ref.device
-            )
+            self.aux_head.classifier = Classifier(aux.conv.in_channels, num_classes, self.config.dropout).to(ref.device)

@@ -44,12 +44,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 "Checkpoints that need arbitrary code to unpickle are refused."
             ) from e
         state_dict = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-        if not isinstance(state_dict, dict) or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()
-        ):
-            raise ValueError(
-                f"{str(path)!r} holds no state dict of tensors (found {type(state_dict).__name__})"
-            )
+        if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+            raise ValueError(f"{str(path)!r} holds no state dict of tensors (found {type(state_dict).__name__})")
     else:
         raise ValueError(
             f"unsupported checkpoint file {str(path)!r}: expected .safetensors or one of {list(TORCH_SUFFIXES)}"
@@ -57,6 +53,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if is_mmseg_state_dict(state_dict):
         state_dict = convert_mmseg_state_dict(state_dict)
     return state_dict
+
+
+def _differs_in_input_channels(value: torch.Tensor, target: torch.Tensor) -> bool:
+    return (
+        value.dim() == 4
+        and target.dim() == 4
+        and value.shape[0] == target.shape[0]
+        and value.shape[2:] == target.shape[2:]
+    )
 
 
 @dataclass
@@ -91,7 +96,7 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> LoadRepo
         if key.startswith(CLASSIFIER_PREFIXES):
             report.reinitialized.append(key)
             del state_dict[key]
-        elif value.dim() == 4 and target.dim() == 4 and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]:  # fmt: skip
+        elif _differs_in_input_channels(value, target):
             state_dict[key] = adapt_input_conv(target.shape[1], value)
             report.adapted.append(key)
         else:
@@ -107,8 +112,7 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> LoadRepo
         if unexpected:
             lines.append(f"not in the model ({len(unexpected)}): {unexpected[:10]}")
         raise ValueError(
-            "checkpoint does not fit the model; does the architecture match the weights?\n  "
-            + "\n  ".join(lines)
+            "checkpoint does not fit the model; does the architecture match the weights?\n  " + "\n  ".join(lines)
         )
     model.load_state_dict(state_dict, strict=False)
     if report.reinitialized:

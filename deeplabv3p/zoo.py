@@ -39,9 +39,7 @@ _ARCHITECTURE_FIELDS: dict[str, dict] = {
     "deeplabv3plus_r18_d8": _mmseg_resnet(18, deep_stem=True),
     "deeplabv3plus_r50_d8": _mmseg_resnet(50, deep_stem=True),
     "deeplabv3plus_r101_d8": _mmseg_resnet(101, deep_stem=True),
-    "deeplabv3plus_r101_d16_mg124": _mmseg_resnet(
-        101, deep_stem=True, output_stride=16, multi_grid=(1, 2, 4)
-    ),
+    "deeplabv3plus_r101_d16_mg124": _mmseg_resnet(101, deep_stem=True, output_stride=16, multi_grid=(1, 2, 4)),
     "deeplabv3plus_r18b_d8": _mmseg_resnet(18, deep_stem=False),
     "deeplabv3plus_r50b_d8": _mmseg_resnet(50, deep_stem=False),
     "deeplabv3plus_r101b_d8": _mmseg_resnet(101, deep_stem=False),
