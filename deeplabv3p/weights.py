@@ -88,6 +88,7 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> LoadRepo
         report.dropped = sorted(k for k in state_dict if k.startswith("aux_head."))
         for k in report.dropped:
             del state_dict[k]
+    first_conv = next(k for k, v in own.items() if v.dim() == 4)
     mismatched = []
     for key, value in list(state_dict.items()):
         if key not in own or own[key].shape == value.shape:
@@ -96,7 +97,7 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> LoadRepo
         if key.startswith(CLASSIFIER_PREFIXES):
             report.reinitialized.append(key)
             del state_dict[key]
-        elif _differs_in_input_channels(value, target):
+        elif key == first_conv and _differs_in_input_channels(value, target):
             state_dict[key] = adapt_input_conv(target.shape[1], value)
             report.adapted.append(key)
         else:
