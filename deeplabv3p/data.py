@@ -1,0 +1,284 @@
+"""`SegmentationDataset`: images and index masks from a folder layout or from explicit file lists.
+
+Folder layout (masks share the image's relative path and stem; subfolders are allowed)::
+
+    ROOT/classes.json                  ["background", "cat", ...]  or  {"classes": [...], "palette": [[r, g, b], ...]}
+    ROOT/images/SPLIT/NAME.{png,jpg,jpeg,tif,tiff,bmp}
+    ROOT/masks/SPLIT/NAME.png          one class index per pixel (mode L, P or I); palette PNGs are read as indices
+
+Labels follow mmseg: ``ignore_index`` (255) marks pixels that count nowhere, and ``reduce_zero_label=True`` makes
+label 0 "ignore" and shifts every other label down by one (for datasets whose 0 means "unlabelled", like ADE20K).
+Problems are reported with the file they come from: a missing mask and an empty split when the dataset is built,
+a size mismatch and out-of-range labels when a sample is read (`verify` checks every sample at once).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision import tv_tensors
+
+__all__ = ["IMAGE_SUFFIXES", "SegmentationDataset", "read_classes_file"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+MASK_SUFFIX = ".png"
+CLASSES_FILE = "classes.json"
+_INDEX_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
+_MAX_LISTED = 10
+
+
+def _listing(paths: Sequence[Any]) -> str:
+    shown = ", ".join(str(p) for p in paths[:_MAX_LISTED])
+    more = f" and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else ""
+    return shown + more
+
+
+def _check_classes(classes: Any, source: str) -> tuple[str, ...]:
+    if isinstance(classes, int) and not isinstance(classes, bool):
+        if classes < 1:
+            raise ValueError(f"classes must be >= 1 when given as a count, got {classes}")
+        return tuple(f"class_{i}" for i in range(classes))
+    if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
+        raise ValueError(f"{source}: classes must be a non-empty list of names (or a class count), got {classes!r}")
+    if not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"{source}: every class name must be a str, got {list(classes)!r}")
+    duplicates = sorted({c for c in classes if list(classes).count(c) > 1})
+    if duplicates:
+        raise ValueError(f"{source}: class names must be unique, repeated: {duplicates}")
+    return tuple(classes)
+
+
+def _check_palette(palette: Any, num_classes: int, source: str) -> tuple[tuple[int, int, int], ...]:
+    if palette is None or (isinstance(palette, Sequence) and len(palette) == 0):
+        return ()
+    ok = isinstance(palette, Sequence) and all(
+        isinstance(c, Sequence) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+        for c in palette
+    )
+    if not ok:
+        raise ValueError(f"{source}: palette must be a list of [r, g, b] integer triples in 0..255, got {palette!r}")
+    if len(palette) != num_classes:
+        raise ValueError(f"{source}: palette has {len(palette)} colours for {num_classes} classes")
+    return tuple(tuple(c) for c in palette)
+
+
+def read_classes_file(path: str | Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    """Class names and palette from ``classes.json``: a list of names, or ``{"classes": [...], "palette": [...]}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(path)!r} does not exist; write the class names there as a JSON list, "
+            'e.g. ["background", "road"], or pass classes= explicitly'
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from None
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"classes", "palette"})
+        if unknown or "classes" not in data:
+            raise ValueError(f"{str(path)!r}: expected keys 'classes' and optionally 'palette', got {sorted(data)}")
+        classes = _check_classes(data["classes"], str(path))
+        return classes, _check_palette(data.get("palette"), len(classes), str(path))
+    return _check_classes(data, str(path)), ()
+
+
+def _find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    images_dir, masks_dir = root / "images" / split, root / "masks" / split
+    if not images_dir.is_dir():
+        found = sorted(p.name for p in (root / "images").iterdir() if p.is_dir()) if (root / "images").is_dir() else []
+        hint = f"splits found under {str(root / 'images')!r}: {found}" if found else f"{str(root)!r} has no images/"
+        raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist ({hint})")
+    images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(
+            f"split {split!r} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images in {str(images_dir)!r}"
+        )
+    stems: dict[Path, Path] = {}
+    for image in images:
+        rel = image.relative_to(images_dir).with_suffix("")
+        if rel in stems:
+            raise ValueError(f"two images share the name {str(rel)!r}: {str(stems[rel])!r} and {str(image)!r}")
+        stems[rel] = image
+    pairs = [(image, masks_dir / (str(rel) + MASK_SUFFIX)) for rel, image in stems.items()]
+    missing = [str(mask) for _, mask in pairs if not mask.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(pairs)} images in {str(images_dir)!r} have no mask (expected NAME.png under "
+            f"{str(masks_dir)!r} with the image's name): {_listing(missing)}"
+        )
+    return pairs
+
+
+class SegmentationDataset(torch.utils.data.Dataset):
+    """Image/mask pairs for semantic segmentation.
+
+    Args:
+        root: dataset folder (see the module docstring), or None with `pairs`.
+        split: subfolder of ``images/`` and ``masks/`` (``"train"``, ``"val"``, ...).
+        pairs: explicit ``[(image_path, mask_path), ...]`` instead of `root`.
+        classes: class names, or a class count; defaults to ``ROOT/classes.json``. Required with `pairs`.
+        palette: one ``(r, g, b)`` per class, for drawing; defaults to the one in ``classes.json`` if any.
+        reduce_zero_label: label 0 becomes ``ignore_index`` and labels 1..K become 0..K-1 (mmseg's option).
+        ignore_index: the label of pixels that count nowhere (mmseg: 255).
+        transforms: ``f(image, mask) -> (image, mask)`` applied by ``__getitem__``; None returns samples as read.
+            `deeplabv3p.train.fit` augments with mmseg's pipeline when this is None.
+
+    ``dataset[i]`` is ``(tv_tensors.Image uint8 (3, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        split: str = "train",
+        *,
+        pairs: Sequence[tuple[str | Path, str | Path]] | None = None,
+        classes: Sequence[str] | int | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+        reduce_zero_label: bool = False,
+        ignore_index: int = 255,
+        transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+    ) -> None:
+        if (root is None) == (pairs is None):
+            raise ValueError("pass exactly one of root= (a dataset folder) and pairs= (a list of (image, mask) paths)")
+        if not isinstance(reduce_zero_label, bool):
+            raise TypeError(f"reduce_zero_label must be a bool, got {reduce_zero_label!r}")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or ignore_index < 0:
+            raise ValueError(f"ignore_index must be an int >= 0, got {ignore_index!r}")
+        if transforms is not None and not callable(transforms):
+            raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
+        self.root = Path(root) if root is not None else None
+        self.split = split
+        if self.root is not None:
+            if not isinstance(split, str) or not split:
+                raise ValueError(f"split must be a non-empty folder name, got {split!r}")
+            if not self.root.is_dir():
+                raise FileNotFoundError(f"dataset folder {str(self.root)!r} does not exist")
+            if classes is None:
+                file_classes, file_palette = read_classes_file(self.root / CLASSES_FILE)
+                classes, palette = file_classes, palette if palette is not None else file_palette
+            self.samples = _find_pairs(self.root, split)
+        else:
+            if classes is None:
+                raise ValueError("classes= (names or a count) is required with pairs=")
+            self.samples = self._check_pairs(pairs)
+        self.classes = _check_classes(classes, "classes")
+        self.palette = _check_palette(palette, len(self.classes), "palette")
+        self.reduce_zero_label = reduce_zero_label
+        self.ignore_index = ignore_index
+        if ignore_index < len(self.classes):
+            raise ValueError(f"ignore_index={ignore_index} collides with a class index (there are {len(self.classes)})")
+        self.transforms = transforms
+
+    @staticmethod
+    def _check_pairs(pairs: Any) -> list[tuple[Path, Path]]:
+        if isinstance(pairs, str | Path) or not isinstance(pairs, Sequence):
+            raise TypeError(f"pairs must be a list of (image_path, mask_path), got {type(pairs).__name__}")
+        if not pairs:
+            raise ValueError("pairs is empty: a dataset needs at least one (image, mask) pair")
+        out = []
+        for item in pairs:
+            if isinstance(item, str | Path) or not isinstance(item, Sequence) or len(item) != 2:
+                raise TypeError(f"every entry of pairs must be an (image_path, mask_path) pair, got {item!r}")
+            out.append((Path(item[0]), Path(item[1])))
+        for kind, idx in (("image", 0), ("mask", 1)):
+            missing = [str(p[idx]) for p in out if not p[idx].is_file()]
+            if missing:
+                raise FileNotFoundError(f"{len(missing)} {kind} file(s) of pairs do not exist: {_listing(missing)}")
+        return out
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def name(self) -> str:
+        """A short name for records (the dataset folder's name, or ``"custom"``)."""
+        return self.root.resolve().name if self.root is not None else "custom"
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        where = f"root={str(self.root)!r}, split={self.split!r}" if self.root is not None else "pairs=[...]"
+        return f"SegmentationDataset({where}, {len(self)} samples, {self.num_classes} classes)"
+
+    def read_image(self, index: int) -> np.ndarray:
+        """The image as ``(H, W, 3)`` uint8 RGB (EXIF orientation applied, as OpenCV's reader does)."""
+        path = self.samples[index][0]
+        try:
+            with Image.open(path) as img:
+                return np.array(ImageOps.exif_transpose(img).convert("RGB"))
+        except OSError as e:
+            raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
+
+    def read_mask(self, index: int) -> np.ndarray:
+        """The mask as ``(H, W)`` int64 class indices, `reduce_zero_label` applied and labels checked."""
+        path = self.samples[index][1]
+        try:
+            with Image.open(path) as img:
+                if img.mode not in _INDEX_MODES:
+                    raise ValueError(
+                        f"mask {str(path)!r} is a {img.mode} image; masks must be single-channel index images "
+                        "(PIL mode L, P or I) holding one class index per pixel"
+                    )
+                mask = np.array(img, dtype=np.int64)
+        except OSError as e:
+            raise ValueError(f"cannot read mask {str(path)!r}: {e}") from None
+        if self.reduce_zero_label:
+            ignored = (mask == 0) | (mask == self.ignore_index)
+            mask = mask - 1
+            mask[ignored] = self.ignore_index
+        self._check_labels(mask, path)
+        return mask
+
+    def _check_labels(self, mask: np.ndarray, path: Path) -> None:
+        k = self.num_classes
+        bad = (mask != self.ignore_index) & ((mask < 0) | (mask >= k))
+        if not bad.any():
+            return
+        values = np.unique(mask[bad])
+        hint = ""
+        if not self.reduce_zero_label and values.max() == k:
+            hint = " If the masks count classes from 1 with 0 as 'unlabelled', use reduce_zero_label=True."
+        shown = values[:_MAX_LISTED].tolist()
+        raise ValueError(
+            f"mask {str(path)!r} holds label(s) {shown} outside the {k} classes (valid: 0..{k - 1} and "
+            f"ignore_index {self.ignore_index}{', after reduce_zero_label' if self.reduce_zero_label else ''}).{hint}"
+        )
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(image (H, W, 3) uint8, mask (H, W) int64)`` as read, with sizes and labels checked."""
+        image, mask = self.read_image(index), self.read_mask(index)
+        if image.shape[:2] != mask.shape:
+            img_path, mask_path = self.samples[index]
+            raise ValueError(
+                f"image {str(img_path)!r} is {image.shape[1]}x{image.shape[0]} but its mask {str(mask_path)!r} is "
+                f"{mask.shape[1]}x{mask.shape[0]} (width x height); they must be the same size"
+            )
+        return image, mask
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image, mask = self.load(index)
+        sample = (
+            tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
+            tv_tensors.Mask(torch.from_numpy(mask)),
+        )
+        return self.transforms(*sample) if self.transforms is not None else sample
+
+    def verify(self) -> None:
+        """Read every sample and raise one ValueError listing every problem found (sizes, labels, unreadable files)."""
+        problems = []
+        for i in range(len(self)):
+            try:
+                self.load(i)
+            except ValueError as e:
+                problems.append(str(e))
+        if problems:
+            raise ValueError(f"{len(problems)} of {len(self)} samples have problems:\n  " + "\n  ".join(problems))

@@ -1,0 +1,73 @@
+"""mmseg's optimiser and schedule: SGD over parameter groups, and ``PolyLR`` stepped once per iteration."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+__all__ = ["PolyLR", "build_optimizer"]
+
+
+def build_optimizer(
+    model: nn.Module,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    encoder_lr_mult: float = 1.0,
+) -> torch.optim.SGD:
+    """SGD over the trainable parameters; the encoder's (``model.encoder``) learning rate is ``lr * encoder_lr_mult``.
+
+    Weight decay applies to every parameter, norms and biases included, as mmseg's default optimiser does.
+    Frozen parameters (``requires_grad=False``) are left out.
+    """
+    for name, value in (("lr", lr), ("encoder_lr_mult", encoder_lr_mult)):
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    encoder = getattr(model, "encoder", None)
+    encoder_ids = {id(p) for p in encoder.parameters()} if isinstance(encoder, nn.Module) else set()
+    groups = {"encoder": [], "head": []}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups["encoder" if id(p) in encoder_ids else "head"].append(p)
+    param_groups = [
+        {"params": groups["encoder"], "lr": lr * encoder_lr_mult, "name": "encoder"},
+        {"params": groups["head"], "lr": lr, "name": "head"},
+    ]
+    param_groups = [g for g in param_groups if g["params"] and g["lr"] > 0]
+    if not param_groups:
+        raise ValueError("no trainable parameters: everything is frozen (or encoder_lr_mult=0 with a frozen head)")
+    return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+class PolyLR(LRScheduler):
+    """``lr = (base_lr - eta_min) * (1 - t / total_iters) ** power + eta_min`` at iteration t (mmengine's PolyLR).
+
+    Call ``step()`` after every optimiser step. Each group's floor is ``min(eta_min, its base lr)``, so a group
+    with a small multiplier never climbs. The state (``state_dict``) is the iteration count, so resuming restores
+    the schedule position exactly.
+    """
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, total_iters: int, power: float = 0.9, eta_min: float = 1e-4,
+        last_epoch: int = -1,
+    ) -> None:  # fmt: skip
+        if isinstance(total_iters, bool) or not isinstance(total_iters, int) or total_iters < 1:
+            raise ValueError(f"total_iters must be an int >= 1, got {total_iters!r}")
+        self.total_iters = total_iters
+        self.power = power
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def _lr_at(self, t: int) -> list[float]:
+        progress = min(t, self.total_iters) / self.total_iters
+        return [
+            (base - min(self.eta_min, base)) * (1.0 - progress) ** self.power + min(self.eta_min, base)
+            for base in self.base_lrs
+        ]
+
+    def get_lr(self) -> list[float]:
+        return self._lr_at(self.last_epoch)
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self._lr_at(self.last_epoch)
