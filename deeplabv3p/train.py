@@ -1,0 +1,600 @@
+"""Fine-tuning and evaluation: `fit` (single process, or DDP under torchrun) and `evaluate` (mIoU through `predict`).
+
+`fit` follows mmseg's recipe unless told otherwise: SGD (lr 0.01, momentum 0.9, weight decay 5e-4), PolyLR
+(power 0.9, down to 1e-4) stepped every iteration, cross-entropy ignoring 255 plus the auxiliary head's loss at
+weight 0.4, and mmseg's augmentation (random resize 0.5-2x, crop with cat_max_ratio 0.75, flip, photometric
+distortion). It validates and checkpoints every ``iters // 10`` iterations, keeps the best model (by mIoU) as a
+model folder in ``OUT/best`` and resumes exactly from ``OUT/checkpoints`` with ``resume=True``.
+
+Under ``torchrun`` every process runs the same `fit` call: the default process group is set up from the
+environment (nccl on GPU, gloo on CPU), the model is wrapped in DistributedDataParallel (with SyncBatchNorm on GPU),
+each rank reads its share of the data, validation is sharded and summed, and rank 0 alone logs and writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import distributed
+from .checkpoint import (
+    atomic_write_text,
+    find_checkpoint,
+    read_training_state,
+    write_best,
+    write_checkpoint,
+)
+from .config import _JsonRecord
+from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
+from .losses import SegmentationLoss
+from .metrics import ConfusionMatrix, format_table
+from .optim import PolyLR, build_optimizer
+from .transforms import training_transforms
+
+__all__ = ["FitResult", "TrainConfig", "evaluate", "fit"]
+
+AMP_MODES = ("bf16", "fp16")
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+TRAIN_CONFIG_FILE = "train_config.json"
+LOG_FILE = "log.jsonl"
+# TrainConfig fields that may change between a run and its resumption without changing what is learned.
+_RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _non_negative(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_JsonRecord):
+    """The recipe of a fine-tuning run (mmseg's defaults). Every field is also a keyword argument of `fit`.
+
+    Attributes:
+        iters: optimiser steps.
+        batch_size: images per step and process (the global batch is ``batch_size * world_size * accum_steps``).
+        crop_size: training crop (h, w).
+        scale: mmseg's resize target (a, b) that ``ratio_range`` multiplies, e.g. (2048, 512); None multiplies each
+            image's own size. It is also the test-time resize recorded with the model.
+        ratio_range, cat_max_ratio, flip_prob, photometric: the augmentation (see `deeplabv3p.transforms`).
+        lr, momentum, weight_decay: SGD. power, min_lr: PolyLR.
+        encoder_lr_mult: encoder learning rate = ``lr * encoder_lr_mult``.
+        freeze_encoder: train the decoder and classifier only.
+        aux_weight: weight of the auxiliary head's loss (when the model has one).
+        class_weight: one loss weight per class, or None.
+        avg_non_ignore: average the loss over labelled pixels instead of all pixels (mmseg's default is False).
+        ohem_min_kept, ohem_thresh: OHEM pixel sampling on the main head's loss (None disables it).
+        amp: None, ``"bf16"`` or ``"fp16"`` (with a gradient scaler). channels_last: NHWC memory format.
+        accum_steps: batches whose gradients are summed into one optimiser step.
+        val_interval: iterations between validations (None: ``iters // 10``, as mmseg).
+        checkpoint_interval: iterations between checkpoints (None: the validation interval).
+        keep_checkpoints: how many checkpoints to keep (<= 0 keeps all).
+        log_interval: iterations between log records.
+        num_workers: data-loading worker processes per rank.
+        seed: seeds the sample order, the augmentation and dropout.
+        sync_bn: use SyncBatchNorm in multi-GPU training (CUDA only; CPU processes keep per-process BatchNorm).
+    """
+
+    iters: int = 2000
+    batch_size: int = 8
+    crop_size: tuple[int, int] = (512, 512)
+    scale: tuple[int, int] | None = None
+    ratio_range: tuple[float, float] = (0.5, 2.0)
+    cat_max_ratio: float = 0.75
+    flip_prob: float = 0.5
+    photometric: bool = True
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    power: float = 0.9
+    min_lr: float = 1e-4
+    encoder_lr_mult: float = 1.0
+    freeze_encoder: bool = False
+    aux_weight: float = 0.4
+    class_weight: tuple[float, ...] | None = None
+    avg_non_ignore: bool = False
+    ohem_min_kept: int | None = None
+    ohem_thresh: float | None = None
+    amp: str | None = None
+    channels_last: bool = False
+    accum_steps: int = 1
+    val_interval: int | None = None
+    checkpoint_interval: int | None = None
+    keep_checkpoints: int = 2
+    log_interval: int = 50
+    num_workers: int = 2
+    seed: int = 0
+    sync_bn: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("iters", "batch_size", "accum_steps", "log_interval"):
+            _positive_int(name, getattr(self, name))
+        _positive_int("num_workers", self.num_workers, 0)
+        _positive_int("seed", self.seed, 0)
+        for name in ("val_interval", "checkpoint_interval"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int):
+            raise ValueError(f"keep_checkpoints must be an int, got {self.keep_checkpoints!r}")
+        for name in ("crop_size", "scale"):
+            value = getattr(self, name)
+            if value is None and name == "scale":
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = (value, value)
+            if not (isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
+                raise ValueError(f"{name} must be an (h, w) pair of ints, got {value!r}")
+            if min(value) < 1:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        for name in ("lr", "momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
+            _non_negative(name, getattr(self, name))
+        if self.amp not in (None, *AMP_MODES):
+            raise ValueError(f"amp must be None or one of {list(AMP_MODES)}, got {self.amp!r}")
+        if self.class_weight is not None:
+            object.__setattr__(self, "class_weight", tuple(float(w) for w in self.class_weight))
+        for name in ("photometric", "freeze_encoder", "avg_non_ignore", "channels_last", "sync_bn"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+    @property
+    def resolved_val_interval(self) -> int:
+        return self.val_interval or max(1, self.iters // 10)
+
+    @property
+    def resolved_checkpoint_interval(self) -> int:
+        return self.checkpoint_interval or self.resolved_val_interval
+
+
+@dataclass
+class FitResult:
+    """What `fit` produced: the best validation metrics, where the models are, and the validation history."""
+
+    out: Path
+    iterations: int
+    best_metrics: dict[str, Any] | None = None
+    best_iteration: int | None = None
+    best_path: Path | None = None
+    last_checkpoint: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _class_names(dataset: Any, model: nn.Module, num_classes: int) -> list[str]:
+    for names in (getattr(dataset, "classes", None), getattr(model.pretrained_cfg, "classes", None)):
+        if names and len(names) == num_classes:
+            return list(names)
+    return [str(i) for i in range(num_classes)]
+
+
+def _eval_sample(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """A raw sample as (H, W, 3) uint8 image and (H, W) mask: `load` when the dataset has it (no transforms)."""
+    image, mask = dataset.load(index) if callable(getattr(dataset, "load", None)) else dataset[index]
+    if isinstance(image, torch.Tensor):
+        image = image.as_subclass(torch.Tensor)
+        image = image.permute(1, 2, 0) if image.dim() == 3 and image.shape[0] in (1, 3) else image
+        image = image.cpu().numpy()
+    if isinstance(mask, torch.Tensor):
+        mask = mask.as_subclass(torch.Tensor).cpu().numpy()
+    image, mask = np.asarray(image), np.asarray(mask)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[:2] != mask.shape:
+        raise ValueError(
+            f"evaluation sample {index} must be a uint8 (H, W, 3) image with an (H, W) mask, got image "
+            f"{image.dtype} {image.shape} and mask {mask.shape}"
+        )
+    return image, mask
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    mode: str | None = None,
+    tta: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """mmseg's ``IoUMetric`` over `dataset`: each image goes through ``model.predict`` (whole/slide, optional TTA, as
+    the model's pretrained_cfg says unless `mode` is given) and its labels are compared with the ground truth at
+    the original resolution.
+
+    Returns ``{"aAcc", "mIoU", "mAcc"}`` plus per-class ``"IoU"`` and ``"Acc"`` dicts, in percent; NaN marks a
+    class with no pixels to judge it by (left out of the means). In a process group each rank evaluates its share
+    of the images and the counts are summed, so every rank returns the same numbers.
+    """
+    if not hasattr(model, "predict"):
+        raise TypeError(f"model must be a deeplabv3p model with predict(), got {type(model).__name__}")
+    if len(dataset) == 0:
+        raise ValueError("the evaluation dataset is empty")
+    if device is not None:
+        model.to(distributed.resolve_device(device))
+    was_training = model.training
+    model.eval()
+    rank, world = distributed.current()
+    num_classes = model.num_classes
+    ignore_index = getattr(dataset, "ignore_index", model.pretrained_cfg.ignore_index)
+    matrix = ConfusionMatrix(num_classes, ignore_index)
+    kwargs: dict[str, Any] = {"tta": tta}
+    if mode is not None:
+        kwargs["mode"] = mode
+    indices = range(rank, len(dataset), world)
+    for i in tqdm(indices, desc="evaluate", disable=not (progress and rank == 0), leave=False):
+        image, mask = _eval_sample(dataset, i)
+        labels = model.predict(image, **kwargs).labels
+        matrix.update(torch.as_tensor(np.asarray(labels)), torch.from_numpy(mask.astype(np.int64)))
+    distributed.all_reduce_sum(matrix.matrix)
+    model.train(was_training)
+    return matrix.compute(_class_names(dataset, model, num_classes))
+
+
+class _Log:
+    """Rank 0's record of the run: JSON lines in ``OUT/log.jsonl`` and, with progress on, lines above the bar."""
+
+    def __init__(self, path: Path | None, echo: bool) -> None:
+        self.path = path
+        self.echo = echo
+
+    def record(self, entry: dict[str, Any]) -> None:
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, default=lambda v: None) + "\n")
+
+    def say(self, text: str) -> None:
+        if self.echo:
+            tqdm.write(text)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class _Run:
+    """One call of `fit`: set-up, optional resume, the iteration loop, validation and checkpoints."""
+
+    def __init__(
+        self, model: nn.Module, train: Any, val: Any, cfg: TrainConfig, out: Path, ctx: distributed.DistContext,
+        progress: bool,
+    ) -> None:  # fmt: skip
+        self.model, self.train_set, self.val_set, self.cfg, self.out, self.ctx = model, train, val, cfg, out, ctx
+        self.progress = progress and ctx.is_main
+        self.log = _Log(out / LOG_FILE if ctx.is_main else None, self.progress)
+        self.iteration = 0
+        self.best: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.last_checkpoint: Path | None = None
+
+    # ----- set-up -----------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        cfg, model, ctx = self.cfg, self.model, self.ctx
+        num_classes = model.num_classes
+        train_classes = getattr(self.train_set, "num_classes", num_classes)
+        if train_classes != num_classes:
+            raise ValueError(
+                f"the model predicts {num_classes} classes but the training set has {train_classes}; build it with "
+                f"create_model(..., num_classes={train_classes})"
+            )
+        if cfg.class_weight is not None and len(cfg.class_weight) != num_classes:
+            raise ValueError(f"class_weight has {len(cfg.class_weight)} entries for {num_classes} classes")
+        self.ignore_index = getattr(self.train_set, "ignore_index", 255)
+        model.pretrained_cfg = self._trained_cfg()
+        self.requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
+        if cfg.freeze_encoder:
+            model.freeze_encoder(True)
+        model.to(ctx.device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.sync_bn = ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn
+        if self.sync_bn:
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult)
+        self.scheduler = PolyLR(self.optimizer, cfg.iters, cfg.power, cfg.min_lr)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
+        self.loss = SegmentationLoss(
+            self.ignore_index, cfg.class_weight, cfg.avg_non_ignore, cfg.ohem_min_kept, cfg.ohem_thresh
+        ).to(ctx.device)
+        self.aux_loss = SegmentationLoss(self.ignore_index, cfg.class_weight, cfg.avg_non_ignore).to(ctx.device)
+        self.use_aux = getattr(model, "aux_head", None) is not None and cfg.aux_weight > 0
+        torch.manual_seed(cfg.seed * 1000 + ctx.rank)
+        if ctx.device.type == "cuda":
+            torch.cuda.manual_seed(cfg.seed * 1000 + ctx.rank)
+
+    def _trained_cfg(self) -> Any:
+        """The model's weights metadata after this run: the training set's classes, the test-time resize trained
+        for, whole-image inference; mean/std and align_corners are kept."""
+        cfg, base, data = self.cfg, self.model.pretrained_cfg, self.train_set
+        k = self.model.num_classes
+        classes = tuple(getattr(data, "classes", ()) or ())
+        palette = tuple(getattr(data, "palette", ()) or ())
+        notes = (f"fine-tuned from {base.name}",) if base.tag else ()
+        return base.replace(
+            tag="", dataset=str(getattr(data, "name", "custom")), num_classes=k,
+            classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
+            reduce_zero_label=bool(getattr(data, "reduce_zero_label", False)), ignore_index=self.ignore_index,
+            crop_size=cfg.crop_size, test_scale=cfg.scale, test_mode="whole", slide_crop=None, slide_stride=None,
+            metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
+            notes=notes,
+        )  # fmt: skip
+
+    def resume(self, resume: bool | str | Path) -> None:
+        folder = find_checkpoint(self.out if resume is True else Path(resume))
+        if folder is None:
+            if resume is not True:
+                raise FileNotFoundError(f"no checkpoint to resume from at {str(resume)!r}")
+            self.log.say(f"resume: no checkpoint in {self.out / 'checkpoints'}; starting from iteration 0")
+            return
+        state_dict, state = read_training_state(folder)
+        model = self.model
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint {str(folder)!r} does not fit the model (missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}); resume with the same architecture"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        saved = TrainConfig.from_dict(state["config"])
+        changed = {
+            k: (getattr(saved, k), getattr(self.cfg, k))
+            for k in TrainConfig.__dataclass_fields__
+            if k not in _RUNTIME_FIELDS and getattr(saved, k) != getattr(self.cfg, k)
+        }
+        if changed:
+            warnings.warn(f"resuming with a changed recipe (checkpoint, now): {changed}", stacklevel=3)
+        rng = state.get("rng") or []
+        if len(rng) == self.ctx.world_size:
+            torch.set_rng_state(rng[self.ctx.rank]["cpu"])
+            if self.ctx.device.type == "cuda" and rng[self.ctx.rank].get("cuda") is not None:
+                torch.cuda.set_rng_state(rng[self.ctx.rank]["cuda"], self.ctx.device)
+        else:
+            self.log.say(f"resume: world size changed ({len(rng)} -> {self.ctx.world_size}); RNG states re-seeded")
+        self.iteration = int(state["iteration"])
+        self.best = state.get("best")
+        self.history = list(state.get("history", []))
+        self.last_checkpoint = folder
+        self.log.say(f"resumed from {folder} at iteration {self.iteration}")
+
+    def _loader(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        cfg, ctx = self.cfg, self.ctx
+        own = getattr(self.train_set, "transforms", None)
+        transform = None if own is not None else training_transforms(
+            cfg.crop_size, cfg.scale, cfg.ratio_range, cfg.cat_max_ratio, cfg.flip_prob, cfg.photometric,
+            self.ignore_index,
+        )  # fmt: skip
+        consumed = self.iteration * cfg.accum_steps * cfg.batch_size
+        sampler = TrainSampler(len(self.train_set), cfg.seed, ctx.rank, ctx.world_size, start=consumed)
+        loader = DataLoader(
+            AugmentedDataset(self.train_set, transform),
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            collate_fn=PadCollate(cfg.crop_size, self.ignore_index),
+            num_workers=cfg.num_workers,
+            pin_memory=ctx.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=cfg.num_workers > 0,
+            generator=torch.Generator().manual_seed(cfg.seed),  # workers' seeds; keeps the global RNG untouched
+        )
+        return iter(loader)
+
+    # ----- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> FitResult:
+        cfg, ctx = self.cfg, self.ctx
+        if ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            record = {"train": cfg.to_dict(), "world_size": ctx.world_size, "model": self.model.config.to_dict()}
+            atomic_write_text(self.out / TRAIN_CONFIG_FILE, json.dumps(record, indent=2) + "\n")
+        net: nn.Module = self.model
+        if ctx.distributed:
+            net = DistributedDataParallel(
+                self.model,
+                device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=getattr(self.model, "aux_head", None) is not None and not self.use_aux,
+            )
+        mean, std = self.model.pretrained_cfg.mean, self.model.pretrained_cfg.std
+        amp = torch.autocast(ctx.device.type, dtype=_AMP_DTYPES[cfg.amp]) if cfg.amp else contextlib.nullcontext()
+        batches = self._loader()
+        bar = tqdm(total=cfg.iters, initial=self.iteration, desc="train", disable=not self.progress, dynamic_ncols=True)
+        running, count, tick = torch.zeros((), device=ctx.device), 0, time.perf_counter()
+        net.train()
+        while self.iteration < cfg.iters:
+            self.optimizer.zero_grad(set_to_none=True)
+            for micro in range(cfg.accum_steps):
+                images, masks, sizes = next(batches)
+                x = normalize_batch(images.to(ctx.device, non_blocking=True), sizes, mean, std)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = masks.to(ctx.device, non_blocking=True)
+                last = micro == cfg.accum_steps - 1
+                sync = net.no_sync() if ctx.distributed and not last else contextlib.nullcontext()
+                with sync:
+                    with amp:
+                        logits, aux = net(x, return_aux=True)
+                    loss = self.loss(logits, y)
+                    if self.use_aux and aux is not None:
+                        loss = loss + cfg.aux_weight * self.aux_loss(aux, y)
+                    self.scaler.scale(loss / cfg.accum_steps).backward()
+                running += loss.detach() / cfg.accum_steps
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.model.pretrained_cfg.metrics:  # the weights changed: the last validation no longer describes them
+                self.model.pretrained_cfg = self.model.pretrained_cfg.replace(metrics={})
+            self.iteration += 1
+            count += 1
+            bar.update(1)
+            if self.iteration % cfg.log_interval == 0 or self.iteration == cfg.iters:
+                tick = self._log_train(running, count, tick, bar)
+                running.zero_()
+                count = 0
+            if self.val_set is not None and (
+                self.iteration % cfg.resolved_val_interval == 0 or self.iteration == cfg.iters
+            ):
+                self._validate()
+            if self.iteration % cfg.resolved_checkpoint_interval == 0 or self.iteration == cfg.iters:
+                self._checkpoint()
+        bar.close()
+        del batches  # stops the loader's worker processes
+        return self._finish()
+
+    def _log_train(self, running: torch.Tensor, count: int, tick: float, bar: tqdm) -> float:
+        cfg, ctx = self.cfg, self.ctx
+        loss = float(running) / max(count, 1)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss is {loss} at iteration {self.iteration}: training diverged. Lower lr (now {cfg.lr}), or "
+                "use amp='bf16' instead of 'fp16'"
+            )
+        now = time.perf_counter()
+        seconds = (now - tick) / max(count, 1)
+        images = cfg.batch_size * cfg.accum_steps * ctx.world_size
+        lr = self.optimizer.param_groups[-1]["lr"]
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", img_s=f"{images / seconds:.1f}")
+        entry = {
+            "iter": self.iteration,
+            "loss": loss,
+            "lr": lr,
+            "sec_per_iter": seconds,
+            "img_per_sec": images / seconds,
+        }
+        if ctx.device.type == "cuda":
+            entry["max_memory_mb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
+        self.log.record(entry)
+        return now
+
+    def _validate(self) -> None:
+        """Evaluate on the validation set; the model's pretrained_cfg records the metrics until the next step."""
+        model = self.model
+        distributed.broadcast_buffers(model)  # every rank evaluates the same model
+        metrics = evaluate(model, self.val_set, progress=self.progress)
+        summary = {k: round(metrics[k], 2) for k in ("aAcc", "mIoU", "mAcc")}
+        model.pretrained_cfg = model.pretrained_cfg.replace(metrics=summary)
+        self.history.append({"iter": self.iteration, **{k: metrics[k] for k in ("aAcc", "mIoU", "mAcc")}})
+        self.log.record({"iter": self.iteration, "val": metrics})
+        self.log.say(f"validation at iteration {self.iteration}:\n{format_table(metrics)}")
+        if not math.isnan(metrics["mIoU"]) and (self.best is None or metrics["mIoU"] > self.best["mIoU"]):
+            self.best = {"iteration": self.iteration, **{k: metrics[k] for k in ("aAcc", "mIoU", "mAcc")}}
+            if self.ctx.is_main:
+                write_best(self.out, model, {"iteration": self.iteration, **metrics})
+            distributed.barrier()
+
+    def _checkpoint(self) -> None:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.ctx.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.ctx.device)
+        rngs = distributed.all_gather_object(rng)
+        if self.ctx.is_main:
+            state = {
+                "iteration": self.iteration,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "rng": rngs,
+                "best": self.best,
+                "history": self.history,
+                "config": self.cfg.to_dict(),
+                "world_size": self.ctx.world_size,
+            }
+            self.last_checkpoint = write_checkpoint(
+                self.out, self.iteration, self.model, state, self.cfg.keep_checkpoints
+            )
+            self.log.record({"iter": self.iteration, "checkpoint": str(self.last_checkpoint)})
+        distributed.barrier()
+
+    def _finish(self) -> FitResult:
+        distributed.broadcast_buffers(self.model)
+        if self.sync_bn:
+            distributed.revert_sync_batchnorm(self.model)
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(self.requires_grad.get(name, True))
+        self.model.eval()
+        best_path = self.out / "best" if self.best is not None else None
+        if self.best is not None and self.progress:
+            self.log.say(f"best mIoU {self.best['mIoU']:.2f} at iteration {self.best['iteration']} -> {best_path}")
+        return FitResult(
+            out=self.out,
+            iterations=self.iteration,
+            best_metrics=self.best,
+            best_iteration=self.best["iteration"] if self.best else None,
+            best_path=best_path,
+            last_checkpoint=self.last_checkpoint,
+            history=self.history,
+        )
+
+
+def fit(
+    model: nn.Module,
+    train: Any,
+    val: Any = None,
+    *,
+    out: str | Path = "runs/train",
+    config: TrainConfig | None = None,
+    resume: bool | str | Path = False,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> FitResult:
+    """Fine-tune `model` on `train` (in place), validating on `val`; see the module docstring for the recipe.
+
+    Args:
+        model: a deeplabv3p model whose ``num_classes`` matches the training set.
+        train: a `SegmentationDataset`, or any dataset of ``(uint8 image, integer mask)`` pairs. Its samples are
+            augmented with mmseg's pipeline unless it has its own ``transforms``.
+        val: evaluation dataset (through ``model.predict``), or None for no validation.
+        out: run folder: ``log.jsonl``, ``train_config.json``, ``checkpoints/`` and ``best/``.
+        config: a `TrainConfig`; keyword `overrides` (any TrainConfig field, e.g. ``iters=2000``) apply on top.
+        resume: True continues from the newest checkpoint in `out` (starting fresh if there is none), a path
+            continues from that checkpoint folder; the schedule, optimizer, RNG and sample order carry on exactly.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default CUDA when available (this process's GPU under torchrun).
+        progress: show a progress bar and validation tables (rank 0 only).
+
+    Returns a `FitResult`. Afterwards the model holds the last iteration's weights, in eval mode, with
+    ``pretrained_cfg`` describing the training set; ``OUT/best`` holds the best validated one.
+    """
+    if not hasattr(model, "config") or not hasattr(model, "pretrained_cfg"):
+        raise TypeError(f"model must be a deeplabv3p model (from create_model), got {type(model).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    unknown = sorted(set(overrides) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise TypeError(
+            f"fit() got unknown argument(s) {unknown}; accepted: {sorted(TrainConfig.__dataclass_fields__)}"
+        )
+    cfg = (config or TrainConfig()).replace(**overrides)
+    if len(train) == 0:
+        raise ValueError("the training set is empty")
+    if val is not None and len(val) == 0:
+        raise ValueError("the validation set is empty; pass val=None to train without validation")
+    ctx = distributed.setup(device)
+    try:
+        run = _Run(model, train, val, cfg, Path(out), ctx, progress)
+        run.prepare()
+        if resume:
+            run.resume(resume)
+        elif ctx.is_main and find_checkpoint(Path(out)) is not None:
+            warnings.warn(
+                f"{str(out)!r} already holds checkpoints; this new run replaces them (pass resume=True to continue)",
+                stacklevel=2,
+            )
+        return run.run()
+    finally:
+        distributed.teardown(ctx)
