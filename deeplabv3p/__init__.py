@@ -5,18 +5,23 @@ The mmsegmentation DeepLabV3+ model zoo with exact parity, any timm encoder, fas
 
 from .config import ModelConfig, PretrainedCfg
 from .factory import create_model
+from .inference import predict, predict_iter
 from .model import DeepLabV3Plus
 from .registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
+from .result import SegmentationResult
 from .version import __version__
 
 __all__ = [
     "DeepLabV3Plus",
     "ModelConfig",
     "PretrainedCfg",
+    "SegmentationResult",
     "__version__",
     "create_model",
     "get_model_config",
     "get_pretrained_cfg",
     "list_models",
     "list_pretrained",
+    "predict",
+    "predict_iter",
 ]

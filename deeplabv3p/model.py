@@ -13,6 +13,8 @@ from torch import nn
 from .config import OUTPUT_STRIDES, ModelConfig, PretrainedCfg
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
+from .inference import predict as _predict
+from .result import SegmentationResult
 
 
 class DeepLabV3Plus(nn.Module):
@@ -103,6 +105,11 @@ class DeepLabV3Plus(nn.Module):
             aux = self.aux_head(features[-2])
             aux = F.interpolate(aux, size=size, mode="bilinear", align_corners=self.config.align_corners)
         return logits, aux
+
+    def predict(self, inputs: object, **kwargs: object) -> SegmentationResult | list[SegmentationResult]:
+        """Segment images (paths, a directory, PIL, numpy, tensors, or a list) with the weights' test-time
+        settings: labels at each image's original size. Arguments: `deeplabv3p.inference.predict`."""
+        return _predict(self, inputs, **kwargs)
 
     def set_output_stride(self, output_stride: int) -> None:
         """Switch the output stride (8, 16 or 32) in place, keeping the weights (train at 16, evaluate at 8).

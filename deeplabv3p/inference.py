@@ -1,0 +1,483 @@
+"""Test-time inference with mmseg's semantics: images -> resize -> normalize -> whole or slide -> TTA -> labels.
+
+The steps are plain functions so that each can be used and tested alone:
+
+- `resolve_settings`: the test-time settings of the model's weights (``model.pretrained_cfg``) with overrides;
+- `preprocess`: mmcv keep-ratio rescale (OpenCV-exact, see `resize.py`) and mean/std normalization;
+- `whole_inference` / `slide_inference`: network logits at the network-input size (slide: windows placed and
+  clipped as mmseg does, logits summed and divided by the per-pixel window count);
+- `segment_logits` (single scale) / `segment_probs` (mmseg 0.x ``--aug-test``: softmax probabilities at the
+  original size averaged over scales and flips): scores at the image's original size;
+- `predict` / `predict_iter`: any input form -> `SegmentationResult` objects.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import TEST_MODES, PretrainedCfg
+from .images import ImageItem, expand_inputs
+from .resize import resize_image, scaled_test_size
+from .result import SegmentationResult, default_class_names, default_palette
+
+if TYPE_CHECKING:
+    from .model import DeepLabV3Plus
+
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """How images are tested: mmseg's ``test_cfg`` and test pipeline for one set of weights.
+
+    ``test_scale`` is the mmcv rescale target ``(a, b)`` or None for no resize; ``crop_size`` and ``stride`` are the
+    slide window ``(h, w)``; ``tta_ratios`` multiply ``test_scale`` (mmseg 0.x), or the image size without one.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    test_scale: tuple[int, int] | None
+    keep_ratio: bool
+    mode: str
+    crop_size: tuple[int, int] | None
+    stride: tuple[int, int] | None
+    tta: bool
+    tta_ratios: tuple[float, ...]
+    tta_flip: bool
+    align_corners: bool
+
+
+def _pair(name: str, value: Any) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else value
+    if (
+        not isinstance(pair, tuple | list)
+        or len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)
+    ):
+        raise ValueError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
+    cfg = getattr(model, "pretrained_cfg", None)
+    return cfg if cfg is not None else PretrainedCfg(num_classes=model.config.num_classes)
+
+
+def resolve_settings(
+    model: DeepLabV3Plus,
+    *,
+    mode: str | None = None,
+    tta: bool = False,
+    resize: bool = True,
+    test_scale: tuple[int, int] | None = None,
+    crop_size: int | tuple[int, int] | None = None,
+    stride: int | tuple[int, int] | None = None,
+    tta_ratios: Sequence[float] | None = None,
+    tta_flip: bool | None = None,
+) -> TestSettings:
+    """The model's test-time settings (from ``model.pretrained_cfg``), with the given overrides validated.
+
+    A slide window not set by the weights defaults to the weights' training crop, with a stride of two thirds
+    of it rounded up (mmseg's own 769 -> 513 and 480 -> 320).
+    """
+    cfg = _weights_cfg(model)
+    mode = cfg.test_mode if mode is None else mode
+    if mode not in TEST_MODES:
+        raise ValueError(f"mode must be one of {list(TEST_MODES)}, got {mode!r}")
+    if not isinstance(tta, bool):
+        raise TypeError(f"tta must be a bool, got {tta!r}")
+    if not isinstance(resize, bool):
+        raise TypeError(f"resize must be a bool, got {resize!r}")
+    if test_scale is not None:
+        if not resize:
+            raise ValueError("test_scale given with resize=False: pass one or the other")
+        scale: tuple[int, int] | None = _pair("test_scale", test_scale)
+    else:
+        scale = cfg.test_scale if resize else None
+
+    window = crop = None
+    if mode == "slide":
+        crop = crop_size if crop_size is not None else (cfg.slide_crop or cfg.crop_size)
+        if crop is None:
+            raise ValueError(
+                "mode='slide' needs a window: these weights define none, pass crop_size=(h, w) (and stride=(h, w))"
+            )
+        crop = _pair("crop_size", crop)
+        if stride is None:
+            weights_window = cfg.slide_stride if cfg.slide_crop is not None and crop_size is None else None
+            stride = weights_window or (math.ceil(crop[0] * 2 / 3), math.ceil(crop[1] * 2 / 3))
+        window = _pair("stride", stride)
+    elif crop_size is not None or stride is not None:
+        raise ValueError(f"crop_size and stride apply to mode='slide', but mode is {mode!r}")
+
+    if not tta and (tta_ratios is not None or tta_flip is not None):
+        raise ValueError("tta_ratios and tta_flip apply when tta=True")
+    ratios = tuple(cfg.tta_ratios if tta_ratios is None else tta_ratios)
+    if not ratios or any(isinstance(r, bool) or not isinstance(r, int | float) or not r > 0 for r in ratios):
+        raise ValueError(f"tta_ratios must be a non-empty sequence of positive numbers, got {tta_ratios!r}")
+    flip = cfg.tta_flip if tta_flip is None else tta_flip
+    if not isinstance(flip, bool):
+        raise TypeError(f"tta_flip must be a bool, got {flip!r}")
+    if len(cfg.mean) != model.config.in_chans or len(cfg.std) != model.config.in_chans:
+        raise ValueError(
+            f"predict reads RGB images, but the model takes in_chans={model.config.in_chans} channels; "
+            "call model(x) with your own normalized input instead"
+        )
+    return TestSettings(
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        test_scale=scale,
+        keep_ratio=cfg.keep_ratio,
+        mode=mode,
+        crop_size=crop,
+        stride=window,
+        tta=tta,
+        tta_ratios=tuple(float(r) for r in ratios),
+        tta_flip=flip,
+        align_corners=model.config.align_corners,
+    )
+
+
+def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(C, H, W)`` image on the 0..255 scale -> ``(1, C, H, W)`` float32 ``(x - mean) / std``."""
+    x = image.to(torch.float32)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    return ((x - mean_t) / std_t)[None]
+
+
+def preprocess(image: torch.Tensor, settings: TestSettings, ratio: float = 1.0) -> torch.Tensor:
+    """The network input for ``image`` ``(3, H, W)``: rescaled to the test scale (times ``ratio``), normalized."""
+    height, width = image.shape[-2:]
+    size = scaled_test_size(height, width, settings.test_scale, settings.keep_ratio, ratio)
+    return normalize(resize_image(image, size), settings.mean, settings.std)
+
+
+def _forward(model: DeepLabV3Plus, x: torch.Tensor, dtype: torch.dtype | None, channels_last: bool) -> torch.Tensor:
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if dtype is None or dtype == torch.float32:
+        return model(x)
+    with torch.autocast(device_type=x.device.type, dtype=dtype):
+        return model(x).float()
+
+
+def whole_inference(
+    model: DeepLabV3Plus, x: torch.Tensor, dtype: torch.dtype | None = None, channels_last: bool = False
+) -> torch.Tensor:
+    """Logits ``(N, K, h, w)`` of a normalized batch in one pass (mmseg ``whole`` mode)."""
+    return _forward(model, x, dtype, channels_last)
+
+
+def slide_windows(
+    height: int, width: int, crop_size: tuple[int, int], stride: tuple[int, int]
+) -> list[tuple[int, int, int, int]]:
+    """mmseg's slide windows ``(y1, y2, x1, x2)``, row by row.
+
+    ``max(H - crop + stride - 1, 0) // stride + 1`` windows per axis; a window running past the border is moved
+    back inside, so every window is a full crop (or the whole side, when the image is smaller than the crop).
+    """
+    (crop_h, crop_w), (stride_h, stride_w) = crop_size, stride
+    rows = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
+    cols = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
+    windows = []
+    for r in range(rows):
+        for c in range(cols):
+            y2 = min(r * stride_h + crop_h, height)
+            x2 = min(c * stride_w + crop_w, width)
+            windows.append((max(y2 - crop_h, 0), y2, max(x2 - crop_w, 0), x2))
+    return windows
+
+
+def slide_inference(
+    model: DeepLabV3Plus,
+    x: torch.Tensor,
+    crop_size: int | tuple[int, int],
+    stride: int | tuple[int, int],
+    window_batch_size: int = 4,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Logits ``(N, K, h, w)`` of a normalized batch stitched from sliding windows (mmseg ``slide`` mode).
+
+    Each window's logits (at the window size) are summed into a canvas, which is divided by how many windows
+    cover each pixel. At most ``window_batch_size`` windows go through the network at once (at least one per
+    image), which bounds memory for any image size.
+    """
+    crop, step = _pair("crop_size", crop_size), _pair("stride", stride)
+    if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
+        raise ValueError(f"window_batch_size must be an int >= 1, got {window_batch_size!r}")
+    n, _, height, width = x.shape
+    windows = slide_windows(height, width, crop, step)
+    canvas: torch.Tensor | None = None
+    count = torch.zeros((1, 1, height, width), dtype=torch.float32, device=x.device)
+    per_forward = max(1, window_batch_size // n)
+    for start in range(0, len(windows), per_forward):
+        chunk = windows[start : start + per_forward]
+        crops = torch.cat([x[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
+        logits = _forward(model, crops, dtype, channels_last)
+        if canvas is None:
+            canvas = logits.new_zeros((n, logits.shape[1], height, width))
+        for i, (y1, y2, x1, x2) in enumerate(chunk):
+            canvas[:, :, y1:y2, x1:x2] += logits[i * n : (i + 1) * n]
+            count[:, :, y1:y2, x1:x2] += 1
+    assert canvas is not None
+    return canvas / count
+
+
+def infer_logits(
+    model: DeepLabV3Plus,
+    x: torch.Tensor,
+    settings: TestSettings,
+    window_batch_size: int = 4,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Logits at the network-input size, in the settings' mode."""
+    if settings.mode == "slide":
+        assert settings.crop_size is not None and settings.stride is not None
+        return slide_inference(model, x, settings.crop_size, settings.stride, window_batch_size, dtype, channels_last)
+    return whole_inference(model, x, dtype, channels_last)
+
+
+def _to_size(scores: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def segment_logits(
+    model: DeepLabV3Plus,
+    image: torch.Tensor,
+    settings: TestSettings,
+    window_batch_size: int = 4,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Single-scale logits ``(1, K, H, W)`` of one image ``(3, H, W)`` at its original size (mmseg simple_test)."""
+    x = preprocess(image, settings)
+    logits = infer_logits(model, x, settings, window_batch_size, dtype, channels_last)
+    return _to_size(logits, tuple(image.shape[-2:]), settings.align_corners)
+
+
+def segment_probs(
+    model: DeepLabV3Plus,
+    image: torch.Tensor,
+    settings: TestSettings,
+    window_batch_size: int = 4,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Class probabilities ``(1, K, H, W)`` of one image ``(3, H, W)`` at its original size.
+
+    With ``settings.tta`` this is mmseg 0.x ``--aug-test``: for each ratio the image is rescaled to the ratio
+    times the test scale, inferred as is and (with ``tta_flip``) mirrored; each view's logits are resized to
+    the original size, softmaxed, mirrored back and averaged. Without it, the softmax of `segment_logits`.
+    """
+    if not settings.tta:
+        return segment_logits(model, image, settings, window_batch_size, dtype, channels_last).softmax(dim=1)
+    size = tuple(image.shape[-2:])
+    flips = (False, True) if settings.tta_flip else (False,)
+    total: torch.Tensor | None = None
+    for ratio in settings.tta_ratios:
+        x = preprocess(image, settings, ratio)
+        for flip in flips:
+            view = x.flip(-1) if flip else x
+            logits = infer_logits(model, view, settings, window_batch_size, dtype, channels_last)
+            probs = _to_size(logits, size, settings.align_corners).softmax(dim=1)
+            if flip:
+                probs = probs.flip(-1)
+            total = probs if total is None else total.add_(probs)
+    assert total is not None
+    return total / (len(settings.tta_ratios) * len(flips))
+
+
+def _check_dtype(dtype: torch.dtype | None, device: torch.device) -> torch.dtype | None:
+    if dtype is None or dtype == torch.float32:
+        return None
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {[str(d) for d in DTYPES]} or None, got {dtype!r}")
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ValueError("dtype=torch.float16 needs a GPU; use torch.bfloat16 for reduced precision on the CPU")
+    return dtype
+
+
+def _read_ahead(items: list[ImageItem]) -> Iterator[tuple[ImageItem, torch.Tensor]]:
+    """Read the images in order, the next one in a background thread while the current one is segmented."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(items[0].read)
+        for i, item in enumerate(items):
+            image = pending.result()
+            if i + 1 < len(items):
+                pending = pool.submit(items[i + 1].read)
+            yield item, image
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Everything a predict call fixed before the first image."""
+
+    settings: TestSettings
+    classes: tuple[str, ...]
+    palette: np.ndarray
+    return_probs: bool
+    window_batch_size: int
+    dtype: torch.dtype | None
+    channels_last: bool
+
+
+def _segment_item(model: DeepLabV3Plus, item: ImageItem, image: torch.Tensor, run: _Run) -> SegmentationResult:
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            image = image.to(device, non_blocking=True)
+            args = (model, image, run.settings, run.window_batch_size, run.dtype, run.channels_last)
+            segment = segment_probs if run.settings.tta or run.return_probs else segment_logits
+            try:
+                scores = segment(*args)
+            except ValueError as e:
+                raise ValueError(f"{item.name} ({image.shape[1]}x{image.shape[2]}): {e}") from e
+            labels = scores[0].argmax(dim=0).cpu().numpy()
+            probs = scores[0].float().cpu().numpy() if run.return_probs else None
+    finally:
+        model.train(was_training)
+    return SegmentationResult(
+        labels=labels, classes=run.classes, palette=run.palette, probs=probs, source=item.source, name=item.name
+    )
+
+
+def _start(
+    model: DeepLabV3Plus,
+    inputs: Any,
+    *,
+    mode: str | None = None,
+    tta: bool = False,
+    resize: bool = True,
+    test_scale: tuple[int, int] | None = None,
+    crop_size: int | tuple[int, int] | None = None,
+    stride: int | tuple[int, int] | None = None,
+    tta_ratios: Sequence[float] | None = None,
+    tta_flip: bool | None = None,
+    return_probs: bool = False,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    window_batch_size: int = 4,
+) -> tuple[list[ImageItem], bool, _Run]:
+    """Check the inputs and arguments of a predict call before any image is read."""
+    items, batched = expand_inputs(inputs)
+    settings = resolve_settings(
+        model,
+        mode=mode,
+        tta=tta,
+        resize=resize,
+        test_scale=test_scale,
+        crop_size=crop_size,
+        stride=stride,
+        tta_ratios=tta_ratios,
+        tta_flip=tta_flip,
+    )
+    if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
+        raise ValueError(f"window_batch_size must be an int >= 1, got {window_batch_size!r}")
+    run_dtype = _check_dtype(dtype, next(model.parameters()).device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    cfg = _weights_cfg(model)
+    num_classes = model.config.num_classes
+    classes = tuple(cfg.classes) if len(cfg.classes) == num_classes else default_class_names(num_classes)
+    palette = np.asarray(cfg.palette, dtype=np.uint8) if len(cfg.palette) == num_classes else None
+    run = _Run(
+        settings=settings,
+        classes=classes,
+        palette=default_palette(num_classes) if palette is None else palette,
+        return_probs=bool(return_probs),
+        window_batch_size=window_batch_size,
+        dtype=run_dtype,
+        channels_last=bool(channels_last),
+    )
+    return items, batched, run
+
+
+def _results(model: DeepLabV3Plus, items: list[ImageItem], run: _Run) -> Iterator[SegmentationResult]:
+    for item, image in _read_ahead(items):
+        yield _segment_item(model, item, image, run)
+
+
+def predict(
+    model: DeepLabV3Plus,
+    inputs: Any,
+    *,
+    mode: str | None = None,
+    tta: bool = False,
+    resize: bool = True,
+    test_scale: tuple[int, int] | None = None,
+    crop_size: int | tuple[int, int] | None = None,
+    stride: int | tuple[int, int] | None = None,
+    tta_ratios: Sequence[float] | None = None,
+    tta_flip: bool | None = None,
+    return_probs: bool = False,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    window_batch_size: int = 4,
+) -> SegmentationResult | list[SegmentationResult]:
+    """Segment images with the test-time semantics of the model's weights.
+
+    Args:
+        model: a `DeepLabV3Plus`; it runs on its own device under ``torch.inference_mode`` and is left in the
+            training mode it had.
+        inputs: a file path, a directory, a PIL image, a numpy array ``(H, W, 3)`` (RGB uint8), a tensor
+            ``(3, H, W)`` or ``(N, 3, H, W)``, or a list of these; sizes may differ. See `deeplabv3p.images`
+            for the rules on grayscale, alpha, 16-bit and float images.
+        mode: ``"whole"`` or ``"slide"``; default: the weights' test mode.
+        tta: multi-scale (and flip) test-time augmentation as mmseg 0.x ``--aug-test`` produced the published
+            ms+flip numbers; ratios and flip come from the weights unless ``tta_ratios`` / ``tta_flip`` are given.
+        resize: False feeds images at their own size instead of rescaling them to the weights' test scale.
+        test_scale: a different mmcv rescale target ``(a, b)``: long side at most ``max``, short side at most ``min``.
+        crop_size, stride: the slide window ``(h, w)`` (an int for square); default: the weights' window.
+        return_probs: also return class probabilities (``result.probs``, ``(K, H, W)`` float32).
+        dtype: ``torch.bfloat16`` (CPU or GPU) or ``torch.float16`` (GPU) to run the network under autocast.
+        channels_last: run in channels-last memory format; converts the model's parameters in place (only
+            their memory layout changes, and it stays so).
+        window_batch_size: how many slide windows go through the network at once.
+
+    Returns:
+        A `SegmentationResult` for a single image; a list of them for a list, a directory or a 4-D batch.
+        For large directories use `predict_iter`, which streams.
+    """
+    items, batched, run = _start(
+        model,
+        inputs,
+        mode=mode,
+        tta=tta,
+        resize=resize,
+        test_scale=test_scale,
+        crop_size=crop_size,
+        stride=stride,
+        tta_ratios=tta_ratios,
+        tta_flip=tta_flip,
+        return_probs=return_probs,
+        dtype=dtype,
+        channels_last=channels_last,
+        window_batch_size=window_batch_size,
+    )
+    results = list(_results(model, items, run))
+    return results if batched else results[0]
+
+
+def predict_iter(model: DeepLabV3Plus, inputs: Any, **kwargs: Any) -> Iterator[SegmentationResult]:
+    """`predict` one result at a time, with the same arguments: images are read one by one (the next one in a
+    background thread), so a directory of any size streams through in constant memory.
+
+    Inputs and arguments are checked when this is called, before the first image is read.
+    """
+    items, _, run = _start(model, inputs, **kwargs)
+    return _results(model, items, run)
