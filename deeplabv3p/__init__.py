@@ -8,11 +8,13 @@ from .factory import create_model
 from .model import DeepLabV3Plus
 from .registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
 from .version import __version__
+from .weights import WeightsUnavailableError
 
 __all__ = [
     "DeepLabV3Plus",
     "ModelConfig",
     "PretrainedCfg",
+    "WeightsUnavailableError",
     "__version__",
     "create_model",
     "get_model_config",
