@@ -4,6 +4,10 @@ Hub endpoint, push_to_hub, the model card, and `deeplabv3p convert`."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,6 +131,30 @@ def test_hf_hub_id_loads_from_filled_cache_offline(golden, tmp_path, monkeypatch
         _assert_same(golden, loaded)
     with pytest.raises(HubFileError, match=r"no revision|offline mode is on"):
         deeplabv3p.create_model("hf-hub:someone/their-finetuned-model@v2")
+
+
+def test_hf_env_variables_are_honoured_in_a_fresh_process(golden, tmp_path):
+    """HF_HOME and HF_HUB_OFFLINE set in the environment (read by huggingface_hub at import) take effect."""
+    saved = golden.save_pretrained(tmp_path / "saved")
+    files = {name: saved / name for name in ("config.json", "model.safetensors")}
+    fill_hf_cache(tmp_path / "home" / "hub", "someone/model", files)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "DEEPLABV3P_"))}
+    env.update(HF_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(deeplabv3p.__file__).parents[1]))
+    code = (
+        "import deeplabv3p\n"
+        "m = deeplabv3p.create_model('hf-hub:someone/model')\n"
+        "print(m.pretrained_cfg.name, float(m.state_dict()['classifier.conv.weight'].double().sum()))\n"
+        "try:\n"
+        "    deeplabv3p.create_model('hf-hub:someone/other')\n"
+        "except OSError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    expected = float(golden.state_dict()["classifier.conv.weight"].double().sum())
+    assert first.split() == [GOLDEN_NAME, repr(expected)]
+    assert "offline mode is on (HF_HUB_OFFLINE=1)" in second and str(tmp_path / "home" / "hub") in second
 
 
 def test_hf_hub_offline_miss_says_so(monkeypatch):
