@@ -71,6 +71,8 @@ class _JsonRecord:
         for key, value in data.items():
             if _is_tuple_type(hints[key]):
                 value = _tupled(value)
+            elif isinstance(value, dict):  # e.g. encoder_kwargs={"channels": [8, 16]} from JSON -> (8, 16)
+                value = {k: _tupled(v) for k, v in value.items()}
             kwargs[key] = value
         return cls(**kwargs)
 
@@ -214,3 +216,23 @@ class PretrainedCfg(_JsonRecord):
     def name(self) -> str:
         """``architecture.tag``, the name `create_model` accepts."""
         return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    def for_new_classes(self, num_classes: int, architecture: str | None = None) -> PretrainedCfg:
+        """Metadata of a model started from these weights with another class count (fine-tuning).
+
+        Keeps what still holds (input normalization, licence, align_corners) and a note naming these weights;
+        classes, palette, metrics, test-time settings and download sources describe the old weights and go.
+        """
+        origin = self.name if self.tag else (self.hf_hub_id or self.architecture or "other weights")
+        return PretrainedCfg(
+            architecture=architecture or self.architecture,
+            num_classes=num_classes,
+            mean=self.mean,
+            std=self.std,
+            align_corners=self.align_corners,
+            license=self.license,
+            notes=(
+                f"initialised from {origin} ({self.num_classes} classes); classifier re-initialised for "
+                f"{num_classes} classes",
+            ),
+        )
