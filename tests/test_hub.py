@@ -107,6 +107,15 @@ def test_folder_fine_tuning_and_untrained_build(golden, tmp_path):
     )
 
 
+def test_reset_classifier_then_save_describes_the_new_head(golden, tmp_path):
+    golden.reset_classifier(4)
+    loaded = deeplabv3p.create_model(str(golden.save_pretrained(tmp_path)))
+    cfg = loaded.pretrained_cfg
+    assert loaded.num_classes == 4 and cfg.num_classes == 4 and cfg.classes == () and cfg.metrics == {}
+    assert GOLDEN_NAME in cfg.notes[0]
+    _assert_same(golden, loaded)
+
+
 def test_registry_names_win_over_a_folder_of_the_same_name(golden, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     golden.save_pretrained(GOLDEN_ARCH)
