@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import constants
+from parity import rel_err
 from zoo_helpers import (
     GOLDEN_ARCH,
     GOLDEN_CONFIG,
@@ -23,7 +24,6 @@ from zoo_helpers import (
     golden_arrays,
     read_json,
     register_golden,
-    rel_err,
 )
 
 import deeplabv3p

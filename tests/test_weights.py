@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import constants
+from parity import rel_err
 from zoo_helpers import (
     GOLDEN_NAME,
     GOLDEN_PTH,
@@ -15,7 +16,6 @@ from zoo_helpers import (
     files_under,
     golden_arrays,
     register_golden,
-    rel_err,
 )
 
 import deeplabv3p
