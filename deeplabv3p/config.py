@@ -220,19 +220,19 @@ class PretrainedCfg(_JsonRecord):
     def for_new_classes(self, num_classes: int, architecture: str | None = None) -> PretrainedCfg:
         """Metadata of a model started from these weights with another class count (fine-tuning).
 
-        Keeps what still holds (input normalization, licence, align_corners) and a note naming these weights;
-        classes, palette, metrics, test-time settings and download sources describe the old weights and go.
+        Keeps what still holds for the new model: input normalization, crop and test-time settings, ignore index,
+        align_corners and licence, plus a note naming these weights. Tag, dataset, classes, palette, label
+        reduction, metrics and download sources describe the old weights and are dropped.
         """
         origin = self.name if self.tag else (self.hf_hub_id or self.architecture or "other weights")
+        kept = ("mean", "std", "ignore_index", "crop_size", "test_scale", "keep_ratio", "test_mode", "slide_crop")
+        kept += ("slide_stride", "tta_ratios", "tta_flip", "align_corners", "license")
         return PretrainedCfg(
             architecture=architecture or self.architecture,
             num_classes=num_classes,
-            mean=self.mean,
-            std=self.std,
-            align_corners=self.align_corners,
-            license=self.license,
             notes=(
                 f"initialised from {origin} ({self.num_classes} classes); classifier re-initialised for "
                 f"{num_classes} classes",
             ),
+            **{name: getattr(self, name) for name in kept},
         )

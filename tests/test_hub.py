@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import constants
+from parity import rel_err
 from zoo_helpers import (
     GOLDEN_ARCH,
     GOLDEN_CONFIG,
@@ -23,7 +24,6 @@ from zoo_helpers import (
     golden_arrays,
     read_json,
     register_golden,
-    rel_err,
 )
 
 import deeplabv3p
@@ -105,6 +105,15 @@ def test_folder_fine_tuning_and_untrained_build(golden, tmp_path):
     assert not torch.equal(
         untrained.state_dict()["classifier.conv.weight"], golden.state_dict()["classifier.conv.weight"]
     )
+
+
+def test_reset_classifier_then_save_describes_the_new_head(golden, tmp_path):
+    golden.reset_classifier(4)
+    loaded = deeplabv3p.create_model(str(golden.save_pretrained(tmp_path)))
+    cfg = loaded.pretrained_cfg
+    assert loaded.num_classes == 4 and cfg.num_classes == 4 and cfg.classes == () and cfg.metrics == {}
+    assert GOLDEN_NAME in cfg.notes[0]
+    _assert_same(golden, loaded)
 
 
 def test_registry_names_win_over_a_folder_of_the_same_name(golden, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import constants
+from parity import rel_err
 from zoo_helpers import (
     GOLDEN_NAME,
     GOLDEN_PTH,
@@ -15,7 +16,6 @@ from zoo_helpers import (
     files_under,
     golden_arrays,
     register_golden,
-    rel_err,
 )
 
 import deeplabv3p
@@ -146,7 +146,8 @@ def test_fine_tuning_load_reinitialises_only_the_classifiers(monkeypatch):
         if key not in heads:
             assert torch.equal(state[key], value), key
     cfg = model.pretrained_cfg
-    assert cfg.num_classes == 3 and cfg.classes == () and cfg.metrics == {} and cfg.url is None
+    assert cfg.num_classes == 3 and cfg.classes == () and cfg.metrics == {} and cfg.url is None and cfg.tag == ""
+    assert cfg.test_scale == (2048, 1024) and cfg.crop_size == (512, 1024)
     assert cfg.mean == (123.675, 116.28, 103.53) and GOLDEN_NAME in cfg.notes[0]
 
 

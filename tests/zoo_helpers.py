@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from parity import PARITY, arrays
 
 from deeplabv3p import registry, zoo
 from deeplabv3p.config import ModelConfig, PretrainedCfg
 
-PARITY = Path(__file__).parent / "data" / "parity"
 GOLDEN_PTH = PARITY / "r50_v1c_d8.pth"  # mmseg container {'meta', 'state_dict'} of the narrow R-50-D8 golden
 
 # The golden's network (tests/data/parity/r50_v1c_d8.json) as an architecture of its own, so the full pipeline
@@ -42,13 +41,8 @@ TOL = 1e-5
 
 
 def golden_arrays() -> dict[str, torch.Tensor]:
-    with np.load(PARITY / "r50_v1c_d8.npz") as npz:
-        return {k: torch.from_numpy(npz[k]) for k in npz.files}
-
-
-def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    assert actual.shape == expected.shape
-    return ((actual - expected).abs().max() / expected.abs().max()).item()
+    """Input and mmseg's outputs of the r50_v1c_d8 golden."""
+    return arrays("r50_v1c_d8")
 
 
 def sha256(path: Path) -> str:
