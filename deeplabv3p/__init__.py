@@ -3,7 +3,9 @@
 The mmsegmentation DeepLabV3+ model zoo with exact parity, any timm encoder, fast inference and fine-tuning.
 """
 
+from . import train
 from .config import ModelConfig, PretrainedCfg
+from .data import SegmentationDataset
 from .factory import create_model
 from .inference import predict, predict_iter
 from .model import DeepLabV3Plus
@@ -16,6 +18,7 @@ __all__ = [
     "DeepLabV3Plus",
     "ModelConfig",
     "PretrainedCfg",
+    "SegmentationDataset",
     "SegmentationResult",
     "WeightsUnavailableError",
     "__version__",
@@ -26,4 +29,5 @@ __all__ = [
     "list_pretrained",
     "predict",
     "predict_iter",
+    "train",
 ]

@@ -2,11 +2,11 @@
 
 Layout of a run folder::
 
-    OUT/checkpoints/iter_000200/      a model folder (config.json + model.safetensors) + training_state.pt
+    OUT/checkpoints/iter_000200/      a model folder (``save_pretrained``) + training_state.pt
     OUT/checkpoints/latest            the name of the newest complete checkpoint
     OUT/best/                         the best model so far: a model folder + metrics.json
 
-A model folder is what `save_model` writes, so any checkpoint or ``best/`` loads with ``create_model(folder)``.
+Any checkpoint or ``best/`` therefore loads with ``create_model(folder)`` and can be pushed to the Hub as is.
 ``training_state.pt`` holds only tensors and plain containers (optimizer, scheduler, grad scaler, RNG states,
 iteration) and is read back with ``torch.load(weights_only=True)``.
 """
@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from .weights import read_state_dict
+from .weights import WEIGHTS_NAME, read_state_dict
 
 __all__ = [
     "atomic_write_text",
@@ -39,8 +38,6 @@ __all__ = [
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 BEST = "best"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 TRAINING_STATE = "training_state.pt"
 METRICS_FILE = "metrics.json"
 _PREFIX = "iter_"
@@ -61,11 +58,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_model(model: nn.Module, folder: Path) -> None:
-    """Write `model` as a model folder: ``model.safetensors`` and ``config.json`` (architecture + weights metadata)."""
-    state_dict = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state_dict, str(folder / WEIGHTS_FILE))
-    config = {"model": model.config.to_dict(), "pretrained_cfg": model.pretrained_cfg.to_dict()}
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    """Write `model` as a model folder (``save_pretrained``: config.json, model.safetensors, model card)."""
+    model.save_pretrained(folder)
 
 
 def _publish_folder(tmp: Path, final: Path) -> None:
@@ -152,7 +146,7 @@ def find_checkpoint(path: str | Path) -> Path | None:
 
 def read_training_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(model state dict, training state)`` of a checkpoint folder."""
-    state_dict = read_state_dict(folder / WEIGHTS_FILE)
+    state_dict = read_state_dict(folder / WEIGHTS_NAME)
     try:
         state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -167,10 +167,15 @@ class TrainConfig(_JsonRecord):
 
 @dataclass
 class FitResult:
-    """What `fit` produced: the best validation metrics, where the models are, and the validation history."""
+    """What `fit` produced: the final and best validation metrics, where the models are, the validation history.
+
+    ``metrics`` is the full result of the last validation (per-class values included), ``best_metrics`` the
+    summary (aAcc, mIoU, mAcc) of the best one, whose model is in ``best_path``.
+    """
 
     out: Path
     iterations: int
+    metrics: dict[str, Any] | None = None
     best_metrics: dict[str, Any] | None = None
     best_iteration: int | None = None
     best_path: Path | None = None
@@ -246,6 +251,11 @@ def evaluate(
     return matrix.compute(_class_names(dataset, model, num_classes))
 
 
+def cfg_schedule(cfg: TrainConfig) -> tuple[int, float, float]:
+    """PolyLR's (total_iters, power, eta_min) for a recipe."""
+    return cfg.iters, cfg.power, cfg.min_lr
+
+
 class _Log:
     """Rank 0's record of the run: JSON lines in ``OUT/log.jsonl`` and, with progress on, lines above the bar."""
 
@@ -281,6 +291,7 @@ class _Run:
         self.best: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
         self.last_checkpoint: Path | None = None
+        self.last_metrics: dict[str, Any] | None = None
 
     # ----- set-up -----------------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -306,7 +317,7 @@ class _Run:
         if self.sync_bn:
             nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult)
-        self.scheduler = PolyLR(self.optimizer, cfg.iters, cfg.power, cfg.min_lr)
+        self.scheduler = PolyLR(self.optimizer, *cfg_schedule(cfg))
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         self.loss = SegmentationLoss(
             self.ignore_index, cfg.class_weight, cfg.avg_non_ignore, cfg.ohem_min_kept, cfg.ohem_thresh
@@ -324,14 +335,15 @@ class _Run:
         k = self.model.num_classes
         classes = tuple(getattr(data, "classes", ()) or ())
         palette = tuple(getattr(data, "palette", ()) or ())
-        notes = (f"fine-tuned from {base.name}",) if base.tag else ()
+        dataset = str(getattr(data, "name", "custom"))
+        origin = f" from {base.name}" if base.tag else ""
         return base.replace(
-            tag="", dataset=str(getattr(data, "name", "custom")), num_classes=k,
+            tag="", dataset=dataset, num_classes=k,
             classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
             reduce_zero_label=bool(getattr(data, "reduce_zero_label", False)), ignore_index=self.ignore_index,
             crop_size=cfg.crop_size, test_scale=cfg.scale, test_mode="whole", slide_crop=None, slide_stride=None,
             metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
-            notes=notes,
+            notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),
         )  # fmt: skip
 
     def resume(self, resume: bool | str | Path) -> None:
@@ -351,6 +363,8 @@ class _Run:
             )
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # the current recipe decides the schedule's shape; the checkpoint only its position
+        self.scheduler.total_iters, self.scheduler.power, self.scheduler.eta_min = cfg_schedule(self.cfg)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         saved = TrainConfig.from_dict(state["config"])
@@ -486,6 +500,7 @@ class _Run:
         model = self.model
         distributed.broadcast_buffers(model)  # every rank evaluates the same model
         metrics = evaluate(model, self.val_set, progress=self.progress)
+        self.last_metrics = metrics
         summary = {k: round(metrics[k], 2) for k in ("aAcc", "mIoU", "mAcc")}
         model.pretrained_cfg = model.pretrained_cfg.replace(metrics=summary)
         self.history.append({"iter": self.iteration, **{k: metrics[k] for k in ("aAcc", "mIoU", "mAcc")}})
@@ -533,6 +548,7 @@ class _Run:
         return FitResult(
             out=self.out,
             iterations=self.iteration,
+            metrics=self.last_metrics,
             best_metrics=self.best,
             best_iteration=self.best["iteration"] if self.best else None,
             best_path=best_path,

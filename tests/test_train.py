@@ -6,31 +6,20 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from train_helpers import TINY, one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
 
 import deeplabv3p
 from deeplabv3p import train as training
 from deeplabv3p.checkpoint import find_checkpoint, read_training_state
+from deeplabv3p.config import PretrainedCfg
 from deeplabv3p.data import SegmentationDataset
 from deeplabv3p.demo import make_synthetic_dataset
-
-TINY = {"iters": 4, "batch_size": 2, "crop_size": (48, 48), "num_workers": 0, "progress": False}
-
-
-def tiny_model(num_classes: int = 5, seed: int = 0, **overrides) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    kwargs = dict(
-        encoder="resnet18",
-        encoder_kwargs={"channels": (8, 16, 32, 64)},
-        decoder_channels=16,
-        low_level_channels=8,
-        aux_head=True,
-        aux_channels=8,
-        num_classes=num_classes,
-    )
-    return deeplabv3p.create_model("deeplabv3plus", **{**kwargs, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +76,10 @@ def test_checkpoints_are_complete_and_pruned(train_set: SegmentationDataset, tmp
     assert find_checkpoint(tmp_path) == root / "iter_000004"
     state_dict, state = read_training_state(root / "iter_000004")
     assert set(state) >= {"optimizer", "scheduler", "rng", "iteration", "config"}
-    rebuilt = tiny_model(seed=7)
-    rebuilt.load_state_dict(state_dict)
-    config = json.loads((root / "iter_000004" / "config.json").read_text())
-    assert config["model"]["encoder"] == "resnet18"
-    assert config["pretrained_cfg"]["classes"] == list(train_set.classes)
+    reloaded = deeplabv3p.create_model(str(root / "iter_000004"))  # every checkpoint is a model folder
+    assert reloaded.config.encoder == "resnet18" and reloaded.pretrained_cfg.classes == train_set.classes
+    for key, value in reloaded.state_dict().items():
+        assert torch.equal(value, state_dict[key])
     assert json.loads((tmp_path / "train_config.json").read_text())["train"]["iters"] == 4
 
 
@@ -129,6 +117,12 @@ def test_accumulation_amp_and_channels_last(train_set: SegmentationDataset, tmp_
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_fp16_keeps_its_gradient_scaler_in_checkpoints(train_set: SegmentationDataset, tmp_path: Path) -> None:
+    training.fit(tiny_model(), train_set, out=tmp_path, amp="fp16", **{**TINY, "iters": 2})
+    state = read_training_state(tmp_path / "checkpoints" / "iter_000002")[1]
+    assert state["scaler"]["scale"] > 0 and state["config"]["amp"] == "fp16"
+
+
 def test_freeze_encoder_trains_only_the_head(train_set: SegmentationDataset, tmp_path: Path) -> None:
     model = tiny_model()
     encoder = {k: v.clone() for k, v in model.encoder.named_parameters()}
@@ -161,3 +155,54 @@ def test_fit_argument_errors(train_set: SegmentationDataset, tmp_path: Path) -> 
         training.fit(torch.nn.Linear(2, 2), train_set, out=tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         training.fit(tiny_model(), train_set, out=tmp_path, resume=tmp_path / "nothing", **TINY)
+
+
+class _ScriptedModel(torch.nn.Module):
+    """Stands in for a model: `predict` returns prepared labels, chosen by the image's first pixel."""
+
+    def __init__(self, predictions: list[np.ndarray], num_classes: int = 3) -> None:
+        super().__init__()
+        self.predictions, self.num_classes, self.calls = predictions, num_classes, []
+        self.pretrained_cfg = PretrainedCfg(num_classes=num_classes)
+
+    def predict(self, image: np.ndarray, **kwargs) -> SimpleNamespace:
+        assert image.dtype == np.uint8 and image.ndim == 3  # evaluate feeds raw RGB images, at their own size
+        self.calls.append(kwargs)
+        return SimpleNamespace(labels=self.predictions[int(image[0, 0, 0])])
+
+
+def test_evaluate_compares_predictions_with_ground_truth(tmp_path: Path) -> None:
+    truths = [np.array([[0, 0, 1], [1, 255, 2]]), np.array([[2, 2, 2], [0, 0, 0]])]
+    preds = [np.array([[0, 1, 1], [1, 0, 2]]), np.array([[2, 2, 0], [0, 0, 0]])]
+    pairs = []
+    for i, truth in enumerate(truths):
+        image = np.full((2, 3, 3), i, np.uint8)
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        Image.fromarray(truth.astype(np.uint8)).save(tmp_path / f"{i}_mask.png")
+        pairs.append((tmp_path / f"{i}.png", tmp_path / f"{i}_mask.png"))
+    dataset = SegmentationDataset(pairs=pairs, classes=["a", "b", "c"])
+    model = _ScriptedModel(preds)
+    metrics = training.evaluate(model, dataset, mode="slide", tta=True, progress=False)
+    assert model.calls == [{"mode": "slide", "tta": True}] * 2
+    # labelled pixels, (truth, pred): a 5 px (4 right, 1 as b), b 2 px (both right), c 4 px (3 right, 1 as a);
+    # predicted a 5, b 3, c 3. IoU = right / (truth + predicted - right).
+    assert metrics["IoU"] == pytest.approx({"a": 400 / 6, "b": 200 / 3, "c": 300 / 4})
+    assert metrics["Acc"] == pytest.approx({"a": 80.0, "b": 100.0, "c": 75.0})
+    assert metrics["aAcc"] == pytest.approx(900 / 11)
+    assert metrics["mIoU"] == pytest.approx((400 / 6 + 200 / 3 + 75) / 3)
+
+
+def test_fit_validates_keeps_the_best_and_it_reloads(data_root: Path, tmp_path: Path) -> None:
+    train_set, val_set = SegmentationDataset(data_root, "train"), SegmentationDataset(data_root, "val")
+    model = tiny_model()
+    result = training.fit(model, train_set, val_set, out=tmp_path, val_interval=2, **TINY)
+    assert [h["iter"] for h in result.history] == [2, 4]
+    best = max(result.history, key=lambda h: h["mIoU"])
+    assert result.best_iteration == best["iter"] and result.best_path == tmp_path / "best"
+    saved = json.loads((tmp_path / "best" / "metrics.json").read_text())
+    assert saved["iteration"] == best["iter"] and saved["mIoU"] == pytest.approx(best["mIoU"])
+    reloaded = deeplabv3p.create_model(str(tmp_path / "best"))
+    assert reloaded.pretrained_cfg.metrics["mIoU"] == round(best["mIoU"], 2)
+    again = training.evaluate(reloaded, val_set, progress=False)
+    assert again["mIoU"] == pytest.approx(best["mIoU"])
+    assert model.pretrained_cfg.metrics["mIoU"] == round(result.history[-1]["mIoU"], 2)  # the final weights' own

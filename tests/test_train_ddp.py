@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import deeplabv3p
+from deeplabv3p import train as training
+from deeplabv3p.data import SegmentationDataset
 from deeplabv3p.loader import TrainSampler
 
 SCRIPT = textwrap.dedent(
@@ -20,19 +23,19 @@ SCRIPT = textwrap.dedent(
     import torch
     import torch.distributed as dist
     sys.path.insert(0, sys.argv[3])
-    from test_train import tiny_model
+    from train_helpers import tiny_model
     from deeplabv3p import train as training
     from deeplabv3p.data import SegmentationDataset
 
     out = sys.argv[2]
-    train_set = SegmentationDataset(sys.argv[1], "train")
+    train_set, val_set = SegmentationDataset(sys.argv[1], "train"), SegmentationDataset(sys.argv[1], "val")
     model = tiny_model()
-    result = training.fit(model, train_set, out=out, iters=3, batch_size=2, crop_size=(48, 48), num_workers=0,
-                          progress=False, log_interval=1, checkpoint_interval=3)
+    result = training.fit(model, train_set, val_set, out=out, iters=3, batch_size=2, crop_size=(48, 48),
+                          num_workers=0, progress=False, log_interval=1, val_interval=3)
     digest = hashlib.sha256(b"".join(v.float().numpy().tobytes() for v in model.state_dict().values())).hexdigest()
     rank = int(__import__("os").environ["RANK"])
     with open(f"{out}/rank{rank}.json", "w") as f:
-        json.dump({"digest": digest, "initialized_after": dist.is_initialized(), "world": 2}, f)
+        json.dump({"digest": digest, "initialized_after": dist.is_initialized(), "val": result.history}, f)
     """
 )
 
@@ -46,7 +49,7 @@ def _free_port() -> int:
 def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
     from deeplabv3p.demo import make_synthetic_dataset
 
-    data = make_synthetic_dataset(tmp_path / "data", num_train=6, num_val=2, size=64, seed=2)
+    data = make_synthetic_dataset(tmp_path / "data", num_train=6, num_val=3, size=64, seed=2)
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     out = tmp_path / "run"
@@ -70,6 +73,12 @@ def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["iter_000003", "latest"]
     config = json.loads((out / "train_config.json").read_text())
     assert config["world_size"] == 2
+    # validation was sharded over the ranks and summed: it equals one process evaluating every image
+    final = deeplabv3p.create_model(str(out / "checkpoints" / "iter_000003"))
+    single = training.evaluate(final, SegmentationDataset(data, "val"), progress=False)
+    assert ranks[0]["val"] == ranks[1]["val"]
+    assert ranks[0]["val"][-1]["mIoU"] == pytest.approx(single["mIoU"])
+    assert ranks[0]["val"][-1]["aAcc"] == pytest.approx(single["aAcc"])
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])

@@ -1,0 +1,50 @@
+"""The `train`, `evaluate` and `demo` commands, run in-process through the CLI's main()."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from train_helpers import one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+
+from deeplabv3p.checkpoint import read_training_state
+from deeplabv3p.cli import main
+from deeplabv3p.demo import DEMO_CLASSES, make_synthetic_dataset
+
+QUIET = ["--no-progress"]
+SMALL = ["--batch-size", "2", "--crop-size", "48", "48", "--num-workers", "0"]
+
+
+def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = make_synthetic_dataset(tmp_path / "data", num_train=6, num_val=3, size=64, seed=3)
+    tiny_model().save_pretrained(tmp_path / "start")  # fine-tune from a saved model folder, as from runs/x/best
+    run = tmp_path / "run"
+    common = ["train", "--data", str(data), "--model", str(tmp_path / "start"), "--out", str(run), *SMALL, *QUIET]
+    assert main([*common, "--iters", "2", "--checkpoint-interval", "1", "--lr", "0.02"]) == 0
+    assert "best mIoU" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="changed recipe"):
+        assert main([*common, "--iters", "3", "--checkpoint-interval", "1", "--lr", "0.02", "--resume"]) == 0
+    state = read_training_state(run / "checkpoints" / "iter_000003")[1]
+    assert state["iteration"] == 3 and state["config"]["iters"] == 3
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if "val" in r] == [1, 2, 3]  # the resumed run went on from iteration 2
+
+    best_metrics = json.loads((run / "best" / "metrics.json").read_text())
+    capsys.readouterr()
+    out_json = tmp_path / "metrics" / "val.json"
+    assert main(["evaluate", "--data", str(data), "--model", str(run / "best"), "--json", str(out_json), *QUIET]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in DEMO_CLASSES)
+    evaluated = json.loads(out_json.read_text())
+    assert evaluated["mIoU"] == pytest.approx(best_metrics["mIoU"])
+    assert set(evaluated["IoU"]) == set(DEMO_CLASSES)
+
+
+def test_train_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--model", "deeplabv3plus", *QUIET]) == 2
+    assert "dataset folder" in capsys.readouterr().err
+    data = make_synthetic_dataset(tmp_path / "data", num_train=2, num_val=1, size=32)
+    args = ["evaluate", "--data", str(data), "--model", "deeplabv3plus", "--pretrained", str(tmp_path / "x.pth")]
+    assert main([*args, *QUIET]) == 2
+    assert "x.pth" in capsys.readouterr().err
