@@ -10,6 +10,7 @@ few minutes. Everything is seeded: the same arguments give the same dataset and 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +197,10 @@ def _run_demo(
     torch.manual_seed(seed)
     model = demo_model(train_set.num_classes)
     recipe = {**DEMO_RECIPE, "seed": seed, **({"iters": iters} if iters is not None else {})}
-    result = training.fit(model, train_set, val_set, out=out / "run", device=device, progress=progress, **recipe)
+    run = out / "run"
+    if (run / training.TRAIN_CONFIG_FILE).is_file():
+        shutil.rmtree(run)  # a previous demo's run: the demo starts afresh every time
+    result = training.fit(model, train_set, val_set, out=run, device=device, progress=progress, **recipe)
     metrics = result.metrics or training.evaluate(model, val_set, progress=progress)  # fit's last validation
     overlays = _write_overlays(model, val_set, out / "overlays", num_overlays)
     model_path = result.best_path or result.last_checkpoint

@@ -8,12 +8,15 @@ Backend: nccl when the device is CUDA, gloo otherwise. Under ``torchrun`` (``WOR
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from timm.layers import convert_sync_batchnorm as timm_convert_sync_batchnorm
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = [
     "DistContext",
@@ -21,6 +24,7 @@ __all__ = [
     "all_reduce_sum",
     "barrier",
     "broadcast_buffers",
+    "convert_sync_batchnorm",
     "setup",
     "teardown",
 ]
@@ -145,18 +149,23 @@ def barrier() -> None:
         dist.barrier()
 
 
-def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Undo ``nn.SyncBatchNorm.convert_sync_batchnorm``: SyncBatchNorm layers back to BatchNorm2d, same tensors."""
-    if isinstance(module, nn.SyncBatchNorm):
-        bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-        if module.affine:
-            bn.weight, bn.bias = module.weight, module.bias
-        bn.running_mean, bn.running_var = module.running_mean, module.running_var
-        bn.num_batches_tracked = module.num_batches_tracked
-        bn.train(module.training)
-        return bn
-    for name, child in module.named_children():
-        reverted = revert_sync_batchnorm(child)
-        if reverted is not child:
-            setattr(module, name, reverted)
-    return module
+def convert_sync_batchnorm(module: nn.Module) -> Callable[[], None]:
+    """Swap every BatchNorm layer of `module` for a synchronised one, in place; returns the function that swaps
+    the original layers back.
+
+    timm's converter is used, so timm's BatchNorm+activation layers keep their activation. The synchronised layers
+    share the originals' parameters and buffers, so the originals hold the trained values when restored.
+    """
+    swaps: list[tuple[nn.Module, str, nn.Module]] = []
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, _BatchNorm) and not isinstance(child, nn.SyncBatchNorm):
+                setattr(parent, name, timm_convert_sync_batchnorm(child))
+                swaps.append((parent, name, child))
+
+    def restore() -> None:
+        for parent, name, original in swaps:
+            original.train(getattr(parent, name).training)
+            setattr(parent, name, original)
+
+    return restore

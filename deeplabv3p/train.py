@@ -38,7 +38,7 @@ from .checkpoint import (
     write_best,
     write_checkpoint,
 )
-from .config import _JsonRecord
+from .config import PretrainedCfg, _JsonRecord
 from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
@@ -78,7 +78,7 @@ class TrainConfig(_JsonRecord):
         ratio_range, cat_max_ratio, flip_prob, photometric: the augmentation (see `deeplabv3p.transforms`).
         lr, momentum, weight_decay: SGD. power, min_lr: PolyLR.
         encoder_lr_mult: encoder learning rate = ``lr * encoder_lr_mult``.
-        freeze_encoder: train the decoder and classifier only.
+        freeze_encoder: train the decoder and classifier only (the encoder's BatchNorm statistics still adapt).
         aux_weight: weight of the auxiliary head's loss (when the model has one).
         class_weight: one loss weight per class, or None.
         avg_non_ignore: average the loss over labelled pixels instead of all pixels (mmseg's default is False).
@@ -251,7 +251,7 @@ def evaluate(
     return matrix.compute(_class_names(dataset, model, num_classes))
 
 
-def cfg_schedule(cfg: TrainConfig) -> tuple[int, float, float]:
+def _schedule(cfg: TrainConfig) -> tuple[int, float, float]:
     """PolyLR's (total_iters, power, eta_min) for a recipe."""
     return cfg.iters, cfg.power, cfg.min_lr
 
@@ -271,10 +271,6 @@ class _Log:
     def say(self, text: str) -> None:
         if self.echo:
             tqdm.write(text)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 class _Run:
@@ -303,6 +299,9 @@ class _Run:
                 f"the model predicts {num_classes} classes but the training set has {train_classes}; build it with "
                 f"create_model(..., num_classes={train_classes})"
             )
+        val_classes = getattr(self.val_set, "num_classes", num_classes)
+        if self.val_set is not None and val_classes != num_classes:
+            raise ValueError(f"the validation set has {val_classes} classes but the model predicts {num_classes}")
         if cfg.class_weight is not None and len(cfg.class_weight) != num_classes:
             raise ValueError(f"class_weight has {len(cfg.class_weight)} entries for {num_classes} classes")
         self.ignore_index = getattr(self.train_set, "ignore_index", 255)
@@ -313,11 +312,11 @@ class _Run:
         model.to(ctx.device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.sync_bn = ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn
-        if self.sync_bn:
-            nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.restore_bn = None
+        if ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn:
+            self.restore_bn = distributed.convert_sync_batchnorm(model)
         self.optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult)
-        self.scheduler = PolyLR(self.optimizer, *cfg_schedule(cfg))
+        self.scheduler = PolyLR(self.optimizer, *_schedule(cfg))
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         self.loss = SegmentationLoss(
             self.ignore_index, cfg.class_weight, cfg.avg_non_ignore, cfg.ohem_min_kept, cfg.ohem_thresh
@@ -328,7 +327,7 @@ class _Run:
         if ctx.device.type == "cuda":
             torch.cuda.manual_seed(cfg.seed * 1000 + ctx.rank)
 
-    def _trained_cfg(self) -> Any:
+    def _trained_cfg(self) -> PretrainedCfg:
         """The model's weights metadata after this run: the training set's classes, the test-time resize trained
         for, whole-image inference; mean/std and align_corners are kept."""
         cfg, base, data = self.cfg, self.model.pretrained_cfg, self.train_set
@@ -364,7 +363,7 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         # the current recipe decides the schedule's shape; the checkpoint only its position
-        self.scheduler.total_iters, self.scheduler.power, self.scheduler.eta_min = cfg_schedule(self.cfg)
+        self.scheduler.total_iters, self.scheduler.power, self.scheduler.eta_min = _schedule(self.cfg)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         saved = TrainConfig.from_dict(state["config"])
@@ -537,8 +536,8 @@ class _Run:
 
     def _finish(self) -> FitResult:
         distributed.broadcast_buffers(self.model)
-        if self.sync_bn:
-            distributed.revert_sync_batchnorm(self.model)
+        if self.restore_bn is not None:
+            self.restore_bn()  # plain BatchNorm again, holding the trained statistics
         for name, p in self.model.named_parameters():
             p.requires_grad_(self.requires_grad.get(name, True))
         self.model.eval()
@@ -606,10 +605,10 @@ def fit(
         run.prepare()
         if resume:
             run.resume(resume)
-        elif ctx.is_main and find_checkpoint(Path(out)) is not None:
-            warnings.warn(
-                f"{str(out)!r} already holds checkpoints; this new run replaces them (pass resume=True to continue)",
-                stacklevel=2,
+        elif (previous := find_checkpoint(Path(out))) is not None:
+            raise ValueError(
+                f"{str(out)!r} already holds a run (checkpoint {previous.name}); pass resume=True (--resume) to "
+                "continue it, or another out folder for a new run"
             )
         return run.run()
     finally:

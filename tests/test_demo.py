@@ -55,6 +55,8 @@ def test_demo_command_writes_model_and_overlays(tmp_path: Path, capsys: pytest.C
     assert len(list((tmp_path / "overlays").glob("*.png"))) == 8
     model = deeplabv3p.create_model(str(tmp_path / "run" / "best"))
     assert model.pretrained_cfg.classes == DEMO_CLASSES
+    assert main(["demo", "--out", str(tmp_path), "--iters", "1", "--no-progress"]) == 0  # runs again in place
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["iter_000001", "latest"]
 
 
 @pytest.mark.slow

@@ -155,6 +155,9 @@ def test_fit_argument_errors(train_set: SegmentationDataset, tmp_path: Path) -> 
         training.fit(torch.nn.Linear(2, 2), train_set, out=tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         training.fit(tiny_model(), train_set, out=tmp_path, resume=tmp_path / "nothing", **TINY)
+    training.fit(tiny_model(), train_set, out=tmp_path / "run", **{**TINY, "iters": 1})
+    with pytest.raises(ValueError, match=r"already holds a run \(checkpoint iter_000001\); pass resume=True"):
+        training.fit(tiny_model(), train_set, out=tmp_path / "run", **TINY)
 
 
 class _ScriptedModel(torch.nn.Module):

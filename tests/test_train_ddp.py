@@ -11,10 +11,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
+from train_helpers import tiny_model
 
 import deeplabv3p
 from deeplabv3p import train as training
 from deeplabv3p.data import SegmentationDataset
+from deeplabv3p.distributed import convert_sync_batchnorm
 from deeplabv3p.loader import TrainSampler
 
 SCRIPT = textwrap.dedent(
@@ -99,3 +103,23 @@ def test_sample_stream_is_sharded_and_resumable(world_size: int) -> None:
     for start in (0, 2, per_rank + 1):
         resumed = iter(TrainSampler(n, seed=3, rank=0, world_size=world_size, start=start))
         assert [next(resumed) for _ in range(4)] == streams[0][start : start + 4]
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "efficientnet_b0"])  # plain BatchNorm2d / timm BatchNormAct2d
+def test_sync_batchnorm_swap_is_undone_with_trained_state(encoder: str) -> None:
+
+    model = tiny_model(encoder=encoder, encoder_kwargs={}).eval()
+    x = torch.randn(1, 3, 64, 64)
+    before_types = [type(m) for m in model.modules()]
+    with torch.no_grad():
+        expected = model(x)
+    restore = convert_sync_batchnorm(model)
+    synced = [m for m in model.modules() if isinstance(m, nn.SyncBatchNorm)]
+    assert synced and not any(type(m) is nn.BatchNorm2d for m in model.modules())
+    with torch.no_grad():
+        assert torch.allclose(model(x), expected)  # activations of BatchNormAct layers survive the swap
+        synced[0].running_mean.add_(1.0)  # "training" through the synchronised layer...
+    restore()
+    assert [type(m) for m in model.modules()] == before_types
+    first_bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert torch.equal(first_bn.running_mean, synced[0].running_mean)  # ...is what the restored layer holds
