@@ -312,6 +312,9 @@ def _check_dtype(dtype: torch.dtype | None, device: torch.device) -> torch.dtype
 
 def _read_ahead(items: list[ImageItem]) -> Iterator[tuple[ImageItem, torch.Tensor]]:
     """Read the images in order, the next one in a background thread while the current one is segmented."""
+    if len(items) == 1:
+        yield items[0], items[0].read()
+        return
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(items[0].read)
         for i, item in enumerate(items):
