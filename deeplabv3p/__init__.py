@@ -10,12 +10,14 @@ from .model import DeepLabV3Plus
 from .registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
 from .result import SegmentationResult
 from .version import __version__
+from .weights import WeightsUnavailableError
 
 __all__ = [
     "DeepLabV3Plus",
     "ModelConfig",
     "PretrainedCfg",
     "SegmentationResult",
+    "WeightsUnavailableError",
     "__version__",
     "create_model",
     "get_model_config",

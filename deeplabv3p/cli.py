@@ -12,20 +12,74 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .registry import list_models, list_pretrained
+from .download import sha256_file
+from .factory import create_model
+from .hub import is_hub_id
+from .markdown import zoo_table
+from .registry import get_pretrained_cfg, list_models, list_pretrained, split_model_name
 from .version import __version__
+from .weights import WeightsUnavailableError, load_into, read_state_dict
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list architectures or pretrained weights")
     p.add_argument("pattern", nargs="?", default="", help="shell-style filter, e.g. '*r101*' or '*ade20k*'")
     p.add_argument("--pretrained", action="store_true", help="list pretrained ARCH.TAG names instead")
+    p.add_argument(
+        "--markdown", action="store_true", help="print the pretrained weights as the README's model-zoo table"
+    )
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    names = list_pretrained(args.pattern) if args.pretrained else list_models(args.pattern)
-    print("\n".join(names))
+    names = list_pretrained(args.pattern) if args.pretrained or args.markdown else list_models(args.pattern)
+    if names:
+        print(zoo_table(names) if args.markdown else "\n".join(names))
     return 0 if names else 1
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert an mmseg DeepLabV3+ checkpoint into a Hub-ready folder",
+        description="Convert an mmseg DeepLabV3+ checkpoint (.pth) into a folder with config.json, "
+        "model.safetensors and a README.md model card, loadable with create_model(FOLDER) and ready to upload.",
+    )
+    p.add_argument("checkpoint", help="the mmseg checkpoint (.pth), or a .safetensors in either key layout")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="ARCH.TAG whose metadata describes the weights (deeplabv3p list --pretrained), or ARCH for a "
+        "checkpoint of your own (the class count is read from the checkpoint)",
+    )
+    p.add_argument("--out", required=True, help="output folder (created; files of the same names are replaced)")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    checkpoint = Path(args.checkpoint)
+    state_dict = read_state_dict(checkpoint)
+    arch, tag = split_model_name(args.model)
+    if tag is not None:
+        expected = get_pretrained_cfg(args.model).sha256_prefix
+        if expected and not sha256_file(checkpoint).startswith(expected):
+            print(
+                f"deeplabv3p convert: warning: the sha256 of {checkpoint} does not start with {expected}, the "
+                f"published file of {args.model}: the metadata (metrics) may not describe these weights",
+                file=sys.stderr,
+            )
+        model = create_model(args.model)
+    else:
+        if "classifier.conv.weight" not in state_dict:
+            raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
+        model = create_model(arch, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
+    report = load_into(model, state_dict)
+    if report.reinitialized:
+        raise ValueError(
+            f"{checkpoint} has another class count than {args.model} ({model.num_classes}): pass the matching "
+            "tag, or the bare architecture to take the class count from the checkpoint"
+        )
+    out = model.eval().save_pretrained(args.out)
+    print(f"wrote {out}/ (config.json, model.safetensors, README.md) for {model.pretrained_cfg.name}")
+    return 0
 
 
 def _parse_model_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
@@ -53,7 +107,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "NAME.EXT, OUT/NAME.png (class indices as a palette PNG) and with --overlay OUT/NAME_overlay.jpg.",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files and/or directories of images")
-    p.add_argument("--model", required=True, help="architecture or ARCH.TAG, e.g. deeplabv3plus_r50_d8")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a folder written by save_pretrained, hf-hub:ORG/NAME, ARCH.TAG or an architecture with --pretrained",
+    )
     p.add_argument(
         "--pretrained",
         nargs="?",
@@ -132,10 +190,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from .factory import create_model
     from .images import expand_inputs
     from .inference import predict_iter
-    from .registry import split_model_name
 
     items, _ = expand_inputs(args.inputs, name="IMAGES_OR_DIR")
     out = Path(args.out)
@@ -144,10 +200,15 @@ def _run_predict(args: argparse.Namespace) -> int:
     paths = _output_paths(items, out, args.overlay)
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
-    _, tag = split_model_name(args.model)
-    pretrained = args.pretrained if args.pretrained is not None else tag is not None
-    if pretrained is False and args.checkpoint is None:
-        raise ValueError("predict needs trained weights: pass --pretrained [TAG|FILE], --checkpoint FILE or ARCH.TAG")
+    if Path(args.model).is_dir() or is_hub_id(args.model):
+        pretrained = args.pretrained  # a saved model brings its own weights
+    else:
+        pretrained = args.pretrained if args.pretrained is not None else split_model_name(args.model)[1] is not None
+        if pretrained is False and args.checkpoint is None:
+            raise ValueError(
+                "predict needs trained weights: pass a saved model folder, ARCH.TAG, --pretrained [TAG|FILE] "
+                "or --checkpoint FILE"
+            )
     device = _device(args.device)
     model = create_model(
         args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **_parse_model_kwargs(args.model_kwargs)
@@ -177,6 +238,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "list": (_add_list, _run_list),
+    "convert": (_add_convert, _run_convert),
     "predict": (_add_predict, _run_predict),
 }
 
@@ -194,6 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError, WeightsUnavailableError) as e:
         print(f"deeplabv3p {args.command}: error: {e}", file=sys.stderr)
         return 2

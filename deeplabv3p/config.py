@@ -71,6 +71,8 @@ class _JsonRecord:
         for key, value in data.items():
             if _is_tuple_type(hints[key]):
                 value = _tupled(value)
+            elif isinstance(value, dict):  # e.g. encoder_kwargs={"channels": [8, 16]} from JSON -> (8, 16)
+                value = {k: _tupled(v) for k, v in value.items()}
             kwargs[key] = value
         return cls(**kwargs)
 
@@ -214,3 +216,23 @@ class PretrainedCfg(_JsonRecord):
     def name(self) -> str:
         """``architecture.tag``, the name `create_model` accepts."""
         return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    def for_new_classes(self, num_classes: int, architecture: str | None = None) -> PretrainedCfg:
+        """Metadata of a model started from these weights with another class count (fine-tuning).
+
+        Keeps what still holds for the new model: input normalization, crop and test-time settings, ignore index,
+        align_corners and licence, plus a note naming these weights. Tag, dataset, classes, palette, label
+        reduction, metrics and download sources describe the old weights and are dropped.
+        """
+        origin = self.name if self.tag else (self.hf_hub_id or self.architecture or "other weights")
+        kept = ("mean", "std", "ignore_index", "crop_size", "test_scale", "keep_ratio", "test_mode", "slide_crop")
+        kept += ("slide_stride", "tta_ratios", "tta_flip", "align_corners", "license")
+        return PretrainedCfg(
+            architecture=architecture or self.architecture,
+            num_classes=num_classes,
+            notes=(
+                f"initialised from {origin} ({self.num_classes} classes); classifier re-initialised for "
+                f"{num_classes} classes",
+            ),
+            **{name: getattr(self, name) for name in kept},
+        )

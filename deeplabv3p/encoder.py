@@ -107,14 +107,7 @@ class Encoder(nn.Module):
 
     def _build(self, output_stride: int, pretrained: bool) -> nn.Module:
         try:
-            body = timm.create_model(
-                self.name,
-                pretrained=pretrained,
-                features_only=True,
-                output_stride=output_stride,
-                in_chans=self.in_chans,
-                **self.timm_kwargs,
-            )
+            body = self._create(output_stride, pretrained)
         except RuntimeError as e:
             if "Unknown model" in str(e):
                 close = timm.list_models(f"*{self.name.split('.')[0][:6]}*")[:8]
@@ -124,13 +117,25 @@ class Encoder(nn.Module):
                 ) from None
             raise self._stride_error(output_stride, e) from e
         except (AssertionError, TypeError, ValueError, NotImplementedError) as e:
-            raise self._stride_error(output_stride, e) from e
+            raise self._stride_error(output_stride, f"{type(e).__name__}: {e}".rstrip(": ")) from e
         delivered = body.feature_info.reduction()[-1]
         if delivered != output_stride:
             raise self._stride_error(output_stride, f"timm delivered reduction {delivered}")
         if self.dilation_policy == "mmseg":
             apply_mmseg_dilation(body, output_stride, self.multi_grid)
         return body
+
+    def _create(self, output_stride: int, pretrained: bool) -> nn.Module:
+        # Stride 32 is every encoder's native stride; not passing it lets encoders without dilation support work.
+        stride_kwargs = {} if output_stride == 32 else {"output_stride": output_stride}
+        return timm.create_model(
+            self.name,
+            pretrained=pretrained,
+            features_only=True,
+            in_chans=self.in_chans,
+            **stride_kwargs,
+            **self.timm_kwargs,
+        )
 
     def _stride_error(self, output_stride: int, cause: object) -> ValueError:
         supported = [os_ for os_ in OUTPUT_STRIDES if os_ != output_stride and self._can_build(os_)]
@@ -142,10 +147,7 @@ class Encoder(nn.Module):
     def _can_build(self, output_stride: int) -> bool:
         try:
             with torch.device("meta"):
-                body = timm.create_model(
-                    self.name, features_only=True, output_stride=output_stride, in_chans=self.in_chans,
-                    **self.timm_kwargs,
-                )  # fmt: skip
+                body = self._create(output_stride, pretrained=False)
         except Exception:
             return False
         return body.feature_info.reduction()[-1] == output_stride

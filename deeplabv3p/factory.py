@@ -7,21 +7,32 @@ from pathlib import Path
 from typing import Any
 
 from .config import ModelConfig, PretrainedCfg
+from .hub import is_hub_id, read_config, source_file
 from .model import DeepLabV3Plus
-from .registry import get_model_config, get_pretrained_cfg, split_model_name
-from .weights import fetch_state_dict, load_into, read_state_dict
+from .registry import get_model_config, get_pretrained_cfg, list_models, split_model_name
+from .weights import WEIGHTS_NAME, fetch_state_dict, load_into, read_state_dict
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)} - {"architecture"}
 _DEFAULT_DATASET = "cityscapes"
+
+# (architecture config, weights metadata, where the weights are: a local path, a tag to fetch, or none)
+_Source = tuple[ModelConfig, PretrainedCfg | None, str | Path | PretrainedCfg | None]
 
 
 def _looks_like_path(value: str) -> bool:
     return "/" in value or "\\" in value or value.endswith((".pth", ".pt", ".safetensors", ".bin", ".ckpt"))
 
 
+def _is_saved_source(name: str) -> bool:
+    """A Hub id, or an existing folder whose name is not also an architecture (registry names win)."""
+    if is_hub_id(name):
+        return True
+    return Path(name).is_dir() and split_model_name(name)[0] not in list_models()
+
+
 def create_model(
-    model_name: str,
-    pretrained: bool | str = False,
+    model_name: str | Path,
+    pretrained: bool | str | Path | None = None,
     *,
     checkpoint_path: str | Path | None = None,
     encoder_pretrained: bool = False,
@@ -30,55 +41,102 @@ def create_model(
     """Build a DeepLabV3+ model, optionally with weights.
 
     Args:
-        model_name: an architecture (``"deeplabv3plus_r50_d8"``, or ``"deeplabv3plus"`` with ``encoder=``), or
-            ``"ARCH.TAG"`` naming published weights.
-        pretrained: False; True for the tag in `model_name` (or the architecture's best Cityscapes weights);
-            a tag or dataset alias (``"cityscapes"``, ``"ade20k_512x512_160k"``); or a local checkpoint path
-            (``.safetensors`` or an mmseg ``.pth``).
-        checkpoint_path: a local file to load instead of downloading the tag's weights (the tag's metadata is kept).
+        model_name: an architecture (``"deeplabv3plus_r50_d8"``, or ``"deeplabv3plus"`` with ``encoder=``);
+            ``"ARCH.TAG"`` naming published weights; a folder written by ``save_pretrained``; or a Hub repo in the
+            same format, ``"hf-hub:ORG/NAME"`` or ``"hf-hub:ORG/NAME@REVISION"``.
+        pretrained: for an architecture or tag: False/None (no weights), True (the tag in `model_name`, or the
+            architecture's best Cityscapes weights), a tag or dataset alias (``"cityscapes"``,
+            ``"ade20k_512x512_160k"``), or a local checkpoint (``.safetensors``, an mmseg ``.pth``, or a saved
+            folder). For a saved folder or Hub repo: None/True loads its weights, False builds it untrained.
+        checkpoint_path: a local file (or saved folder) to load instead of downloading; the metadata of the tag or
+            saved model is kept.
         encoder_pretrained: initialise the encoder from timm's ImageNet weights (ignored when weights are loaded).
         **kwargs: `ModelConfig` fields overriding the architecture: ``num_classes``, ``in_chans``, ``encoder``,
             ``encoder_kwargs``, ``output_stride``, ``decoder_channels``, ``low_level_channels``, ``aspp_rates``,
             ``aux_head``, ``aux_channels``, ``dropout``, ``align_corners``, ``dilation_policy``, ``multi_grid``.
-            A different ``num_classes`` than the weights' re-initialises the classifier for fine-tuning.
+            A different ``num_classes`` than the weights' re-initialises the classifier for fine-tuning (with a
+            warning); a different ``in_chans`` adapts the first conv as timm does.
     """
     unknown = sorted(set(kwargs) - _CONFIG_FIELDS)
     if unknown:
         raise TypeError(f"create_model() got unknown argument(s) {unknown}; accepted: {sorted(_CONFIG_FIELDS)}")
-    if not isinstance(pretrained, bool | str):
+    if pretrained is not None and not isinstance(pretrained, bool | str | Path):
         raise TypeError(f"pretrained must be a bool, a tag or a file path, got {type(pretrained).__name__}")
+    if isinstance(model_name, Path):
+        model_name = str(model_name)
+    if _is_saved_source(model_name):
+        config, pretrained_cfg, weights_file = _from_saved(model_name, pretrained, checkpoint_path)
+    else:
+        config, pretrained_cfg, weights_file = _from_registry(model_name, pretrained, checkpoint_path)
+
+    config = config.replace(**kwargs) if kwargs else config
+    model = DeepLabV3Plus(config, encoder_pretrained=encoder_pretrained and weights_file is None)
+
+    if isinstance(weights_file, PretrainedCfg):
+        state_dict = fetch_state_dict(weights_file)
+    elif weights_file is not None:
+        state_dict = read_state_dict(weights_file)
+    else:
+        state_dict = None
+    if state_dict is not None:
+        load_into(model, state_dict)
+    model.pretrained_cfg = _describe(pretrained_cfg, config)
+    return model
+
+
+def _from_saved(source: str, pretrained: bool | str | Path | None, checkpoint_path: str | Path | None) -> _Source:
+    """A saved folder or ``hf-hub:`` repo: its config, its metadata, and where its weights are."""
+    if isinstance(pretrained, str | Path):
+        if not (Path(pretrained).exists() or _looks_like_path(str(pretrained))):
+            raise ValueError(
+                f"{source!r} is a saved model with its own weights; pretrained must be True, False or a local "
+                f"checkpoint path, got {pretrained!r}"
+            )
+        checkpoint_path = checkpoint_path or pretrained
+    config, pretrained_cfg = read_config(source)
+    if checkpoint_path is not None:
+        return config, pretrained_cfg, checkpoint_path
+    if pretrained is False:
+        return config, pretrained_cfg, None
+    return config, pretrained_cfg, source_file(source, WEIGHTS_NAME)
+
+
+def _from_registry(
+    model_name: str, pretrained: bool | str | Path | None, checkpoint_path: str | Path | None
+) -> _Source:
+    """An architecture or ``ARCH.TAG``: the registered config, the tag's metadata, and where the weights are."""
+    if "/" in model_name or "\\" in model_name:
+        raise FileNotFoundError(
+            f"no folder {model_name!r}; pass a folder written by save_pretrained(), a Hub repo as "
+            f"'hf-hub:{model_name.strip('/')}', or an architecture name (deeplabv3p.list_models())"
+        )
     arch, name_tag = split_model_name(model_name)
     config = get_model_config(arch)
-
-    weights_file: str | Path | None = checkpoint_path
+    weights_file: str | Path | PretrainedCfg | None = checkpoint_path
     pretrained_cfg: PretrainedCfg | None = None
     tag = name_tag
-    if isinstance(pretrained, str):
-        if Path(pretrained).exists() or _looks_like_path(pretrained):
-            weights_file = pretrained
-        else:
-            tag = pretrained
+    if isinstance(pretrained, Path) or (
+        isinstance(pretrained, str) and (Path(pretrained).exists() or _looks_like_path(pretrained))
+    ):
+        weights_file = pretrained
+    elif isinstance(pretrained, str):
+        tag = pretrained
     elif pretrained and tag is None:
         tag = _DEFAULT_DATASET
     if tag is not None and (pretrained or checkpoint_path is not None or name_tag is not None):
         pretrained_cfg = get_pretrained_cfg(arch, tag)
         config = config.replace(num_classes=pretrained_cfg.num_classes, align_corners=pretrained_cfg.align_corners)
+        if weights_file is None and pretrained:
+            weights_file = pretrained_cfg
+    return config, pretrained_cfg, weights_file
 
-    config = config.replace(**kwargs) if kwargs else config
-    model = DeepLabV3Plus(config, encoder_pretrained=encoder_pretrained and not (pretrained or weights_file))
 
-    if weights_file is not None:
-        state_dict = read_state_dict(weights_file)
-    elif pretrained_cfg is not None and pretrained:
-        state_dict = fetch_state_dict(pretrained_cfg)
-    else:
-        state_dict = None
-    if state_dict is not None:
-        load_into(model, state_dict)
-
+def _describe(pretrained_cfg: PretrainedCfg | None, config: ModelConfig) -> PretrainedCfg:
+    """``model.pretrained_cfg``: the weights' metadata, or what carries over after a class-count change."""
     if pretrained_cfg is None:
-        pretrained_cfg = PretrainedCfg(architecture=arch, num_classes=config.num_classes)
-    elif pretrained_cfg.num_classes != config.num_classes:
-        pretrained_cfg = pretrained_cfg.replace(num_classes=config.num_classes, classes=(), palette=())
-    model.pretrained_cfg = pretrained_cfg.replace(align_corners=config.align_corners)
-    return model
+        return PretrainedCfg(
+            architecture=config.architecture, num_classes=config.num_classes, align_corners=config.align_corners
+        )
+    if pretrained_cfg.num_classes not in (None, config.num_classes):
+        pretrained_cfg = pretrained_cfg.for_new_classes(config.num_classes, config.architecture)
+    return pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)

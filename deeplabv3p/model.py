@@ -6,10 +6,14 @@ network. What the weights are (classes, palette, test-time settings) travels bes
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import hub
 from .config import OUTPUT_STRIDES, ModelConfig, PretrainedCfg
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
@@ -131,8 +135,18 @@ class DeepLabV3Plus(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier (and auxiliary classifier) with freshly initialised ones for `num_classes`."""
         self.config = self.config.replace(num_classes=num_classes)
+        if self.pretrained_cfg is not None and self.pretrained_cfg.num_classes not in (None, num_classes):
+            self.pretrained_cfg = self.pretrained_cfg.for_new_classes(num_classes)
         ref = self.classifier.conv.weight
         self.classifier = Classifier(self.config.decoder_channels, num_classes, self.config.dropout).to(ref.device)
         if self.aux_head is not None:
             aux = self.aux_head.classifier
             self.aux_head.classifier = Classifier(aux.conv.in_channels, num_classes, self.config.dropout).to(ref.device)
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a README model card; ``create_model(folder)`` reloads it."""
+        return hub.save_pretrained(self, save_directory)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload to the Hugging Face Hub in the `save_pretrained` format (see `deeplabv3p.hub.push_to_hub`)."""
+        return hub.push_to_hub(self, repo_id, **kwargs)

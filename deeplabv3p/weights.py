@@ -1,36 +1,76 @@
-"""The one weights-loading path: read a checkpoint (ours or mmseg's) and load it into a model with checks.
+"""The one weights-loading path: find weights, read them (ours or mmseg's) and load them into a model with checks.
+
+Where weights come from, in order:
+
+1. a local file or folder, used as given (`read_state_dict`);
+2. for a published tag (`fetch_state_dict`): a converted copy in the local cache, else the Hub repo
+   ``HUB_ORG/ARCH.TAG`` (``huggingface_hub``: honours ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, tokens,
+   revisions), else the original mmseg checkpoint from its URL, sha256-checked, converted and cached as safetensors
+   under ``$DEEPLABV3P_CACHE`` (default ``$HF_HOME/deeplabv3p``) so the next load is offline.
 
 Files are read without executing code: safetensors, or ``torch.load(weights_only=True)`` for ``.pth``.
-mmseg checkpoints are recognised by their keys and converted (`convert.py`).
+mmseg checkpoints are recognised by their keys and converted (`convert.py`). Everything written is written to a
+temporary name and renamed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
-from safetensors.torch import load_file
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import hf_hub_download
+from huggingface_hub.utils import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from safetensors.torch import load_file, save_file
 from timm.models import adapt_input_conv
 from torch import nn
 
 from .config import PretrainedCfg
 from .convert import convert_mmseg_state_dict, is_mmseg_state_dict
+from .download import DownloadError, download_url
+from .version import __version__
 
 _logger = logging.getLogger(__name__)
 
+WEIGHTS_NAME = "model.safetensors"
+CACHE_ENV = "DEEPLABV3P_CACHE"
 CLASSIFIER_PREFIXES = ("classifier.", "aux_head.classifier.")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` or ``.pth`` checkpoint into our key layout (mmseg checkpoints are converted).
+class WeightsUnavailableError(RuntimeError):
+    """No source could provide the weights of a pretrained tag; the message lists what was tried and how to fix it."""
 
-    A ``.pth`` may be a bare state dict or mmseg's ``{'meta': ..., 'state_dict': ...}`` container.
+
+class HubFileError(OSError):
+    """One file of a Hub repo could not be had (not on the Hub, not in the cache, or the Hub unreachable)."""
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` or ``.pth`` checkpoint, or a saved folder, into our key layout.
+
+    A ``.pth`` may be a bare state dict or mmseg's ``{'meta': ..., 'state_dict': ...}`` container; mmseg checkpoints
+    are converted. A folder (as written by ``save_pretrained``) is read through its ``model.safetensors``.
     """
     path = Path(path)
+    if path.is_dir():
+        if not (path / WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(f"folder {str(path)!r} has no {WEIGHTS_NAME}; is it a save_pretrained() folder?")
+        path = path / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
@@ -129,9 +169,161 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> LoadRepo
     return report
 
 
-def fetch_state_dict(pretrained_cfg: PretrainedCfg) -> dict[str, torch.Tensor]:
-    """The weights of a published tag, from the Hub or the original mmseg checkpoint."""
-    raise RuntimeError(
-        f"downloading {pretrained_cfg.name!r} is not available in this build; download "
-        f"{pretrained_cfg.url} by hand and pass checkpoint_path="
-    )
+def save_state_dict(
+    state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write `state_dict` as safetensors to `path` atomically (temporary name in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".incomplete")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp_name, metadata={"format": "pt", **(metadata or {})})
+        os.replace(tmp_name, path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Where converted mmseg checkpoints are kept: ``$DEEPLABV3P_CACHE``, else ``deeplabv3p/`` in the HF home."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path(hf_constants.HF_HOME) / "deeplabv3p"
+
+
+def is_offline() -> bool:
+    """huggingface_hub's offline switch (``HF_HUB_OFFLINE=1``), which also stops downloads from mmseg URLs."""
+    return bool(hf_constants.HF_HUB_OFFLINE)
+
+
+def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
+    """One file of a Hub model repo, from the Hugging Face cache or downloaded into it.
+
+    Raises:
+        HubFileError: with a one-line reason (no such repo, revision or file; offline and not cached; Hub down).
+    """
+    where = f"{filename} of {repo_id}@{revision or 'main'}"
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id, filename, revision=revision, library_name="deeplabv3p", library_version=__version__
+            )
+        )
+    except LocalEntryNotFoundError as e:
+        if is_offline():
+            reason = f"offline mode is on (HF_HUB_OFFLINE=1) and {where} is not in the Hugging Face cache"
+        else:
+            reason = f"the Hub could not be reached and {where} is not in the Hugging Face cache"
+        raise HubFileError(f"{reason} ({hf_constants.HF_HUB_CACHE})") from e
+    except GatedRepoError as e:
+        raise HubFileError(f"{repo_id} is gated: accept its terms on the Hub and log in (`hf auth login`)") from e
+    except RepositoryNotFoundError as e:
+        raise HubFileError(f"no repository {repo_id} on the Hub (if it is private, log in with `hf auth login`)") from e
+    except RevisionNotFoundError as e:
+        raise HubFileError(f"repository {repo_id} has no revision {revision!r}") from e
+    except EntryNotFoundError as e:
+        raise HubFileError(f"repository {repo_id} has no file {filename} at revision {revision or 'main'}") from e
+    except HfHubHTTPError as e:
+        raise HubFileError(f"the Hub refused {where}: {str(e).splitlines()[0]}") from e
+    except (OSError, ValueError) as e:  # invalid repo id, unwritable cache, ...
+        raise HubFileError(f"could not get {where}: {e}") from e
+
+
+def converted_path(pretrained_cfg: PretrainedCfg) -> Path:
+    """Cache path of the safetensors converted from a tag's original checkpoint (keyed by its sha256 prefix)."""
+    if not pretrained_cfg.url:
+        raise ValueError(f"{pretrained_cfg.name!r} has no original checkpoint URL")
+    key = pretrained_cfg.sha256_prefix or hashlib.sha256(pretrained_cfg.url.encode()).hexdigest()[:8]
+    return cache_dir() / "converted" / f"{pretrained_cfg.name}-{key}.safetensors"
+
+
+def _download_and_convert(pretrained_cfg: PretrainedCfg, dest: Path, progress: bool) -> Path:
+    """Original mmseg checkpoint -> verified temp file -> our layout -> `dest` (atomic); the .pth is not kept."""
+    url = pretrained_cfg.url
+    assert url is not None
+    if not pretrained_cfg.sha256_prefix:
+        _logger.warning("%s has no sha256 prefix: %s is downloaded without verification", pretrained_cfg.name, url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
+        name = Path(urlparse(url).path).name
+        if not name.endswith((*TORCH_SUFFIXES, ".safetensors")):
+            name += ".pth"
+        original = download_url(url, Path(tmp) / name, sha256_prefix=pretrained_cfg.sha256_prefix, progress=progress)
+        state_dict = read_state_dict(original)
+    meta = {"source_url": url, "source_sha256_prefix": pretrained_cfg.sha256_prefix or ""}
+    return save_state_dict(state_dict, dest, metadata=meta)
+
+
+def pretrained_weights_file(
+    pretrained_cfg: PretrainedCfg, *, revision: str | None = None, progress: bool = True
+) -> Path:
+    """A local safetensors file with the weights of a published tag, fetched if needed.
+
+    Order: the converted copy in `cache_dir` (no network at all); the Hub repo ``pretrained_cfg.hf_hub_id``
+    (``model.safetensors`` at `revision`); the original checkpoint at ``pretrained_cfg.url``, downloaded with a
+    progress bar, checked against ``sha256_prefix``, converted and cached. With ``HF_HUB_OFFLINE=1`` only caches
+    are used.
+
+    Raises:
+        WeightsUnavailableError: every source failed; the message says what was tried, why each failed and what to do.
+    """
+    tried: list[tuple[str, str]] = []
+    cached = converted_path(pretrained_cfg) if pretrained_cfg.url else None
+    if cached is not None and cached.is_file():
+        return cached
+    if pretrained_cfg.hf_hub_id:
+        try:
+            return hub_file(pretrained_cfg.hf_hub_id, WEIGHTS_NAME, revision=revision)
+        except HubFileError as e:
+            tried.append((f"Hugging Face Hub repo {pretrained_cfg.hf_hub_id}", str(e)))
+    if pretrained_cfg.url and cached is not None:
+        source = f"original mmseg checkpoint {pretrained_cfg.url}"
+        if is_offline():
+            tried.append((source, f"not downloaded: offline mode is on, and no converted copy is cached at {cached}"))
+        else:
+            try:
+                return _download_and_convert(pretrained_cfg, cached, progress)
+            except (DownloadError, ValueError) as e:
+                tried.append((source, str(e)))
+    raise WeightsUnavailableError(_unavailable_message(pretrained_cfg, tried))
+
+
+def _unavailable_message(pretrained_cfg: PretrainedCfg, tried: list[tuple[str, str]]) -> str:
+    name = pretrained_cfg.name
+    lines = [f"could not get the weights of {name!r}."]
+    if tried:
+        lines.append("Tried:")
+        lines += [f"  {i}. {source}: {reason}" for i, (source, reason) in enumerate(tried, 1)]
+    else:
+        lines.append("The tag names no Hub repo and no checkpoint URL.")
+    lines.append("To fix:")
+    if is_offline():
+        lines.append("  - unset HF_HUB_OFFLINE to allow downloads, or fill the cache on a machine that is online;")
+    else:
+        lines.append("  - check the network connection (and a proxy: HTTPS_PROXY) and try again;")
+    if pretrained_cfg.url:
+        sha = f" (its sha256 starts with {pretrained_cfg.sha256_prefix})" if pretrained_cfg.sha256_prefix else ""
+        lines.append(
+            f"  - or download {pretrained_cfg.url}{sha} by hand and pass it: "
+            f'create_model("{name}", pretrained=True, checkpoint_path="{Path(urlparse(pretrained_cfg.url).path).name}")'
+        )
+    return "\n".join(lines)
+
+
+def fetch_state_dict(
+    pretrained_cfg: PretrainedCfg, *, revision: str | None = None, progress: bool = True
+) -> dict[str, torch.Tensor]:
+    """The weights of a published tag, in our key layout (see `pretrained_weights_file` for where from).
+
+    A converted copy in the cache that cannot be read (damaged on disk) is deleted and fetched again.
+    """
+    path = pretrained_weights_file(pretrained_cfg, revision=revision, progress=progress)
+    try:
+        return read_state_dict(path)
+    except Exception as e:
+        if pretrained_cfg.url is None or path != converted_path(pretrained_cfg):
+            raise
+        _logger.warning("cached weights %s are unreadable (%s): fetching them again", path, e)
+        path.unlink(missing_ok=True)
+    return read_state_dict(pretrained_weights_file(pretrained_cfg, revision=revision, progress=progress))

@@ -14,6 +14,12 @@ HUB_ORG = "deeplabv3p"
 
 MMSEG_LICENSE = "apache-2.0"
 
+# Settings every published row shares (mmseg's SegDataPreProcessor, BaseDecodeHead and 0.x ``--aug-test``).
+MMSEG_MEAN = (123.675, 116.28, 103.53)
+MMSEG_STD = (58.395, 57.12, 57.375)
+MMSEG_IGNORE_INDEX = 255
+MMSEG_TTA_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
 
 def _mmseg_resnet(
     depth: int, deep_stem: bool, output_stride: int = 8, multi_grid: tuple[int, ...] | None = None
@@ -1738,6 +1744,59 @@ _ROWS = (
     ),
 )
 
+# Caveats about individual rows (config-name typos in the listing, replaced files, training quirks), verbatim from the
+# reference notes; they travel into each model card.
+_NOTES: dict[str, tuple[str, ...]] = {
+    "deeplabv3plus_r101_d8.cityscapes_512x1024_80k_amp": (
+        "trained with mixed precision (0.x: Fp16OptimizerHook loss_scale=512; 1.x config: AmpOptimWrapper "
+        "loss_scale=512). Checkpoint file may hold float16 tensors (mmcv fp16 of 2020 converted the model to "
+        "half); cast to float32 when converting (unverified)",
+    ),
+    "deeplabv3plus_r101_d8.cityscapes_769x769_80k": (
+        "checkpoint replaced on 2022-04-21 (PR #1487); earlier listed file was "
+        "deeplabv3plus_r101-d8_769x769_80k_cityscapes_20200607_000405-a7573d20.pth (80.98 / 82.18); README "
+        "footnote: training sensitive to random seed, seed 1111 used",
+    ),
+    "deeplabv3plus_r101_d16_mg124.cityscapes_512x1024_40k": (
+        "listed config ddeeplabv3plus_r101-d16-mg124_4xb2-40k_cityscapes-512x1024.py does not exist",
+        "OHEMPixelSampler(min_kept=100000) on decode head during training only; layer4 block dilations are "
+        "the multi_grid values 1,2,4 themselves (not multiplied by the stage dilation 2)",
+    ),
+    "deeplabv3plus_r101_d16_mg124.cityscapes_512x1024_80k": (
+        "OHEMPixelSampler(min_kept=100000) on decode head during training only; layer4 block dilations are "
+        "the multi_grid values 1,2,4 themselves (not multiplied by the stage dilation 2)",
+    ),
+    "deeplabv3plus_r18b_d8.cityscapes_769x769_80k": (
+        "1.x config inherits from the 40k 769x769 base (max_iters 40000 / PolyLR end 40000) although named "
+        "80k; the 0.x config and the checkpoint are 80k",
+    ),
+    "deeplabv3plus_r101_d8.ade20k_512x512_80k": (
+        "listed config deeplabv3plus_r101-d8_4xb4-160k_ade20k-512x512.py does not match row (backbone "
+        "R-101-D8, 80000 iters, weights deeplabv3plus_r101-d8_512x512_80k_ade20k); using "
+        "deeplabv3plus_r101-d8_4xb4-80k_ade20k-512x512.py",
+    ),
+    "deeplabv3plus_r101_d8.pascal_context_480x480_40k": (
+        "listed config deeplabv3plus_r50-d8_4xb4-40k_pascal-context-480x480.py does not match row (backbone "
+        "R-101-D8, 40000 iters, weights deeplabv3plus_r101-d8_480x480_40k_pascal_context); using "
+        "deeplabv3plus_r101-d8_4xb4-40k_pascal-context-480x480.py",
+        "1.x base dataset config pascal_context.py defines no tta_pipeline/img_ratios; the published ms+flip "
+        "numbers came from 0.x tools/test.py --aug-test, which hard-codes these ratios plus horizontal flip",
+    ),
+    "deeplabv3plus_r101_d8.pascal_context_480x480_80k": (
+        "listed config deeplabv3plus_r50-d8_4xb4-80k_pascal-context-480x480.py does not match row (backbone "
+        "R-101-D8, 80000 iters, weights deeplabv3plus_r101-d8_480x480_80k_pascal_context); using "
+        "deeplabv3plus_r101-d8_4xb4-80k_pascal-context-480x480.py",
+        "1.x base dataset config pascal_context.py defines no tta_pipeline/img_ratios; the published ms+flip "
+        "numbers came from 0.x tools/test.py --aug-test, which hard-codes these ratios plus horizontal flip",
+    ),
+    "deeplabv3plus_r50_d8.mapillary_v1_65_1280x1280_300k": (
+        "no 0.x config named deeplabv3plus_r50-d8_4xb2-300k_mapillay_v1_65-1280x1280 at v0.24.1",
+        "extra dataset beyond the nine requested; trained with mmseg 1.x (AdamW lr 1e-4, backbone lr_mult "
+        "0.1, grad clip 0.01, 4x A100); log file is .json not .log.json; checkpoint meta is mmengine style "
+        "(dataset_meta) - unverified",
+    ),
+}
+
 
 def _pretrained_cfg(row: tuple) -> PretrainedCfg:
     (arch, tag, config, crop, iters, scale, mode, slide_crop, slide_stride, align_corners,
@@ -1749,7 +1808,7 @@ def _pretrained_cfg(row: tuple) -> PretrainedCfg:
         "mIoU_ms_flip": miou_ms,
         "train_mem_gb": mem_gb,
         "fps": fps,
-        "fps_device": fps_device,
+        "fps_device": fps_device if fps is not None else None,
     }
     return PretrainedCfg(
         architecture=arch,
@@ -1758,12 +1817,18 @@ def _pretrained_cfg(row: tuple) -> PretrainedCfg:
         num_classes=len(meta["classes"]),
         classes=meta["classes"],
         palette=meta["palette"],
+        mean=MMSEG_MEAN,
+        std=MMSEG_STD,
         reduce_zero_label=meta["reduce_zero_label"],
+        ignore_index=MMSEG_IGNORE_INDEX,
         crop_size=crop,
         test_scale=scale,
+        keep_ratio=True,
         test_mode=mode,
         slide_crop=slide_crop,
         slide_stride=slide_stride,
+        tta_ratios=MMSEG_TTA_RATIOS,
+        tta_flip=True,
         align_corners=align_corners,
         metrics={k: v for k, v in metrics.items() if v is not None},
         hf_hub_id=f"{HUB_ORG}/{arch}.{tag}",
@@ -1772,6 +1837,7 @@ def _pretrained_cfg(row: tuple) -> PretrainedCfg:
         source_config=config,
         iters=iters,
         license=MMSEG_LICENSE,
+        notes=_NOTES.get(f"{arch}.{tag}", ()),
     )
 
 

@@ -58,10 +58,38 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _hf_offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Point the Hugging Face cache at an empty temporary folder so the user's cache never leaks in."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf_home"))
+    from huggingface_hub import constants
+
+    hf_home = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(hf_home))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("DEEPLABV3P_CACHE", raising=False)
+    # huggingface_hub reads its environment once, at import: patch the paths it derived from HF_HOME then.
+    real_home = constants.HF_HOME
+    for name in dir(constants):
+        value = getattr(constants, name)
+        if name.isupper() and isinstance(value, str) and value.startswith(real_home):
+            monkeypatch.setattr(constants, name, str(hf_home) + value[len(real_home) :])
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture
+def http_server(monkeypatch: pytest.MonkeyPatch):
+    """A server on 127.0.0.1 (tests/zoo_helpers.py) for checkpoint URLs, also set as huggingface_hub's Hub endpoint."""
+    from huggingface_hub import constants
+    from zoo_helpers import LocalServer
+
+    server = LocalServer()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
+    yield server
+    server.stop()

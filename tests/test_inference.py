@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from parity import arrays, build, case_info, model_kwargs, rel_err
 from PIL import Image
 
 import deeplabv3p
@@ -23,19 +22,15 @@ from deeplabv3p.inference import (
 )
 from deeplabv3p.resize import rescale_size, resize_image
 from deeplabv3p.result import default_palette
-from deeplabv3p.weights import load_into, read_state_dict
 
-NARROW = dict(encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=32, low_level_channels=8, aux_channels=16)
 RNG = np.random.default_rng(0)
-PARITY = Path(__file__).parent / "data" / "parity"
+SLIDE_CASE = "r18_v1b_d8_slide"
 
 
 @pytest.fixture(scope="module")
 def golden_model():
     """The narrow R-18b network of the slide golden, with mmseg's weights."""
-    model = create_model("deeplabv3plus_r18b_d8", num_classes=3, **NARROW)
-    load_into(model, read_state_dict(PARITY / "r18_v1b_d8_slide.safetensors"))
-    return model.eval()
+    return build(SLIDE_CASE)
 
 
 @pytest.fixture
@@ -54,17 +49,22 @@ def _image(h: int, w: int) -> np.ndarray:
 
 
 def test_slide_reproduces_mmseg_golden(model):
-    golden = np.load(PARITY / "r18_v1b_d8_slide.npz")
-    x = torch.from_numpy(golden["input"])
-    scale = np.abs(golden["logits"]).max()
+    golden, window = arrays(SLIDE_CASE), case_info(SLIDE_CASE)["slide"]
     with torch.inference_mode():
         for window_batch_size in (1, 4, 64):
-            out = slide_inference(model, x, (128, 128), (85, 85), window_batch_size=window_batch_size)
-            assert np.abs(out.numpy() - golden["logits"]).max() / scale < 1e-5
-        whole = whole_inference(model, x)
-    assert np.abs(whole.numpy() - golden["logits_whole"]).max() / scale < 1e-5
+            out = slide_inference(model, golden["input"], window["crop_size"], window["stride"], window_batch_size)
+            assert rel_err(out, golden["logits"]) < 1e-5
+        assert rel_err(whole_inference(model, golden["input"]), golden["logits_whole"]) < 1e-5
     # The two goldens differ by far more than the tolerance, so the slide test can tell them apart.
-    assert np.abs(golden["logits"] - golden["logits_whole"]).max() / scale > 0.1
+    assert rel_err(golden["logits"], golden["logits_whole"]) > 0.1
+
+
+def test_predict_from_rgb_uint8_reproduces_mmseg():
+    """Raw RGB image -> normalization -> whole inference -> labels, against mmseg's output for that image."""
+    model, golden = build("r18_v1c_d8"), arrays("r18_v1c_d8")
+    res = model.predict(golden["image_rgb_uint8"][0].numpy(), return_probs=True)
+    assert rel_err(torch.from_numpy(res.probs), golden["logits"].softmax(1)[0]) < 1e-5
+    np.testing.assert_array_equal(res.labels, golden["logits"][0].argmax(0).numpy())
 
 
 def test_slide_windows_follow_mmseg():
@@ -380,7 +380,8 @@ def test_too_small_image_names_the_input(model):
 
 
 def test_non_rgb_models_are_refused():
-    model = create_model("deeplabv3plus_r18b_d8", num_classes=2, in_chans=4, **NARROW)
+    arch, kwargs = model_kwargs(SLIDE_CASE)
+    model = create_model(arch, **{**kwargs, "in_chans": 4})
     with pytest.raises(ValueError, match="in_chans=4"):
         model.predict(_image(40, 40))
 
