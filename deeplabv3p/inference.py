@@ -66,6 +66,11 @@ def _pair(name: str, value: Any) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def _check_window_batch_size(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"window_batch_size must be an int >= 1, got {value!r}")
+
+
 def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
     cfg = getattr(model, "pretrained_cfg", None)
     return cfg if cfg is not None else PretrainedCfg(num_classes=model.config.num_classes)
@@ -103,18 +108,19 @@ def resolve_settings(
     else:
         scale = cfg.test_scale if resize else None
 
-    window = crop = None
+    crop_hw = stride_hw = None
     if mode == "slide":
         crop = crop_size if crop_size is not None else (cfg.slide_crop or cfg.crop_size)
         if crop is None:
             raise ValueError(
                 "mode='slide' needs a window: these weights define none, pass crop_size=(h, w) (and stride=(h, w))"
             )
-        crop = _pair("crop_size", crop)
-        if stride is None:
-            weights_window = cfg.slide_stride if cfg.slide_crop is not None and crop_size is None else None
-            stride = weights_window or (math.ceil(crop[0] * 2 / 3), math.ceil(crop[1] * 2 / 3))
-        window = _pair("stride", stride)
+        crop_hw = _pair("crop_size", crop)
+        if stride is None and crop_size is None and cfg.slide_crop is not None and cfg.slide_stride is not None:
+            stride = cfg.slide_stride
+        elif stride is None:
+            stride = (math.ceil(crop_hw[0] * 2 / 3), math.ceil(crop_hw[1] * 2 / 3))
+        stride_hw = _pair("stride", stride)
     elif crop_size is not None or stride is not None:
         raise ValueError(f"crop_size and stride apply to mode='slide', but mode is {mode!r}")
 
@@ -137,8 +143,8 @@ def resolve_settings(
         test_scale=scale,
         keep_ratio=cfg.keep_ratio,
         mode=mode,
-        crop_size=crop,
-        stride=window,
+        crop_size=crop_hw,
+        stride=stride_hw,
         tta=tta,
         tta_ratios=tuple(float(r) for r in ratios),
         tta_flip=flip,
@@ -213,8 +219,7 @@ def slide_inference(
     image), which bounds memory for any image size.
     """
     crop, step = _pair("crop_size", crop_size), _pair("stride", stride)
-    if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
-        raise ValueError(f"window_batch_size must be an int >= 1, got {window_batch_size!r}")
+    _check_window_batch_size(window_batch_size)
     n, _, height, width = x.shape
     windows = slide_windows(height, width, crop, step)
     canvas: torch.Tensor | None = None
@@ -389,8 +394,7 @@ def _start(
         tta_ratios=tta_ratios,
         tta_flip=tta_flip,
     )
-    if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
-        raise ValueError(f"window_batch_size must be an int >= 1, got {window_batch_size!r}")
+    _check_window_batch_size(window_batch_size)
     run_dtype = _check_dtype(dtype, next(model.parameters()).device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -1,8 +1,7 @@
 """Segment images with a trained DeepLabV3+: label maps, overlays and the classes found in each image.
 
     python examples/predict.py street.jpg more_images/ --model deeplabv3plus_r50_d8 --pretrained cityscapes
-    python examples/predict.py photos/ --model deeplabv3plus_r18_d8 --pretrained my_finetuned.safetensors \
-        --model-kwargs num_classes=5 --out masks/ --tta
+    python examples/predict.py photos/ --model runs/my_finetuned_model/ --out masks/ --tta
 
 Every setting of the test (input scale, whole or sliding-window inference, the multi-scale + flip ratios) comes
 from the weights, as mmsegmentation tested them; the command line only switches them.
@@ -23,8 +22,14 @@ import deeplabv3p
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", help="image files or folders of images")
-    parser.add_argument("--model", default="deeplabv3plus_r50_d8", help="architecture or ARCH.TAG")
-    parser.add_argument("--pretrained", default="cityscapes", help="tag, dataset name or checkpoint file")
+    parser.add_argument(
+        "--model", default="deeplabv3plus_r50_d8", help="saved model folder, hf-hub:ORG/NAME, ARCH.TAG or architecture"
+    )
+    parser.add_argument(
+        "--pretrained",
+        default=True,
+        help="tag, dataset name or checkpoint file (default: the folder's or tag's weights, else Cityscapes)",
+    )
     parser.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="create_model overrides")
     parser.add_argument("--out", default="predictions", help="output folder")
     parser.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")

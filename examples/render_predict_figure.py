@@ -3,8 +3,8 @@
 It must be made with a model that has learned something; e.g. the fine-tuning demo's model on held-out images
 the demo wrote (synthetic, so free to redistribute):
 
-    python examples/render_predict_figure.py HELD_OUT_IMAGES/ --model deeplabv3plus_r18_d8 \
-        --pretrained DEMO_MODEL --count 4 --out docs/images/predict_example.png
+    python examples/render_predict_figure.py DEMO_OUT/data/val/images/ --model DEMO_MODEL_FOLDER \
+        --count 4 --out docs/images/predict_example.png
 
 ``--model`` / ``--pretrained`` / ``--model-kwargs`` are passed to `deeplabv3p.create_model` as they are.
 """
@@ -53,8 +53,8 @@ def _legend(classes: list[str], colors: list[tuple[int, int, int]], width: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", help="held-out image files or folders")
-    parser.add_argument("--model", required=True, help="architecture or ARCH.TAG")
-    parser.add_argument("--pretrained", required=True, help="trained weights: checkpoint, model folder or tag")
+    parser.add_argument("--model", required=True, help="trained model folder (save_pretrained), ARCH.TAG or ARCH")
+    parser.add_argument("--pretrained", default=True, help="weights for an ARCH: tag or checkpoint file")
     parser.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--count", type=int, default=4, help="how many images to show")
     parser.add_argument("--tile", type=int, default=256, help="height of each picture in pixels")

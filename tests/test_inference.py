@@ -67,6 +67,26 @@ def test_predict_from_rgb_uint8_reproduces_mmseg():
     np.testing.assert_array_equal(res.labels, golden["logits"][0].argmax(0).numpy())
 
 
+def test_final_resize_uses_the_weights_align_corners():
+    """The Cityscapes 769 rows resize logits with align_corners=True; predict must follow the model's setting."""
+    model = build("r50_v1b_d8_align_corners")
+    assert model.config.align_corners
+    model.pretrained_cfg = model.pretrained_cfg.replace(test_scale=(100, 72))
+    image = _image(45, 61)
+    res = model.predict(image, return_probs=True)
+    size = rescale_size(45, 61, (100, 72))
+    x = normalize(
+        resize_image(torch.from_numpy(image).permute(2, 0, 1), size),
+        model.pretrained_cfg.mean,
+        model.pretrained_cfg.std,
+    )
+    with torch.inference_mode():
+        logits = model(x)
+    for align_corners, agrees in ((True, True), (False, False)):
+        probs = F.interpolate(logits, size=(45, 61), mode="bilinear", align_corners=align_corners).softmax(1)[0]
+        assert (np.abs(res.probs - probs.numpy()).max() < 1e-5) == agrees
+
+
 def test_slide_windows_follow_mmseg():
     windows = slide_windows(200, 300, (128, 128), (85, 85))
     assert len(windows) == 2 * 4  # rows (200 - 128 + 84) // 85 + 1, columns (300 - 128 + 84) // 85 + 1
