@@ -35,7 +35,7 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @dataclass(frozen=True)
-class TestSettings:
+class InferenceSettings:
     """How images are tested: mmseg's ``test_cfg`` and test pipeline for one set of weights.
 
     ``test_scale`` is the mmcv rescale target ``(a, b)`` or None for no resize; ``crop_size`` and ``stride`` are the
@@ -87,7 +87,7 @@ def resolve_settings(
     stride: int | tuple[int, int] | None = None,
     tta_ratios: Sequence[float] | None = None,
     tta_flip: bool | None = None,
-) -> TestSettings:
+) -> InferenceSettings:
     """The model's test-time settings (from ``model.pretrained_cfg``), with the given overrides validated.
 
     A slide window not set by the weights defaults to the weights' training crop, with a stride of two thirds
@@ -137,7 +137,7 @@ def resolve_settings(
             f"predict reads RGB images, but the model takes in_chans={model.config.in_chans} channels; "
             "call model(x) with your own normalized input instead"
         )
-    return TestSettings(
+    return InferenceSettings(
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         test_scale=scale,
@@ -160,7 +160,7 @@ def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     return ((x - mean_t) / std_t)[None]
 
 
-def preprocess(image: torch.Tensor, settings: TestSettings, ratio: float = 1.0) -> torch.Tensor:
+def preprocess(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
     """The network input for ``image`` ``(3, H, W)``: rescaled to the test scale (times ``ratio``), normalized."""
     height, width = image.shape[-2:]
     size = scaled_test_size(height, width, settings.test_scale, settings.keep_ratio, ratio)
@@ -241,7 +241,7 @@ def slide_inference(
 def infer_logits(
     model: DeepLabV3Plus,
     x: torch.Tensor,
-    settings: TestSettings,
+    settings: InferenceSettings,
     window_batch_size: int = 4,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
@@ -262,7 +262,7 @@ def _to_size(scores: torch.Tensor, size: tuple[int, int], align_corners: bool) -
 def segment_logits(
     model: DeepLabV3Plus,
     image: torch.Tensor,
-    settings: TestSettings,
+    settings: InferenceSettings,
     window_batch_size: int = 4,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
@@ -276,7 +276,7 @@ def segment_logits(
 def segment_probs(
     model: DeepLabV3Plus,
     image: torch.Tensor,
-    settings: TestSettings,
+    settings: InferenceSettings,
     window_batch_size: int = 4,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
@@ -333,7 +333,7 @@ def _read_ahead(items: list[ImageItem]) -> Iterator[tuple[ImageItem, torch.Tenso
 class _Run:
     """Everything a predict call fixed before the first image."""
 
-    settings: TestSettings
+    settings: InferenceSettings
     classes: tuple[str, ...]
     palette: np.ndarray
     return_probs: bool

@@ -120,3 +120,11 @@ def test_float_out_of_range_and_unreadable_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image files"):
         expand_inputs(tmp_path / "empty")
+
+
+def test_oversized_files_fail_with_a_hint(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ValueError, match="MAX_IMAGE_PIXELS"):
+        read_image(path)
