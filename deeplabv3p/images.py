@@ -170,6 +170,10 @@ def _read_file(path: Path) -> torch.Tensor:
             im = ImageOps.exif_transpose(im)
             im.load()
             return _from_pil(im, str(path))
+    except Image.DecompressionBombError as e:
+        raise ValueError(
+            f"cannot read image file {str(path)!r}: {e} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+        ) from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"cannot read image file {str(path)!r}: {e}") from e
 

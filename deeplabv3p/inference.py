@@ -35,7 +35,7 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @dataclass(frozen=True)
-class TestSettings:
+class InferenceSettings:
     """How images are tested: mmseg's ``test_cfg`` and test pipeline for one set of weights.
 
     ``test_scale`` is the mmcv rescale target ``(a, b)`` or None for no resize; ``crop_size`` and ``stride`` are the
@@ -66,6 +66,11 @@ def _pair(name: str, value: Any) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def _check_window_batch_size(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"window_batch_size must be an int >= 1, got {value!r}")
+
+
 def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
     cfg = getattr(model, "pretrained_cfg", None)
     return cfg if cfg is not None else PretrainedCfg(num_classes=model.config.num_classes)
@@ -82,7 +87,7 @@ def resolve_settings(
     stride: int | tuple[int, int] | None = None,
     tta_ratios: Sequence[float] | None = None,
     tta_flip: bool | None = None,
-) -> TestSettings:
+) -> InferenceSettings:
     """The model's test-time settings (from ``model.pretrained_cfg``), with the given overrides validated.
 
     A slide window not set by the weights defaults to the weights' training crop, with a stride of two thirds
@@ -103,18 +108,19 @@ def resolve_settings(
     else:
         scale = cfg.test_scale if resize else None
 
-    window = crop = None
+    crop_hw = stride_hw = None
     if mode == "slide":
         crop = crop_size if crop_size is not None else (cfg.slide_crop or cfg.crop_size)
         if crop is None:
             raise ValueError(
                 "mode='slide' needs a window: these weights define none, pass crop_size=(h, w) (and stride=(h, w))"
             )
-        crop = _pair("crop_size", crop)
-        if stride is None:
-            weights_window = cfg.slide_stride if cfg.slide_crop is not None and crop_size is None else None
-            stride = weights_window or (math.ceil(crop[0] * 2 / 3), math.ceil(crop[1] * 2 / 3))
-        window = _pair("stride", stride)
+        crop_hw = _pair("crop_size", crop)
+        if stride is None and crop_size is None and cfg.slide_crop is not None and cfg.slide_stride is not None:
+            stride = cfg.slide_stride
+        elif stride is None:
+            stride = (math.ceil(crop_hw[0] * 2 / 3), math.ceil(crop_hw[1] * 2 / 3))
+        stride_hw = _pair("stride", stride)
     elif crop_size is not None or stride is not None:
         raise ValueError(f"crop_size and stride apply to mode='slide', but mode is {mode!r}")
 
@@ -131,14 +137,14 @@ def resolve_settings(
             f"predict reads RGB images, but the model takes in_chans={model.config.in_chans} channels; "
             "call model(x) with your own normalized input instead"
         )
-    return TestSettings(
+    return InferenceSettings(
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         test_scale=scale,
         keep_ratio=cfg.keep_ratio,
         mode=mode,
-        crop_size=crop,
-        stride=window,
+        crop_size=crop_hw,
+        stride=stride_hw,
         tta=tta,
         tta_ratios=tuple(float(r) for r in ratios),
         tta_flip=flip,
@@ -154,7 +160,7 @@ def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     return ((x - mean_t) / std_t)[None]
 
 
-def preprocess(image: torch.Tensor, settings: TestSettings, ratio: float = 1.0) -> torch.Tensor:
+def preprocess(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
     """The network input for ``image`` ``(3, H, W)``: rescaled to the test scale (times ``ratio``), normalized."""
     height, width = image.shape[-2:]
     size = scaled_test_size(height, width, settings.test_scale, settings.keep_ratio, ratio)
@@ -213,8 +219,7 @@ def slide_inference(
     image), which bounds memory for any image size.
     """
     crop, step = _pair("crop_size", crop_size), _pair("stride", stride)
-    if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
-        raise ValueError(f"window_batch_size must be an int >= 1, got {window_batch_size!r}")
+    _check_window_batch_size(window_batch_size)
     n, _, height, width = x.shape
     windows = slide_windows(height, width, crop, step)
     canvas: torch.Tensor | None = None
@@ -236,7 +241,7 @@ def slide_inference(
 def infer_logits(
     model: DeepLabV3Plus,
     x: torch.Tensor,
-    settings: TestSettings,
+    settings: InferenceSettings,
     window_batch_size: int = 4,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
@@ -257,7 +262,7 @@ def _to_size(scores: torch.Tensor, size: tuple[int, int], align_corners: bool) -
 def segment_logits(
     model: DeepLabV3Plus,
     image: torch.Tensor,
-    settings: TestSettings,
+    settings: InferenceSettings,
     window_batch_size: int = 4,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
@@ -271,7 +276,7 @@ def segment_logits(
 def segment_probs(
     model: DeepLabV3Plus,
     image: torch.Tensor,
-    settings: TestSettings,
+    settings: InferenceSettings,
     window_batch_size: int = 4,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
@@ -312,6 +317,9 @@ def _check_dtype(dtype: torch.dtype | None, device: torch.device) -> torch.dtype
 
 def _read_ahead(items: list[ImageItem]) -> Iterator[tuple[ImageItem, torch.Tensor]]:
     """Read the images in order, the next one in a background thread while the current one is segmented."""
+    if len(items) == 1:
+        yield items[0], items[0].read()
+        return
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(items[0].read)
         for i, item in enumerate(items):
@@ -325,7 +333,7 @@ def _read_ahead(items: list[ImageItem]) -> Iterator[tuple[ImageItem, torch.Tenso
 class _Run:
     """Everything a predict call fixed before the first image."""
 
-    settings: TestSettings
+    settings: InferenceSettings
     classes: tuple[str, ...]
     palette: np.ndarray
     return_probs: bool
@@ -386,8 +394,7 @@ def _start(
         tta_ratios=tta_ratios,
         tta_flip=tta_flip,
     )
-    if isinstance(window_batch_size, bool) or not isinstance(window_batch_size, int) or window_batch_size < 1:
-        raise ValueError(f"window_batch_size must be an int >= 1, got {window_batch_size!r}")
+    _check_window_batch_size(window_batch_size)
     run_dtype = _check_dtype(dtype, next(model.parameters()).device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

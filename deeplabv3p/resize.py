@@ -91,21 +91,23 @@ def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     a0, a1 = _weights(fx, fixed_point)
     b0, b1 = _weights(fy, fixed_point)
     work = torch.int32 if fixed_point else image.dtype
-    src = image.to(work)
-    x0_t, x1_t = _as_tensor(x0, image, torch.long), _as_tensor(x1, image, torch.long)
-    rows = src.index_select(-1, x0_t) * _as_tensor(a0, image, work) + src.index_select(-1, x1_t) * _as_tensor(
-        a1, image, work
-    )
-    top = rows.index_select(-2, _as_tensor(y0, image, torch.long))
-    bottom = rows.index_select(-2, _as_tensor(y1, image, torch.long))
+    # Horizontal pass, gathering from the (small) uint8 image before widening.
+    rows = image.index_select(-1, _as_tensor(x0, image, torch.long)).to(work)
+    rows.mul_(_as_tensor(a0, image, work))
+    right = image.index_select(-1, _as_tensor(x1, image, torch.long)).to(work)
+    rows.add_(right.mul_(_as_tensor(a1, image, work)))
+    del right
     b0_t = _as_tensor(b0, image, work)[:, None]
     b1_t = _as_tensor(b1, image, work)[:, None]
+    y0_t, y1_t = _as_tensor(y0, image, torch.long), _as_tensor(y1, image, torch.long)
     if not fixed_point:
-        return top * b0_t + bottom * b1_t
+        return rows.index_select(-2, y0_t).mul_(b0_t).add_(rows.index_select(-2, y1_t).mul_(b1_t))
     # OpenCV's vectorised vertical pass (VResizeLinearVec_32s8u): drop 4 bits, keep the high 16 bits of each
     # 16x16-bit product, then round away the last 2 bits.
-    total = (((top >> 4) * b0_t) >> 16) + (((bottom >> 4) * b1_t) >> 16)
-    return ((total + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+    rows.bitwise_right_shift_(4)
+    top = rows.index_select(-2, y0_t).mul_(b0_t).bitwise_right_shift_(16)
+    top.add_(rows.index_select(-2, y1_t).mul_(b1_t).bitwise_right_shift_(16))
+    return top.add_(2).bitwise_right_shift_(2).clamp_(0, 255).to(torch.uint8)
 
 
 def _halve(image: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from train_helpers import one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
 
+import deeplabv3p
 from deeplabv3p.checkpoint import read_training_state
 from deeplabv3p.cli import main
 from deeplabv3p.demo import DEMO_CLASSES, make_synthetic_dataset
@@ -39,6 +40,16 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     evaluated = json.loads(out_json.read_text())
     assert evaluated["mIoU"] == pytest.approx(best_metrics["mIoU"])
     assert set(evaluated["IoU"]) == set(DEMO_CLASSES)
+
+
+def test_train_from_an_architecture_with_model_kwargs(tmp_path: Path) -> None:
+    data = make_synthetic_dataset(tmp_path / "data", num_train=4, num_val=2, size=64, seed=4)
+    narrow = ["encoder=resnet18", "encoder_kwargs={'channels': (8, 16, 32, 64)}", "decoder_channels=16"]
+    args = ["train", "--data", str(data), "--model", "deeplabv3plus", "--model-kwargs", *narrow]
+    assert main([*args, "--iters", "1", "--val-split", "none", "--out", str(tmp_path / "run"), *SMALL, *QUIET]) == 0
+    model = deeplabv3p.create_model(str(tmp_path / "run" / "checkpoints" / "iter_000001"))
+    assert model.config.decoder_channels == 16 and model.num_classes == len(DEMO_CLASSES)
+    assert not (tmp_path / "run" / "best").exists()  # no validation, no best model
 
 
 def test_train_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
