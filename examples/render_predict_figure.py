@@ -3,8 +3,8 @@
 It must be made with a model that has learned something; e.g. the fine-tuning demo's model on held-out images
 the demo wrote (synthetic, so free to redistribute):
 
-    python examples/render_predict_figure.py DEMO_OUT/data/val/images/ --model DEMO_MODEL_FOLDER \
-        --count 4 --out docs/images/predict_example.png
+    python examples/render_predict_figure.py deeplabv3p-demo/data/images/val/ --model deeplabv3p-demo/run/best \
+        --count 4 --out examples/predict_example.jpg
 
 ``--model`` / ``--pretrained`` / ``--model-kwargs`` are passed to `deeplabv3p.create_model` as they are.
 """
