@@ -84,10 +84,13 @@ class DeepLabV3Plus(nn.Module):
         m = self.min_input_size
         if x.shape[2] < m or x.shape[3] < m:
             raise ValueError(f"input is {x.shape[2]}x{x.shape[3]} but the model needs at least {m}x{m} pixels")
-        if self.training and x.shape[0] < 2:
+        # The image-pool branch normalises one value per image; SyncBatchNorm pools them across processes.
+        pool_bn = self.decoder.aspp.pool[1].bn
+        if self.training and x.shape[0] < 2 and not isinstance(pool_bn, nn.SyncBatchNorm):
             raise ValueError(
                 "training needs a batch of at least 2 images (BatchNorm statistics of the image-pool branch are "
-                f"undefined for one); got batch {x.shape[0]}. Call model.eval() for inference."
+                f"undefined for one); got batch {x.shape[0]}. Call model.eval() for inference, or use "
+                "SyncBatchNorm across processes."
             )
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:

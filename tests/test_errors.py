@@ -127,3 +127,12 @@ def test_unsupported_checkpoint_suffix(tmp_path):
     path.write_bytes(b"\0")
     with pytest.raises(ValueError, match=r"expected \.safetensors"):
         read_state_dict(path)
+
+
+def test_batch_of_one_is_left_to_sync_batchnorm():
+    """With SyncBatchNorm the statistics pool across processes, so a per-process batch of 1 is not refused here."""
+    model = deeplabv3p.create_model("deeplabv3plus_r18_d8", num_classes=3, **NARROW)
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model).train()
+    # Outside a process group torch itself refuses; inside one (torchrun) the batch is pooled across ranks.
+    with pytest.raises(ValueError, match=r"Expected more than 1 value per channel"):
+        model(torch.randn(1, 3, 32, 32))
