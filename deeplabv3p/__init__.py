@@ -4,8 +4,10 @@ The mmsegmentation DeepLabV3+ model zoo with exact parity, any timm encoder, fas
 """
 
 from .config import ModelConfig, PretrainedCfg
+from .export import check_onnx, export_onnx
 from .factory import create_model
 from .model import DeepLabV3Plus
+from .optimize import fold_batchnorm, optimize_for_inference
 from .registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
 from .version import __version__
 
@@ -14,9 +16,13 @@ __all__ = [
     "ModelConfig",
     "PretrainedCfg",
     "__version__",
+    "check_onnx",
     "create_model",
+    "export_onnx",
+    "fold_batchnorm",
     "get_model_config",
     "get_pretrained_cfg",
     "list_models",
     "list_pretrained",
+    "optimize_for_inference",
 ]
