@@ -133,6 +133,8 @@ class DeepLabV3Plus(nn.Module):
         if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}")
         self.encoder.set_output_stride(output_stride)
+        if self.grad_checkpointing:  # the rebuilt trunk starts without it
+            self.encoder.body.set_grad_checkpointing(True)
         self.config = self.config.replace(output_stride=output_stride)
         self.decoder.aspp.set_rates(self.config.resolved_aspp_rates())
 

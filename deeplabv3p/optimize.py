@@ -173,6 +173,33 @@ class PrePaddedConv2d(nn.Conv2d):
         return nn.functional.conv2d(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
+class Float32Conv2d(nn.Conv2d):
+    """A Conv2d that runs in its weights' precision even under ``torch.autocast``.
+
+    Used for the two layers where reduced precision costs the most agreement for the least time: the first conv,
+    whose input is the image itself (bf16 keeps about 3 significant digits: one grey level), and the classifier,
+    whose outputs are the logits that argmax compares. Both are a tiny share of the network's work.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x.to(self.weight.dtype))
+
+
+def _replace_conv(parent: nn.Module, name: str, cls: type[nn.Conv2d]) -> nn.Conv2d:
+    """Put a `cls` sharing the weights of ``parent.name`` (a plain Conv2d) in its place."""
+    conv = parent._modules[name]
+    new = cls(
+        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+        dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+        device=conv.weight.device, dtype=conv.weight.dtype,
+    )  # fmt: skip
+    new.weight = conv.weight
+    new.bias = conv.bias
+    setattr(parent, name, new)
+    return new
+
+
 def _is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
@@ -185,7 +212,7 @@ def pre_pad_depthwise(model: nn.Module) -> int:
     swapped = 0
     for parent in list(model.modules()):
         for name, conv in list(parent.named_children()):
-            if not (
+            if (
                 type(conv) is nn.Conv2d
                 and conv.groups > 1
                 and conv.groups == conv.in_channels == conv.out_channels
@@ -193,17 +220,27 @@ def pre_pad_depthwise(model: nn.Module) -> int:
                 and isinstance(conv.padding, tuple)
                 and max(conv.padding) > 1
             ):
-                continue
-            padded = PrePaddedConv2d(
-                conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
-                device=conv.weight.device, dtype=conv.weight.dtype,
-            )  # fmt: skip
-            padded.weight = conv.weight
-            padded.bias = conv.bias
-            setattr(parent, name, padded)
-            swapped += 1
+                _replace_conv(parent, name, PrePaddedConv2d)
+                swapped += 1
     return swapped
+
+
+def keep_ends_in_float32(model: nn.Module) -> list[str]:
+    """Make the first conv and the classifier conv (``model.classifier.conv``) `Float32Conv2d`, in place.
+
+    Returns the names of the convs changed.
+    """
+    changed = []
+    first = next(((n, m) for n, m in model.named_modules() if type(m) is nn.Conv2d), None)
+    targets = [first[0]] if first else []
+    classifier = getattr(getattr(model, "classifier", None), "conv", None)
+    if type(classifier) is nn.Conv2d:
+        targets.append("classifier.conv")
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        _replace_conv(model.get_submodule(parent_name) if parent_name else model, child, Float32Conv2d)
+        changed.append(name)
+    return changed
 
 
 def count_batchnorms(model: nn.Module) -> int:
@@ -227,9 +264,13 @@ def optimize_for_inference(
             inputs may stay NCHW (the first conv switches the layout) or be passed as channels_last.
         inplace: modify `model` itself instead of a copy.
 
+    Dilated depthwise convs pad their input explicitly on the CPU (`PrePaddedConv2d`). For reduced precision run
+    the result under ``torch.autocast`` (bf16 on CPU, fp16 or bf16 on GPU): the first conv and the classifier then
+    still run in float32 (`Float32Conv2d`), so the image is not rounded before the first layer and the logits come
+    out in float32; their cost is negligible.
+
     The result is for inference only: parameters no longer require gradients and the folded layers cannot be
-    trained. Change the output stride (``set_output_stride``) before optimizing, not after. For reduced precision
-    run it under ``torch.autocast`` (bf16 on CPU, fp16 or bf16 on GPU).
+    trained. Change the output stride (``set_output_stride``) before optimizing, not after.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -241,6 +282,7 @@ def optimize_for_inference(
     if fold_bn:
         fold_batchnorm(optimized)
     pre_pad_depthwise(optimized)
+    keep_ends_in_float32(optimized)
     optimized.requires_grad_(False)
     if channels_last:
         optimized.to(memory_format=torch.channels_last)

@@ -18,6 +18,7 @@ from torch import nn
 import deeplabv3p
 from deeplabv3p.optimize import (
     FOLD_RTOL,
+    Float32Conv2d,
     PrePaddedConv2d,
     count_batchnorms,
     fold_batchnorm,
@@ -197,7 +198,7 @@ def test_bf16_autocast_on_cpu(data_dir):
     fast = model.optimize_for_inference()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         got = fast(x)
-    assert got.dtype == torch.bfloat16
+    assert got.dtype == torch.float32, "the classifier runs in float32 under autocast"
     assert rel_diff(got, ref) <= BF16_RTOL
     assert agreement(got, ref) >= BF16_MIN_AGREEMENT
 
@@ -224,6 +225,10 @@ def test_grad_checkpointing_gives_the_same_gradients(data_dir):
     ckpt = grads(model)
     for name, g in plain.items():
         torch.testing.assert_close(ckpt[name], g, rtol=1e-4, atol=1e-5, msg=name)
+    model.set_output_stride(16)
+    assert model.encoder.body.grad_checkpointing, "a rebuilt trunk keeps checkpointing"
+    model.set_grad_checkpointing(False)
+    assert not model.grad_checkpointing and not model.encoder.body.grad_checkpointing
 
 
 @pytest.mark.slow
@@ -281,3 +286,19 @@ def test_pre_padding_leaves_other_convs_alone(data_dir):
     # Exactly the three dilated depthwise ASPP branches (rates 12, 24, 36 at output stride 8).
     assert swapped == [f"decoder.aspp.branches.{i}.depthwise.conv" for i in (1, 2, 3)]
     assert [fast.get_submodule(n).dilation for n in swapped] == [(12, 12), (24, 24), (36, 36)]
+
+
+def test_first_conv_and_classifier_stay_float32_under_autocast(data_dir):
+    model, x, _ = parity_model(data_dir, "r50_v1c_d8")
+    fast = model.optimize_for_inference()
+    kept = [name for name, m in fast.named_modules() if isinstance(m, Float32Conv2d)]
+    assert kept == ["encoder.body.conv1.0", "classifier.conv"]
+    seen = {}
+    for name in kept:
+        fast.get_submodule(name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.dtype))
+    others = []
+    fast.encoder.body.conv1[3].register_forward_hook(lambda m, i, o: others.append(o.dtype))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast(x)
+    assert seen == {"encoder.body.conv1.0": torch.float32, "classifier.conv": torch.float32}
+    assert others == [torch.bfloat16], "the rest of the network runs in bf16"
