@@ -422,6 +422,61 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    """``"512x1024"`` -> (512, 1024); a single number means a square."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW such as 512x1024, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"size must be HxW such as 512x1024, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)")
+    p.add_argument("model", help="architecture or ARCH.TAG, e.g. deeplabv3plus_r50_d8")
+    p.add_argument("--pretrained", default=None, help="weights: a tag, a dataset alias (cityscapes) or a local file")
+    p.add_argument("--checkpoint", default=None, help="local checkpoint file (.safetensors or mmseg .pth)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
+    p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: deeplabv3p.export.DEFAULT_OPSET)")
+    p.add_argument("--size", type=_parse_size, default=(512, 512), help="HxW of the example (or fixed) input")
+    p.add_argument("--static", action="store_true", help="fix batch, height and width to the example input")
+    p.add_argument(
+        "--no-check", action="store_true", help="skip the onnxruntime check against PyTorch at two input sizes"
+    )
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import DEFAULT_OPSET, check_onnx, export_onnx
+    from .factory import create_model
+
+    pretrained = args.pretrained if args.pretrained is not None else False
+    model = create_model(args.model, pretrained=pretrained, checkpoint_path=args.checkpoint).eval()
+    out = export_onnx(
+        model,
+        args.out,
+        opset=args.opset if args.opset is not None else DEFAULT_OPSET,
+        dynamic=not args.static,
+        input_size=args.size,
+    )
+    print(f"wrote {out} (opset {args.opset or DEFAULT_OPSET}, {'static' if args.static else 'dynamic'} shape)")
+    if not args.no_check:
+        h, w = args.size
+        m = model.min_input_size
+        sizes = [(h, w)] if args.static else [(h, w), (max(m, h // 2 + 7), max(m, w // 2 + 5))]
+        for r in check_onnx(out, model, sizes=sizes):
+            print(
+                f"onnxruntime vs PyTorch at {r.size[0]}x{r.size[1]}: max abs diff {r.max_abs_diff:.2e} "
+                f"(relative {r.rel_diff:.2e}), argmax agreement {100 * r.argmax_agreement:.3f}%"
+            )
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "list": (_add_list, _run_list),
     "convert": (_add_convert, _run_convert),
@@ -429,6 +484,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "train": (_add_train, _run_train),
     "evaluate": (_add_evaluate, _run_evaluate),
     "demo": (_add_demo, _run_demo),
+    "export": (_add_export, _run_export),
 }
 
 
@@ -445,6 +501,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, TypeError, OSError, WeightsUnavailableError) as e:
+    except (ValueError, TypeError, OSError, ImportError, WeightsUnavailableError) as e:
         print(f"deeplabv3p {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -12,13 +12,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from . import hub
 from .config import OUTPUT_STRIDES, ModelConfig, PretrainedCfg
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
 from .inference import predict as _predict
+from .optimize import optimize_for_inference as _optimize_for_inference
 from .result import SegmentationResult
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
 class DeepLabV3Plus(nn.Module):
@@ -55,6 +64,7 @@ class DeepLabV3Plus(nn.Module):
             FCNHead(channels[-2], config.aux_channels, config.num_classes, config.dropout) if config.aux_head else None
         )
         self.pretrained_cfg: PretrainedCfg | None = None
+        self.grad_checkpointing = False
 
     @property
     def num_classes(self) -> int:
@@ -81,6 +91,12 @@ class DeepLabV3Plus(nn.Module):
             )
         if not x.is_floating_point():
             raise TypeError(f"input must be a floating-point tensor (normalized image), got dtype {x.dtype}")
+        weight_dtype = self.classifier.conv.weight.dtype
+        if x.dtype != weight_dtype and not _autocast_enabled(x.device.type):
+            raise TypeError(
+                f"input dtype {x.dtype} differs from the model's {weight_dtype}: pass x.to({weight_dtype}) "
+                "or run under torch.autocast"
+            )
         m = self.min_input_size
         if x.shape[2] < m or x.shape[3] < m:
             raise ValueError(f"input is {x.shape[2]}x{x.shape[3]} but the model needs at least {m}x{m} pixels")
@@ -103,7 +119,11 @@ class DeepLabV3Plus(nn.Module):
         self._check_input(x)
         size = x.shape[2:]
         features = self.encoder(x)
-        logits = self.classifier(self.decoder(features[0], features[-1]))
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            decoded = checkpoint(self.decoder, features[0], features[-1], use_reentrant=False)
+        else:
+            decoded = self.decoder(features[0], features[-1])
+        logits = self.classifier(decoded)
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=self.config.align_corners)
         if not return_aux:
             return logits
@@ -127,6 +147,8 @@ class DeepLabV3Plus(nn.Module):
         if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}")
         self.encoder.set_output_stride(output_stride)
+        if self.grad_checkpointing:  # the rebuilt trunk starts without it
+            self.encoder.body.set_grad_checkpointing(True)
         self.config = self.config.replace(output_stride=output_stride)
         self.decoder.aspp.set_rates(self.config.resolved_aspp_rates())
 
@@ -153,3 +175,20 @@ class DeepLabV3Plus(nn.Module):
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload to the Hugging Face Hub in the `save_pretrained` format (see `deeplabv3p.hub.push_to_hub`)."""
         return hub.push_to_hub(self, repo_id, **kwargs)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations during backward instead of keeping them: less training memory, slower steps.
+
+        The encoder's stages are checkpointed by timm (all but its first and last modules) and the decoder as a whole.
+        """
+        if not hasattr(self.encoder.body, "set_grad_checkpointing"):
+            raise ValueError(f"encoder {self.config.encoder!r} does not support gradient checkpointing in timm")
+        self.encoder.body.set_grad_checkpointing(enable)
+        self.grad_checkpointing = bool(enable)
+
+    def optimize_for_inference(self, fold_bn: bool = True, channels_last: bool = True) -> DeepLabV3Plus:
+        """An eval-mode copy with BatchNorm folded into the convolutions and channels_last weights (same logits).
+
+        See `deeplabv3p.optimize.optimize_for_inference`; the copy is for inference only.
+        """
+        return _optimize_for_inference(self, fold_bn=fold_bn, channels_last=channels_last)

@@ -1,0 +1,302 @@
+"""One adapter per library: build the same DeepLabV3+ and expose inference and a training step the same way.
+
+- ``ours``: deeplabv3p.
+- ``mmseg``: mmsegmentation's own config from inside its wheel, with our benchmark weights copied in (the key
+  mapping is `deeplabv3p.convert`'s, inverted), so its logits can be compared with ours pixel for pixel.
+- ``smp``: segmentation_models_pytorch's ``DeepLabV3Plus`` on the same timm ResNet (deep stem where mmseg has one),
+  output stride and ASPP width. Its head differs from mmseg's (1x1 ASPP projection, one separable conv after the
+  concat, no multi-grid), so it is the closest alternative, not the same network; its weights are its own random ones.
+- ``onnxruntime``: our model exported with `deeplabv3p.export_onnx`, run by onnxruntime's CPU provider.
+
+Peers are optional: `available` says which import here, and nothing in deeplabv3p depends on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+import deeplabv3p
+from deeplabv3p.convert import convert_key
+from deeplabv3p.registry import PRETRAINED_CFGS
+from deeplabv3p.weights import load_into
+
+LIBRARIES = ("ours", "mmseg", "smp", "onnxruntime")
+_REQUIREMENTS = {
+    "ours": ("deeplabv3p",),
+    "mmseg": ("mmseg", "mmcv", "mmengine"),
+    "smp": ("segmentation_models_pytorch",),
+    "onnxruntime": ("onnxruntime", "onnx"),
+}
+IGNORE_INDEX = 255
+AUX_WEIGHT = 0.4  # mmseg's loss weight of the FCN auxiliary head
+
+
+def available(library: str) -> tuple[bool, str]:
+    """Whether `library` can run here, and a note saying why not."""
+    missing = [m for m in _REQUIREMENTS[library] if importlib.util.find_spec(m) is None]
+    if missing:
+        return False, f"{library} skipped: {', '.join(missing)} not installed"
+    return True, ""
+
+
+def seed_cfg(architecture: str) -> deeplabv3p.PretrainedCfg:
+    """The architecture's first Cityscapes row with published memory and fps: the seed table's row for it."""
+    for cfg in PRETRAINED_CFGS.values():
+        if cfg.architecture == architecture and cfg.dataset == "cityscapes" and "fps" in cfg.metrics:
+            return cfg
+    raise ValueError(f"{architecture!r} has no Cityscapes row with published fps; pick one of the seven mmseg models")
+
+
+@dataclass
+class Runner:
+    """A built network and the calls the benchmark times."""
+
+    model: nn.Module
+    infer: Callable[[torch.Tensor], torch.Tensor]  # normalized NCHW batch -> logits at the input size
+    train_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (batch, labels) -> scalar loss
+    num_params: int
+    note: str = ""
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _seg_loss(logits: torch.Tensor, aux: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+    if aux is not None:
+        loss = loss + AUX_WEIGHT * F.cross_entropy(aux.float(), labels, ignore_index=IGNORE_INDEX)
+    return loss
+
+
+# --- ours ---------------------------------------------------------------------------------------------------------
+
+
+def build_ours(architecture: str, weights: Path, device: torch.device) -> Runner:
+    model = deeplabv3p.create_model(architecture)
+    load_into(model, load_file(str(weights)))
+    model.pretrained_cfg = seed_cfg(architecture)
+    model = model.to(device).eval()
+
+    def train_loss(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits, aux = model(x, return_aux=True)
+        return _seg_loss(logits, aux, labels)
+
+    return Runner(model, model, train_loss, _count(model))
+
+
+# --- mmseg --------------------------------------------------------------------------------------------------------
+
+
+def _install_mmcv_ops_shim() -> None:
+    """Let mmseg import with mmcv-lite, which has no compiled ``mmcv.ops``.
+
+    Four mmseg modules import ``point_sample`` or ``sigmoid_focal_loss`` from ``mmcv.ops`` at import time although
+    DeepLabV3+ never calls them. A stand-in module defines those two names (raising if ever called) and fails any
+    other lookup, so nothing silently runs without the real ops. With the full mmcv installed this does nothing.
+    """
+    if "mmcv.ops" in sys.modules:
+        return
+    try:
+        import mmcv.ops  # noqa: F401  (the full mmcv build)
+
+        return
+    except Exception:
+        sys.modules.pop("mmcv.ops", None)
+
+    shim = types.ModuleType("mmcv.ops")
+    shim.__doc__ = "Stand-in for mmcv.ops under mmcv-lite (installed by deeplabv3p's benchmarks)."
+
+    def _unavailable(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("mmcv.ops is not available with mmcv-lite; install the full mmcv for this op")
+
+    shim.point_sample = _unavailable
+    shim.sigmoid_focal_loss = _unavailable
+
+    def _getattr(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ModuleNotFoundError(f"mmcv.ops.{name} is not available with mmcv-lite")
+
+    shim.__getattr__ = _getattr  # type: ignore[attr-defined]
+    sys.modules["mmcv.ops"] = shim
+
+
+def mmseg_config(architecture: str):
+    """mmseg's config of the seed row, from the ``.mim/configs`` folder inside the mmseg wheel, for one process."""
+    _install_mmcv_ops_shim()
+    import mmseg
+    from mmengine.config import Config
+
+    name = seed_cfg(architecture).source_config
+    path = Path(mmseg.__file__).parent / ".mim" / "configs" / "deeplabv3plus" / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"mmseg config {path} not found; is this mmsegmentation 1.x?")
+    cfg = Config.fromfile(str(path))
+    cfg.model.pretrained = None  # no ImageNet download
+    cfg.model.backbone.init_cfg = None
+    _sync_bn_to_bn(cfg.model)
+    return cfg
+
+
+def _sync_bn_to_bn(node: Any) -> None:
+    """SyncBN needs a process group; one process uses plain BN, which computes the same."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "norm_cfg" and isinstance(value, dict) and value.get("type") == "SyncBN":
+                value["type"] = "BN"
+            else:
+                _sync_bn_to_bn(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            _sync_bn_to_bn(value)
+
+
+def build_mmseg_model(architecture: str) -> nn.Module:
+    cfg = mmseg_config(architecture)
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules()
+    return MODELS.build(cfg.model)
+
+
+def ours_to_mmseg(mm_model: nn.Module, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state dict in mmseg's key names (every mmseg key must have its counterpart)."""
+    mapped, missing = {}, []
+    for key in mm_model.state_dict():
+        ours_key = convert_key(key)
+        if ours_key is None or ours_key not in ours:
+            missing.append(key)
+        else:
+            mapped[key] = ours[ours_key]
+    if missing:
+        raise ValueError(f"no deeplabv3p weight for mmseg keys {missing[:10]}")
+    return mapped
+
+
+def _mmseg_metas(x: torch.Tensor) -> list[dict[str, Any]]:
+    shape = tuple(x.shape[2:])
+    return [dict(img_shape=shape, ori_shape=shape, pad_shape=shape) for _ in range(x.shape[0])]
+
+
+def build_mmseg(architecture: str, weights: Path, device: torch.device) -> Runner:
+    model = build_mmseg_model(architecture)
+    model.load_state_dict(ours_to_mmseg(model, load_file(str(weights))))
+    model = model.to(device).eval()
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    def infer(x: torch.Tensor) -> torch.Tensor:
+        return model.inference(x, _mmseg_metas(x))  # fresh metas each call: slide mode mutates them
+
+    def train_loss(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        samples = []
+        for meta, label in zip(_mmseg_metas(x), labels):
+            sample = SegDataSample(metainfo=meta)
+            sample.gt_sem_seg = PixelData(data=label[None])
+            samples.append(sample)
+        losses = model.loss(x, samples)
+        loss, _ = model.parse_losses(losses)
+        return loss
+
+    return Runner(model, infer, train_loss, _count(model))
+
+
+# --- smp ----------------------------------------------------------------------------------------------------------
+
+
+def build_smp(architecture: str, weights: Path, device: torch.device) -> Runner:
+    import segmentation_models_pytorch as smp
+
+    config = deeplabv3p.get_model_config(architecture)
+    if config.output_stride not in (8, 16):
+        raise ValueError(f"smp supports output stride 8 or 16, not {config.output_stride}")
+    rates = config.resolved_aspp_rates()
+    notes = ["smp head: 1x1 ASPP projection, one separable conv after the concat, own random weights"]
+    if config.multi_grid is not None:
+        notes.append("no multi-grid in smp")
+    model = smp.DeepLabV3Plus(
+        encoder_name=f"tu-{config.encoder}",
+        encoder_weights=None,
+        encoder_output_stride=config.output_stride,
+        decoder_channels=config.decoder_channels,
+        decoder_atrous_rates=tuple(r for r in rates if r != 1),
+        classes=config.num_classes,
+        **config.encoder_kwargs,  # deep stem for the V1c models, passed on to timm
+    )
+    model = model.to(device).eval()
+
+    def train_loss(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return _seg_loss(model(x), None, labels)
+
+    return Runner(model, model, train_loss, _count(model), note="; ".join(notes))
+
+
+# --- onnxruntime --------------------------------------------------------------------------------------------------
+
+
+def build_onnxruntime(architecture: str, weights: Path, device: torch.device, threads: int, workdir: Path) -> Runner:
+    import onnxruntime as ort
+
+    if device.type != "cpu":
+        raise ValueError("the onnxruntime comparison runs on the CPU provider only")
+    ours = build_ours(architecture, weights, device)
+    path = deeplabv3p.export_onnx(ours.model, workdir / f"{architecture}.onnx", input_size=(512, 512))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def infer(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(["logits"], {"input": x.numpy()})[0])
+
+    def no_training(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise ValueError("onnxruntime is inference only")
+
+    note = f"exported with deeplabv3p.export_onnx (opset {deeplabv3p.export.DEFAULT_OPSET}), ORT_ENABLE_ALL"
+    return Runner(ours.model, infer, no_training, ours.num_params, note=note)
+
+
+def build(library: str, architecture: str, weights: Path, device: torch.device, threads: int, workdir: Path) -> Runner:
+    """Build `library`'s network for `architecture` with the benchmark weights (ours and mmseg)."""
+    if library == "ours":
+        return build_ours(architecture, weights, device)
+    if library == "mmseg":
+        return build_mmseg(architecture, weights, device)
+    if library == "smp":
+        return build_smp(architecture, weights, device)
+    if library == "onnxruntime":
+        return build_onnxruntime(architecture, weights, device, threads, workdir)
+    raise ValueError(f"library must be one of {list(LIBRARIES)}, got {library!r}")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything that shapes the numbers, for the results stamp (installed peers only)."""
+    import timm
+
+    versions = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "deeplabv3p": deeplabv3p.__version__,
+    }
+    peers = ("mmsegmentation", "mmcv", "mmcv-lite", "mmengine", "segmentation-models-pytorch", "onnx", "onnxruntime")
+    for dist in peers:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions

@@ -1,0 +1,260 @@
+"""Results -> ratios, targets and a Markdown report; ``python -m benchmarks.report RESULTS.json`` re-renders one."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+GIB = 2**30
+MIN_AGREEMENT = 0.995
+CPU_SPEEDUP_TARGET = 2.5
+GPU_SPEEDUP_TARGET = 3.0
+GPU_TRAIN_MEMORY_TARGET = 0.6
+
+
+def _find(cases: list[dict], **match: Any) -> dict | None:
+    for c in cases:
+        if all(c["case"].get(k) == v for k, v in match.items()):
+            return c
+    return None
+
+
+def _fps(case: dict | None, batch: int) -> float | None:
+    if case is None or "error" in case:
+        return None
+    entry = case.get("batches", {}).get(str(batch))
+    return entry["images_per_s"] if entry else None
+
+
+def add_ratios(results: dict) -> None:
+    """Throughput and memory relative to mmseg fp32 of the same model, batch and task, in place."""
+    cases = results["cases"]
+    for c in cases:
+        if "error" in c or "skipped" in c:
+            continue
+        arch, task = c["case"]["architecture"], c["case"]["task"]
+        base = _find(cases, architecture=arch, task=task, library="mmseg", dtype="fp32", channels_last=False)
+        if base is None or "error" in base or "skipped" in base:
+            continue
+        if task == "infer":
+            for batch, entry in c["batches"].items():
+                ref = _fps(base, int(batch))
+                if ref:
+                    entry["speed_vs_mmseg_fp32"] = entry["images_per_s"] / ref
+        elif task in ("train", "predict"):
+            c["speed_vs_mmseg_fp32"] = c["images_per_s"] / base["images_per_s"]
+            if task == "train":
+                c["memory_vs_mmseg_fp32"] = c["peak_mem_bytes"] / base["peak_mem_bytes"]
+
+
+def evaluate_targets(results: dict) -> list[dict[str, Any]]:
+    """The issue's targets, each with the numbers that decide it."""
+    cases, device = results["cases"], results["meta"]["device_type"]
+    targets = []
+    for arch in results["meta"]["models"]:
+        infer = [c for c in cases if c["case"]["architecture"] == arch and c["case"]["task"] == "infer"]
+        base = _find(infer, library="mmseg", dtype="fp32", channels_last=False)
+        base_fps = _fps(base, 1)
+        if not base_fps:
+            continue
+        ours = [c for c in infer if c["case"]["library"] == "ours" and _fps(c, 1)]
+        agreeing = [c for c in ours if c.get("check", {}).get("argmax_agreement", 0) >= MIN_AGREEMENT]
+        want = CPU_SPEEDUP_TARGET if device == "cpu" else GPU_SPEEDUP_TARGET
+        if agreeing:
+            best = max(agreeing, key=lambda c: _fps(c, 1))
+            ratio = _fps(best, 1) / base_fps
+            targets.append(
+                {
+                    "model": arch,
+                    "target": f"fastest path >= {want}x mmseg fp32 at batch 1, argmax agreement >= {MIN_AGREEMENT:.1%}",
+                    "path": best["label"],
+                    "value": ratio,
+                    "agreement": best["check"]["argmax_agreement"],
+                    "met": ratio >= want,
+                }
+            )
+        fp32 = [c for c in ours if c["case"]["dtype"] == "fp32" and not c["case"]["compile"]]
+        if fp32 and device == "cpu":
+            best = max(fp32, key=lambda c: _fps(c, 1))
+            ratio = _fps(best, 1) / base_fps
+            targets.append(
+                {
+                    "model": arch,
+                    "target": "our fp32 path no slower than mmseg fp32 at batch 1",
+                    "path": best["label"],
+                    "value": ratio,
+                    "met": ratio >= 1.0,
+                }
+            )
+        if device == "cuda":
+            train = [c for c in cases if c["case"]["architecture"] == arch and c["case"]["task"] == "train"]
+            base_train = _find(train, library="mmseg", dtype="fp32")
+            amp = [c for c in train if c["case"]["library"] == "ours" and c["case"]["dtype"] != "fp32"]
+            if base_train and "peak_mem_bytes" in base_train and amp:
+                best = min((c for c in amp if "peak_mem_bytes" in c), key=lambda c: c["peak_mem_bytes"])
+                ratio = best["peak_mem_bytes"] / base_train["peak_mem_bytes"]
+                targets.append(
+                    {
+                        "model": arch,
+                        "target": f"training peak memory <= {GPU_TRAIN_MEMORY_TARGET}x mmseg fp32",
+                        "path": best["label"],
+                        "value": ratio,
+                        "met": ratio <= GPU_TRAIN_MEMORY_TARGET,
+                    }
+                )
+    return targets
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: never a half-written result."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _gb(value: float | None) -> str:
+    return "" if value is None else f"{value / GIB:.2f}"
+
+
+def _x(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def render(results: dict) -> str:
+    meta = results["meta"]
+    mem_name = "peak RSS (GB)" if meta["device_type"] == "cpu" else "max allocated (GB)"
+    lines = [
+        f"# deeplabv3p benchmark: {meta['device_name']}",
+        "",
+        f"- date (UTC): {meta['date']}; threads: {meta['threads']}; reduced precision: {meta['dtype']}",
+        f"- load average (1, 5, 15 min) at start {_load(meta['loadavg_start'])}, at end {_load(meta['loadavg_end'])}"
+        f" on {meta['cpu_count']} logical CPUs",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        f"- command: `{meta['command']}`",
+        f"- inference: {meta['warmup']} warm-up + {meta['runs']} timed calls per batch size, median and p90; "
+        "a pool of distinct inputs cycled; CUDA events on GPU",
+        "",
+    ]
+    for note in meta.get("notes", []):
+        lines.append(f"> {note}")
+    if meta.get("notes"):
+        lines.append("")
+    by_arch: dict[str, list[dict]] = {}
+    for c in results["cases"]:
+        by_arch.setdefault(c["case"]["architecture"], []).append(c)
+    for arch, cases in by_arch.items():
+        size = cases[0]["case"]["size"]
+        lines += [f"## {arch} at {size[0]}x{size[1]}", ""]
+        prep = next((c for c in cases if c["case"]["task"] == "prepare"), None)
+        if prep and "class_histogram" in prep:
+            shares = sorted(prep["class_histogram"], reverse=True)
+            lines.append(
+                f"Benchmark network: trained {prep['train_steps']} steps on the synthetic dead-leaves task. On the "
+                f"held-out check images ({size[0]}x{size[1]}) its fp32 pixel accuracy is "
+                f"{prep['check_pixel_accuracy']:.1%}, its argmax uses {sum(s > 0.001 for s in shares)} of "
+                f"{prep['num_classes']} classes (largest share {shares[0]:.1%}), and one grey level of input noise "
+                f"keeps {prep['noise_agreement']:.2%} of its labels."
+            )
+            lines.append("")
+        infer = [c for c in cases if c["case"]["task"] == "infer"]
+        if infer:
+            lines += [
+                f"### Inference (peak memory: {mem_name})",
+                "",
+                "| library | path | batch | images/s | median ms | p90 ms | vs mmseg fp32 | peak mem | "
+                "logits rel. diff | argmax agreement |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for c in infer:
+                if "error" in c or "skipped" in c:
+                    reason = c.get("error") or c.get("skipped")
+                    lines.append(f"| {c['case']['library']} | {c['label']} | | | | | | | | {reason} |")
+                    continue
+                check = c.get("check")
+                for batch, e in c["batches"].items():
+                    lines.append(
+                        f"| {c['case']['library']} | {c['label']} | {batch} | {e['images_per_s']:.3g} | "
+                        f"{1000 * e['median_s']:.1f} | {1000 * e['p90_s']:.1f} | {_x(e.get('speed_vs_mmseg_fp32'))} | "
+                        f"{_gb(e['peak_mem_bytes'])} | "
+                        + (f"{check['rel_diff']:.1e} | {100 * check['argmax_agreement']:.2f}% |" if check else "| |")
+                    )
+            lines.append("")
+        train = [c for c in cases if c["case"]["task"] == "train"]
+        if train:
+            seed = next((c.get("seed_metrics") for c in cases if c.get("seed_metrics")), None) or {}
+            lines += [
+                f"### Training step (forward + backward + SGD, batch {train[0]['case']['batches'][0]}, "
+                f"{size[0]}x{size[1]})",
+                "",
+                f"| library | precision | step s (median) | images/s | vs mmseg fp32 | {mem_name} "
+                "| memory vs mmseg fp32 |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for c in train:
+                if "error" in c or "skipped" in c:
+                    lines.append(
+                        f"| {c['case']['library']} | {c['label']} | | | | | {c.get('error') or c['skipped']} |"
+                    )
+                    continue
+                lines.append(
+                    f"| {c['case']['library']} | {c['label']} | {c['median_s']:.2f} | {c['images_per_s']:.3g} | "
+                    f"{_x(c.get('speed_vs_mmseg_fp32'))} | {_gb(c['peak_mem_bytes'])} | "
+                    f"{_x(c.get('memory_vs_mmseg_fp32'))} |"
+                )
+            if seed:
+                lines.append("")
+                lines.append(
+                    f"Seed table (mmseg, {seed.get('fps_device', 'V100')}, SyncBN over 4 GPUs): "
+                    f"Mem {seed.get('train_mem_gb')} GB at batch 2 per GPU, {seed.get('fps')} fps."
+                )
+            lines.append("")
+        predict = [c for c in cases if c["case"]["task"] == "predict"]
+        if predict:
+            lines += [
+                "### End-to-end predict (full-size image, the weights' test mode)",
+                "",
+                "| library | path | image | images/s | median s | vs mmseg fp32 |",
+                "|---|---|---|---|---|---|",
+            ]
+            for c in predict:
+                if "error" in c or "skipped" in c:
+                    lines.append(f"| {c['case']['library']} | {c['label']} | | | | {c.get('error') or c['skipped']} |")
+                    continue
+                h, w = c["image_size"]
+                lines.append(
+                    f"| {c['case']['library']} | {c['label']} | {h}x{w} ({c['test_mode']}) | {c['images_per_s']:.3g} | "
+                    f"{c['median_s']:.2f} | {_x(c.get('speed_vs_mmseg_fp32'))} |"
+                )
+            lines.append("")
+    targets = results.get("targets", [])
+    if targets:
+        lines += ["## Targets", "", "| model | target | path | measured | met |", "|---|---|---|---|---|"]
+        for t in targets:
+            extra = f", agreement {100 * t['agreement']:.2f}%" if "agreement" in t else ""
+            met = "yes" if t["met"] else "NO"
+            lines.append(f"| {t['model']} | {t['target']} | {t['path']} | {t['value']:.2f}x{extra} | {met} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _load(values: list[float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.report RESULTS.json", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    results = json.loads(path.read_text())
+    add_ratios(results)
+    results["targets"] = evaluate_targets(results)
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,319 @@
+"""Benchmark deeplabv3p against mmsegmentation and segmentation_models_pytorch on the same DeepLabV3+.
+
+Measures, per model: inference throughput and latency (median, p90) at batch 1 and a larger batch, peak memory,
+agreement of every fast path with fp32 eager (logits and argmax); a training step (forward + backward + SGD) at the
+training batch with its time and peak memory (the seed table's "Mem (GB)" column); end-to-end ``predict`` on
+full-size images. Each measurement runs in a fresh process (`benchmarks.worker`). Results go to
+``benchmarks/results/NAME.json`` and ``NAME.md``, stamped with device, versions, dtype, threads, date and load.
+
+Examples::
+
+    python benchmarks/run.py --models deeplabv3plus_r50_d8 --size 512x1024 --device cuda --dtype bf16 --compile \\
+        --compare smp,mmseg
+    python benchmarks/run.py --device cpu --size 512x1024 --threads 2
+    python benchmarks/run.py --models all --device cuda            # the seven architectures at their seed crop
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import adapters, report  # noqa: E402
+from benchmarks.worker import RESULT_PREFIX, Case  # noqa: E402
+
+MMSEG_ARCHITECTURES = (
+    "deeplabv3plus_r18_d8",
+    "deeplabv3plus_r50_d8",
+    "deeplabv3plus_r101_d8",
+    "deeplabv3plus_r101_d16_mg124",
+    "deeplabv3plus_r18b_d8",
+    "deeplabv3plus_r50b_d8",
+    "deeplabv3plus_r101b_d8",
+)
+PEERS = ("mmseg", "smp", "onnxruntime")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW such as 512x1024, got {text!r}") from None
+    if min(h, w) < 32:
+        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
+    return h, w
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = tuple(n for n in text.split(",") if n and n != "none")
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown {what} {bad}; choose from {list(allowed)}")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", default="deeplabv3plus_r50_d8", help="comma-separated architectures, or 'all' (seven)")
+    p.add_argument("--size", type=_size, default=None, help="HxW input size (default: each model's seed crop size)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    p.add_argument(
+        "--dtype",
+        choices=["bf16", "fp16", "fp32"],
+        default=None,
+        help="reduced precision of the fast paths (default: bf16 on CPU, fp16 on GPU)",
+    )
+    p.add_argument("--compile", action="store_true", help="add the torch.compile fast path (ours)")
+    p.add_argument("--compare", default=",".join(PEERS), help=f"peers to run, comma-separated, from {list(PEERS)}")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per worker (default: torch's default)")
+    p.add_argument("--batches", type=_ints, default=None, help="inference batch sizes (default: 1,2 CPU; 1,8 GPU)")
+    p.add_argument("--train-batch", type=int, default=2, help="training batch (default 2, the seed table's per GPU)")
+    p.add_argument("--tasks", default="infer,train,predict", help="any of infer,train,predict")
+    p.add_argument("--grad-ckpt", action="store_true", help="also train ours with activation checkpointing")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up calls (default 2 CPU, 10 GPU)")
+    p.add_argument("--runs", type=int, default=None, help="timed calls (default 7 CPU, 50 GPU)")
+    p.add_argument("--train-runs", type=int, default=None, help="timed training steps (default 3 CPU, 20 GPU)")
+    p.add_argument("--predict-runs", type=int, default=None, help="timed predict calls (default 3 CPU, 10 GPU)")
+    p.add_argument("--train-steps", type=int, default=300, help="training steps of the benchmark network (cached)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
+    p.add_argument("--name", default=None, help="results file stem (default: device, models, size and date)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "benchmarks" / "scratch" / "work",
+        help="cache for benchmark weights, check images and exported models",
+    )
+    p.add_argument(
+        "--wait-load",
+        type=float,
+        default=None,
+        help="wait until the 1-minute load average is below this before starting (shared machines)",
+    )
+    p.add_argument("--wait-timeout", type=float, default=1800, help="give up waiting after this many seconds")
+    return p
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx512_vnni")))
+    except OSError:
+        pass
+    return []
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    flags = ", ".join(_cpu_flags())
+    return f"{_cpu_name()} ({os.cpu_count()} logical CPUs{'; ' + flags if flags else ''})"
+
+
+def wait_for_quiet(limit: float, timeout: float) -> list[float]:
+    """Poll the 1-minute load average once a minute until it is below `limit` or `timeout` passes."""
+    deadline = time.time() + timeout
+    while os.getloadavg()[0] >= limit and time.time() < deadline:
+        print(f"waiting: load average {os.getloadavg()[0]:.2f} >= {limit}", flush=True)
+        time.sleep(60)
+    return list(os.getloadavg())
+
+
+def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) -> list[Case]:
+    """Every case to run, in order: prepare, then inference, training and predict per model."""
+    cpu = args.device == "cpu"
+    dtype = args.dtype
+    batches = args.batches or ((1, 2) if cpu else (1, 8))
+    tasks = set(args.tasks.split(","))
+    common = dict(device=args.device, threads=args.threads, workdir=str(args.workdir), train_steps=args.train_steps)
+    cases = []
+    for arch in models:
+        size = args.size or tuple(adapters.seed_cfg(arch).crop_size)
+        base = dict(common, architecture=arch, size=size)
+        cases.append(Case(task="prepare", library="ours", **base))
+        if "infer" in tasks:
+            infer = dict(base, task="infer", batches=batches, warmup=args.warmup, runs=args.runs)
+            cases.append(Case(library="ours", dtype="fp32", **infer))
+            cases.append(Case(library="ours", dtype="fp32", optimize=True, **infer))
+            if dtype != "fp32":
+                cases.append(Case(library="ours", dtype=dtype, optimize=True, **infer))
+            if args.compile:
+                cases.append(Case(library="ours", dtype=dtype, optimize=True, compile=True, **infer))
+            for peer in ("mmseg", "smp"):
+                if peer in peers:
+                    cases.append(Case(library=peer, dtype="fp32", **infer))
+                    if dtype != "fp32":
+                        cases.append(Case(library=peer, dtype=dtype, channels_last=True, **infer))
+            if "onnxruntime" in peers and cpu:
+                cases.append(Case(library="onnxruntime", dtype="fp32", **infer))
+        if "train" in tasks:
+            train = dict(base, task="train", batches=(args.train_batch,), warmup=1 if cpu else 3, runs=args.train_runs)
+            cases.append(Case(library="ours", dtype="fp32", **train))
+            if dtype != "fp32":
+                cases.append(Case(library="ours", dtype=dtype, **train))
+                if args.grad_ckpt:
+                    cases.append(Case(library="ours", dtype=dtype, grad_ckpt=True, **train))
+            for peer in ("mmseg", "smp"):
+                if peer in peers:
+                    cases.append(Case(library=peer, dtype="fp32", **train))
+                    if dtype != "fp32" and not cpu:
+                        cases.append(Case(library=peer, dtype=dtype, **train))
+        if "predict" in tasks:
+            predict = dict(base, task="predict", warmup=1, runs=args.predict_runs)
+            cases.append(Case(library="ours", dtype="fp32", **predict))
+            if dtype != "fp32":
+                cases.append(Case(library="ours", dtype=dtype, optimize=True, **predict))
+            if "mmseg" in peers:
+                cases.append(Case(library="mmseg", dtype="fp32", **predict))
+    return cases
+
+
+def run_case(case: Case, env: dict[str, str]) -> dict:
+    """Run one case in a fresh interpreter; its result, or an ``error`` entry with the tail of its output."""
+    cmd = [sys.executable, "-m", "benchmarks.worker", case.to_json()]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    lines = (proc.stderr or proc.stdout or f"exit status {proc.returncode}").strip().splitlines()
+    return {"case": json.loads(case.to_json()), "label": case.label, "error": lines[-1][-300:]}
+
+
+def _summary(result: dict) -> str:
+    if "error" in result:
+        return f"ERROR {result['error']}"
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    task = result["case"]["task"]
+    if task == "infer":
+        parts = [f"b{b}: {e['images_per_s']:.3g} img/s" for b, e in result["batches"].items()]
+        if "check" in result:
+            parts.append(f"agreement {100 * result['check']['argmax_agreement']:.2f}%")
+        return ", ".join(parts)
+    if task in ("train", "predict"):
+        return f"{result['median_s']:.2f} s, peak {result['peak_mem_bytes'] / 2**30:.2f} GB"
+    return f"{result.get('prepare_s', 0):.0f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device here", file=sys.stderr)
+        return 2
+    cpu = args.device == "cpu"
+    args.dtype = args.dtype or ("bf16" if cpu else "fp16")
+    if args.dtype == "fp16" and cpu:
+        print("--dtype fp16 is for GPUs; use bf16 on the CPU", file=sys.stderr)
+        return 2
+    args.warmup = args.warmup if args.warmup is not None else (2 if cpu else 10)
+    args.runs = args.runs or (7 if cpu else 50)
+    args.train_runs = args.train_runs or (3 if cpu else 20)
+    args.predict_runs = args.predict_runs or (3 if cpu else 10)
+    models = list(MMSEG_ARCHITECTURES) if args.models == "all" else args.models.split(",")
+    for arch in models:
+        adapters.seed_cfg(arch)  # a clear error for unknown names before anything runs
+    try:
+        peers = _names(args.compare, PEERS, "peer")
+    except argparse.ArgumentTypeError as e:
+        print(e, file=sys.stderr)
+        return 2
+    notes = []
+    for peer in peers:
+        ok, note = adapters.available(peer)
+        if not ok:
+            notes.append(note)
+    peers = tuple(p for p in peers if adapters.available(p)[0])
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.wait_load is not None:
+        wait_for_quiet(args.wait_load, args.wait_timeout)
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "device_type": args.device,
+        "device_name": device_name(args.device),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads or torch.get_num_threads(),
+        "dtype": args.dtype,
+        "models": models,
+        "versions": adapters.library_versions(),
+        "warmup": args.warmup,
+        "runs": args.runs,
+        "loadavg_start": list(os.getloadavg()),
+        "command": "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "notes": notes,
+    }
+    if args.device == "cuda":
+        meta["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32  # "fp32" convs use TF32 when True, for every library
+        meta["cuda"] = torch.version.cuda
+    for note in notes:
+        print(note, flush=True)
+    results = {"meta": meta, "cases": []}
+    for case in plan(args, models, peers):
+        started = time.time()
+        result = run_case(case, env)
+        if case.task == "prepare" and "error" not in result:
+            result["seed_metrics"] = adapters.seed_cfg(case.architecture).metrics
+        results["cases"].append(result)
+        print(
+            f"[{time.time() - started:6.0f} s] {case.architecture} {case.task:8s} {case.label:28s} {_summary(result)}",
+            flush=True,
+        )
+    meta["loadavg_end"] = list(os.getloadavg())
+    report.add_ratios(results)
+    results["targets"] = report.evaluate_targets(results)
+    size = args.size or tuple(adapters.seed_cfg(models[0]).crop_size)
+    short = "all" if args.models == "all" else "+".join(m.removeprefix("deeplabv3plus_") for m in models)
+    name = args.name or f"{args.device}-{meta['threads']}t_{short}_{size[0]}x{size[1]}_{meta['date'][:10]}"
+    report.write_atomic(args.out / f"{name}.json", json.dumps(results, indent=1) + "\n")
+    text = report.render(results)
+    report.write_atomic(args.out / f"{name}.md", text + "\n")
+    print(text)
+    print(f"\nwrote {args.out / name}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

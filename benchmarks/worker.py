@@ -1,0 +1,366 @@
+"""Run one benchmark case in this (fresh) process and print its result as one JSON line.
+
+``python -m benchmarks.worker '<case json>'``; `benchmarks/run.py` starts one worker per case, so every case has
+its own peak memory, its own thread settings and no warm state from another library. Tasks:
+
+- ``prepare``: make the benchmark weights (calibrated, see `benchmarks.inputs`), the check images and the fp32 eager
+  reference logits on them, in the work folder.
+- ``infer``: throughput and latency at each batch size, peak memory, and agreement with the fp32 reference.
+- ``train``: forward + backward + SGD step time and peak memory at the training batch.
+- ``predict``: end-to-end ``model.predict`` (ours) / ``mmseg.apis.inference_model`` on full-size images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULT_PREFIX = "RESULT "
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass
+class Case:
+    """Everything one measurement depends on."""
+
+    task: str
+    library: str
+    architecture: str
+    size: tuple[int, int]
+    device: str = "cpu"
+    threads: int = 0
+    dtype: str = "fp32"
+    optimize: bool = False  # ours: optimize_for_inference (BN folded, channels_last)
+    channels_last: bool = False  # peers: model and input in channels_last
+    compile: bool = False
+    grad_ckpt: bool = False
+    batches: tuple[int, ...] = (1,)
+    warmup: int = 2
+    runs: int = 7
+    workdir: str = ""
+    check_images: int = 2
+    predict_size: tuple[int, int] = (1024, 2048)
+    train_steps: int = 300  # prepare: steps of training on the synthetic task
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        parts = [self.library, self.dtype]
+        if self.optimize:
+            parts.append("fold+cl")
+        elif self.channels_last:
+            parts.append("cl")
+        if self.compile:
+            parts.append("compile")
+        if self.grad_ckpt:
+            parts.append("ckpt")
+        return " ".join(parts)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Case:
+        data = json.loads(text)
+        for key in ("size", "batches", "predict_size"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def _setup(case: Case):
+    import torch
+
+    if case.threads:
+        torch.set_num_threads(case.threads)
+    torch.manual_seed(case.seed)
+    if case.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return torch
+
+
+def _autocast(torch, case: Case):
+    if case.dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=case.device, dtype=getattr(torch, DTYPES[case.dtype]))
+
+
+def _paths(case: Case) -> dict[str, Path]:
+    work = Path(case.workdir)
+    return {
+        "weights": work / f"{case.architecture}_steps{case.train_steps}_seed{case.seed}.safetensors",
+        "check": work / f"{case.architecture}_{case.size[0]}x{case.size[1]}_check.pt",
+        "reference": work / f"{case.architecture}_{case.size[0]}x{case.size[1]}_reference.pt",
+    }
+
+
+def prepare(case: Case) -> dict[str, Any]:
+    """Benchmark weights (trained briefly, cached per architecture), check images and reference logits (per size)."""
+    torch = _setup(case)
+    from safetensors.torch import load_file, save_file
+
+    import deeplabv3p
+    from benchmarks.inputs import class_histogram, labelled_batch, train_briefly
+
+    paths = _paths(case)
+    device = torch.device(case.device)
+    model = deeplabv3p.create_model(case.architecture)
+    info_path = paths["weights"].with_suffix(".json")
+    started = time.perf_counter()
+    if paths["weights"].is_file() and info_path.is_file():
+        deeplabv3p.weights.load_into(model, load_file(str(paths["weights"])))
+        info = json.loads(info_path.read_text())
+    else:
+        info = train_briefly(model, case.train_steps, seed=case.seed, device=device)
+        info["train_s"] = time.perf_counter() - started
+        model.cpu()
+        for path, write in (
+            (paths["weights"], lambda p: save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(p))),
+            (info_path, lambda p: p.write_text(json.dumps(info))),
+        ):
+            tmp = path.with_name(path.name + ".tmp")
+            write(tmp)
+            os.replace(tmp, path)
+    model = model.to(device).eval()
+    check, labels = labelled_batch(*case.size, batch=case.check_images, seed=case.seed + 10_000_000)
+    generator = torch.Generator().manual_seed(case.seed)
+    with torch.inference_mode():
+        logits = torch.cat([model(x[None].to(device)).cpu() for x in check])
+        # Robustness of the network itself: labels kept under Gaussian input noise of one grey level (std 57.4).
+        noise = torch.randn(check.shape, generator=generator) / 57.4
+        noisy = torch.cat([model(x[None].to(device)).cpu() for x in check + noise])
+    for key, value in (("check", check), ("reference", logits)):
+        tmp = paths[key].with_name(paths[key].name + ".tmp")
+        torch.save(value, tmp)
+        os.replace(tmp, paths[key])
+    pred = logits.argmax(1)
+    return {
+        **info,
+        "prepare_s": time.perf_counter() - started,
+        "check_pixel_accuracy": (pred == labels).double().mean().item(),
+        "noise_agreement": (noisy.argmax(1) == pred).double().mean().item(),
+        "class_histogram": class_histogram(pred, logits.shape[1]),
+        "num_classes": logits.shape[1],
+    }
+
+
+def _agreement(torch, case: Case, infer: Callable) -> dict[str, Any]:
+    paths = _paths(case)
+    check = torch.load(paths["check"])
+    reference = torch.load(paths["reference"])
+    outputs = []
+    with torch.inference_mode():
+        for x in check:
+            outputs.append(infer(x[None].to(case.device)).float().cpu())
+    got = torch.cat(outputs)
+    return {
+        "max_abs_diff": (got - reference).abs().max().item(),
+        "rel_diff": ((got - reference).abs().max() / reference.abs().max()).item(),
+        "argmax_agreement": (got.argmax(1) == reference.argmax(1)).double().mean().item(),
+    }
+
+
+def _inference_call(torch, case: Case, runner) -> tuple[Callable, Any]:
+    """The timed call for this case's path, and the model object it runs."""
+    model, infer = runner.model, runner.infer
+    if case.library == "ours" and case.optimize:
+        model = model.optimize_for_inference()
+        infer = model
+    elif case.channels_last and case.library != "onnxruntime":
+        model = model.to(memory_format=torch.channels_last)
+    if case.compile:
+        import torch._inductor.config as inductor_config
+
+        if case.device == "cpu":
+            inductor_config.freezing = True  # weights become constants: prepacked for oneDNN
+        infer = torch.compile(infer)
+    to_cl = case.optimize or case.channels_last
+
+    def call(x):
+        if to_cl and case.library != "onnxruntime":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), _autocast(torch, case):
+            return infer(x)
+
+    return call, model
+
+
+def run_infer(case: Case) -> dict[str, Any]:
+    torch = _setup(case)
+    from benchmarks.adapters import build
+    from benchmarks.timing import (
+        Stats,
+        current_memory_bytes,
+        peak_memory_bytes,
+        pool_size,
+        reset_peak_memory,
+        time_calls,
+    )
+
+    device = torch.device(case.device)
+    runner = build(
+        case.library, case.architecture, Path(_paths(case)["weights"]), device, case.threads, Path(case.workdir)
+    )
+    call, _ = _inference_call(torch, case, runner)
+    result: dict[str, Any] = {"num_params": runner.num_params, "note": runner.note, "batches": {}}
+    for batch in case.batches:
+        shape = (batch, 3, *case.size)
+        n = pool_size(4 * batch * 3 * case.size[0] * case.size[1])
+        pool = [torch.randn(shape, device=device) for _ in range(n)]
+        gc.collect()
+        baseline = current_memory_bytes(device)
+        resettable = reset_peak_memory(device)
+        times, first = time_calls(call, pool, case.warmup, case.runs, device)
+        stats = Stats.of(times)
+        result["batches"][str(batch)] = {
+            **stats.to_dict(),
+            "images_per_s": batch / stats.median_s,
+            "first_call_s": first,
+            "peak_mem_bytes": peak_memory_bytes(device),
+            "baseline_mem_bytes": baseline,
+            "peak_mem_window": "since reset" if resettable else "since process start",
+        }
+        del pool
+    if case.library != "smp":
+        result["check"] = _agreement(torch, case, call)
+    return result
+
+
+def run_train(case: Case) -> dict[str, Any]:
+    torch = _setup(case)
+    from benchmarks.adapters import IGNORE_INDEX, build
+    from benchmarks.timing import Stats, peak_memory_bytes, reset_peak_memory, time_calls
+
+    device = torch.device(case.device)
+    runner = build(
+        case.library, case.architecture, Path(_paths(case)["weights"]), device, case.threads, Path(case.workdir)
+    )
+    model = runner.model.train()
+    if case.grad_ckpt:
+        model.set_grad_checkpointing()
+    if case.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    scaler = torch.amp.GradScaler(case.device) if case.dtype == "fp16" else None
+    batch = case.batches[0]
+    pool = []
+    for _ in range(2):
+        x = torch.randn(batch, 3, *case.size, device=device)
+        labels = torch.randint(0, 19, (batch, *case.size), device=device)
+        labels[torch.rand(labels.shape, device=device) < 0.05] = IGNORE_INDEX
+        pool.append((x, labels))
+
+    def step(item):
+        x, labels = item
+        if case.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(torch, case):
+            loss = runner.train_loss(x, labels)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+
+    gc.collect()
+    resettable = reset_peak_memory(device)
+    times, first = time_calls(step, pool, case.warmup, case.runs, device)
+    stats = Stats.of(times)
+    return {
+        "num_params": runner.num_params,
+        "note": runner.note,
+        "batch": batch,
+        **stats.to_dict(),
+        "images_per_s": batch / stats.median_s,
+        "first_call_s": first,
+        "peak_mem_bytes": peak_memory_bytes(device),
+        "peak_mem_window": "since reset" if resettable else "since process start",
+    }
+
+
+def run_predict(case: Case) -> dict[str, Any]:
+    torch = _setup(case)
+    from benchmarks.adapters import build, build_mmseg_model, mmseg_config, ours_to_mmseg, seed_cfg
+    from benchmarks.inputs import dead_leaves
+    from benchmarks.timing import Stats, peak_memory_bytes, reset_peak_memory, time_calls
+
+    device = torch.device(case.device)
+    images = [dead_leaves(*case.predict_size, seed=case.seed + 20_000_000 + i)[0] for i in range(2)]
+    weights = Path(_paths(case)["weights"])
+    if case.library == "ours":
+        runner = build("ours", case.architecture, weights, device, case.threads, Path(case.workdir))
+        model = runner.model.optimize_for_inference() if case.optimize else runner.model
+        if not hasattr(model, "predict"):
+            return {"skipped": "this deeplabv3p has no predict() yet"}
+        dtype = None if case.dtype == "fp32" else getattr(torch, DTYPES[case.dtype])
+
+        def call(image):
+            return model.predict(image, dtype=dtype, channels_last=case.optimize)
+
+    elif case.library == "mmseg":
+        from safetensors.torch import load_file
+
+        cfg = mmseg_config(case.architecture)  # installs the mmcv.ops shim before any mmseg import
+        from mmseg.apis import inference_model, init_model
+
+        model = init_model(cfg, checkpoint=None, device=case.device)
+        model.load_state_dict(ours_to_mmseg(build_mmseg_model(case.architecture), load_file(str(weights))))
+        bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # mmseg reads arrays as BGR
+        images = bgr
+
+        def call(image):
+            with _autocast(torch, case):
+                return inference_model(model, image)
+
+    else:
+        return {"skipped": f"{case.library} has no end-to-end predict"}
+    reset_peak_memory(device)
+    times, first = time_calls(call, images, case.warmup, case.runs, device)
+    stats = Stats.of(times)
+    return {
+        "image_size": list(case.predict_size),
+        "test_mode": seed_cfg(case.architecture).test_mode,
+        **stats.to_dict(),
+        "images_per_s": 1 / stats.median_s,
+        "first_call_s": first,
+        "peak_mem_bytes": peak_memory_bytes(device),
+    }
+
+
+TASKS = {"prepare": prepare, "infer": run_infer, "train": run_train, "predict": run_predict}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.worker '<case json>'", file=sys.stderr)
+        return 2
+    case = Case.from_json(argv[0])
+    started = time.time()
+    load = os.getloadavg()
+    result = TASKS[case.task](case)
+    result.update(
+        case=asdict(case),
+        label=case.label,
+        loadavg_start=list(load),
+        loadavg_end=list(os.getloadavg()),
+        wall_s=time.time() - started,
+    )
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
