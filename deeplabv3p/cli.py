@@ -9,6 +9,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .export import DEFAULT_OPSET, check_onnx, export_onnx
+from .factory import create_model
 from .registry import list_models, list_pretrained
 from .version import __version__
 
@@ -55,9 +57,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from .export import DEFAULT_OPSET, check_onnx, export_onnx
-    from .factory import create_model
-
     pretrained = args.pretrained if args.pretrained is not None else False
     model = create_model(args.model, pretrained=pretrained, checkpoint_path=args.checkpoint).eval()
     out = export_onnx(
