@@ -171,12 +171,12 @@ def render(results: dict) -> str:
             for c in infer:
                 if "error" in c or "skipped" in c:
                     reason = c.get("error") or c.get("skipped")
-                    lines.append(f"| {c['case']['library']} | {c['label']} | | | | | | | | {reason} |")
+                    lines.append(f"| {c['case']['library']} | {_path(c)} | | | | | | | | {reason} |")
                     continue
                 check = c.get("check")
                 for batch, e in c["batches"].items():
                     lines.append(
-                        f"| {c['case']['library']} | {c['label']} | {batch} | {e['images_per_s']:.3g} | "
+                        f"| {c['case']['library']} | {_path(c)} | {batch} | {e['images_per_s']:.3g} | "
                         f"{1000 * e['median_s']:.1f} | {1000 * e['p90_s']:.1f} | {_x(e.get('speed_vs_mmseg_fp32'))} | "
                         f"{_gb(e['peak_mem_bytes'])} | "
                         + (f"{check['rel_diff']:.1e} | {100 * check['argmax_agreement']:.2f}% |" if check else "| |")
@@ -195,12 +195,10 @@ def render(results: dict) -> str:
             ]
             for c in train:
                 if "error" in c or "skipped" in c:
-                    lines.append(
-                        f"| {c['case']['library']} | {c['label']} | | | | | {c.get('error') or c['skipped']} |"
-                    )
+                    lines.append(f"| {c['case']['library']} | {_path(c)} | | | | | {c.get('error') or c['skipped']} |")
                     continue
                 lines.append(
-                    f"| {c['case']['library']} | {c['label']} | {c['median_s']:.2f} | {c['images_per_s']:.3g} | "
+                    f"| {c['case']['library']} | {_path(c)} | {c['median_s']:.2f} | {c['images_per_s']:.3g} | "
                     f"{_x(c.get('speed_vs_mmseg_fp32'))} | {_gb(c['peak_mem_bytes'])} | "
                     f"{_x(c.get('memory_vs_mmseg_fp32'))} |"
                 )
@@ -221,11 +219,11 @@ def render(results: dict) -> str:
             ]
             for c in predict:
                 if "error" in c or "skipped" in c:
-                    lines.append(f"| {c['case']['library']} | {c['label']} | | | | {c.get('error') or c['skipped']} |")
+                    lines.append(f"| {c['case']['library']} | {_path(c)} | | | | {c.get('error') or c['skipped']} |")
                     continue
                 h, w = c["image_size"]
                 lines.append(
-                    f"| {c['case']['library']} | {c['label']} | {h}x{w} ({c['test_mode']}) | {c['images_per_s']:.3g} | "
+                    f"| {c['case']['library']} | {_path(c)} | {h}x{w} ({c['test_mode']}) | {c['images_per_s']:.3g} | "
                     f"{c['median_s']:.2f} | {_x(c.get('speed_vs_mmseg_fp32'))} |"
                 )
             lines.append("")
@@ -238,6 +236,11 @@ def render(results: dict) -> str:
             lines.append(f"| {t['model']} | {t['target']} | {t['path']} | {t['value']:.2f}x{extra} | {met} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _path(case: dict) -> str:
+    """The case's label without the library name that has its own column."""
+    return case["label"].removeprefix(case["case"]["library"]).strip()
 
 
 def _load(values: list[float]) -> str:

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workdir",
         type=Path,
-        default=ROOT / "benchmarks" / "scratch" / "work",
+        default=Path("benchmarks", "scratch", "work"),
         help="cache for benchmark weights, check images and exported models",
     )
     p.add_argument(
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             notes.append(note)
     peers = tuple(p for p in peers if adapters.available(p)[0])
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    (ROOT / args.workdir).mkdir(parents=True, exist_ok=True)  # workers run in ROOT: relative paths start there
     args.out.mkdir(parents=True, exist_ok=True)
     if args.wait_load is not None:
         wait_for_quiet(args.wait_load, args.wait_timeout)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .download import sha256_file
+from .export import DEFAULT_OPSET, check_onnx, export_onnx
 from .factory import create_model
 from .hub import is_hub_id
 from .markdown import zoo_table
@@ -452,9 +453,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from .export import DEFAULT_OPSET, check_onnx, export_onnx
-    from .factory import create_model
-
     pretrained = args.pretrained if args.pretrained is not None else False
     model = create_model(args.model, pretrained=pretrained, checkpoint_path=args.checkpoint).eval()
     out = export_onnx(

@@ -1,4 +1,4 @@
-"""Inference fast paths: BatchNorm folded into the convolution before it, channels_last memory format.
+"""Inference fast paths: BatchNorm folded into the convolutions, channels_last, CPU-friendly depthwise padding.
 
 In eval mode a BatchNorm is a per-channel affine map, so ``bn(conv(x))`` is again a convolution with rescaled weights
 and a bias. Folding removes one full pass over every activation, which is what bounds a DeepLabV3+ at output stride
@@ -8,6 +8,9 @@ to float32 rounding: ``max|folded - original| <= FOLD_RTOL * max|original|`` on 
 Only pairs whose data flow is known are folded: consecutive children of an ``nn.Sequential`` or of timm's
 feature-extraction wrapper (a stem conv followed by ``bn1``), timm ResNet blocks (``convN`` -> ``bnN``) and timm
 ``ConvNormAct``. Anything else is left as it is, so a folded model of any encoder computes the same function.
+
+`optimize_for_inference` also pre-pads dilated depthwise convs on the CPU (`PrePaddedConv2d`) and keeps the first
+conv and the classifier in float32 under autocast (`Float32Conv2d`); each is the same function as before.
 """
 
 from __future__ import annotations
@@ -35,20 +38,23 @@ _BLOCK_PAIRS = {
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A new ``nn.Conv2d`` computing ``bn(conv(x))`` of an eval-mode BatchNorm, with a bias.
 
-    The arithmetic is done in float64 and the result keeps the conv's dtype and device.
+    The arithmetic is done in float64 on the CPU and the result keeps the conv's dtype and device.
     """
     if not _is_foldable_bn(bn):
         raise ValueError(f"cannot fold {type(bn).__name__}: BatchNorm needs running statistics (track_running_stats)")
     if bn.num_features != conv.out_channels:
         raise ValueError(f"BatchNorm has {bn.num_features} channels but the conv gives {conv.out_channels}")
-    weight = conv.weight.detach().double()
-    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=weight.dtype)
-    bias = bias.to(weight.device)
-    scale = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
-    shift = -bn.running_mean.detach().double() * scale
+
+    def f64(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().cpu().double()
+
+    weight = f64(conv.weight)
+    bias = f64(conv.bias) if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    scale = torch.rsqrt(f64(bn.running_var) + bn.eps)
+    shift = -f64(bn.running_mean) * scale
     if bn.affine:
-        scale = scale * bn.weight.detach().double()
-        shift = shift * bn.weight.detach().double() + bn.bias.detach().double()
+        scale = scale * f64(bn.weight)
+        shift = shift * f64(bn.weight) + f64(bn.bias)
     fused = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,

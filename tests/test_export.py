@@ -156,3 +156,13 @@ def test_cli_export_bad_checkpoint(tmp_path, capsys):
     assert main(["export", "deeplabv3plus_r18_d8", "--checkpoint", str(weights), "--out", str(out)]) == 2
     assert "does not fit the model" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_export_of_an_optimized_model(tmp_path):
+    model = narrow_model()
+    fast = model.optimize_for_inference()
+    path = export_onnx(fast, tmp_path / "fast.onnx", input_size=(64, 64))
+    for c in check_onnx(path, model, sizes=[(64, 64), (72, 100)]):
+        assert c.rel_diff <= ONNX_RTOL
+    graph = onnx.load(str(path))
+    assert not any(n.op_type == "Pad" for n in graph.graph.node), "pre-padding is a CPU eager detail, not exported"

@@ -1,0 +1,89 @@
+"""The benchmark's own machinery: statistics, inputs, target evaluation, the mmcv.ops stand-in. No timing here."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import adapters, report
+from benchmarks.inputs import dead_leaves, labelled_batch, palette
+from benchmarks.timing import MAX_POOL, Stats, pool_size
+
+
+def test_stats_median_and_p90():
+    stats = Stats.of([5.0, 1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 7.0, 8.0, 9.0])
+    assert stats.runs == 10 and stats.median_s == 5.5 and stats.p90_s == 9.0 and stats.min_s == 1.0
+    assert Stats.of([2.0]).p90_s == 2.0
+    with pytest.raises(ValueError):
+        Stats.of([])
+
+
+def test_input_pool_exceeds_cache():
+    assert pool_size(6 * 2**20) * 6 * 2**20 >= 96 * 2**20
+    assert pool_size(1) == MAX_POOL and pool_size(2**40) == 2
+
+
+def test_dead_leaves_is_deterministic_and_labelled():
+    image, labels = dead_leaves(48, 80, seed=3)
+    again, _ = dead_leaves(48, 80, seed=3)
+    other, _ = dead_leaves(48, 80, seed=4)
+    assert image.shape == (48, 80, 3) and image.dtype == np.uint8 and labels.shape == (48, 80)
+    assert np.array_equal(image, again) and not np.array_equal(image, other)
+    assert len(np.unique(labels)) >= 5
+    # Each pixel's colour is near its class colour (jitter and noise are small against the palette's spread).
+    colours = palette(19)
+    nearest = np.linalg.norm(image[..., None, :].astype(np.float32) - colours, axis=-1).argmin(-1)
+    assert (nearest == labels).mean() > 0.8
+    x, y = labelled_batch(32, 64, batch=2, seed=0)
+    assert x.shape == (2, 3, 32, 64) and x.dtype == torch.float32 and y.shape == (2, 32, 64) and y.max() < 19
+
+
+def _infer(library: str, dtype: str, fps: float, agreement: float | None = None, compiled: bool = False) -> dict:
+    case = {"architecture": "a", "task": "infer", "library": library, "dtype": dtype, "channels_last": False,
+            "compile": compiled}  # fmt: skip
+    result = {"case": case, "label": f"{library} {dtype}", "batches": {"1": {"images_per_s": fps}}}
+    if agreement is not None:
+        result["check"] = {"argmax_agreement": agreement}
+    return result
+
+
+def test_targets_use_the_fastest_path_that_agrees():
+    results = {
+        "meta": {"device_type": "cpu", "models": ["a"]},
+        "cases": [
+            _infer("mmseg", "fp32", 1.0, 1.0),
+            _infer("ours", "fp32", 1.2, 1.0),
+            _infer("ours", "bf16", 2.7, 0.996),
+            _infer("ours", "bf16", 4.0, 0.99, compiled=True),  # faster but disagrees: not eligible
+        ],
+    }
+    report.add_ratios(results)
+    assert results["cases"][2]["batches"]["1"]["speed_vs_mmseg_fp32"] == pytest.approx(2.7)
+    speed, fp32 = report.evaluate_targets(results)
+    assert speed["value"] == pytest.approx(2.7) and speed["met"] and speed["agreement"] == 0.996
+    assert fp32["value"] == pytest.approx(1.2) and fp32["met"]
+    results["cases"][2]["batches"]["1"]["images_per_s"] = 2.4
+    assert not report.evaluate_targets(results)[0]["met"]
+
+
+def test_mmcv_ops_stand_in(monkeypatch):
+    monkeypatch.delitem(sys.modules, "mmcv.ops", raising=False)
+    monkeypatch.setitem(sys.modules, "mmcv", None)  # no mmcv at all: the real import fails, the stand-in goes in
+    adapters._install_mmcv_ops_shim()
+    shim = sys.modules["mmcv.ops"]
+    assert not hasattr(shim, "__file__")
+    with pytest.raises(RuntimeError, match="mmcv-lite"):
+        shim.point_sample(None, None)
+    with pytest.raises(ModuleNotFoundError, match="nms"):
+        shim.nms  # noqa: B018
+    monkeypatch.delitem(sys.modules, "mmcv.ops")
+
+
+def test_seed_rows():
+    cfg = adapters.seed_cfg("deeplabv3plus_r50_d8")
+    assert cfg.crop_size == (512, 1024) and cfg.metrics["train_mem_gb"] == 7.5 and cfg.metrics["fps"] == 3.94
+    with pytest.raises(ValueError, match="seven mmseg models"):
+        adapters.seed_cfg("deeplabv3plus")
