@@ -183,7 +183,7 @@ def _run_train(args: argparse.Namespace) -> int:
             val_set = SegmentationDataset(args.data, args.val_split, **data_kwargs)
         elif _is_main_process():
             print(f"deeplabv3p train: no {args.val_split!r} split in {args.data}; training without validation")
-    model_kwargs = {"num_classes": train_set.num_classes, **_parse_model_kwargs(args.model_kwargs)}
+    model_kwargs = {"num_classes": train_set.num_classes, **parse_model_kwargs(args.model_kwargs)}
     pretrained = _weights_argument(args.model, args.pretrained, default=False)
     model = create_model(args.model, pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
     overrides = {name: getattr(args, name) for name, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
@@ -269,7 +269,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_model_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
+def parse_model_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
     """``["num_classes=3", "encoder_kwargs={'channels': (8, 16, 32, 64)}"]`` -> a dict; values are Python
     literals where they parse as one, strings otherwise (timm's ``--model-kwargs`` convention)."""
     kwargs: dict[str, Any] = {}
@@ -398,7 +398,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             )
     device = _device(args.device)
     model = create_model(
-        args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **_parse_model_kwargs(args.model_kwargs)
+        args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **parse_model_kwargs(args.model_kwargs)
     ).to(device)
     results = predict_iter(
         model,

@@ -10,13 +10,13 @@ from the weights, as mmsegmentation tested them; the command line only switches 
 from __future__ import annotations
 
 import argparse
-import ast
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import deeplabv3p
+from deeplabv3p.cli import parse_model_kwargs
 
 
 def main() -> None:
@@ -35,13 +35,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
     args = parser.parse_args()
 
-    overrides = {}
-    for pair in args.model_kwargs:
-        key, _, value = pair.partition("=")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value
+    overrides = parse_model_kwargs(args.model_kwargs)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = deeplabv3p.create_model(args.model, pretrained=args.pretrained, **overrides).to(device)
     # bfloat16 autocast halves the time on recent GPUs at a negligible cost in accuracy.

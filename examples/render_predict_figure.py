@@ -12,13 +12,13 @@ the demo wrote (synthetic, so free to redistribute):
 from __future__ import annotations
 
 import argparse
-import ast
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import deeplabv3p
+from deeplabv3p.cli import parse_model_kwargs
 from deeplabv3p.result import save_image_atomic
 
 GAP = 8
@@ -62,13 +62,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="picture file (.png or .jpg)")
     args = parser.parse_args()
 
-    overrides = {}
-    for pair in args.model_kwargs:
-        key, _, value = pair.partition("=")
-        try:
-            overrides[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[key] = value
+    overrides = parse_model_kwargs(args.model_kwargs)
     model = deeplabv3p.create_model(args.model, pretrained=args.pretrained, **overrides)
 
     rows, present = [], set()
