@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_write_text
 from .weights import WEIGHTS_NAME, read_state_dict
 
 __all__ = [
-    "atomic_write_text",
     "find_checkpoint",
     "json_safe",
     "read_training_state",
@@ -41,20 +41,6 @@ BEST = "best"
 TRAINING_STATE = "training_state.pt"
 METRICS_FILE = "metrics.json"
 _PREFIX = "iter_"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(model: nn.Module, folder: Path) -> None:

@@ -217,7 +217,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from . import distributed
-    from .checkpoint import atomic_write_text, json_safe
+    from .atomic import atomic_write_text
+    from .checkpoint import json_safe
     from .data import SegmentationDataset
     from .factory import create_model
     from .metrics import format_table

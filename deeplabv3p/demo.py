@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import atomic_write_text
+from .atomic import atomic_write_text
 from .data import SegmentationDataset
 
 __all__ = ["DEMO_CLASSES", "DEMO_PALETTE", "DemoResult", "make_synthetic_dataset", "run_demo"]

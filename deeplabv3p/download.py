@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import BinaryIO
 
 from huggingface_hub.utils import tqdm
 
+from .atomic import atomic_path
 from .version import __version__
 
 CHUNK_SIZE = 1 << 20
@@ -64,10 +64,8 @@ def download_url(
         raise ValueError(f"url must be an http:// or https:// URL, got {url!r}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".incomplete")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "xb") as out:
             actual = _stream(url, out, progress=progress, timeout=timeout, name=dest.name)
             out.flush()
             os.fsync(out.fileno())
@@ -76,9 +74,6 @@ def download_url(
                 f"sha256 of the file downloaded from {url} is {actual[:16]}..., expected it to start with "
                 f"{sha256_prefix!r}: the download is corrupted or the file was replaced upstream"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import atomic_path
+
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Resize with align_corners / half_pixel coordinate modes
 INPUT_NAME = "input"
@@ -112,8 +114,7 @@ def export_onnx(
     )
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the TorchScript-based exporter: no onnxscript needed
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             # The tracer warns about the Python-side input checks; they hold for every traced size.
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -123,9 +124,6 @@ def export_onnx(
         num_classes = getattr(model, "num_classes", None)
         if dynamic and isinstance(num_classes, int):
             _set_class_dim(tmp, num_classes)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -14,13 +14,13 @@ A saved model is a folder (or Hub repo) holding
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from .atomic import atomic_write_text
 from .config import CONFIG_SCHEMA_VERSION, ModelConfig, PretrainedCfg
 from .markdown import model_card
 from .version import __version__
@@ -111,16 +111,6 @@ def read_config(source: str | Path) -> tuple[ModelConfig, PretrainedCfg]:
     return parse_config(data, origin=str(path))
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".incomplete")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
 def _pretrained_cfg_of(model: nn.Module) -> PretrainedCfg:
     config: ModelConfig = model.config  # type: ignore[assignment]
     pretrained_cfg = getattr(model, "pretrained_cfg", None)
@@ -153,8 +143,8 @@ def save_pretrained(
     save_directory.mkdir(parents=True, exist_ok=True)
     pretrained_cfg = pretrained_cfg or _pretrained_cfg_of(model)
     save_state_dict(model.state_dict(), save_directory / WEIGHTS_NAME)
-    _write_text(save_directory / CONFIG_NAME, json.dumps(config_dict(config, pretrained_cfg), indent=2) + "\n")
-    _write_text(save_directory / CARD_NAME, model_card(config, pretrained_cfg))
+    atomic_write_text(save_directory / CONFIG_NAME, json.dumps(config_dict(config, pretrained_cfg), indent=2) + "\n")
+    atomic_write_text(save_directory / CARD_NAME, model_card(config, pretrained_cfg))
     return save_directory
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from .atomic import atomic_path
 
 SAVE_KINDS = ("labels", "color", "overlay")
 
@@ -49,14 +49,8 @@ def save_image_atomic(image: Image.Image, path: str | Path, **save_kwargs: Any) 
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot save {str(path)!r}: unknown image file extension {path.suffix!r}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            image.save(f, format=fmt, **save_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        image.save(f, format=fmt, **save_kwargs)
     return path
 
 

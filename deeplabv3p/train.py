@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import distributed
+from .atomic import atomic_write_text
 from .checkpoint import (
-    atomic_write_text,
     find_checkpoint,
     read_training_state,
     write_best,

@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from timm.models import adapt_input_conv
 from torch import nn
 
+from .atomic import atomic_path
 from .config import PretrainedCfg
 from .convert import convert_mmseg_state_dict, is_mmseg_state_dict
 from .download import DownloadError, download_url
@@ -176,13 +177,8 @@ def save_state_dict(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".incomplete")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name, metadata={"format": "pt", **(metadata or {})})
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
     return path
 
 
