@@ -335,20 +335,6 @@ def _window(option: str, values: list[int] | None) -> tuple[int, int] | None:
     return (values[0], values[-1])
 
 
-def _device(name: str | None) -> Any:
-    import torch
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"--device: {e}") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 def _output_paths(items: list, out: Path, overlay: bool) -> list[tuple[Path, Path | None]]:
     """Label (and overlay) file of each input: named after it, never an input file, never shared."""
     inputs = {item.path.resolve() for item in items}
@@ -397,7 +383,9 @@ def _run_predict(args: argparse.Namespace) -> int:
                 "predict needs trained weights: pass a saved model folder, ARCH.TAG, --pretrained [TAG|FILE] "
                 "or --checkpoint FILE"
             )
-    device = _device(args.device)
+    from .distributed import resolve_device
+
+    device = resolve_device(args.device)
     model = create_model(
         args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **parse_model_kwargs(args.model_kwargs)
     ).to(device)
