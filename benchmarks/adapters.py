@@ -2,7 +2,7 @@
 
 - ``ours``: deeplabv3p.
 - ``mmseg``: mmsegmentation's own config from inside its wheel, with our benchmark weights copied in (the key
-  mapping is `deeplabv3p.convert`'s, inverted), so its logits can be compared with ours pixel for pixel.
+  mapping is `deeplabv3p.pretrained.convert`'s, inverted), so its logits can be compared with ours pixel for pixel.
 - ``smp``: segmentation_models_pytorch's ``DeepLabV3Plus`` on the same timm ResNet (deep stem where mmseg has one),
   output stride and ASPP width. Its head differs from mmseg's (1x1 ASPP projection, one separable conv after the
   concat, no multi-grid), so it is the closest alternative, not the same network; its weights are its own random ones.
@@ -29,9 +29,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 import deeplabv3p
-from deeplabv3p.convert import convert_key
-from deeplabv3p.registry import PRETRAINED_CFGS
-from deeplabv3p.weights import load_into
+from deeplabv3p.pretrained.convert import convert_key
+from deeplabv3p.pretrained.registry import PRETRAINED_CFGS
+from deeplabv3p.pretrained.weights import load_into
 
 LIBRARIES = ("ours", "mmseg", "smp", "onnxruntime")
 _REQUIREMENTS = {
@@ -268,7 +268,7 @@ def build_onnxruntime(architecture: str, weights: Path, device: torch.device, th
     def no_training(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise ValueError("onnxruntime is inference only")
 
-    note = f"exported with deeplabv3p.export_onnx (opset {deeplabv3p.export.DEFAULT_OPSET}), ORT_ENABLE_ALL"
+    note = f"exported with deeplabv3p.export_onnx (opset {deeplabv3p.inference.export.DEFAULT_OPSET}), ORT_ENABLE_ALL"
     return Runner(ours.model, infer, no_training, ours.num_params, note=note)
 
 

@@ -1,4 +1,4 @@
-"""Check that `deeplabv3p.resize.resize_image` is bit-identical to OpenCV's bilinear resize (what mmseg uses).
+"""Check that `deeplabv3p.inference.resize.resize_image` is bit-identical to OpenCV's bilinear resize (what mmseg uses).
 
 OpenCV is not a dependency of deeplabv3p; install it in a private environment to run this:
 
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from deeplabv3p.resize import rescale_size, resize_image
+from deeplabv3p.inference.resize import rescale_size, resize_image
 
 # (input h, w) -> (output h, w): upscales, downscales, an exact 2x downscale (OpenCV switches to area
 # averaging there), one-pixel growth (Cityscapes 2048x1024 -> 2049x1025) and thin images.

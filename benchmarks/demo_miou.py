@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from deeplabv3p.demo import DEMO_RECIPE, run_demo
-from deeplabv3p.metrics import format_table
+from deeplabv3p.train.demo import DEMO_RECIPE, run_demo
+from deeplabv3p.train.metrics import format_table
 
 
 def main() -> None:

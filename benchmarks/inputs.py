@@ -25,7 +25,7 @@ STD = (58.395, 57.12, 57.375)
 
 def palette(num_classes: int) -> np.ndarray:
     """An RGB colour per class: Cityscapes' palette (19 distinct colours), then seeded random ones beyond it."""
-    from deeplabv3p.zoo import DATASETS
+    from deeplabv3p.pretrained.zoo import DATASETS
 
     base = np.asarray(DATASETS["cityscapes"]["palette"], dtype=np.float32)
     extra = np.random.default_rng(0).uniform(0, 255, size=(max(0, num_classes - len(base)), 3)).astype(np.float32)

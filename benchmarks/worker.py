@@ -118,7 +118,7 @@ def prepare(case: Case) -> dict[str, Any]:
     info_path = paths["weights"].with_suffix(".json")
     started = time.perf_counter()
     if paths["weights"].is_file() and info_path.is_file():
-        deeplabv3p.weights.load_into(model, load_file(str(paths["weights"])))
+        deeplabv3p.pretrained.weights.load_into(model, load_file(str(paths["weights"])))
         info = json.loads(info_path.read_text())
     else:
         info = train_briefly(model, case.train_steps, seed=case.seed, device=device)

@@ -14,14 +14,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .download import sha256_file
-from .export import DEFAULT_OPSET, check_onnx, export_onnx
-from .factory import create_model
-from .hub import is_hub_id
-from .markdown import zoo_table
-from .registry import get_pretrained_cfg, list_models, list_pretrained, split_model_name
+from .inference.export import DEFAULT_OPSET, check_onnx, export_onnx
+from .pretrained.download import sha256_file
+from .pretrained.factory import create_model
+from .pretrained.hub import is_hub_id
+from .pretrained.model_card import zoo_table
+from .pretrained.registry import get_pretrained_cfg, list_models, list_pretrained, split_model_name
+from .pretrained.weights import WeightsUnavailableError, load_into, read_state_dict
 from .version import __version__
-from .weights import WeightsUnavailableError, load_into, read_state_dict
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
@@ -171,9 +171,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .data import SegmentationDataset
-    from .factory import create_model
-    from .train import fit
+    from .pretrained.factory import create_model
+    from .train.datasets import SegmentationDataset
+    from .train.trainer import fit
 
     data_kwargs = {"reduce_zero_label": bool(args.reduce_zero_label)}
     train_set = SegmentationDataset(args.data, args.train_split, **data_kwargs)
@@ -218,11 +218,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from . import distributed
     from .atomic import atomic_write_text
-    from .checkpoint import json_safe
-    from .data import SegmentationDataset
-    from .factory import create_model
-    from .metrics import format_table
-    from .train import evaluate
+    from .pretrained.factory import create_model
+    from .train.checkpoint import json_safe
+    from .train.datasets import SegmentationDataset
+    from .train.metrics import format_table
+    from .train.trainer import evaluate
 
     model = create_model(args.model, _weights_argument(args.model, args.pretrained, default=True))
     cfg = model.pretrained_cfg
@@ -260,8 +260,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-    from .metrics import format_table
+    from .train.demo import run_demo
+    from .train.metrics import format_table
 
     result = run_demo(args.out, iters=args.iters, seed=args.seed, device=args.device, progress=not args.no_progress)
     print("\ndemo result: the trained model on the held-out images")
@@ -286,7 +286,7 @@ def parse_model_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    from .config import TEST_MODES
+    from .pretrained.config import TEST_MODES
 
     p = sub.add_parser(
         "predict",
@@ -364,8 +364,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from .images import expand_inputs
-    from .inference import predict_iter
+    from .inference.images import expand_inputs
+    from .inference.pipeline import predict_iter
 
     items, _ = expand_inputs(args.inputs, name="IMAGES_OR_DIR")
     out = Path(args.out)

@@ -25,8 +25,8 @@ import os
 from pathlib import Path
 
 import deeplabv3p
-from deeplabv3p.data import SegmentationDataset
-from deeplabv3p.metrics import format_table
+from deeplabv3p.train.datasets import SegmentationDataset
+from deeplabv3p.train.metrics import format_table
 
 
 def main() -> None:

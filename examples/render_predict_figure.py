@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import deeplabv3p
 from deeplabv3p.cli import parse_model_kwargs
-from deeplabv3p.result import save_image_atomic
+from deeplabv3p.inference.result import save_image_atomic
 
 GAP = 8
 BACKGROUND = (255, 255, 255)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from deeplabv3p.data import SegmentationDataset, read_classes_file
+from deeplabv3p.train.datasets import SegmentationDataset, read_classes_file
 
 
 def _write(root: Path, split: str, name: str, image: np.ndarray, mask: np.ndarray | None, suffix: str = ".png") -> None:

@@ -11,8 +11,8 @@ from train_helpers import one_thread, tiny_model  # noqa: F401  (one_thread: aut
 
 import deeplabv3p
 from deeplabv3p.cli import main
-from deeplabv3p.data import SegmentationDataset
-from deeplabv3p.demo import DEMO_CLASSES, DEMO_PALETTE, _write_overlays, make_synthetic_dataset, synthetic_sample
+from deeplabv3p.train.datasets import SegmentationDataset
+from deeplabv3p.train.demo import DEMO_CLASSES, DEMO_PALETTE, _write_overlays, make_synthetic_dataset, synthetic_sample
 
 
 def test_synthetic_dataset_layout_and_reproducibility(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_demo_command_writes_model_and_overlays(tmp_path: Path, capsys: pytest.C
 
 @pytest.mark.slow
 def test_demo_learns(tmp_path: Path) -> None:
-    from deeplabv3p.demo import run_demo
+    from deeplabv3p.train.demo import run_demo
 
     result = run_demo(tmp_path, progress=False)
     assert result.metrics["mIoU"] > 80.0

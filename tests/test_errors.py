@@ -7,8 +7,8 @@ import torch
 from parity import PARITY, model_kwargs
 
 import deeplabv3p
-from deeplabv3p.convert import convert_mmseg_state_dict
-from deeplabv3p.weights import load_into, read_state_dict
+from deeplabv3p.pretrained.convert import convert_mmseg_state_dict
+from deeplabv3p.pretrained.weights import load_into, read_state_dict
 
 NARROW = dict(encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8, aux_channels=8)
 

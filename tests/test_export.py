@@ -10,7 +10,7 @@ import torch
 
 import deeplabv3p
 from deeplabv3p.cli import main
-from deeplabv3p.export import DEFAULT_OPSET, ONNX_RTOL, check_onnx, export_onnx
+from deeplabv3p.inference.export import DEFAULT_OPSET, ONNX_RTOL, check_onnx, export_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -28,9 +28,9 @@ from zoo_helpers import (
 
 import deeplabv3p
 from deeplabv3p import cli
-from deeplabv3p.config import CONFIG_SCHEMA_VERSION
-from deeplabv3p.markdown import model_card
-from deeplabv3p.weights import HubFileError
+from deeplabv3p.pretrained.config import CONFIG_SCHEMA_VERSION
+from deeplabv3p.pretrained.model_card import model_card
+from deeplabv3p.pretrained.weights import HubFileError
 
 
 @pytest.fixture
@@ -280,7 +280,7 @@ def test_cli_convert_refuses_a_class_count_mismatch(monkeypatch, tmp_path, capsy
 
 
 def test_cli_convert_bare_architecture_reads_the_class_count(monkeypatch, tmp_path):
-    monkeypatch.setitem(deeplabv3p.zoo.ARCHITECTURES, GOLDEN_ARCH, GOLDEN_CONFIG.replace(num_classes=5))
+    monkeypatch.setitem(deeplabv3p.pretrained.zoo.ARCHITECTURES, GOLDEN_ARCH, GOLDEN_CONFIG.replace(num_classes=5))
     assert cli.main(["convert", str(GOLDEN_PTH), "--model", GOLDEN_ARCH, "--out", str(tmp_path)]) == 0
     model = deeplabv3p.create_model(str(tmp_path))
     assert model.num_classes == 7 and model.pretrained_cfg.tag == ""

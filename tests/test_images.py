@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deeplabv3p.images import expand_inputs, read_image
+from deeplabv3p.inference.images import expand_inputs, read_image
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)

@@ -11,7 +11,7 @@ from PIL import Image
 
 import deeplabv3p
 from deeplabv3p import SegmentationResult, create_model
-from deeplabv3p.inference import (
+from deeplabv3p.inference.pipeline import (
     normalize,
     preprocess,
     resolve_settings,
@@ -20,8 +20,8 @@ from deeplabv3p.inference import (
     slide_windows,
     whole_inference,
 )
-from deeplabv3p.resize import rescale_size, resize_image
-from deeplabv3p.result import default_palette
+from deeplabv3p.inference.resize import rescale_size, resize_image
+from deeplabv3p.inference.result import default_palette
 
 RNG = np.random.default_rng(0)
 SLIDE_CASE = "r18_v1b_d8_slide"
@@ -252,7 +252,7 @@ def test_predict_iter_streams_lazily(model, tmp_path, monkeypatch):
     for i in range(3):
         Image.fromarray(_image(40, 40)).save(tmp_path / f"{i}.png")
     reads = []
-    from deeplabv3p import images
+    from deeplabv3p.inference import images
 
     real = images.read_image
     monkeypatch.setattr(images, "read_image", lambda src, name="image": reads.append(src) or real(src, name))

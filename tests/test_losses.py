@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeplabv3p.losses import SegmentationLoss
-from deeplabv3p.optim import PolyLR, build_optimizer
+from deeplabv3p.train.losses import SegmentationLoss
+from deeplabv3p.train.optim import PolyLR, build_optimizer
 
 
 def _batch(seed: int = 0, k: int = 4) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeplabv3p.metrics import ConfusionMatrix, format_table, metrics_from_confusion
+from deeplabv3p.train.metrics import ConfusionMatrix, format_table, metrics_from_confusion
 
 
 def test_confusion_matrix_counts_rows_truth_columns_prediction() -> None:

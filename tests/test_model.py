@@ -9,8 +9,8 @@ import torch
 from timm.models.resnet import BasicBlock
 
 import deeplabv3p
-from deeplabv3p.config import ModelConfig
-from deeplabv3p.model import DeepLabV3Plus
+from deeplabv3p.models.config import ModelConfig
+from deeplabv3p.models.model import DeepLabV3Plus
 
 # Reference counts for K=19 (mmseg_deeplabv3plus.md section 9): backbone, decode head, aux head parameters.
 REFERENCE_PARAMS = {

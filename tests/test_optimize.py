@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import deeplabv3p
-from deeplabv3p.optimize import (
+from deeplabv3p.inference.optimize import (
     FOLD_RTOL,
     Float32Conv2d,
     PrePaddedConv2d,
@@ -26,7 +26,7 @@ from deeplabv3p.optimize import (
     optimize_for_inference,
     pre_pad_depthwise,
 )
-from deeplabv3p.weights import load_into, read_state_dict
+from deeplabv3p.pretrained.weights import load_into, read_state_dict
 
 # Documented tolerance of bf16 autocast against fp32 (CPU and GPU), relative to the largest |logit|,
 # and the argmax agreement it must keep on these networks.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import deeplabv3p
-from deeplabv3p.registry import split_model_name
+from deeplabv3p.pretrained.registry import split_model_name
 
 NARROW = dict(encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8, aux_channels=8)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deeplabv3p.resize import rescale_size, resize_image, scaled_test_size
+from deeplabv3p.inference.resize import rescale_size, resize_image, scaled_test_size
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ from train_helpers import TINY, one_thread, tiny_model  # noqa: F401  (one_threa
 
 import deeplabv3p
 from deeplabv3p import train as training
-from deeplabv3p.checkpoint import find_checkpoint, read_training_state
-from deeplabv3p.config import PretrainedCfg
-from deeplabv3p.data import SegmentationDataset
-from deeplabv3p.demo import make_synthetic_dataset
+from deeplabv3p.pretrained.config import PretrainedCfg
+from deeplabv3p.train.checkpoint import find_checkpoint, read_training_state
+from deeplabv3p.train.datasets import SegmentationDataset
+from deeplabv3p.train.demo import make_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

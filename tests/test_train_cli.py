@@ -9,9 +9,9 @@ import pytest
 from train_helpers import one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
 
 import deeplabv3p
-from deeplabv3p.checkpoint import read_training_state
 from deeplabv3p.cli import main
-from deeplabv3p.demo import DEMO_CLASSES, make_synthetic_dataset
+from deeplabv3p.train.checkpoint import read_training_state
+from deeplabv3p.train.demo import DEMO_CLASSES, make_synthetic_dataset
 
 QUIET = ["--no-progress"]
 SMALL = ["--batch-size", "2", "--crop-size", "48", "48", "--num-workers", "0"]

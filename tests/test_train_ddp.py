@@ -17,9 +17,9 @@ from train_helpers import tiny_model
 
 import deeplabv3p
 from deeplabv3p import train as training
-from deeplabv3p.data import SegmentationDataset
 from deeplabv3p.distributed import convert_sync_batchnorm
-from deeplabv3p.loader import TrainSampler
+from deeplabv3p.train.datasets import SegmentationDataset
+from deeplabv3p.train.loader import TrainSampler
 
 SCRIPT = textwrap.dedent(
     """
@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[3])
     from train_helpers import tiny_model
     from deeplabv3p import train as training
-    from deeplabv3p.data import SegmentationDataset
+    from deeplabv3p.train.datasets import SegmentationDataset
 
     out = sys.argv[2]
     train_set, val_set = SegmentationDataset(sys.argv[1], "train"), SegmentationDataset(sys.argv[1], "val")
@@ -51,7 +51,7 @@ def _free_port() -> int:
 
 
 def test_two_gloo_processes_train_one_model(tmp_path: Path) -> None:
-    from deeplabv3p.demo import make_synthetic_dataset
+    from deeplabv3p.train.demo import make_synthetic_dataset
 
     data = make_synthetic_dataset(tmp_path / "data", num_train=6, num_val=3, size=64, seed=2)
     script = tmp_path / "run.py"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from deeplabv3p.transforms import (
+from deeplabv3p.train.transforms import (
     PhotoMetricDistortion,
     RandomCrop,
     RandomResize,

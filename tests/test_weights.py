@@ -19,8 +19,8 @@ from zoo_helpers import (
 )
 
 import deeplabv3p
-from deeplabv3p import download, weights
-from deeplabv3p.weights import WeightsUnavailableError, converted_path, load_into, read_state_dict
+from deeplabv3p.pretrained import download, weights
+from deeplabv3p.pretrained.weights import WeightsUnavailableError, converted_path, load_into, read_state_dict
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from huggingface_hub.utils import validate_repo_id
 
 import deeplabv3p
 from deeplabv3p import cli
-from deeplabv3p.config import PretrainedCfg
-from deeplabv3p.markdown import ZOO_TABLE_BEGIN, ZOO_TABLE_END, zoo_table
-from deeplabv3p.zoo import HUB_ORG
+from deeplabv3p.pretrained.config import PretrainedCfg
+from deeplabv3p.pretrained.model_card import ZOO_TABLE_BEGIN, ZOO_TABLE_END, zoo_table
+from deeplabv3p.pretrained.zoo import HUB_ORG
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "zoo_reference.json").read_text())
 ROWS = REFERENCE["models"]

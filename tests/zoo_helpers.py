@@ -17,8 +17,9 @@ import pytest
 import torch
 from parity import PARITY, arrays
 
-from deeplabv3p import registry, zoo
-from deeplabv3p.config import ModelConfig, PretrainedCfg
+from deeplabv3p.models.config import ModelConfig
+from deeplabv3p.pretrained import registry, zoo
+from deeplabv3p.pretrained.config import PretrainedCfg
 
 GOLDEN_PTH = PARITY / "r50_v1c_d8.pth"  # mmseg container {'meta', 'state_dict'} of the narrow R-50-D8 golden
 

@@ -20,10 +20,11 @@ from typing import Any
 
 from torch import nn
 
-from .atomic import atomic_write_text
-from .config import CONFIG_SCHEMA_VERSION, ModelConfig, PretrainedCfg
-from .markdown import model_card
-from .version import __version__
+from ..atomic import atomic_write_text
+from ..models.config import ModelConfig
+from ..version import __version__
+from .config import CONFIG_SCHEMA_VERSION, PretrainedCfg
+from .model_card import model_card
 from .weights import WEIGHTS_NAME, hub_file, save_state_dict
 
 CONFIG_NAME = "config.json"

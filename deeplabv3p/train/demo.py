@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic import atomic_write_text
-from .data import SegmentationDataset
+from ..atomic import atomic_write_text
+from .datasets import SegmentationDataset
 
 __all__ = ["DEMO_CLASSES", "DEMO_PALETTE", "DemoResult", "make_synthetic_dataset", "run_demo"]
 
@@ -123,7 +123,7 @@ def make_synthetic_dataset(
 
 def demo_model(num_classes: int = len(DEMO_CLASSES)) -> torch.nn.Module:
     """The demo's network: DeepLabV3+ on a narrow ResNet-18 (about 1 M parameters), trained from scratch."""
-    from .factory import create_model
+    from ..pretrained.factory import create_model
 
     return create_model(
         "deeplabv3plus",
@@ -188,7 +188,7 @@ def run_demo(
 def _run_demo(
     out: Path, iters: int | None, seed: int, device: str | None, num_overlays: int, progress: bool
 ) -> DemoResult:
-    from . import train as training
+    from . import trainer as training
 
     start = time.perf_counter()
     data_root = make_synthetic_dataset(out / "data", seed=seed)  # seconds to make; always matches `seed`

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 SAVE_KINDS = ("labels", "color", "overlay")
 

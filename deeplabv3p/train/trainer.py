@@ -30,15 +30,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import distributed
-from .atomic import atomic_write_text
+from .. import distributed
+from ..atomic import atomic_write_text
+from ..models.config import JsonRecord
+from ..pretrained.config import PretrainedCfg
 from .checkpoint import (
     find_checkpoint,
     read_training_state,
     write_best,
     write_checkpoint,
 )
-from .config import PretrainedCfg, _JsonRecord
 from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
@@ -66,7 +67,7 @@ def _non_negative(name: str, value: Any) -> None:
 
 
 @dataclass(frozen=True)
-class TrainConfig(_JsonRecord):
+class TrainConfig(JsonRecord):
     """The recipe of a fine-tuning run (mmseg's defaults). Every field is also a keyword argument of `fit`.
 
     Attributes:

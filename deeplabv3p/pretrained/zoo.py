@@ -7,7 +7,8 @@ Nothing here builds or downloads anything.
 
 from __future__ import annotations
 
-from .config import ModelConfig, PretrainedCfg
+from ..models.config import ModelConfig
+from .config import PretrainedCfg
 
 # Hugging Face organisation that hosts the converted official weights.
 HUB_ORG = "deeplabv3p"

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Resize with align_corners / half_pixel coordinate modes

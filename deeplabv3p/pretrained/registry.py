@@ -6,7 +6,8 @@ import difflib
 import fnmatch
 import re
 
-from .config import ModelConfig, PretrainedCfg
+from ..models.config import ModelConfig
+from .config import PretrainedCfg
 from .zoo import ARCHITECTURES, DATASETS, PRETRAINED_CFGS
 
 

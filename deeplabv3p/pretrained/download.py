@@ -16,8 +16,8 @@ from typing import BinaryIO
 
 from huggingface_hub.utils import tqdm
 
-from .atomic import atomic_path
-from .version import __version__
+from ..atomic import atomic_path
+from ..version import __version__
 
 CHUNK_SIZE = 1 << 20
 

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_write_text
-from .weights import WEIGHTS_NAME, read_state_dict
+from ..atomic import atomic_write_text
+from ..pretrained.weights import WEIGHTS_NAME, read_state_dict
 
 __all__ = [
     "find_checkpoint",

@@ -39,11 +39,11 @@ from safetensors.torch import load_file, save_file
 from timm.models import adapt_input_conv
 from torch import nn
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
+from ..version import __version__
 from .config import PretrainedCfg
 from .convert import convert_mmseg_state_dict, is_mmseg_state_dict
 from .download import DownloadError, download_url
-from .version import __version__
 
 _logger = logging.getLogger(__name__)
 

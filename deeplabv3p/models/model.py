@@ -7,20 +7,20 @@ network. What the weights are (classes, palette, test-time settings) travels bes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import hub
-from .config import OUTPUT_STRIDES, ModelConfig, PretrainedCfg
+from .config import OUTPUT_STRIDES, ModelConfig
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
-from .inference import predict as _predict
-from .optimize import optimize_for_inference as _optimize_for_inference
-from .result import SegmentationResult
+
+if TYPE_CHECKING:  # the thin methods below import these layers lazily: models/ sits below them
+    from ..inference.result import SegmentationResult
+    from ..pretrained.config import PretrainedCfg
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -136,7 +136,9 @@ class DeepLabV3Plus(nn.Module):
     def predict(self, inputs: object, **kwargs: object) -> SegmentationResult | list[SegmentationResult]:
         """Segment images (paths, a directory, PIL, numpy, tensors, or a list) with the weights' test-time
         settings: labels at each image's original size. Arguments: `deeplabv3p.inference.predict`."""
-        return _predict(self, inputs, **kwargs)
+        from ..inference.pipeline import predict
+
+        return predict(self, inputs, **kwargs)
 
     def set_output_stride(self, output_stride: int) -> None:
         """Switch the output stride (8, 16 or 32) in place, keeping the weights (train at 16, evaluate at 8).
@@ -170,11 +172,15 @@ class DeepLabV3Plus(nn.Module):
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a README model card; ``create_model(folder)`` reloads it."""
-        return hub.save_pretrained(self, save_directory)
+        from ..pretrained.hub import save_pretrained
+
+        return save_pretrained(self, save_directory)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload to the Hugging Face Hub in the `save_pretrained` format (see `deeplabv3p.hub.push_to_hub`)."""
-        return hub.push_to_hub(self, repo_id, **kwargs)
+        from ..pretrained.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute activations during backward instead of keeping them: less training memory, slower steps.
@@ -191,4 +197,6 @@ class DeepLabV3Plus(nn.Module):
 
         See `deeplabv3p.optimize.optimize_for_inference`; the copy is for inference only.
         """
-        return _optimize_for_inference(self, fold_bn=fold_bn, channels_last=channels_last)
+        from ..inference.optimize import optimize_for_inference
+
+        return optimize_for_inference(self, fold_bn=fold_bn, channels_last=channels_last)

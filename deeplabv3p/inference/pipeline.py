@@ -23,13 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import TEST_MODES, PretrainedCfg
+from ..pretrained.config import TEST_MODES, PretrainedCfg
 from .images import ImageItem, expand_inputs
 from .resize import resize_image, scaled_test_size
 from .result import SegmentationResult, default_class_names, default_palette
 
 if TYPE_CHECKING:
-    from .model import DeepLabV3Plus
+    from ..models.model import DeepLabV3Plus
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 

@@ -6,9 +6,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .config import ModelConfig, PretrainedCfg
+from ..models.config import ModelConfig
+from ..models.model import DeepLabV3Plus
+from .config import PretrainedCfg
 from .hub import is_hub_id, read_config, source_file
-from .model import DeepLabV3Plus
 from .registry import get_model_config, get_pretrained_cfg, list_models, split_model_name
 from .weights import WEIGHTS_NAME, fetch_state_dict, load_into, read_state_dict
 
