@@ -15,9 +15,9 @@ from deeplabv3p.pretrained.config import PretrainedCfg
 from deeplabv3p.pretrained.model_card import ZOO_TABLE_BEGIN, ZOO_TABLE_END, zoo_table
 from deeplabv3p.pretrained.zoo import HUB_ORG
 
-REFERENCE = json.loads((Path(__file__).parent / "data" / "zoo_reference.json").read_text())
+REFERENCE = json.loads((Path(__file__).parents[1] / "data" / "zoo_reference.json").read_text())
 ROWS = REFERENCE["models"]
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 
 _ARCH_OF_LABEL = {
     "R-18-D8": "deeplabv3plus_r18_d8",
