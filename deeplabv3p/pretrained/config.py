@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,14 +13,47 @@ CONFIG_SCHEMA_VERSION = 1
 
 TEST_MODES = ("whole", "slide")
 
+# Input statistics are on the 0..255 scale every image is read onto (see `deeplabv3p.inference.images`).
+PIXEL_RANGE = (0.0, 255.0)
+
+
+def _check_statistics(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """`mean` / `std` as float tuples of one value per input band, checked for what a mistake looks like."""
+    values = {}
+    for name, given in (("mean", mean), ("std", std)):
+        if isinstance(given, str) or not isinstance(given, tuple | list) or not given:
+            raise TypeError(f"{name} must be a non-empty tuple of numbers, one per input band, got {given!r}")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in given):
+            raise ValueError(f"{name} must hold finite numbers, got {given!r}")
+        values[name] = tuple(float(v) for v in given)
+    mean_t, std_t = values["mean"], values["std"]
+    if len(mean_t) != len(std_t):
+        raise ValueError(f"mean has {len(mean_t)} values but std has {len(std_t)}: give one of each per input band")
+    if any(s <= 0 for s in std_t):
+        raise ValueError(f"std must be > 0 for every band, got {std_t}")
+    lo, hi = PIXEL_RANGE
+    if any(not lo <= m <= hi for m in mean_t):
+        raise ValueError(
+            f"mean {mean_t} is outside 0..255: statistics are on the 0..255 scale images are read onto "
+            "(uint16 bands are read as value * 255 / 65535, so multiply raw uint16 statistics by 255 / 65535)"
+        )
+    if max(mean_t) <= 1.0 and max(std_t) <= 1.0:
+        raise ValueError(
+            f"mean {mean_t} and std {std_t} look like statistics on the 0..1 scale (timm/torchvision style); "
+            "deeplabv3p normalises on the 0..255 scale: multiply them by 255"
+        )
+    return mean_t, std_t
+
 
 @dataclass(frozen=True)
 class PretrainedCfg(JsonRecord):
     """What a set of weights is: where it comes from, what it predicts and how it was tested.
 
-    Test-time fields follow mmseg's semantics: ``test_scale`` is mmcv's keep-ratio rescale target ``(a, b)``
-    (long and short side bounds), ``test_mode`` is ``"whole"`` or ``"slide"`` with ``slide_crop`` / ``slide_stride``
-    as (h, w), and ``tta_ratios`` multiply ``test_scale`` (mmseg 0.x ``--aug-test``).
+    ``mean`` / ``std`` hold one value per input band, on the 0..255 scale (mmseg's convention; `for_in_chans`
+    spreads three RGB values over another band count). Test-time fields follow mmseg's semantics: ``test_scale``
+    is mmcv's keep-ratio rescale target ``(a, b)`` (long and short side bounds), ``test_mode`` is ``"whole"`` or
+    ``"slide"`` with ``slide_crop`` / ``slide_stride`` as (h, w), and ``tta_ratios`` multiply ``test_scale``
+    (mmseg 0.x ``--aug-test``).
     """
 
     architecture: str = ""
@@ -28,8 +62,8 @@ class PretrainedCfg(JsonRecord):
     num_classes: int | None = None
     classes: tuple[str, ...] = ()
     palette: tuple[tuple[int, int, int], ...] = ()
-    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
-    std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    mean: tuple[float, ...] = (123.675, 116.28, 103.53)
+    std: tuple[float, ...] = (58.395, 57.12, 57.375)
     reduce_zero_label: bool = False
     ignore_index: int = 255
     crop_size: tuple[int, int] | None = None
@@ -51,6 +85,9 @@ class PretrainedCfg(JsonRecord):
     notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        mean, std = _check_statistics(self.mean, self.std)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
         check_choice("test_mode", self.test_mode, TEST_MODES)
         if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
             raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
@@ -63,6 +100,27 @@ class PretrainedCfg(JsonRecord):
     def name(self) -> str:
         """``architecture.tag``, the name `create_model` accepts."""
         return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    def for_in_chans(self, in_chans: int) -> PretrainedCfg:
+        """These metadata for a model of `in_chans` input bands: unchanged when mean/std have one value per band.
+
+        Three (RGB) values are spread over another band count the way timm's ``adapt_input_conv`` spreads the RGB
+        kernels of a first conv: cycled (R, G, B, R, ...) for two or more bands, averaged for one band (timm sums
+        the three kernels). Any other count is an error naming both numbers.
+        """
+        count = len(self.mean)
+        if count == in_chans:
+            return self
+        if count != 3:
+            raise ValueError(
+                f"mean/std have {count} values but the model takes in_chans={in_chans} bands: give one value per "
+                f"band, e.g. create_model(..., mean=<{in_chans} values>, std=<{in_chans} values>)"
+            )
+        if in_chans == 1:
+            return self.replace(mean=(sum(self.mean) / 3,), std=(sum(self.std) / 3,))
+        return self.replace(
+            mean=tuple(self.mean[i % 3] for i in range(in_chans)), std=tuple(self.std[i % 3] for i in range(in_chans))
+        )
 
     def for_new_classes(self, num_classes: int, architecture: str | None = None) -> PretrainedCfg:
         """Metadata of a model started from these weights with another class count (fine-tuning).
