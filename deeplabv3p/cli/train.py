@@ -55,7 +55,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", help="weights to start from: a tag, a dataset name (cityscapes) or a file")
     p.add_argument(
         "--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
-        help="create_model overrides, e.g. encoder=convnext_tiny output_stride=16 (num_classes: the dataset's)",
+        help="create_model overrides, e.g. encoder=convnext_tiny output_stride=16, or in_chans=4 "
+        "mean=(...) std=(...) for multi-band images (num_classes: the dataset's)",
     )  # fmt: skip
     p.add_argument("--encoder-pretrained", action="store_true", help="start the encoder from timm's ImageNet weights")
     p.add_argument("--train-split", default="train", help="training split (default train)")
@@ -70,10 +71,16 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..pretrained.factory import create_model
-    from ..train.datasets import SegmentationDataset
+    from ..train.datasets import CLASSES_FILE, SegmentationDataset, read_classes_file
     from ..train.trainer import fit
 
-    data_kwargs = {"reduce_zero_label": bool(args.reduce_zero_label)}
+    if not Path(args.data).is_dir():
+        raise FileNotFoundError(f"dataset folder {args.data!r} does not exist")
+    classes, _ = read_classes_file(Path(args.data) / CLASSES_FILE)  # the class count, before the model is built
+    model_kwargs = {"num_classes": len(classes), **parse_model_kwargs(args.model_kwargs)}
+    pretrained = weights_argument(args.model, args.pretrained, default=False)
+    model = create_model(args.model, pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
+    data_kwargs = {"reduce_zero_label": bool(args.reduce_zero_label), "in_chans": model.config.in_chans}
     train_set = SegmentationDataset(args.data, args.train_split, **data_kwargs)
     val_set = None
     if args.val_split.lower() != "none":
@@ -81,9 +88,6 @@ def run_train(args: argparse.Namespace) -> int:
             val_set = SegmentationDataset(args.data, args.val_split, **data_kwargs)
         elif is_main_process():
             print(f"deeplabv3p train: no {args.val_split!r} split in {args.data}; training without validation")
-    model_kwargs = {"num_classes": train_set.num_classes, **parse_model_kwargs(args.model_kwargs)}
-    pretrained = weights_argument(args.model, args.pretrained, default=False)
-    model = create_model(args.model, pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
     overrides = {name: getattr(args, name) for name, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
     if args.no_sync_bn:
         overrides["sync_bn"] = False
@@ -125,7 +129,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = create_model(args.model, weights_argument(args.model, args.pretrained, default=True))
     cfg = model.pretrained_cfg
     reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label
-    dataset = SegmentationDataset(args.data, args.split, reduce_zero_label=reduce, ignore_index=cfg.ignore_index)
+    dataset = SegmentationDataset(
+        args.data, args.split, reduce_zero_label=reduce, ignore_index=cfg.ignore_index, in_chans=model.config.in_chans
+    )
     if dataset.num_classes != model.num_classes:
         raise ValueError(f"the model predicts {model.num_classes} classes but {args.data} has {dataset.num_classes}")
     ctx = distributed.setup(args.device)  # under torchrun, every process evaluates its share of the images

@@ -6,6 +6,10 @@ Folder layout (masks share the image's relative path and stem; subfolders are al
     ROOT/images/SPLIT/NAME.{png,jpg,jpeg,tif,tiff,bmp}
     ROOT/masks/SPLIT/NAME.png          one class index per pixel (mode L, P or I); palette PNGs are read as indices
 
+Images are read as `predict` reads them (`deeplabv3p.inference.images`), for a model of ``in_chans`` bands: RGB
+rules for 3, the bands as stored otherwise (multi-band TIFFs with the ``tiff`` extra); uint8, 16-bit and float
+files alike.
+
 Labels follow mmseg: ``ignore_index`` (255) marks pixels that count nowhere, and ``reduce_zero_label=True`` makes
 label 0 "ignore" and shifts every other label down by one (for datasets whose 0 means "unlabelled", like ADE20K).
 Problems are reported with the file they come from: a missing mask and an empty split when the dataset is built,
@@ -21,8 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torchvision import tv_tensors
+
+from ..inference.images import decode_image, to_input_scale
 
 __all__ = ["IMAGE_SUFFIXES", "SegmentationDataset", "read_classes_file"]
 
@@ -129,8 +135,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
         ignore_index: the label of pixels that count nowhere (mmseg: 255).
         transforms: ``f(image, mask) -> (image, mask)`` applied by ``__getitem__``; None returns samples as read.
             `deeplabv3p.train.fit` augments with mmseg's pipeline when this is None.
+        in_chans: the band count of the model the images are for (see the module docstring); an image with
+            another count is an error naming both.
 
-    ``dataset[i]`` is ``(tv_tensors.Image uint8 (3, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`.
+    ``dataset[i]`` is ``(tv_tensors.Image (in_chans, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`,
+    the image on the 0..255 scale: uint8 for 8-bit files (and 16-bit RGB ones, high byte), float32 for 16-bit
+    multi-band and float files.
     """
 
     def __init__(
@@ -144,6 +154,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         reduce_zero_label: bool = False,
         ignore_index: int = 255,
         transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+        in_chans: int = 3,
     ) -> None:
         if (root is None) == (pairs is None):
             raise ValueError("pass exactly one of root= (a dataset folder) and pairs= (a list of (image, mask) paths)")
@@ -151,10 +162,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise TypeError(f"reduce_zero_label must be a bool, got {reduce_zero_label!r}")
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or ignore_index < 0:
             raise ValueError(f"ignore_index must be an int >= 0, got {ignore_index!r}")
+        if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+            raise ValueError(f"in_chans must be an int >= 1, got {in_chans!r}")
         if transforms is not None and not callable(transforms):
             raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
         self.root = Path(root) if root is not None else None
         self.split = split
+        self.in_chans = in_chans
         if self.root is not None:
             if not isinstance(split, str) or not split:
                 raise ValueError(f"split must be a non-empty folder name, got {split!r}")
@@ -210,13 +224,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return f"SegmentationDataset({where}, {len(self)} samples, {self.num_classes} classes)"
 
     def read_image(self, index: int) -> np.ndarray:
-        """The image as ``(H, W, 3)`` uint8 RGB (EXIF orientation applied, as OpenCV's reader does)."""
+        """The image as stored, ``(H, W, in_chans)`` in its file's dtype (uint8, uint16 or float), bands laid out
+        as `predict` lays them out (RGB rules for 3 bands; EXIF orientation applied, as OpenCV's reader does)."""
         path = self.samples[index][0]
-        try:
-            with Image.open(path) as img:
-                return np.array(ImageOps.exif_transpose(img).convert("RGB"))
-        except OSError as e:
-            raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
+        pixels = decode_image(path, str(path), self.in_chans)
+        return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
 
     def read_mask(self, index: int) -> np.ndarray:
         """The mask as ``(H, W)`` int64 class indices, `reduce_zero_label` applied and labels checked."""
@@ -254,7 +266,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         )
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(image (H, W, 3) uint8, mask (H, W) int64)`` as read, with sizes and labels checked."""
+        """``(image (H, W, in_chans) as stored, mask (H, W) int64)``, with sizes and labels checked. `evaluate`
+        hands these images to `predict`, which reads them exactly as ``dataset[i]`` does for training."""
         image, mask = self.read_image(index), self.read_mask(index)
         if image.shape[:2] != mask.shape:
             img_path, mask_path = self.samples[index]
@@ -266,10 +279,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         image, mask = self.load(index)
-        sample = (
-            tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
-            tv_tensors.Mask(torch.from_numpy(mask)),
-        )
+        pixels = to_input_scale(torch.from_numpy(image).permute(2, 0, 1), str(self.samples[index][0]), self.in_chans)
+        sample = (tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(mask)))
         return self.transforms(*sample) if self.transforms is not None else sample
 
     def verify(self) -> None:

@@ -72,10 +72,10 @@ class TrainSampler(Sampler):
 
 
 class AugmentedDataset(Dataset):
-    """``dataset[index]`` passed through `transform` under the key's seed, returned as (uint8 image, int64 mask).
+    """``dataset[index]`` passed through `transform` under the key's seed, returned as (image, int64 mask).
 
-    Samples must come as ``(image, mask)``: the image a uint8 tensor ``(3, H, W)`` or array ``(H, W, 3)``, the mask
-    ``(H, W)`` integers.
+    Samples must come as ``(image, mask)``: the image on the 0..255 scale, a uint8 or float32 tensor ``(C, H, W)``
+    or array ``(H, W, C)``, the mask ``(H, W)`` integers.
     """
 
     def __init__(self, dataset: Any, transform: Callable[[Any, Any], tuple[Any, Any]] | None) -> None:
@@ -98,14 +98,14 @@ class AugmentedDataset(Dataset):
 
 
 def _as_image(image: Any, index: int) -> torch.Tensor:
-    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3:
+    if isinstance(image, np.ndarray) and image.ndim == 3:
         image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.dtype != torch.uint8:
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.dtype not in (torch.uint8, torch.float32):
         shape = tuple(image.shape) if hasattr(image, "shape") else None
         raise TypeError(
-            f"sample {index}: the image must be uint8 (3, H, W) (or an (H, W, 3) array) before normalisation, got "
-            f"{type(image).__name__} {getattr(image, 'dtype', '')} {shape}; training normalises with the model's "
-            "mean/std itself"
+            f"sample {index}: the image must be uint8 or float32 (C, H, W) on the 0..255 scale (or an (H, W, C) "
+            f"array) before normalisation, got {type(image).__name__} {getattr(image, 'dtype', '')} {shape}; "
+            "training normalises with the model's mean/std itself"
         )
     return image.as_subclass(torch.Tensor)
 
@@ -121,7 +121,8 @@ def _as_mask(mask: Any, index: int) -> torch.Tensor:
 
 class PadCollate:
     """Stack samples padded at the bottom/right to a common size (at least `size`): images with 0, masks with
-    `ignore_index`. Returns ``(images uint8 (N, 3, H, W), masks int64 (N, H, W), sizes int64 (N, 2))``."""
+    `ignore_index`. Returns ``(images (N, C, H, W), masks int64 (N, H, W), sizes int64 (N, 2))``, the images
+    uint8, or float32 when any sample is float (16-bit multi-band data)."""
 
     def __init__(self, size: tuple[int, int] | None = None, ignore_index: int = 255) -> None:
         self.size = size
@@ -138,7 +139,11 @@ class PadCollate:
         width = max(img.shape[2] for img, _ in batch)
         if self.size is not None:
             height, width = max(height, self.size[0]), max(width, self.size[1])
-        images = torch.zeros(len(batch), batch[0][0].shape[0], height, width, dtype=torch.uint8)
+        bands = {img.shape[0] for img, _ in batch}
+        if len(bands) > 1:
+            raise ValueError(f"the images of one batch have different band counts {sorted(bands)}")
+        dtype = torch.float32 if any(img.is_floating_point() for img, _ in batch) else torch.uint8
+        images = torch.zeros(len(batch), bands.pop(), height, width, dtype=dtype)
         masks = torch.full((len(batch), height, width), self.ignore_index, dtype=torch.int64)
         sizes = torch.zeros(len(batch), 2, dtype=torch.int64)
         for i, (image, mask) in enumerate(batch):
@@ -152,7 +157,8 @@ class PadCollate:
 def normalize_batch(
     images: torch.Tensor, sizes: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
-    """``(x - mean) / std`` on a uint8 batch (0..255 scale), padding set to 0 afterwards as mmseg's preprocessor."""
+    """``(x - mean) / std`` on a batch on the 0..255 scale (uint8 or float32), padding set to 0 afterwards as
+    mmseg's preprocessor does."""
     x = images.float()
     mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
