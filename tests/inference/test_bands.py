@@ -183,6 +183,9 @@ def test_slide_inference_on_a_large_multiband_tile(four_band, tmp_path):
 def test_cli_predict_reads_multiband_tiffs(four_band, tmp_path, capsys):
     tifffile = pytest.importorskip("tifffile")
     folder = four_band.save_pretrained(tmp_path / "model")
+    assert (
+        "| input | 4 bands on the 0-255 scale, normalised with mean [100.0, 110.0" in (folder / "README.md").read_text()
+    )
     (tmp_path / "in").mkdir()
     for i in range(2):
         tifffile.imwrite(tmp_path / "in" / f"scene{i}.tif", np.roll(BANDS16, i, axis=0))
