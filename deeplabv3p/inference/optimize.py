@@ -65,16 +65,17 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
     weight = f64(conv.weight)
     bias = f64(conv.bias) if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
-    running_mean, running_var = cast(torch.Tensor, bn.running_mean), cast(torch.Tensor, bn.running_var)  # checked
-    scale = torch.rsqrt(f64(running_var) + bn.eps)
-    shift = -f64(running_mean) * scale
+    assert bn.running_mean is not None and bn.running_var is not None  # _is_foldable_bn checked them
+    scale = torch.rsqrt(f64(bn.running_var) + bn.eps)
+    shift = -f64(bn.running_mean) * scale
     if bn.affine:
         scale = scale * f64(bn.weight)
         shift = shift * f64(bn.weight) + f64(bn.bias)
     fused = _conv_like(conv, nn.Conv2d, bias=True)
     with torch.no_grad():
         fused.weight.copy_(weight * scale.reshape(-1, 1, 1, 1))
-        cast(torch.Tensor, fused.bias).copy_(bias * scale + shift)  # built with bias=True
+        assert fused.bias is not None  # built with bias=True
+        fused.bias.copy_(bias * scale + shift)
     if conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous():
         fused = fused.to(memory_format=torch.channels_last)
     return fused

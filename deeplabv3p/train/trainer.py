@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -33,10 +33,8 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
-from ..inference.result import SegmentationResult
 from ..models.config import JsonRecord
-from ..models.model import DeepLabV3Plus
-from ..pretrained.config import PretrainedCfg
+from ..pretrained.config import PretrainedCfg, TestMode
 from .checkpoint import (
     find_checkpoint,
     read_training_state,
@@ -48,6 +46,10 @@ from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
 from .optim import PolyLR, build_optimizer
 from .transforms import training_transforms
+
+if TYPE_CHECKING:
+    from ..inference.result import SegmentationResult
+    from ..models.model import DeepLabV3Plus
 
 __all__ = ["FitResult", "TrainConfig", "evaluate", "fit"]
 
@@ -226,7 +228,7 @@ def evaluate(
     model: DeepLabV3Plus,
     dataset: Any,
     *,
-    mode: str | None = None,
+    mode: TestMode | None = None,
     tta: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -257,7 +259,7 @@ def evaluate(
     indices = range(rank, len(dataset), world)
     for i in tqdm(indices, desc="evaluate", disable=not (progress and rank == 0), leave=False):
         image, mask = _eval_sample(dataset, i)
-        result = typing.cast(SegmentationResult, model.predict(image, **kwargs))  # one image in, one result out
+        result = typing.cast("SegmentationResult", model.predict(image, **kwargs))  # one image in, one result out
         labels = result.labels
         matrix.update(torch.as_tensor(np.asarray(labels)), torch.from_numpy(mask.astype(np.int64)))
     distributed.all_reduce_sum(matrix.matrix)
