@@ -39,7 +39,7 @@ _ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
 
 def _conv_like(conv: nn.Conv2d, cls: type[nn.Conv2d], bias: bool) -> nn.Conv2d:
-    """A new, uninitialised `cls` with the geometry, device and dtype of `conv`."""
+    """A new `cls` (freshly initialised weights) with the geometry, device and dtype of `conv`."""
     # torch annotates a Conv2d's sizes as tuple[int, ...]; a 2-d conv's are always two ints
     kernel_size, stride, dilation = (cast(tuple[int, int], v) for v in (conv.kernel_size, conv.stride, conv.dilation))
     padding = cast("str | tuple[int, int]", conv.padding)
