@@ -71,6 +71,7 @@ def run_convert(args: argparse.Namespace) -> int:
             print(f"deeplabv3p convert: warning: {e}", file=sys.stderr)
     model = model_from_checkpoint(checkpoint, args.model)
     out = model.save_pretrained(args.out)
+    assert model.pretrained_cfg is not None  # create_model always sets it
     print(f"wrote {out}/ (config.json, model.safetensors, README.md) for {model.pretrained_cfg.name}")
     return 0
 

@@ -175,7 +175,7 @@ def _check_array_layout(value: np.ndarray | torch.Tensor, name: str, in_chans: i
         raise ValueError(f"{name}: cannot read {_describe(value)} as an image; expected {layout}")
     if min(shape) == 0:
         raise ValueError(f"{name}: empty image ({_describe(value)})")
-    if is_tensor:
+    if isinstance(value, torch.Tensor):
         ok = value.dtype in (torch.uint8, torch.uint16) or value.is_floating_point()
     else:
         ok = value.dtype in (np.uint8, np.uint16) or np.issubdtype(value.dtype, np.floating)
@@ -238,8 +238,7 @@ def to_input_scale(pixels: torch.Tensor, name: str = "image", in_chans: int | No
         return pixels.to(torch.float32) * _UINT16_SCALE
     if pixels.is_floating_point():
         pixels = pixels.to(torch.float32)
-        lo, hi = torch.aminmax(pixels)
-        lo, hi = float(lo), float(hi)
+        lo, hi = (float(v) for v in torch.aminmax(pixels))
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
             raise ValueError(
                 f"{name}: floating-point images must hold values in [0, 1], got min {lo:g} and max {hi:g}. "
@@ -269,10 +268,10 @@ def _decode_file(path: Path, in_chans: int | None) -> torch.Tensor:
     if is_tiff(path) and in_chans not in (3, None):
         return torch.from_numpy(_tiff_pixels(path))
     try:
-        with Image.open(path) as im:
-            if is_tiff(path) and not _pil_reads_tiff_faithfully(im):
+        with Image.open(path) as file:
+            if is_tiff(path) and not _pil_reads_tiff_faithfully(file):
                 raise UnidentifiedImageError("PIL reads multi-sample TIFFs of more than 8 bits only at 8 bits")
-            im = ImageOps.exif_transpose(im)
+            im = ImageOps.exif_transpose(file)
             im.load()
             return _from_pil(im, str(path), in_chans)
     except Image.DecompressionBombError as e:

@@ -107,6 +107,7 @@ def write_tag(name: str, checkpoint: str | Path, folder: str | Path, hf_hub_id: 
     digest = verify_checkpoint(checkpoint, cfg)
     model = model_from_checkpoint(checkpoint, name)
     provenance = f"converted by deeplabv3p {__version__} from {Path(checkpoint).name} (sha256 {digest})"
+    assert model.pretrained_cfg is not None  # create_model always sets it
     described = model.pretrained_cfg.replace(
         hf_hub_id=hf_hub_id or cfg.hf_hub_id, notes=(*model.pretrained_cfg.notes, provenance)
     )
