@@ -198,6 +198,16 @@ def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
     return cfg
 
 
+def _check_bands(dataset: Any, role: str, in_chans: int) -> None:
+    """A dataset that says how many bands it reads (SegmentationDataset) must read the model's."""
+    bands = getattr(dataset, "in_chans", in_chans)
+    if bands != in_chans:
+        raise ValueError(
+            f"the {role} set reads {bands}-band images but the model takes in_chans={in_chans}; build it with "
+            f"SegmentationDataset(..., in_chans={in_chans})"
+        )
+
+
 def _class_names(dataset: Any, model: DeepLabV3Plus, num_classes: int) -> list[str]:
     for names in (getattr(dataset, "classes", None), getattr(model.pretrained_cfg, "classes", None)):
         if names and len(names) == num_classes:
@@ -248,6 +258,9 @@ def evaluate(
         raise TypeError(f"model must be a deeplabv3p model with predict(), got {type(model).__name__}")
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset is empty")
+    in_chans = getattr(getattr(model, "config", None), "in_chans", None)  # any object with predict() will do
+    if in_chans is not None:
+        _check_bands(dataset, "evaluation", in_chans)
     if device is not None:
         model.to(distributed.resolve_device(device))
     was_training = model.training
@@ -324,13 +337,9 @@ class _Run:
         if cfg.class_weight is not None and len(cfg.class_weight) != num_classes:
             raise ValueError(f"class_weight has {len(cfg.class_weight)} entries for {num_classes} classes")
         in_chans = model.config.in_chans
-        for role, data in (("training", self.train_set), ("validation", self.val_set)):
-            bands = getattr(data, "in_chans", in_chans)
-            if data is not None and bands != in_chans:
-                raise ValueError(
-                    f"the {role} set reads {bands}-band images but the model takes in_chans={in_chans}; build it "
-                    f"with SegmentationDataset(..., in_chans={in_chans})"
-                )
+        _check_bands(self.train_set, "training", in_chans)
+        if self.val_set is not None:
+            _check_bands(self.val_set, "validation", in_chans)
         self.statistics = _weights_cfg(model).for_in_chans(in_chans)
         self.ignore_index = getattr(self.train_set, "ignore_index", 255)
         model.pretrained_cfg = self._trained_cfg()

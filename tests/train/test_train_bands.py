@@ -113,11 +113,12 @@ def test_fit_and_evaluate_a_4_band_model_on_16_bit_tiffs(data_root, tmp_path):
     assert metrics["mIoU"] == pytest.approx(result.best_metrics["mIoU"])  # evaluate reads the files as fit did
 
 
-def test_fit_refuses_a_dataset_read_for_another_band_count(data_root, tmp_path):
-    with pytest.raises(ValueError, match="reads 3-band images but the model takes in_chans=4"):
-        training.fit(
-            tiny_model(num_classes=3, in_chans=4), SegmentationDataset(data_root, "train"), out=tmp_path, **TINY
-        )
+def test_fit_and_evaluate_refuse_a_dataset_read_for_another_band_count(data_root, tmp_path):
+    model, rgb_reading = tiny_model(num_classes=3, in_chans=4), SegmentationDataset(data_root, "train")
+    with pytest.raises(ValueError, match="training set reads 3-band images but the model takes in_chans=4"):
+        training.fit(model, rgb_reading, out=tmp_path, **TINY)
+    with pytest.raises(ValueError, match=r"evaluation set reads 3-band .* SegmentationDataset\(\.\.\., in_chans=4\)"):
+        training.evaluate(model, rgb_reading, progress=False)
 
 
 def test_cli_train_and_evaluate_with_in_chans(data_root, tmp_path, capsys):
