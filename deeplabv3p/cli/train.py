@@ -133,7 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
         model, train_set, val_set, out=args.out, resume=args.resume, device=args.device,
         progress=not args.no_progress, **kwargs,
     )  # fmt: skip
-    if result.best_path is not None and is_main_process():
+    if result.best_path is not None and result.best_metrics is not None and is_main_process():
         print(f"best mIoU {result.best_metrics['mIoU']:.2f} at iteration {result.best_iteration}: {result.best_path}")
     return 0
 
@@ -198,6 +198,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model, weights_file = _weights(args.model, weights_argument(args.model, args.pretrained, default=True))
     cfg = model.pretrained_cfg
+    assert cfg is not None  # create_model always sets it
     reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label
     dataset = open_dataset(args.data, args.split, args.layout, cfg.dataset, reduce, cfg.ignore_index)
     if dataset.num_classes != model.num_classes:

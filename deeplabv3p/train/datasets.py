@@ -246,6 +246,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
                     "rules from the zoo"
                 )
             resolved = resolve(name, root, split)
+            assert resolved.dataset is not None  # every named layout is a zoo dataset
             meta = zoo(resolved.dataset)
             classes, palette, reduce_zero_label = meta["classes"], meta["palette"], meta["reduce_zero_label"]
         ds = cls(

@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..pretrained.zoo import DATASETS
+from ..pretrained.zoo import DATASETS, DatasetInfo
 
 __all__ = [
     "CITYSCAPES_ID_TO_TRAIN_ID",
@@ -260,7 +260,7 @@ LAYOUTS: dict[str, Layout] = {
 MMSEG_LAYOUT = "mmseg"
 
 
-def zoo_dataset(name: str) -> dict:
+def zoo_dataset(name: str) -> DatasetInfo:
     """The zoo's facts about a dataset: ``classes``, ``palette``, ``reduce_zero_label``, ``display_name``."""
     if name not in DATASETS:
         raise ValueError(f"unknown zoo dataset {name!r}; known: {sorted(DATASETS)}")

@@ -3,15 +3,17 @@ once per iteration."""
 
 from __future__ import annotations
 
-from typing import Literal
+import typing
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["OPTIMIZERS", "PolyLR", "build_optimizer"]
+__all__ = ["OPTIMIZERS", "OptimizerName", "PolyLR", "build_optimizer"]
 
-OPTIMIZERS = ("sgd", "adamw")
+OptimizerName = Literal["sgd", "adamw"]
+OPTIMIZERS: tuple[OptimizerName, ...] = typing.get_args(OptimizerName)
 
 
 def build_optimizer(
@@ -20,7 +22,7 @@ def build_optimizer(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     encoder_lr_mult: float = 1.0,
-    optimizer: Literal["sgd", "adamw"] = "sgd",
+    optimizer: OptimizerName = "sgd",
     betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
     """SGD (or AdamW with `betas`; `momentum` is then unused) over the trainable parameters; the encoder's
@@ -36,11 +38,11 @@ def build_optimizer(
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     encoder = getattr(model, "encoder", None)
     encoder_ids = {id(p) for p in encoder.parameters()} if isinstance(encoder, nn.Module) else set()
-    groups = {"encoder": [], "head": []}
+    groups: dict[str, list[nn.Parameter]] = {"encoder": [], "head": []}
     for p in model.parameters():
         if p.requires_grad:
             groups["encoder" if id(p) in encoder_ids else "head"].append(p)
-    param_groups = [
+    param_groups: list[dict[str, Any]] = [
         {"params": groups["encoder"], "lr": lr * encoder_lr_mult, "name": "encoder"},
         {"params": groups["head"], "lr": lr, "name": "head"},
     ]
@@ -48,7 +50,7 @@ def build_optimizer(
     if not param_groups:
         raise ValueError("no trainable parameters: everything is frozen (or encoder_lr_mult=0 with a frozen head)")
     if optimizer == "adamw":
-        return torch.optim.AdamW(param_groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        return torch.optim.AdamW(param_groups, lr=lr, betas=(betas[0], betas[1]), weight_decay=weight_decay)
     return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
@@ -78,8 +80,8 @@ class PolyLR(LRScheduler):
             for base in self.base_lrs
         ]
 
-    def get_lr(self) -> list[float]:
-        return self._lr_at(self.last_epoch)
+    def get_lr(self) -> list[float | torch.Tensor]:  # LRScheduler's element type
+        return [*self._lr_at(self.last_epoch)]
 
     def _get_closed_form_lr(self) -> list[float]:
         return self._lr_at(self.last_epoch)
