@@ -20,7 +20,8 @@ _DEFAULT_DATASET = "cityscapes"
 _Source = tuple[ModelConfig, PretrainedCfg | None, str | Path | PretrainedCfg | None]
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
+    """A `pretrained` string that names a file rather than a tag."""
     return "/" in value or "\\" in value or value.endswith((".pth", ".pt", ".safetensors", ".bin", ".ckpt"))
 
 
@@ -88,7 +89,7 @@ def create_model(
 def _from_saved(source: str, pretrained: bool | str | Path | None, checkpoint_path: str | Path | None) -> _Source:
     """A saved folder or ``hf-hub:`` repo: its config, its metadata, and where its weights are."""
     if isinstance(pretrained, str | Path):
-        if not (Path(pretrained).exists() or _looks_like_path(str(pretrained))):
+        if not (Path(pretrained).exists() or looks_like_path(str(pretrained))):
             raise ValueError(
                 f"{source!r} is a saved model with its own weights; pretrained must be True, False or a local "
                 f"checkpoint path, got {pretrained!r}"
@@ -117,7 +118,7 @@ def _from_registry(
     pretrained_cfg: PretrainedCfg | None = None
     tag = name_tag
     if isinstance(pretrained, Path) or (
-        isinstance(pretrained, str) and (Path(pretrained).exists() or _looks_like_path(pretrained))
+        isinstance(pretrained, str) and (Path(pretrained).exists() or looks_like_path(pretrained))
     ):
         weights_file = pretrained
     elif isinstance(pretrained, str):

@@ -44,7 +44,7 @@ from .checkpoint import (
 from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
-from .optim import PolyLR, build_optimizer
+from .optim import OPTIMIZERS, OptimizerName, PolyLR, build_optimizer
 from .transforms import training_transforms
 
 if TYPE_CHECKING:
@@ -83,7 +83,12 @@ class TrainConfig(JsonRecord):
         scale: mmseg's resize target (a, b) that ``ratio_range`` multiplies, e.g. (2048, 512); None multiplies each
             image's own size. It is also the test-time resize recorded with the model.
         ratio_range, cat_max_ratio, flip_prob, photometric: the augmentation (see `deeplabv3p.transforms`).
-        lr, momentum, weight_decay: SGD. power, min_lr: PolyLR.
+        optimizer: ``"sgd"`` (mmseg's default) or ``"adamw"`` (with `betas`; the Mapillary row).
+        lr, momentum, weight_decay: the optimiser's. power, min_lr: PolyLR.
+        clip_grad_norm: clip the gradients' global L2 norm to this (None: no clipping; mmseg's ``clip_grad``).
+        pad_size: pad every batch to at least this (h, w) (None: `crop_size`; mmseg's preprocessor ``size``).
+        test_scale, test_mode, slide_crop, slide_stride: how validation (and the saved model) tests images;
+            test_scale None means `scale`.
         encoder_lr_mult: encoder learning rate = ``lr * encoder_lr_mult``.
         freeze_encoder: train the decoder and classifier only (the encoder's BatchNorm statistics still adapt).
         aux_weight: weight of the auxiliary head's loss (when the model has one).
@@ -109,12 +114,20 @@ class TrainConfig(JsonRecord):
     cat_max_ratio: float = 0.75
     flip_prob: float = 0.5
     photometric: bool = True
+    optimizer: OptimizerName = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     power: float = 0.9
     min_lr: float = 1e-4
     encoder_lr_mult: float = 1.0
+    clip_grad_norm: float | None = None
+    pad_size: tuple[int, int] | None = None
+    test_scale: tuple[int, int] | None = None
+    test_mode: str = "whole"
+    slide_crop: tuple[int, int] | None = None
+    slide_stride: tuple[int, int] | None = None
     freeze_encoder: bool = False
     aux_weight: float = 0.4
     class_weight: tuple[float, ...] | None = None
@@ -142,9 +155,9 @@ class TrainConfig(JsonRecord):
                 _positive_int(name, getattr(self, name))
         if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int):
             raise ValueError(f"keep_checkpoints must be an int, got {self.keep_checkpoints!r}")
-        for name in ("crop_size", "scale"):
+        for name in ("crop_size", "scale", "pad_size", "test_scale", "slide_crop", "slide_stride"):
             value = getattr(self, name)
-            if value is None and name == "scale":
+            if value is None and name != "crop_size":
                 continue
             if isinstance(value, int) and not isinstance(value, bool):
                 value = (value, value)
@@ -155,6 +168,20 @@ class TrainConfig(JsonRecord):
             object.__setattr__(self, name, tuple(value))
         for name in ("lr", "momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
             _non_negative(name, getattr(self, name))
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not (isinstance(self.betas, tuple | list) and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.clip_grad_norm is not None and not (
+            isinstance(self.clip_grad_norm, int | float) and not isinstance(self.clip_grad_norm, bool)
+            and self.clip_grad_norm > 0
+        ):  # fmt: skip
+            raise ValueError(f"clip_grad_norm must be a number > 0 or None, got {self.clip_grad_norm!r}")
+        if self.test_mode not in ("whole", "slide"):
+            raise ValueError(f"test_mode must be 'whole' or 'slide', got {self.test_mode!r}")
+        if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
+            raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
         if self.amp not in (None, *AMP_MODES):
             raise ValueError(f"amp must be None or one of {list(AMP_MODES)}, got {self.amp!r}")
         if self.class_weight is not None:
@@ -331,7 +358,9 @@ class _Run:
         self.restore_bn = None
         if ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn:
             self.restore_bn = distributed.convert_sync_batchnorm(model)
-        self.optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult)
+        self.optimizer = build_optimizer(
+            model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult, cfg.optimizer, cfg.betas
+        )
         self.scheduler = PolyLR(self.optimizer, *_schedule(cfg))
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         self.loss = SegmentationLoss(
@@ -356,7 +385,8 @@ class _Run:
             tag="", dataset=dataset, num_classes=k,
             classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
             reduce_zero_label=bool(getattr(data, "reduce_zero_label", False)), ignore_index=self.ignore_index,
-            crop_size=cfg.crop_size, test_scale=cfg.scale, test_mode="whole", slide_crop=None, slide_stride=None,
+            crop_size=cfg.crop_size, test_scale=cfg.test_scale or cfg.scale, test_mode=cfg.test_mode,
+            slide_crop=cfg.slide_crop, slide_stride=cfg.slide_stride,
             metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
             notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),
         )  # fmt: skip
@@ -416,7 +446,7 @@ class _Run:
             AugmentedDataset(self.train_set, transform),
             batch_size=cfg.batch_size,
             sampler=sampler,
-            collate_fn=PadCollate(cfg.crop_size, self.ignore_index),
+            collate_fn=PadCollate(cfg.pad_size or cfg.crop_size, self.ignore_index),
             num_workers=cfg.num_workers,
             pin_memory=ctx.device.type == "cuda",
             drop_last=True,
@@ -466,6 +496,9 @@ class _Run:
                         loss = loss + cfg.aux_weight * self.aux_loss(aux, y)
                     self.scaler.scale(loss / cfg.accum_steps).backward()
                 running += loss.detach() / cfg.accum_steps
+            if cfg.clip_grad_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
