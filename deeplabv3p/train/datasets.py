@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ImageOps
 from torchvision import tv_tensors
+
+from ..inference.images import open_image_file
 
 __all__ = ["IMAGE_SUFFIXES", "SegmentationDataset", "read_classes_file"]
 
@@ -158,6 +160,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if self.root is not None:
             if not isinstance(split, str) or not split:
                 raise ValueError(f"split must be a non-empty folder name, got {split!r}")
+            if self.root.exists() and not self.root.is_dir():
+                raise ValueError(
+                    f"root {str(self.root)!r} is a file; pass the dataset folder (the one holding images/ and masks/)"
+                )
             if not self.root.is_dir():
                 raise FileNotFoundError(f"dataset folder {str(self.root)!r} does not exist")
             if classes is None:
@@ -212,25 +218,19 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def read_image(self, index: int) -> np.ndarray:
         """The image as ``(H, W, 3)`` uint8 RGB (EXIF orientation applied, as OpenCV's reader does)."""
         path = self.samples[index][0]
-        try:
-            with Image.open(path) as img:
-                return np.array(ImageOps.exif_transpose(img).convert("RGB"))
-        except OSError as e:
-            raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
+        with open_image_file(path, "image") as img:
+            return np.array(ImageOps.exif_transpose(img).convert("RGB"))
 
     def read_mask(self, index: int) -> np.ndarray:
         """The mask as ``(H, W)`` int64 class indices, `reduce_zero_label` applied and labels checked."""
         path = self.samples[index][1]
-        try:
-            with Image.open(path) as img:
-                if img.mode not in _INDEX_MODES:
-                    raise ValueError(
-                        f"mask {str(path)!r} is a {img.mode} image; masks must be single-channel index images "
-                        "(PIL mode L, P or I) holding one class index per pixel"
-                    )
-                mask = np.array(img, dtype=np.int64)
-        except OSError as e:
-            raise ValueError(f"cannot read mask {str(path)!r}: {e}") from None
+        with open_image_file(path, "mask") as img:
+            if img.mode not in _INDEX_MODES:
+                raise ValueError(
+                    f"mask {str(path)!r} is a {img.mode} image; masks must be single-channel index images "
+                    "(PIL mode L, P or I) holding one class index per pixel"
+                )
+            mask = np.array(img, dtype=np.int64)
         if self.reduce_zero_label:
             ignored = (mask == 0) | (mask == self.ignore_index)
             mask = mask - 1
