@@ -30,9 +30,11 @@ def temporary_name(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
 
 
-def is_temporary(name: str) -> bool:
-    """Whether a file name is one of `temporary_name`'s (or a folder set aside by `replace_folder`)."""
-    return _TEMP_NAME.match(name) is not None
+def is_temporary(name: str, of: Iterable[str] | None = None) -> bool:
+    """Whether a file name is one of `temporary_name`'s (or a folder set aside by `replace_folder`), for one of
+    the names `of` when given."""
+    match = _TEMP_NAME.match(name)
+    return match is not None and (of is None or match["name"] in set(of))
 
 
 def _writer_alive(pid: int) -> bool:
@@ -182,8 +184,8 @@ def replace_folder(new: str | Path, final: str | Path) -> None:
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A new empty folder beside `path` to fill; when the block succeeds it takes `path`'s place (`replace_folder`).
 
-    If the block fails, the partial folder is removed and `path` is untouched. Raises OSError naming `path` when
-    its parent folder cannot hold the staging folder (read-only, not writable by this user).
+    If the block fails, the partial folder is removed and `path` is untouched. An OSError (no permission, disk
+    full) names `path` or the file inside it, never the staging folder.
     """
     path = Path(path)
     staging = temporary_name(path)
@@ -194,6 +196,11 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     try:
         yield staging
         replace_folder(staging, path)
+    except OSError as e:
+        # name the file of `path` the error is about, not its staging copy
+        name = os.fsdecode(e.filename) if isinstance(e.filename, str | bytes) else ""
+        inside = Path(name).relative_to(staging) if name.startswith(str(staging)) else None
+        raise _naming(e, path / inside if inside is not None else path) from e
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -95,13 +95,17 @@ def create_model(
     else:
         state_dict = None
     if state_dict is not None:
-        load_into(
-            model,
-            state_dict,
-            new_classes="num_classes" in kwargs,
-            adapt_in_chans="in_chans" in kwargs,
-            drop_aux=not own_weights or kwargs.get("aux_head") is False,
-        )
+        try:
+            load_into(
+                model,
+                state_dict,
+                new_classes="num_classes" in kwargs,
+                adapt_in_chans="in_chans" in kwargs,
+                drop_aux=not own_weights or kwargs.get("aux_head") is False,
+            )
+        except ValueError as e:
+            where = weights_file.name if isinstance(weights_file, PretrainedCfg) else str(weights_file)
+            raise ValueError(f"the weights of {where!r} do not fit: {e}") from None
     model.pretrained_cfg = _describe(pretrained_cfg, config)
     return model
 

@@ -177,8 +177,8 @@ def _is_model_config(path: Path) -> bool:
 
 
 def _folder_kind(folder: Path) -> str:
-    """``"missing"``, ``"empty"``, ``"model"`` (a deeplabv3p model folder, or only files of its names) or
-    ``"foreign"``; temporaries of earlier writes do not count."""
+    """``"missing"``, ``"empty"``, ``"model"`` (a deeplabv3p model folder, or the weights and other files of its
+    names that an interrupted save leaves) or ``"foreign"``; temporaries of earlier writes do not count."""
     if not folder.exists():
         return "missing"
     names = {name for name in os.listdir(folder) if not is_temporary(name)}
@@ -186,7 +186,7 @@ def _folder_kind(folder: Path) -> str:
         return "empty"
     if CONFIG_NAME in names:
         return "model" if _is_model_config(folder / CONFIG_NAME) else "foreign"
-    return "model" if names <= set(SAVED_FILES) else "foreign"
+    return "model" if WEIGHTS_NAME in names and names <= set(SAVED_FILES) else "foreign"  # a save interrupted
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -199,7 +199,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 def _carry_over(old: Path, new: Path) -> None:
     """Everything of `old` but the saved model's own files, hard-linked (or copied) into `new`."""
     for entry in os.scandir(old):
-        if entry.name in SAVED_FILES or is_temporary(entry.name):
+        if entry.name in SAVED_FILES or is_temporary(entry.name, of=SAVED_FILES):
             continue
         target = new / entry.name
         if entry.is_symlink():
@@ -242,7 +242,9 @@ def save_pretrained(
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
         raise TypeError(f"model must be a deeplabv3p DeepLabV3Plus, got {type(model).__name__}")
-    if not isinstance(save_directory, str | os.PathLike) or not str(save_directory).strip():
+    if not isinstance(save_directory, str | os.PathLike):
+        raise TypeError(f"save_directory must be a folder path (str or Path), got {type(save_directory).__name__}")
+    if not str(save_directory).strip():
         raise ValueError(
             f"save_directory must name a folder, got {save_directory!r}; pass '.' to save into the working directory"
         )

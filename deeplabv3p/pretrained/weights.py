@@ -67,7 +67,7 @@ class HubFileError(OSError):
 def _torch_load_failure(path: Path, error: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` refused `path`, in one line (torch's own text advises unsafe loading)."""
     text = str(error)
-    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    unsafe = re.search(r"unsupported GLOBAL (\S+)", text, flags=re.IGNORECASE)
     if unsafe:
         return (
             f"it holds a pickled Python object ({unsafe[1]}) besides tensors and plain containers, and deeplabv3p "
