@@ -259,7 +259,7 @@ def save_pretrained(
         raise ValueError(
             f"save_directory {str(save_directory)!r} is not empty and is not a deeplabv3p model folder (it holds "
             f"{shown}); saving would replace its {CONFIG_NAME} and {CARD_NAME}. Choose another folder, or pass "
-            "overwrite=True if that is what you want."
+            "overwrite=True (--overwrite on the command line) if that is what you want."
         )
     pretrained_cfg = pretrained_cfg or _pretrained_cfg_of(model)
     state_dict = model.state_dict()

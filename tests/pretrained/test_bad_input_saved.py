@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fault_helpers import fork, wait
 
 import deeplabv3p
 from deeplabv3p import atomic
@@ -434,37 +435,6 @@ def test_an_interrupted_in_place_save_never_loads(saved, model_b, monkeypatch):
     assert_reloads_as(saved, model_b)
 
 
-def _fork(child: Callable[[], int]) -> int:
-    """Run `child` in a forked process (it inherits everything imported, so it starts at once); returns its pid.
-
-    The child exits with `child`'s return value, or 99 with the traceback on stderr; it never returns into pytest.
-    """
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            code = child()
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _wait(pid: int, timeout: float = 60.0) -> int:
-    """The exit status of child `pid` (killing it if it outlives `timeout`): its code, or -signal."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
-
-
 def test_disk_full_in_a_child_process_leaves_the_old_model(saved, model_a, model_b, tmp_path):
     """RLIMIT_FSIZE makes every write past 64 KiB fail with EFBIG (SIGXFSZ ignored), as a full disk would."""
     report = tmp_path / "error.txt"
@@ -480,7 +450,7 @@ def test_disk_full_in_a_child_process_leaves_the_old_model(saved, model_a, model
             return 3
         return 0
 
-    assert _wait(_fork(child)) == 3
+    assert wait(fork(child)) == 3
     error = report.read_text()
     assert "File too large" in error and str(saved / WEIGHTS_NAME) in error, error
     assert_reloads_as(saved, model_a)
@@ -499,12 +469,12 @@ def test_a_killed_save_leaves_the_old_model_and_the_next_save_cleans_up(saved, m
         model_b.save_pretrained(saved)
         return 0
 
-    pid = _fork(child)
+    pid = fork(child)
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(pid, signal.SIGKILL)
-    assert _wait(pid) == -signal.SIGKILL and marker.exists()
+    assert wait(pid) == -signal.SIGKILL and marker.exists()
     assert_reloads_as(saved, model_a)
     stale = leftovers(saved, saved.parent)
     assert len(stale) == 1 and stale[0].startswith(f".{saved.name}.{pid}-"), stale
