@@ -19,22 +19,24 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..atomic import atomic_folder, atomic_write_text, is_temporary, remove_stale
-from ..models.config import ModelConfig
+from ..models.config import JsonRecord, ModelConfig
 from ..version import __version__
 from .config import CONFIG_SCHEMA_VERSION, DESCRIPTIVE_FIELDS, PretrainedCfg
 from .model_card import model_card
 from .weights import WEIGHTS_NAME, hub_file, save_state_dict
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
 
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 HUB_PREFIX = "hf-hub:"
 _CONFIG_KEYS = frozenset({"schema_version", "architecture", "model_config", "pretrained_cfg", "library_version"})
 SAVED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+_Record = TypeVar("_Record", bound=JsonRecord)
 
 # What a config.json of each schema version may leave out (and so takes its default). Version 1 writes every field;
 # of those, only the descriptive metadata of the weights may be missing: a missing field that shapes the network or
@@ -92,7 +94,7 @@ def check_saved_encoder(encoder: str, origin: str) -> None:
         )
 
 
-def _record(cls: type, data: Any, section: str, version: int, origin: str) -> Any:
+def _record(cls: type[_Record], data: Any, section: str, version: int, origin: str) -> _Record:
     """`cls.from_dict(data)` of one section of a config.json, with every field it needs present."""
     if not isinstance(data, dict):
         raise ValueError(f"{origin}: {section} must be a JSON object, got {type(data).__name__}")
@@ -158,8 +160,8 @@ def read_config(source: str | Path) -> tuple[ModelConfig, PretrainedCfg]:
     return parse_config(data, origin=str(path))
 
 
-def _pretrained_cfg_of(model: nn.Module) -> PretrainedCfg:
-    config: ModelConfig = model.config  # type: ignore[assignment]
+def _pretrained_cfg_of(model: DeepLabV3Plus) -> PretrainedCfg:
+    config = model.config
     pretrained_cfg = getattr(model, "pretrained_cfg", None)
     if pretrained_cfg is None:
         return PretrainedCfg(architecture=config.architecture, num_classes=config.num_classes)
@@ -216,7 +218,7 @@ def _can_swap(folder: Path) -> bool:
 
 
 def save_pretrained(
-    model: nn.Module,
+    model: DeepLabV3Plus,
     save_directory: str | Path,
     *,
     pretrained_cfg: PretrainedCfg | None = None,
@@ -287,7 +289,7 @@ def save_pretrained(
 
 
 def push_to_hub(
-    model: nn.Module,
+    model: DeepLabV3Plus,
     repo_id: str,
     *,
     commit_message: str = "Upload deeplabv3p model",
