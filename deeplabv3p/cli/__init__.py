@@ -46,6 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, TypeError, OSError, ImportError, WeightsUnavailableError) as e:
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError, WeightsUnavailableError) as e:
         print(f"deeplabv3p {args.command}: error: {e}", file=sys.stderr)
         return 2

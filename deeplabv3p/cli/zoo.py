@@ -43,7 +43,10 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         help="ARCH.TAG whose metadata describes the weights (deeplabv3p list --pretrained), or ARCH for a "
         "checkpoint of your own (the class count is read from the checkpoint)",
     )
-    p.add_argument("--out", required=True, help="output folder (created; files of the same names are replaced)")
+    p.add_argument("--out", required=True, help="output folder (created; a model folder there is replaced)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="also write into a non-empty folder that is not a model folder"
+    )
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -63,13 +66,13 @@ def run_convert(args: argparse.Namespace) -> int:
         if "classifier.conv.weight" not in state_dict:
             raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
         model = create_model(arch, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
-    report = load_into(model, state_dict)
+    report = load_into(model, state_dict, new_classes=True, drop_aux=True)
     if report.reinitialized:
         raise ValueError(
             f"{checkpoint} has another class count than {args.model} ({model.num_classes}): pass the matching "
             "tag, or the bare architecture to take the class count from the checkpoint"
         )
-    out = model.eval().save_pretrained(args.out)
+    out = model.eval().save_pretrained(args.out, overwrite=args.overwrite)
     assert model.pretrained_cfg is not None  # create_model always sets it
     print(f"wrote {out}/ (config.json, model.safetensors, README.md) for {model.pretrained_cfg.name}")
     return 0

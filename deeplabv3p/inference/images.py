@@ -23,6 +23,8 @@ A read image is a ``(3, H, W)`` tensor, uint8 or float32 on the 0..255 scale, on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,20 +164,29 @@ def read_image(source: Any, name: str = "image") -> torch.Tensor:
     raise TypeError(f"{name}: unsupported image type {_describe(source)}")
 
 
+@contextmanager
+def open_image_file(path: Path, kind: str = "image file") -> Iterator[Image.Image]:
+    """``PIL.Image.open(path)`` whose every failure, while opening or while reading pixels in the block, is a
+    ValueError naming the file: not an image, truncated, or a decompression bomb (more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` allows)."""
+    try:
+        with Image.open(path) as im:
+            yield im
+    except Image.DecompressionBombError as e:
+        raise ValueError(
+            f"cannot read {kind} {str(path)!r}: {e} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"cannot read {kind} {str(path)!r}: {e}") from None
+
+
 def _read_file(path: Path) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
-    try:
-        with Image.open(path) as file:
-            im = ImageOps.exif_transpose(file)
-            im.load()
-            return _from_pil(im, str(path))
-    except Image.DecompressionBombError as e:
-        raise ValueError(
-            f"cannot read image file {str(path)!r}: {e} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
-        ) from e
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"cannot read image file {str(path)!r}: {e}") from e
+    with open_image_file(path) as file:
+        im = ImageOps.exif_transpose(file)
+        im.load()
+        return _from_pil(im, str(path))
 
 
 def _from_pil(im: Image.Image, name: str) -> torch.Tensor:

@@ -56,9 +56,21 @@ def create_model(
         **kwargs: `ModelConfig` fields overriding the architecture: ``num_classes``, ``in_chans``, ``encoder``,
             ``encoder_kwargs``, ``output_stride``, ``decoder_channels``, ``low_level_channels``, ``aspp_rates``,
             ``aux_head``, ``aux_channels``, ``dropout``, ``align_corners``, ``dilation_policy``, ``multi_grid``.
-            A different ``num_classes`` than the weights' re-initialises the classifier for fine-tuning (with a
-            warning); a different ``in_chans`` adapts the first conv as timm does.
+            A ``num_classes`` given here that differs from the weights' re-initialises the classifier for
+            fine-tuning (with a warning); an ``in_chans`` given here adapts the first conv as timm does. Without
+            them, weights of another class count or input width are an error, and a saved folder's own weights
+            must match its config exactly.
     """
+    if not isinstance(model_name, str | Path) or not str(model_name):
+        raise TypeError(
+            "model_name must be a non-empty str or Path: an architecture (deeplabv3p.list_models()), ARCH.TAG, a "
+            f"folder written by save_pretrained() or 'hf-hub:ORG/NAME'; got {model_name!r} "
+            f"({type(model_name).__name__})"
+        )
+    if checkpoint_path is not None and not isinstance(checkpoint_path, str | Path):
+        raise TypeError(f"checkpoint_path must be a file path (str or Path), got {type(checkpoint_path).__name__}")
+    if not isinstance(encoder_pretrained, bool):
+        raise TypeError(f"encoder_pretrained must be a bool, got {encoder_pretrained!r}")
     unknown = sorted(set(kwargs) - _CONFIG_FIELDS)
     if unknown:
         raise TypeError(f"create_model() got unknown argument(s) {unknown}; accepted: {sorted(_CONFIG_FIELDS)}")
@@ -66,10 +78,13 @@ def create_model(
         raise TypeError(f"pretrained must be a bool, a tag or a file path, got {type(pretrained).__name__}")
     if isinstance(model_name, Path):
         model_name = str(model_name)
-    if _is_saved_source(model_name):
+    saved = _is_saved_source(model_name)
+    if saved:
         config, pretrained_cfg, weights_file = _from_saved(model_name, pretrained, checkpoint_path)
     else:
         config, pretrained_cfg, weights_file = _from_registry(model_name, pretrained, checkpoint_path)
+    # A saved model's own weights load exactly; only what the caller changes on purpose may differ.
+    own_weights = saved and checkpoint_path is None and not isinstance(pretrained, str | Path)
 
     config = config.replace(**kwargs) if kwargs else config
     model = DeepLabV3Plus(config, encoder_pretrained=encoder_pretrained and weights_file is None)
@@ -81,7 +96,17 @@ def create_model(
     else:
         state_dict = None
     if state_dict is not None:
-        load_into(model, state_dict)
+        try:
+            load_into(
+                model,
+                state_dict,
+                new_classes="num_classes" in kwargs,
+                adapt_in_chans="in_chans" in kwargs,
+                drop_aux=not own_weights or kwargs.get("aux_head") is False,
+            )
+        except ValueError as e:
+            where = weights_file.name if isinstance(weights_file, PretrainedCfg) else str(weights_file)
+            raise ValueError(f"the weights of {where!r} do not fit: {e}") from None
     model.pretrained_cfg = _describe(pretrained_cfg, config)
     return model
 

@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ImageOps
 from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from .layouts import ResolvedLayout
+
+from ..inference.images import open_image_file
 
 __all__ = ["IMAGE_SUFFIXES", "SegmentationDataset", "read_classes_file"]
 
@@ -170,6 +172,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if self.root is not None:
             if not isinstance(split, str) or not split:
                 raise ValueError(f"split must be a non-empty folder name, got {split!r}")
+            if self.root.exists() and not self.root.is_dir():
+                raise ValueError(
+                    f"root {str(self.root)!r} is a file; pass the dataset folder (the one holding images/ and masks/)"
+                )
             if not self.root.is_dir():
                 raise FileNotFoundError(f"dataset folder {str(self.root)!r} does not exist")
             if classes is None:
@@ -319,11 +325,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def read_image(self, index: int) -> np.ndarray:
         """The image as ``(H, W, 3)`` uint8 RGB (EXIF orientation applied, as OpenCV's reader does)."""
         path = self.samples[index][0]
-        try:
-            with Image.open(path) as img:
-                return np.array(ImageOps.exif_transpose(img).convert("RGB"))
-        except OSError as e:
-            raise ValueError(f"cannot read image {str(path)!r}: {e}") from None
+        with open_image_file(path, "image") as img:
+            return np.array(ImageOps.exif_transpose(img).convert("RGB"))
 
     def _hint(self) -> str:
         """What the layout suggests when a label file is not what it expects (how to convert the raw release)."""
@@ -336,17 +339,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def read_raw_mask(self, index: int) -> np.ndarray:
         """The label file's values as stored, ``(H, W)`` int64 (a single-channel index image is required)."""
         path = self.samples[index][1]
-        try:
-            with Image.open(path) as img:
-                if img.mode not in _INDEX_MODES:
-                    colour = " (a colour-coded label)" if img.mode in ("RGB", "RGBA") else ""
-                    raise ValueError(
-                        f"mask {str(path)!r} is a {img.mode} image{colour}; masks must be single-channel index images "
-                        "(PIL mode L, P or I) holding one class index per pixel." + self._hint()
-                    )
-                return np.array(img, dtype=np.int64)
-        except OSError as e:
-            raise ValueError(f"cannot read mask {str(path)!r}: {e}") from None
+        with open_image_file(path, "mask") as img:
+            if img.mode not in _INDEX_MODES:
+                colour = " (a colour-coded label)" if img.mode in ("RGB", "RGBA") else ""
+                raise ValueError(
+                    f"mask {str(path)!r} is a {img.mode} image{colour}; masks must be single-channel index images "
+                    "(PIL mode L, P or I) holding one class index per pixel." + self._hint()
+                )
+            return np.array(img, dtype=np.int64)
 
     def to_labels(self, raw: np.ndarray) -> np.ndarray:
         """Stored values -> the model's labels: `reduce_zero_label`, then `label_map`."""

@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torchvision import tv_tensors
 
 __all__ = ["AugmentedDataset", "PadCollate", "TrainSampler", "normalize_batch"]
 
@@ -76,7 +77,9 @@ class AugmentedDataset(Dataset):
     """``dataset[index]`` passed through `transform` under the key's seed, returned as (uint8 image, int64 mask).
 
     Samples must come as ``(image, mask)``: the image a uint8 tensor ``(3, H, W)`` or array ``(H, W, 3)``, the mask
-    ``(H, W)`` integers.
+    ``(H, W)`` integers (array or tensor). Whatever their form, they reach `transform` as ``tv_tensors.Image`` and
+    ``tv_tensors.Mask``, so every geometric step moves both alike (torchvision treats a plain tensor as an image only
+    when it comes first, and leaves any other plain tensor as it is).
     """
 
     def __init__(self, dataset: Any, transform: Callable[[Any, Any], tuple[Any, Any]] | None) -> None:
@@ -92,9 +95,14 @@ class AugmentedDataset(Dataset):
             sample = self.dataset[index]
             if not isinstance(sample, Sequence) or len(sample) != 2:
                 raise TypeError(f"training samples must be (image, mask) pairs, got {type(sample).__name__}")
-            image, mask = sample
+            image, mask = _as_image(sample[0], index), _as_mask(sample[1], index)
+            if image.shape[1:] != mask.shape:
+                raise ValueError(
+                    f"sample {index}: the image is {tuple(image.shape[1:])} but its mask {tuple(mask.shape)} (H, W); "
+                    "they must be the same size"
+                )
             if self.transform is not None:
-                image, mask = self.transform(image, mask)
+                image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
         return _as_image(image, index), _as_mask(mask, index)
 
 
