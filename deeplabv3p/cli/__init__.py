@@ -15,6 +15,7 @@ from ..version import __version__
 from .common import parse_model_kwargs
 from .export import add_export, run_export
 from .predict import add_predict, run_predict
+from .prepare import add_prepare, run_prepare
 from .train import add_demo, add_evaluate, add_train, run_demo, run_evaluate, run_train
 from .zoo import add_convert, add_list, run_convert, run_list
 
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "predict": (add_predict, run_predict),
     "train": (add_train, run_train),
     "evaluate": (add_evaluate, run_evaluate),
+    "prepare": (add_prepare, run_prepare),
     "demo": (add_demo, run_demo),
     "export": (add_export, run_export),
 }
@@ -44,6 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, TypeError, OSError, ImportError, WeightsUnavailableError) as e:
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError, WeightsUnavailableError) as e:
         print(f"deeplabv3p {args.command}: error: {e}", file=sys.stderr)
         return 2

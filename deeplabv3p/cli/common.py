@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..pretrained.zoo import DATASETS
+
 
 def weights_argument(model: str, pretrained: str | None, default: bool) -> bool | str | None:
     """`create_model`'s ``pretrained`` for ``--model``/``--pretrained``: a saved folder or Hub id loads its own
@@ -27,10 +29,21 @@ def is_main_process() -> bool:
 
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset folder: images/SPLIT, masks/SPLIT, classes.json")
+    layouts = ["folder", "mmseg", *DATASETS]  # every zoo dataset has its official layout (train.layouts)
+    p.add_argument(
+        "--data", required=True,
+        help="dataset folder: images/SPLIT, masks/SPLIT, classes.json; or a zoo dataset as it unpacks (see --layout)",
+    )  # fmt: skip
+    p.add_argument(
+        "--layout", choices=layouts, metavar="LAYOUT",
+        help="how --data is laid out: folder (images/masks/classes.json), mmseg (img_dir/ann_dir), or a zoo "
+        f"dataset's official layout ({', '.join(layouts[2:])}); default: folder when --data has "
+        "classes.json, else the layout of the weights' (or recipe's) dataset",
+    )  # fmt: skip
     p.add_argument(
         "--reduce-zero-label", action=argparse.BooleanOptionalAction, default=None,
-        help="label 0 means 'unlabelled' (mmseg's reduce_zero_label); evaluate defaults to the model's setting",
+        help="label 0 means 'unlabelled' (mmseg's reduce_zero_label) for folder/mmseg trees; evaluate defaults to "
+        "the model's setting",
     )  # fmt: skip
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from ..version import __version__
 from .common import add_dataset_args, is_main_process, parse_model_kwargs, weights_argument
+
+RECIPE_FILE = "recipe.json"
 
 # TrainConfig fields exposed by `train`: (field, argparse kwargs). Flags are the field names with dashes.
 _TRAIN_OPTIONS: list[tuple[str, dict]] = [
@@ -23,10 +29,12 @@ _TRAIN_OPTIONS: list[tuple[str, dict]] = [
             "help": "mmseg resize target the 0.5-2.0 ratio multiplies, e.g. 2048 512 (default: image size)",
         },
     ),
-    ("lr", {"type": float, "help": "SGD learning rate (default 0.01)"}),
+    ("optimizer", {"choices": ["sgd", "adamw"], "help": "optimiser (default sgd)"}),
+    ("lr", {"type": float, "help": "learning rate (default 0.01)"}),
     ("momentum", {"type": float, "help": "SGD momentum (default 0.9)"}),
-    ("weight_decay", {"type": float, "help": "SGD weight decay (default 5e-4)"}),
+    ("weight_decay", {"type": float, "help": "weight decay (default 5e-4)"}),
     ("min_lr", {"type": float, "help": "PolyLR floor (default 1e-4)"}),
+    ("clip_grad_norm", {"type": float, "metavar": "NORM", "help": "clip the gradients' global L2 norm"}),
     ("encoder_lr_mult", {"type": float, "help": "encoder learning-rate multiplier (default 1.0)"}),
     ("freeze_encoder", {"action": "store_true", "default": None, "help": "train the decoder and classifier only"}),
     ("aux_weight", {"type": float, "help": "auxiliary head loss weight (default 0.4)"}),
@@ -49,10 +57,13 @@ _TRAIN_OPTIONS: list[tuple[str, dict]] = [
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="fine-tune on a dataset folder (runs under torchrun for multi-GPU)",
-        description="Fine-tune with mmseg's recipe. Multi-GPU: torchrun --nproc_per_node N -m deeplabv3p train ...",
+        description="Fine-tune with mmseg's recipe. Multi-GPU: torchrun --nproc_per_node N -m deeplabv3p train ... "
+        "With --recipe ARCH.TAG the published row's schedule is used on its dataset (in its official layout), the "
+        "published total batch shared over the processes; any flag given overrides it.",
     )  # fmt: skip
     add_dataset_args(p)
-    p.add_argument("--model", required=True, help="architecture (deeplabv3plus_r50_d8), ARCH.TAG, or a model folder")
+    p.add_argument("--recipe", metavar="ARCH.TAG", help="train with this zoo row's mmseg schedule (and architecture)")
+    p.add_argument("--model", help="architecture (deeplabv3plus_r50_d8), ARCH.TAG, or a model folder")
     p.add_argument("--pretrained", help="weights to start from: a tag, a dataset name (cityscapes) or a file")
     p.add_argument(
         "--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
@@ -70,33 +81,65 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from ..pretrained.factory import create_model
-    from ..train.datasets import CLASSES_FILE, SegmentationDataset, read_classes_file
-    from ..train.trainer import fit
+def _train_data(args: argparse.Namespace, dataset: str, in_chans: int = 3) -> tuple[Any, Any]:
+    """The training and validation splits of --data (in --layout, or the layout of the recipe's dataset), read for
+    a model of `in_chans` bands."""
+    from ..train.reproduce import check_split_size, open_dataset
 
-    if not Path(args.data).is_dir():
-        raise FileNotFoundError(f"dataset folder {args.data!r} does not exist")
-    classes, _ = read_classes_file(Path(args.data) / CLASSES_FILE)  # the class count, before the model is built
-    model_kwargs = {"num_classes": len(classes), **parse_model_kwargs(args.model_kwargs)}
-    pretrained = weights_argument(args.model, args.pretrained, default=False)
-    model = create_model(args.model, pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
-    data_kwargs: dict[str, Any] = {"reduce_zero_label": bool(args.reduce_zero_label), "in_chans": model.config.in_chans}
-    train_set = SegmentationDataset(args.data, args.train_split, **data_kwargs)
+    train_set = open_dataset(
+        args.data, args.train_split, args.layout, dataset, args.reduce_zero_label, in_chans=in_chans
+    )
+    if is_main_process() and (message := check_split_size(train_set)):
+        print(f"deeplabv3p train: warning: {message}", file=sys.stderr)
     val_set = None
     if args.val_split.lower() != "none":
-        if (Path(args.data) / "images" / args.val_split).is_dir():
-            val_set = SegmentationDataset(args.data, args.val_split, **data_kwargs)
-        elif is_main_process():
-            print(f"deeplabv3p train: no {args.val_split!r} split in {args.data}; training without validation")
+        try:
+            val_set = open_dataset(
+                args.data, args.val_split, args.layout, dataset, args.reduce_zero_label, in_chans=in_chans
+            )
+        except FileNotFoundError as e:
+            if is_main_process():
+                print(f"deeplabv3p train: no {args.val_split!r} split ({e}); training without validation")
+    return train_set, val_set
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..atomic import atomic_write_text
+    from ..pretrained.factory import create_model
+    from ..pretrained.registry import get_pretrained_cfg
+    from ..train.recipes import recipe_for, resolve_recipe
+    from ..train.trainer import fit
+
+    if args.recipe is None and args.model is None:
+        raise ValueError("train needs --model (an architecture, ARCH.TAG or a model folder) or --recipe ARCH.TAG")
+    row = get_pretrained_cfg(args.recipe) if args.recipe else None
+    train_set, val_set = _train_data(args, row.dataset if row is not None else "")
+    model_name = args.model or row.architecture  # type: ignore[union-attr]
+    model_kwargs = {"num_classes": train_set.num_classes, **parse_model_kwargs(args.model_kwargs)}
+    if row is not None and "." not in model_name and not Path(model_name).is_dir():
+        model_kwargs.setdefault("align_corners", row.align_corners)
+    pretrained = weights_argument(model_name, args.pretrained, default=False)
+    model = create_model(model_name, pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
+    if model.config.in_chans != train_set.in_chans:  # a multi-band model: read the splits for its bands
+        train_set, val_set = _train_data(args, row.dataset if row is not None else "", model.config.in_chans)
     overrides = {name: getattr(args, name) for name, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
     if args.no_sync_bn:
         overrides["sync_bn"] = False
     if args.no_photometric:
         overrides["photometric"] = False
+    kwargs: dict[str, Any] = dict(overrides)
+    if row is not None:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        config, record = resolve_recipe(recipe_for(row), world_size, overrides)
+        kwargs = {"config": config}
+        if is_main_process():
+            print("deeplabv3p train: recipe " + json.dumps(record, indent=2))
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / RECIPE_FILE, json.dumps(record, indent=2) + "\n")
     result = fit(
         model, train_set, val_set, out=args.out, resume=args.resume, device=args.device,
-        progress=not args.no_progress, **overrides,
+        progress=not args.no_progress, **kwargs,
     )  # fmt: skip
     if result.best_path is not None and result.best_metrics is not None and is_main_process():
         print(f"best mIoU {result.best_metrics['mIoU']:.2f} at iteration {result.best_iteration}: {result.best_path}")
@@ -106,8 +149,11 @@ def run_train(args: argparse.Namespace) -> int:
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", help="mIoU/mAcc/aAcc of a model on a dataset split, as mmseg computes them",
-        description="Runs every image through predict() and compares with the masks at their original size. "
-        "Under torchrun the images are shared out over the processes.",
+        description="Runs every image through predict() with the weights' test settings and compares with the "
+        "labels at their original size. With published weights (--model ARCH.TAG) --data may be the dataset as it "
+        "unpacks (the layout is the tag's dataset's), and the measured mIoU is printed beside the published one. "
+        "The split's size is checked against the official one and its labels are audited first. Under torchrun the "
+        "images are shared out over the processes.",
     )  # fmt: skip
     add_dataset_args(p)
     p.add_argument("--model", required=True, help="ARCH.TAG, an architecture with --pretrained, or a model folder")
@@ -115,40 +161,93 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", help="split to evaluate (default val)")
     p.add_argument("--mode", choices=["whole", "slide"], help="inference mode (default: the model's)")
     p.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
-    p.add_argument("--json", metavar="PATH", help="also write the metrics to this JSON file")
+    p.add_argument("--no-audit", action="store_true", help="skip reading every label file before the run")
+    p.add_argument("--json", metavar="PATH", help="also write metrics, published numbers, weights and settings here")
+
+
+def _weights(model: str, pretrained: bool | str | None) -> tuple[Any, Path | None]:
+    """The model, and the local file its weights were read from (None when built without weights)."""
+    from ..pretrained.factory import create_model, looks_like_path
+    from ..pretrained.hub import is_hub_id, source_file
+    from ..pretrained.registry import get_pretrained_cfg, split_model_name
+    from ..pretrained.weights import WEIGHTS_NAME, pretrained_weights_file
+
+    arch, tag = split_model_name(model)
+    if isinstance(pretrained, str) and (Path(pretrained).exists() or looks_like_path(pretrained)):
+        path = Path(pretrained)
+        return create_model(model, pretrained), path / WEIGHTS_NAME if path.is_dir() else path
+    if Path(model).is_dir() or is_hub_id(model):
+        if pretrained is False:
+            return create_model(model, False), None
+        return create_model(model, pretrained), source_file(model, WEIGHTS_NAME)
+    if pretrained is True or isinstance(pretrained, str):
+        cfg = get_pretrained_cfg(arch, pretrained if isinstance(pretrained, str) else tag)
+        path = pretrained_weights_file(cfg)
+        return create_model(model, pretrained, checkpoint_path=path), path
+    return create_model(model, pretrained), None
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..atomic import atomic_write_text
-    from ..pretrained.factory import create_model
+    from ..inference.pipeline import resolve_settings
+    from ..pretrained.download import sha256_file
     from ..train.checkpoint import json_safe
-    from ..train.datasets import SegmentationDataset
     from ..train.metrics import format_table
+    from ..train.reproduce import (
+        audit_split,
+        check_split_size,
+        compare_with_published,
+        comparison_line,
+        dataset_record,
+        open_dataset,
+    )  # fmt: skip
     from ..train.trainer import evaluate
 
-    model = create_model(args.model, weights_argument(args.model, args.pretrained, default=True))
+    model, weights_file = _weights(args.model, weights_argument(args.model, args.pretrained, default=True))
     cfg = model.pretrained_cfg
     assert cfg is not None  # create_model always sets it
     reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label
-    dataset = SegmentationDataset(
-        args.data, args.split, reduce_zero_label=reduce, ignore_index=cfg.ignore_index, in_chans=model.config.in_chans
+    dataset = open_dataset(
+        args.data, args.split, args.layout, cfg.dataset, reduce, cfg.ignore_index, in_chans=model.config.in_chans
     )
     if dataset.num_classes != model.num_classes:
         raise ValueError(f"the model predicts {model.num_classes} classes but {args.data} has {dataset.num_classes}")
+    settings = resolve_settings(model, mode=args.mode, tta=args.tta)
+    progress = not args.no_progress
     ctx = distributed.setup(args.device)  # under torchrun, every process evaluates its share of the images
     try:
-        progress = not args.no_progress
+        if ctx.is_main and (message := check_split_size(dataset)):
+            print(f"deeplabv3p evaluate: warning: {message}", file=sys.stderr)
+        if not args.no_audit:
+            audit_split(dataset, progress=progress)
         metrics = evaluate(model, dataset, mode=args.mode, tta=args.tta, device=ctx.device, progress=progress)
     finally:
         distributed.teardown(ctx)
     if not ctx.is_main:
         return 0
+    comparison = compare_with_published(metrics, cfg, args.tta)
     print(format_table(metrics))
+    print(comparison_line(comparison))
     if args.json:
+        record = {
+            **metrics,
+            "published": {"mIoU": cfg.metrics.get("mIoU"), "mIoU_ms_flip": cfg.metrics.get("mIoU_ms_flip")},
+            "comparison": comparison,
+            "model": cfg.name or args.model,
+            "weights": {
+                "file": str(weights_file) if weights_file is not None else None,
+                "sha256": sha256_file(weights_file) if weights_file is not None else None,
+                "source_url": cfg.url,
+                "source_sha256_prefix": cfg.sha256_prefix,
+            },
+            "settings": {**dataclasses.asdict(settings), "world_size": ctx.world_size, "device": str(ctx.device)},
+            "data": dataset_record(dataset),
+            "library_version": __version__,
+        }
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(json_safe(metrics), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(json_safe(record), indent=2) + "\n")
     return 0
 
 

@@ -46,8 +46,11 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         help="ARCH.TAG whose metadata describes the weights (deeplabv3p list --pretrained), or ARCH for a "
         "checkpoint of your own (the class count is read from the checkpoint)",
     )
-    p.add_argument("--out", help="output folder (created; files of the same names are replaced); with --all, the "
+    p.add_argument("--out", help="output folder (created; a model folder there is replaced); with --all, the "
                    "folder that receives one ARCH.TAG folder per tag")  # fmt: skip
+    p.add_argument(
+        "--overwrite", action="store_true", help="also write into a non-empty folder that is not a model folder"
+    )
     p.add_argument("--all", action="store_true", help="convert every zoo tag whose checkpoint is in --from")
     p.add_argument("--from", dest="source", metavar="DIR", help="with --all: folder of original mmseg checkpoints")
     p.add_argument("--push-to-hub", metavar="ORG", help="with --all: push each tag to the Hub repo ORG/ARCH.TAG")
@@ -70,7 +73,7 @@ def run_convert(args: argparse.Namespace) -> int:
         except ChecksumError as e:
             print(f"deeplabv3p convert: warning: {e}", file=sys.stderr)
     model = model_from_checkpoint(checkpoint, args.model)
-    out = model.save_pretrained(args.out)
+    out = model.save_pretrained(args.out, overwrite=args.overwrite)
     assert model.pretrained_cfg is not None  # create_model always sets it
     print(f"wrote {out}/ (config.json, model.safetensors, README.md) for {model.pretrained_cfg.name}")
     return 0
@@ -85,6 +88,7 @@ def _convert_all(args: argparse.Namespace) -> int:
         args.source,
         org=args.push_to_hub,
         out=args.out,
+        overwrite=args.overwrite,
         private=True if args.private else None,
         log=print,
     )

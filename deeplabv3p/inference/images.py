@@ -35,6 +35,8 @@ Reading is two steps, so that a dataset can hand out the pixels as stored and pr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,38 +264,64 @@ def display_image(source: Any, name: str = "image") -> torch.Tensor:
     return to_input_scale(shown, name, bands)
 
 
+@contextmanager
+def open_image_file(path: Path, kind: str = "image file") -> Iterator[Image.Image]:
+    """``PIL.Image.open(path)`` whose every failure, while opening or while reading pixels in the block, is a
+    ValueError naming the file: not an image, truncated, or a decompression bomb (more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` allows)."""
+    try:
+        with Image.open(path) as im:
+            yield im
+    except Image.DecompressionBombError as e:
+        raise ValueError(
+            f"cannot read {kind} {str(path)!r}: {e} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"cannot read {kind} {str(path)!r}: {e}") from None
+
+
 def _decode_file(path: Path, in_chans: int | None) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
-    if is_tiff(path) and in_chans not in (3, None):
-        return torch.from_numpy(_tiff_pixels(path))
+    if is_tiff(path):
+        if in_chans not in (3, None):
+            return torch.from_numpy(_tiff_pixels(path))
+        problem = _pil_tiff_problem(path)
+        if problem is not None:
+            return _tiff_instead_of_pil(path, problem)
     try:
-        with Image.open(path) as file:
-            if is_tiff(path) and not _pil_reads_tiff_faithfully(file):
-                raise UnidentifiedImageError("PIL reads multi-sample TIFFs of more than 8 bits only at 8 bits")
+        with open_image_file(path) as file:
             im = ImageOps.exif_transpose(file)
             im.load()
             return _from_pil(im, str(path), in_chans)
-    except Image.DecompressionBombError as e:
-        raise ValueError(
-            f"cannot read image file {str(path)!r}: {e} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
-        ) from e
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except ValueError as e:
         if not is_tiff(path):
-            raise ValueError(f"cannot read image file {str(path)!r}: {e}") from e
-        try:  # a TIFF layout PIL does not decode (16-bit RGB, more than four samples, planar float, ...)
-            return torch.from_numpy(_tiff_pixels(path))
-        except ImportError as missing:
-            raise ImportError(f"PIL cannot decode the TIFF file {str(path)!r} ({e}); {missing}") from e
+            raise
+        return _tiff_instead_of_pil(path, str(e))  # a TIFF whose data PIL could not decode
 
 
-def _pil_reads_tiff_faithfully(im: Image.Image) -> bool:
-    """False for TIFFs PIL would decode lossily: several samples of more than 8 bits (it keeps 8, and mixes up
-    planar ones). One 16-bit or float band, and 8-bit data, PIL reads as stored."""
-    tags = getattr(im, "tag_v2", {})
+def _tiff_instead_of_pil(path: Path, problem: str) -> torch.Tensor:
+    try:
+        return torch.from_numpy(_tiff_pixels(path))
+    except ImportError as missing:
+        raise ImportError(f"PIL cannot decode the TIFF file {str(path)!r} ({problem}); {missing}") from None
+
+
+def _pil_tiff_problem(path: Path) -> str | None:
+    """Why PIL would not read this TIFF as stored, or None: it cannot open it, or the file has several samples of
+    more than 8 bits (PIL keeps 8, and mixes up planar ones). One 16-bit or float band, and 8-bit data, it reads."""
+    try:
+        with Image.open(path) as im:
+            tags = getattr(im, "tag_v2", {})
+    except Image.DecompressionBombError:
+        return None  # PIL's own error, with its hint, comes when the file is read
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        return str(e)
     bits = tags.get(258, 8)  # BitsPerSample
     samples = tags.get(277, 1)  # SamplesPerPixel
-    return not (samples > 1 and max(bits if isinstance(bits, tuple) else (bits,)) > 8)
+    if samples > 1 and max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+        return "PIL reads multi-sample TIFFs of more than 8 bits only at 8 bits"
+    return None
 
 
 def _tiff_pixels(path: Path) -> np.ndarray:

@@ -17,15 +17,31 @@ DilationPolicy = Literal["timm", "mmseg"]
 OUTPUT_STRIDES: tuple[OutputStride, ...] = typing.get_args(OutputStride)
 DILATION_POLICIES: tuple[DilationPolicy, ...] = typing.get_args(DilationPolicy)
 
+# Label maps are written as 8- or 16-bit PNGs: more classes than 16 bits can index is a mistake, not a model.
+MAX_CLASSES = 2**16
+# Far wider than any DeepLabV3+ (256-512 channels, 3-13 input bands): a larger width is a typo whose weights would
+# exhaust the memory (or have the process killed) before any error could be raised.
+MAX_CHANNELS = 4096
+# timm.create_model arguments the encoder sets itself, and the ModelConfig field (or create_model argument) to use.
+RESERVED_ENCODER_KWARGS = {
+    "pretrained": "create_model(..., encoder_pretrained=True)",
+    "features_only": "nothing (the encoder is always a features_only trunk)",
+    "in_chans": "in_chans=",
+    "output_stride": "output_stride=",
+    "checkpoint_path": "create_model(..., checkpoint_path=...) for the whole model's weights",
+}
+
 # ASPP rates by output stride when none are given: DeepLab's (6, 12, 18) at stride 16, doubled at 8, halved at 32.
 DEFAULT_ASPP_RATES: dict[OutputStride, tuple[int, ...]] = {8: (1, 12, 24, 36), 16: (1, 6, 12, 18), 32: (1, 3, 6, 9)}
 
 
-def check_int(name: str, value: Any, minimum: int) -> None:
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
 
 
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -139,14 +155,26 @@ class ModelConfig(JsonRecord):
             raise TypeError(f"encoder must be a timm model name (str), got {self.encoder!r}")
         if not isinstance(self.encoder_kwargs, dict):
             raise TypeError(f"encoder_kwargs must be a dict, got {type(self.encoder_kwargs).__name__}")
+        for key in self.encoder_kwargs:
+            if not isinstance(key, str):
+                raise TypeError(f"encoder_kwargs keys must be str (timm.create_model arguments), got {key!r}")
+            if key in RESERVED_ENCODER_KWARGS:
+                raise ValueError(
+                    f"encoder_kwargs may not set {key!r}: deeplabv3p sets it itself; use "
+                    f"{RESERVED_ENCODER_KWARGS[key]} instead"
+                )
         if isinstance(self.output_stride, bool) or self.output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {self.output_stride!r}")
         check_choice("dilation_policy", self.dilation_policy, DILATION_POLICIES)
-        check_int("num_classes", self.num_classes, 1)
-        check_int("in_chans", self.in_chans, 1)
-        check_int("decoder_channels", self.decoder_channels, 1)
-        check_int("low_level_channels", self.low_level_channels, 1)
-        check_int("aux_channels", self.aux_channels, 1)
+        check_int("num_classes", self.num_classes, 1, MAX_CLASSES)
+        check_int("in_chans", self.in_chans, 1, MAX_CHANNELS)
+        check_int("decoder_channels", self.decoder_channels, 1, MAX_CHANNELS)
+        check_int("low_level_channels", self.low_level_channels, 1, MAX_CHANNELS)
+        check_int("aux_channels", self.aux_channels, 1, MAX_CHANNELS)
+        for name in ("multi_grid", "aspp_rates"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple | list):
+                raise TypeError(f"{name} must be a tuple of ints or None, got {value!r}")
         if self.multi_grid is not None:
             object.__setattr__(self, "multi_grid", tuple(self.multi_grid))
             for d in self.multi_grid:

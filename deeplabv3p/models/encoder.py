@@ -145,7 +145,15 @@ class Encoder(nn.Module):
         )
 
     def _stride_error(self, output_stride: OutputStride, cause: object) -> ValueError:
+        """The error of a trunk timm would not build: about the stride when another stride works, else about the
+        encoder and its arguments (an unknown or wrong ``encoder_kwargs`` entry fails at every stride)."""
         supported = [os_ for os_ in OUTPUT_STRIDES if os_ != output_stride and self._can_build(os_)]
+        if not supported:
+            given = f" with encoder_kwargs={self.timm_kwargs}" if self.timm_kwargs else ""
+            return ValueError(
+                f"timm cannot build encoder {self.name!r}{given} as a features_only trunk at any output stride "
+                f"({cause}). Check encoder_kwargs against timm.create_model({self.name!r}, ...)."
+            )
         return ValueError(
             f"encoder {self.name!r} cannot give output_stride={output_stride} ({cause}). "
             f"Output strides it supports: {supported or 'none of ' + str(list(OUTPUT_STRIDES))}."

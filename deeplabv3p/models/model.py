@@ -75,6 +75,12 @@ class DeepLabV3Plus(nn.Module):
         """Smallest height and width accepted: one pixel of the deepest feature, i.e. the output stride."""
         return self.config.output_stride
 
+    @property
+    def min_train_batch(self) -> int:
+        """Smallest batch a training step accepts: 2, since the image-pool branch normalises one value per image
+        (1 under SyncBatchNorm, which pools the values across processes)."""
+        return 1 if isinstance(self.decoder.aspp.pool[1].bn, nn.SyncBatchNorm) else 2
+
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor):
             raise TypeError(
@@ -100,9 +106,7 @@ class DeepLabV3Plus(nn.Module):
         m = self.min_input_size
         if x.shape[2] < m or x.shape[3] < m:
             raise ValueError(f"input is {x.shape[2]}x{x.shape[3]} but the model needs at least {m}x{m} pixels")
-        # The image-pool branch normalises one value per image; SyncBatchNorm pools them across processes.
-        pool_bn = self.decoder.aspp.pool[1].bn
-        if self.training and x.shape[0] < 2 and not isinstance(pool_bn, nn.SyncBatchNorm):
+        if self.training and x.shape[0] < self.min_train_batch:
             raise ValueError(
                 "training needs a batch of at least 2 images (BatchNorm statistics of the image-pool branch are "
                 f"undefined for one); got batch {x.shape[0]}. Call model.eval() for inference, or use "
@@ -170,11 +174,12 @@ class DeepLabV3Plus(nn.Module):
             aux = self.aux_head.classifier
             self.aux_head.classifier = Classifier(aux.conv.in_channels, num_classes, self.config.dropout).to(ref.device)
 
-    def save_pretrained(self, save_directory: str | Path) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a README model card; ``create_model(folder)`` reloads it."""
+    def save_pretrained(self, save_directory: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a README model card, all or nothing;
+        ``create_model(folder)`` reloads it. See `deeplabv3p.pretrained.hub.save_pretrained` (and `overwrite`)."""
         from ..pretrained.hub import save_pretrained
 
-        return save_pretrained(self, save_directory)
+        return save_pretrained(self, save_directory, overwrite=overwrite)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload to the Hugging Face Hub in the `save_pretrained` format (see `deeplabv3p.hub.push_to_hub`)."""

@@ -15,6 +15,13 @@ CONFIG_SCHEMA_VERSION = 1
 TestMode = Literal["whole", "slide"]
 TEST_MODES: tuple[TestMode, ...] = typing.get_args(TestMode)
 
+# Fields that describe where weights come from and what their classes are called, without changing what the model
+# predicts: a saved config may leave these out (see `deeplabv3p.pretrained.hub.parse_config`).
+DESCRIPTIVE_FIELDS = (
+    "architecture", "tag", "dataset", "classes", "palette", "metrics", "hf_hub_id", "url", "sha256_prefix",
+    "source_config", "iters", "license", "notes",
+)  # fmt: skip
+
 # Input statistics are on the 0..255 scale every image is read onto (see `deeplabv3p.inference.images`).
 PIXEL_RANGE = (0.0, 255.0)
 

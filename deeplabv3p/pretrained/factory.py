@@ -23,7 +23,8 @@ _DEFAULT_DATASET = "cityscapes"
 _Source = tuple[ModelConfig, PretrainedCfg | None, str | Path | PretrainedCfg | None]
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
+    """A `pretrained` string that names a file rather than a tag."""
     return "/" in value or "\\" in value or value.endswith((".pth", ".pt", ".safetensors", ".bin", ".ckpt"))
 
 
@@ -62,9 +63,21 @@ def create_model(
             architecture: ``num_classes``, ``in_chans``, ``encoder``,
             ``encoder_kwargs``, ``output_stride``, ``decoder_channels``, ``low_level_channels``, ``aspp_rates``,
             ``aux_head``, ``aux_channels``, ``dropout``, ``align_corners``, ``dilation_policy``, ``multi_grid``.
-            A different ``num_classes`` than the weights' re-initialises the classifier for fine-tuning (with a
-            warning); a different ``in_chans`` adapts the first conv as timm does.
+            A ``num_classes`` given here that differs from the weights' re-initialises the classifier for
+            fine-tuning (with a warning); an ``in_chans`` given here adapts the first conv as timm does. Without
+            them, weights of another class count or input width are an error, and a saved folder's own weights
+            must match its config exactly.
     """
+    if not isinstance(model_name, str | Path) or not str(model_name):
+        raise TypeError(
+            "model_name must be a non-empty str or Path: an architecture (deeplabv3p.list_models()), ARCH.TAG, a "
+            f"folder written by save_pretrained() or 'hf-hub:ORG/NAME'; got {model_name!r} "
+            f"({type(model_name).__name__})"
+        )
+    if checkpoint_path is not None and not isinstance(checkpoint_path, str | Path):
+        raise TypeError(f"checkpoint_path must be a file path (str or Path), got {type(checkpoint_path).__name__}")
+    if not isinstance(encoder_pretrained, bool):
+        raise TypeError(f"encoder_pretrained must be a bool, got {encoder_pretrained!r}")
     unknown = sorted(set(kwargs) - _CONFIG_FIELDS - _INPUT_FIELDS)
     if unknown:
         accepted = sorted(_CONFIG_FIELDS | _INPUT_FIELDS)
@@ -74,10 +87,13 @@ def create_model(
         raise TypeError(f"pretrained must be a bool, a tag or a file path, got {type(pretrained).__name__}")
     if isinstance(model_name, Path):
         model_name = str(model_name)
-    if _is_saved_source(model_name):
+    saved = _is_saved_source(model_name)
+    if saved:
         config, pretrained_cfg, weights_file = _from_saved(model_name, pretrained, checkpoint_path)
     else:
         config, pretrained_cfg, weights_file = _from_registry(model_name, pretrained, checkpoint_path)
+    # A saved model's own weights load exactly; only what the caller changes on purpose may differ.
+    own_weights = saved and checkpoint_path is None and not isinstance(pretrained, str | Path)
 
     config = config.replace(**kwargs) if kwargs else config
     # Weights first: a download that cannot happen fails before seconds of network building.
@@ -90,7 +106,17 @@ def create_model(
     from_encoder = encoder_pretrained and weights_file is None
     model = DeepLabV3Plus(config, encoder_pretrained=from_encoder)
     if state_dict is not None:
-        load_into(model, state_dict)
+        try:
+            load_into(
+                model,
+                state_dict,
+                new_classes="num_classes" in kwargs,
+                adapt_in_chans="in_chans" in kwargs,
+                drop_aux=not own_weights or kwargs.get("aux_head") is False,
+            )
+        except ValueError as e:
+            where = weights_file.name if isinstance(weights_file, PretrainedCfg) else str(weights_file)
+            raise ValueError(f"the weights of {where!r} do not fit: {e}") from None
     described = _describe(pretrained_cfg, config)
     if from_encoder:
         described = from_timm(described, timm_pretrained_cfg(config.encoder, model.encoder.body))
@@ -103,7 +129,7 @@ def create_model(
 def _from_saved(source: str, pretrained: bool | str | Path | None, checkpoint_path: str | Path | None) -> _Source:
     """A saved folder or ``hf-hub:`` repo: its config, its metadata, and where its weights are."""
     if isinstance(pretrained, str | Path):
-        if not (Path(pretrained).exists() or _looks_like_path(str(pretrained))):
+        if not (Path(pretrained).exists() or looks_like_path(str(pretrained))):
             raise ValueError(
                 f"{source!r} is a saved model with its own weights; pretrained must be True, False or a local "
                 f"checkpoint path, got {pretrained!r}"
@@ -132,7 +158,7 @@ def _from_registry(
     pretrained_cfg: PretrainedCfg | None = None
     tag = name_tag
     if isinstance(pretrained, Path) or (
-        isinstance(pretrained, str) and (Path(pretrained).exists() or _looks_like_path(pretrained))
+        isinstance(pretrained, str) and (Path(pretrained).exists() or looks_like_path(pretrained))
     ):
         weights_file = pretrained
     elif isinstance(pretrained, str):

@@ -88,7 +88,7 @@ def model_from_checkpoint(checkpoint: str | Path, name: str) -> DeepLabV3Plus:
         if "classifier.conv.weight" not in state_dict:
             raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
         model = create_model(arch, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
-    report = load_into(model, state_dict)
+    report = load_into(model, state_dict, new_classes=True, drop_aux=True)
     if report.reinitialized:
         raise ValueError(
             f"{checkpoint} has another class count than {name} ({model.num_classes}): pass the matching "
@@ -97,7 +97,9 @@ def model_from_checkpoint(checkpoint: str | Path, name: str) -> DeepLabV3Plus:
     return model.eval()
 
 
-def write_tag(name: str, checkpoint: str | Path, folder: str | Path, hf_hub_id: str | None = None) -> Path:
+def write_tag(
+    name: str, checkpoint: str | Path, folder: str | Path, hf_hub_id: str | None = None, overwrite: bool = False
+) -> Path:
     """Convert the original checkpoint of tag `name` into a saved-model folder (sha256-checked, strict fit).
 
     The written ``pretrained_cfg`` names `hf_hub_id` (default: the tag's repo under `HUB_ORG`) and notes the file
@@ -111,7 +113,7 @@ def write_tag(name: str, checkpoint: str | Path, folder: str | Path, hf_hub_id: 
     described = model.pretrained_cfg.replace(
         hf_hub_id=hf_hub_id or cfg.hf_hub_id, notes=(*model.pretrained_cfg.notes, provenance)
     )
-    return save_pretrained(model, folder, pretrained_cfg=described)
+    return save_pretrained(model, folder, pretrained_cfg=described, overwrite=overwrite)
 
 
 def _git_blob_id(data: bytes) -> str:
@@ -164,6 +166,7 @@ def publish_zoo(
     names: Sequence[str] | None = None,
     api: Any = None,
     private: bool | None = None,
+    overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> list[Published]:
     """Convert every tag (or those in `names`) whose mmseg checkpoint is in `checkpoints`, and write and/or push it.
@@ -175,6 +178,7 @@ def publish_zoo(
         names: ``ARCH.TAG`` names to consider; default the whole zoo.
         api: a ``huggingface_hub.HfApi`` (default: a new one, with the token of ``hf auth login`` / ``HF_TOKEN``).
         private: visibility of repos created on the Hub.
+        overwrite: also write into an existing ``OUT/ARCH.TAG`` that is not a model folder.
         log: called with one line per tag as it finishes.
 
     Returns one `Published` per tag found, in zoo order. A tag that fails (checksum, fit, upload) is reported and
@@ -198,7 +202,7 @@ def publish_zoo(
         with tempfile.TemporaryDirectory(prefix="deeplabv3p-publish-") as staging:
             folder = Path(out) / name if out is not None else Path(staging) / name
             try:
-                write_tag(name, source, folder, hf_hub_id=repo_id)
+                write_tag(name, source, folder, hf_hub_id=repo_id, overwrite=overwrite)
                 status = _push(api, folder, repo_id, name, source, private) if repo_id is not None else "written"
                 result = Published(name, status, repo_id or str(folder))
             except (ValueError, OSError, HfHubHTTPError) as e:

@@ -14,16 +14,14 @@ iteration) and is read back with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..atomic import atomic_write_text
-from ..pretrained.weights import WEIGHTS_NAME, read_state_dict
+from ..atomic import atomic_folder, atomic_write_text, remove_stale
+from ..pretrained.weights import WEIGHTS_NAME, read_state_dict, torch_load
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3Plus
@@ -50,36 +48,16 @@ def save_model(model: DeepLabV3Plus, folder: Path) -> None:
     model.save_pretrained(folder)
 
 
-def _publish_folder(tmp: Path, final: Path) -> None:
-    """Replace `final` by the complete folder `tmp`; `final` is never seen half-written."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
-def _staging(parent: Path, name: str) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp"))
-
-
 def write_checkpoint(out: Path, iteration: int, model: DeepLabV3Plus, state: dict[str, Any], keep: int = 2) -> Path:
     """Save model and training state as ``OUT/checkpoints/iter_NNNNNN``, point ``latest`` at it and keep the newest
     `keep` checkpoints (all when `keep` <= 0)."""
     root = Path(out) / CHECKPOINTS
     name = f"{_PREFIX}{iteration:06d}"
-    tmp = _staging(root, name)
-    try:
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale(root)  # staging folders of a run that was killed
+    with atomic_folder(root / name) as tmp:
         save_model(model, tmp)
         torch.save(state, tmp / TRAINING_STATE)
-        _publish_folder(tmp, root / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_text(root / LATEST, name + "\n")
     if keep > 0:
         for old in _complete_checkpoints(root)[:-keep]:
@@ -90,14 +68,11 @@ def write_checkpoint(out: Path, iteration: int, model: DeepLabV3Plus, state: dic
 def write_best(out: Path, model: DeepLabV3Plus, metrics: dict[str, Any]) -> Path:
     """Save the model as ``OUT/best`` with its ``metrics.json``."""
     final = Path(out) / BEST
-    tmp = _staging(final.parent, BEST)
-    try:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final.parent, [BEST])
+    with atomic_folder(final) as tmp:
         save_model(model, tmp)
         (tmp / METRICS_FILE).write_text(json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8")
-        _publish_folder(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
@@ -135,8 +110,10 @@ def find_checkpoint(path: str | Path) -> Path | None:
 def read_training_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(model state dict, training state)`` of a checkpoint folder."""
     state_dict = read_state_dict(folder / WEIGHTS_NAME)
-    try:
-        state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"cannot read the training state in {str(folder)!r}: {e}") from e
+    state = torch_load(folder / TRAINING_STATE, "a training state (deeplabv3p checkpoint)")
+    if not isinstance(state, dict) or not {"iteration", "optimizer", "scheduler", "config"} <= set(state):
+        raise ValueError(
+            f"{str(folder / TRAINING_STATE)!r} is not a deeplabv3p training state (expected a dict with iteration, "
+            "optimizer, scheduler and config)"
+        )
     return state_dict, state

@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torchvision import tv_tensors
 
 __all__ = ["AugmentedDataset", "PadCollate", "TrainSampler", "normalize_batch"]
 
@@ -76,7 +77,10 @@ class AugmentedDataset(Dataset):
     """``dataset[index]`` passed through `transform` under the key's seed, returned as (image, int64 mask).
 
     Samples must come as ``(image, mask)``: the image on the 0..255 scale, a uint8 or float32 tensor ``(C, H, W)``
-    or array ``(H, W, C)``, the mask ``(H, W)`` integers.
+    or array ``(H, W, C)``, the mask ``(H, W)`` integers (array or tensor). Whatever their form, they reach
+    `transform` as ``tv_tensors.Image`` and ``tv_tensors.Mask``, so every geometric step moves both alike
+    (torchvision treats a plain tensor as an image only when it comes first, and leaves any other plain tensor as
+    it is).
     """
 
     def __init__(self, dataset: Any, transform: Callable[[Any, Any], tuple[Any, Any]] | None) -> None:
@@ -92,9 +96,15 @@ class AugmentedDataset(Dataset):
             sample = self.dataset[index]
             if not isinstance(sample, Sequence) or len(sample) != 2:
                 raise TypeError(f"training samples must be (image, mask) pairs, got {type(sample).__name__}")
-            image, mask = sample
+            image, mask = _as_image(sample[0], index), _as_mask(sample[1], index)
+            _check_scale(image, index)
+            if image.shape[1:] != mask.shape:
+                raise ValueError(
+                    f"sample {index}: the image is {tuple(image.shape[1:])} but its mask {tuple(mask.shape)} (H, W); "
+                    "they must be the same size"
+                )
             if self.transform is not None:
-                image, mask = self.transform(image, mask)
+                image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
         return _as_image(image, index), _as_mask(mask, index)
 
 
@@ -104,11 +114,21 @@ def _as_image(image: Any, index: int) -> torch.Tensor:
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.dtype not in (torch.uint8, torch.float32):
         shape = tuple(image.shape) if hasattr(image, "shape") else None
         raise TypeError(
-            f"sample {index}: the image must be uint8 or float32 (C, H, W) on the 0..255 scale (or an (H, W, C) "
-            f"array) before normalisation, got {type(image).__name__} {getattr(image, 'dtype', '')} {shape}; "
-            "training normalises with the model's mean/std itself"
+            f"sample {index}: the image must be (C, H, W) - (3, H, W) for RGB - uint8 or float32 on the 0..255 "
+            f"scale (or an (H, W, C) array) before normalisation, got {type(image).__name__} "
+            f"{getattr(image, 'dtype', '')} {shape}; training normalises with the model's mean/std itself"
         )
     return image.as_subclass(torch.Tensor)
+
+
+def _check_scale(image: torch.Tensor, index: int) -> None:
+    """A float sample, as the dataset gives it, must be on the 0..255 scale: a torchvision-style 0..1 image would
+    train on what the normalisation makes of near-black."""
+    if image.is_floating_point() and 0.0 < float(image.max()) <= 1.0:
+        raise ValueError(
+            f"sample {index}: a float image whose values all lie in [0, 1] (max {float(image.max()):g}) looks like "
+            "the 0..1 scale; training takes images on the 0..255 scale: uint8, or float32 multiplied by 255"
+        )
 
 
 def _as_mask(mask: Any, index: int) -> torch.Tensor:

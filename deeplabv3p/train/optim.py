@@ -1,14 +1,19 @@
-"""mmseg's optimiser and schedule: SGD over parameter groups, and ``PolyLR`` stepped once per iteration."""
+"""mmseg's optimisers and schedule: SGD (or AdamW, the Mapillary row's) over parameter groups, and ``PolyLR`` stepped
+once per iteration."""
 
 from __future__ import annotations
 
-from typing import Any
+import typing
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["PolyLR", "build_optimizer"]
+__all__ = ["OPTIMIZERS", "OptimizerName", "PolyLR", "build_optimizer"]
+
+OptimizerName = Literal["sgd", "adamw"]
+OPTIMIZERS: tuple[OptimizerName, ...] = typing.get_args(OptimizerName)
 
 
 def build_optimizer(
@@ -17,12 +22,17 @@ def build_optimizer(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     encoder_lr_mult: float = 1.0,
-) -> torch.optim.SGD:
-    """SGD over the trainable parameters; the encoder's (``model.encoder``) learning rate is ``lr * encoder_lr_mult``.
+    optimizer: OptimizerName = "sgd",
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
+    """SGD (or AdamW with `betas`; `momentum` is then unused) over the trainable parameters; the encoder's
+    (``model.encoder``) learning rate is ``lr * encoder_lr_mult`` (mmseg's ``paramwise_cfg`` backbone ``lr_mult``).
 
     Weight decay applies to every parameter, norms and biases included, as mmseg's default optimiser does.
     Frozen parameters (``requires_grad=False``) are left out.
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
     for name, value in (("lr", lr), ("encoder_lr_mult", encoder_lr_mult)):
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
@@ -39,6 +49,8 @@ def build_optimizer(
     param_groups = [g for g in param_groups if g["params"] and g["lr"] > 0]
     if not param_groups:
         raise ValueError("no trainable parameters: everything is frozen (or encoder_lr_mult=0 with a frozen head)")
+    if optimizer == "adamw":
+        return torch.optim.AdamW(param_groups, lr=lr, betas=(betas[0], betas[1]), weight_decay=weight_decay)
     return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 

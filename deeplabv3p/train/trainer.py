@@ -44,7 +44,7 @@ from .checkpoint import (
 from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
-from .optim import PolyLR, build_optimizer
+from .optim import OPTIMIZERS, OptimizerName, PolyLR, build_optimizer
 from .transforms import training_transforms
 
 if TYPE_CHECKING:
@@ -60,6 +60,9 @@ TRAIN_CONFIG_FILE = "train_config.json"
 LOG_FILE = "log.jsonl"
 # TrainConfig fields that may change between a run and its resumption without changing what is learned.
 _RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
+# A logged loss this many times the larger of the first iteration's loss and ln(num_classes) (a uniform guess) means
+# the run has diverged: no healthy run climbs orders of magnitude above where it started.
+DIVERGENCE_FACTOR = 100.0
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -68,8 +71,19 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
 
 
 def _non_negative(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_labels(mask: torch.Tensor, num_classes: int, ignore_index: int, where: str) -> None:
+    """Every label a class index or `ignore_index` (cross-entropy would fail deep inside, or assert on CUDA)."""
+    bad = ((mask < 0) | (mask >= num_classes)) & (mask != ignore_index)
+    if bool(bad.any()):
+        values = torch.unique(mask[bad])[:10].tolist()
+        raise ValueError(
+            f"{where} holds label(s) {values} outside the {num_classes} classes (valid: 0..{num_classes - 1} and "
+            f"ignore_index {ignore_index})"
+        )
 
 
 @dataclass(frozen=True)
@@ -83,7 +97,12 @@ class TrainConfig(JsonRecord):
         scale: mmseg's resize target (a, b) that ``ratio_range`` multiplies, e.g. (2048, 512); None multiplies each
             image's own size. It is also the test-time resize recorded with the model.
         ratio_range, cat_max_ratio, flip_prob, photometric: the augmentation (see `deeplabv3p.transforms`).
-        lr, momentum, weight_decay: SGD. power, min_lr: PolyLR.
+        optimizer: ``"sgd"`` (mmseg's default) or ``"adamw"`` (with `betas`; the Mapillary row).
+        lr, momentum, weight_decay: the optimiser's. power, min_lr: PolyLR.
+        clip_grad_norm: clip the gradients' global L2 norm to this (None: no clipping; mmseg's ``clip_grad``).
+        pad_size: pad every batch to at least this (h, w) (None: `crop_size`; mmseg's preprocessor ``size``).
+        test_scale, test_mode, slide_crop, slide_stride: how validation (and the saved model) tests images;
+            test_scale None means `scale`.
         encoder_lr_mult: encoder learning rate = ``lr * encoder_lr_mult``.
         freeze_encoder: train the decoder and classifier only (the encoder's BatchNorm statistics still adapt).
         aux_weight: weight of the auxiliary head's loss (when the model has one).
@@ -109,12 +128,20 @@ class TrainConfig(JsonRecord):
     cat_max_ratio: float = 0.75
     flip_prob: float = 0.5
     photometric: bool = True
+    optimizer: OptimizerName = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     power: float = 0.9
     min_lr: float = 1e-4
     encoder_lr_mult: float = 1.0
+    clip_grad_norm: float | None = None
+    pad_size: tuple[int, int] | None = None
+    test_scale: tuple[int, int] | None = None
+    test_mode: str = "whole"
+    slide_crop: tuple[int, int] | None = None
+    slide_stride: tuple[int, int] | None = None
     freeze_encoder: bool = False
     aux_weight: float = 0.4
     class_weight: tuple[float, ...] | None = None
@@ -142,9 +169,9 @@ class TrainConfig(JsonRecord):
                 _positive_int(name, getattr(self, name))
         if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int):
             raise ValueError(f"keep_checkpoints must be an int, got {self.keep_checkpoints!r}")
-        for name in ("crop_size", "scale"):
+        for name in ("crop_size", "scale", "pad_size", "test_scale", "slide_crop", "slide_stride"):
             value = getattr(self, name)
-            if value is None and name == "scale":
+            if value is None and name != "crop_size":
                 continue
             if isinstance(value, int) and not isinstance(value, bool):
                 value = (value, value)
@@ -155,10 +182,39 @@ class TrainConfig(JsonRecord):
             object.__setattr__(self, name, tuple(value))
         for name in ("lr", "momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
             _non_negative(name, getattr(self, name))
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not (isinstance(self.betas, tuple | list) and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.clip_grad_norm is not None and not (
+            isinstance(self.clip_grad_norm, int | float) and not isinstance(self.clip_grad_norm, bool)
+            and self.clip_grad_norm > 0
+        ):  # fmt: skip
+            raise ValueError(f"clip_grad_norm must be a number > 0 or None, got {self.clip_grad_norm!r}")
+        if self.test_mode not in ("whole", "slide"):
+            raise ValueError(f"test_mode must be 'whole' or 'slide', got {self.test_mode!r}")
+        if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
+            raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not self.momentum < 1:
+            raise ValueError(
+                f"momentum must be in [0, 1) (SGD diverges from 1 on; mmseg uses 0.9), got {self.momentum!r}"
+            )
+        if isinstance(self.ratio_range, list):
+            object.__setattr__(self, "ratio_range", tuple(self.ratio_range))
+        # the augmentation checks its own settings (ratio_range, cat_max_ratio, flip_prob): build it once to ask
+        training_transforms(self.crop_size, self.scale, self.ratio_range, self.cat_max_ratio, self.flip_prob)
         if self.amp not in (None, *AMP_MODES):
             raise ValueError(f"amp must be None or one of {list(AMP_MODES)}, got {self.amp!r}")
         if self.class_weight is not None:
-            object.__setattr__(self, "class_weight", tuple(float(w) for w in self.class_weight))
+            weights = self.class_weight
+            if isinstance(weights, str) or not isinstance(weights, tuple | list) or not weights:
+                raise ValueError(f"class_weight must be a non-empty list of numbers (one per class), got {weights!r}")
+            for w in weights:
+                _non_negative("class_weight entries", w)
+            object.__setattr__(self, "class_weight", tuple(float(w) for w in weights))
         for name in ("photometric", "freeze_encoder", "avg_non_ignore", "channels_last", "sync_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -320,9 +376,12 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.last_checkpoint: Path | None = None
         self.last_metrics: dict[str, Any] | None = None
+        self.num_classes: int = model.num_classes
+        self.reference_loss: float | None = None  # what "orders of magnitude above the start" is measured against
 
     # ----- set-up -----------------------------------------------------------------------------------------------
     def prepare(self) -> None:
+        """Check everything that can be checked before anything is written or the model is changed, then set up."""
         cfg, model, ctx = self.cfg, self.model, self.ctx
         num_classes = model.num_classes
         train_classes = getattr(self.train_set, "num_classes", num_classes)
@@ -341,7 +400,21 @@ class _Run:
         if self.val_set is not None:
             _check_bands(self.val_set, "validation", in_chans)
         self.statistics = _weights_cfg(model).for_in_chans(in_chans)
+        sync_bn = ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn
+        min_batch = 1 if sync_bn else model.min_train_batch
+        if cfg.batch_size < min_batch:
+            raise ValueError(
+                f"batch_size must be >= {min_batch} for training, got {cfg.batch_size}: BatchNorm statistics of the "
+                "image-pool branch are undefined for a single image (with one image per step, train on several "
+                "GPUs with SyncBatchNorm)"
+            )
         self.ignore_index = getattr(self.train_set, "ignore_index", 255)
+        own = getattr(self.train_set, "transforms", None)
+        self.transform = None if own is not None else training_transforms(
+            cfg.crop_size, cfg.scale, cfg.ratio_range, cfg.cat_max_ratio, cfg.flip_prob, cfg.photometric,
+            self.ignore_index,
+        )  # fmt: skip
+        self._check_first_samples()
         model.pretrained_cfg = self._trained_cfg()
         self.requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
         if cfg.freeze_encoder:
@@ -350,9 +423,11 @@ class _Run:
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         self.restore_bn = None
-        if ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn:
+        if sync_bn:
             self.restore_bn = distributed.convert_sync_batchnorm(model)
-        self.optimizer = build_optimizer(model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult)
+        self.optimizer = build_optimizer(
+            model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult, cfg.optimizer, cfg.betas
+        )
         self.scheduler = PolyLR(self.optimizer, *_schedule(cfg))
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
         self.loss = SegmentationLoss(
@@ -363,6 +438,17 @@ class _Run:
         torch.manual_seed(cfg.seed * 1000 + ctx.rank)
         if ctx.device.type == "cuda":
             torch.cuda.manual_seed(cfg.seed * 1000 + ctx.rank)
+
+    def _check_first_samples(self) -> None:
+        """Read the first training sample (augmented) and the first validation sample, so that a dataset of the
+        wrong form or with labels outside the classes fails now rather than after files were written."""
+        k = self.model.num_classes
+        _, mask = AugmentedDataset(self.train_set, self.transform)[(0, self.cfg.seed)]
+        _check_labels(mask, k, self.ignore_index, "training sample 0 (its mask)")
+        if self.val_set is not None:
+            _, val_mask = _eval_sample(self.val_set, 0)
+            ignore = getattr(self.val_set, "ignore_index", _weights_cfg(self.model).ignore_index)
+            _check_labels(torch.from_numpy(val_mask.astype(np.int64)), k, ignore, "validation sample 0 (its mask)")
 
     def _trained_cfg(self) -> PretrainedCfg:
         """The model's weights metadata after this run: the training set's classes, the test-time resize trained
@@ -377,7 +463,8 @@ class _Run:
             tag="", dataset=dataset, num_classes=k,
             classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
             reduce_zero_label=bool(getattr(data, "reduce_zero_label", False)), ignore_index=self.ignore_index,
-            crop_size=cfg.crop_size, test_scale=cfg.scale, test_mode="whole", slide_crop=None, slide_stride=None,
+            crop_size=cfg.crop_size, test_scale=cfg.test_scale or cfg.scale, test_mode=cfg.test_mode,
+            slide_crop=cfg.slide_crop, slide_stride=cfg.slide_stride,
             metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
             notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),
         )  # fmt: skip
@@ -426,18 +513,13 @@ class _Run:
 
     def _loader(self) -> Iterator[tuple[torch.Tensor, ...]]:
         cfg, ctx = self.cfg, self.ctx
-        own = getattr(self.train_set, "transforms", None)
-        transform = None if own is not None else training_transforms(
-            cfg.crop_size, cfg.scale, cfg.ratio_range, cfg.cat_max_ratio, cfg.flip_prob, cfg.photometric,
-            self.ignore_index,
-        )  # fmt: skip
         consumed = self.iteration * cfg.accum_steps * cfg.batch_size
         sampler = TrainSampler(len(self.train_set), cfg.seed, ctx.rank, ctx.world_size, start=consumed)
         loader = DataLoader(
-            AugmentedDataset(self.train_set, transform),
+            AugmentedDataset(self.train_set, self.transform),
             batch_size=cfg.batch_size,
             sampler=sampler,
-            collate_fn=PadCollate(cfg.crop_size, self.ignore_index),
+            collate_fn=PadCollate(cfg.pad_size or cfg.crop_size, self.ignore_index),
             num_workers=cfg.num_workers,
             pin_memory=ctx.device.type == "cuda",
             drop_last=True,
@@ -470,6 +552,9 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             for micro in range(cfg.accum_steps):
                 images, masks, sizes = next(batches)
+                _check_labels(
+                    masks, self.num_classes, self.ignore_index, f"a training batch at iteration {self.iteration + 1}"
+                )
                 x = normalize_batch(images.to(ctx.device, non_blocking=True), sizes, mean, std)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -486,6 +571,11 @@ class _Run:
                         loss = loss + cfg.aux_weight * self.aux_loss(aux, y)
                     self.scaler.scale(loss / cfg.accum_steps).backward()
                 running += loss.detach() / cfg.accum_steps
+            if cfg.clip_grad_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+            if self.reference_loss is None and math.isfinite(first := float(running)):
+                self.reference_loss = max(first, math.log(max(self.num_classes, 2)))
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
@@ -516,6 +606,12 @@ class _Run:
             raise FloatingPointError(
                 f"the loss is {loss} at iteration {self.iteration}: training diverged. Lower lr (now {cfg.lr}), or "
                 "use amp='bf16' instead of 'fp16'"
+            )
+        if self.reference_loss is not None and loss > DIVERGENCE_FACTOR * self.reference_loss:
+            raise FloatingPointError(
+                f"the loss is {loss:.4g} at iteration {self.iteration}, over {DIVERGENCE_FACTOR:g} times where it "
+                f"started ({self.reference_loss:.4g}): training diverged. Lower lr (now {cfg.lr}) or momentum (now "
+                f"{cfg.momentum})"
             )
         now = time.perf_counter()
         seconds = (now - tick) / max(count, 1)
@@ -636,6 +732,11 @@ def fit(
             f"fit() got unknown argument(s) {unknown}; accepted: {sorted(TrainConfig.__dataclass_fields__)}"
         )
     cfg = (config or TrainConfig()).replace(**overrides)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(
+            f"out {str(out)!r} is a file; fit writes a run folder there (train_config.json, log.jsonl, "
+            "checkpoints/, best/): pass a folder"
+        )
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if val is not None and len(val) == 0:

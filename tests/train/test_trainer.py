@@ -111,7 +111,7 @@ def test_accumulation_amp_and_channels_last(train_set: SegmentationDataset, tmp_
     before = {k: v.clone() for k, v in model.state_dict().items()}
     options = {**TINY, "iters": 2, "accum_steps": 2, "amp": "bf16", "channels_last": True, "log_interval": 1}
     training.fit(model, counting, out=tmp_path, **options)
-    assert counting.calls == 2 * 2 * 2  # iterations x accumulation x batch
+    assert counting.calls == 1 + 2 * 2 * 2  # the check of sample 0 before training, then iterations x accum x batch
     losses = _train_losses(tmp_path)
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

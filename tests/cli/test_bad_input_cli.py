@@ -1,0 +1,134 @@
+"""Bad-input catalogue, command line: every case exits with status 2 and one line naming the file or flag at fault,
+never a traceback; ``export`` names the file it was asked to write, whatever failed underneath."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import deeplabv3p
+from deeplabv3p.cli import main
+from deeplabv3p.pretrained.weights import WEIGHTS_NAME, save_state_dict
+from deeplabv3p.train.demo import make_synthetic_dataset
+
+NARROW = dict(
+    encoder="resnet18", encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8
+)
+NARROW_ARGS = [
+    "--model-kwargs",
+    "encoder=resnet18",
+    "encoder_kwargs={'channels': (8, 16, 32, 64)}",
+    "decoder_channels=16",
+    "low_level_channels=8",
+]
+QUIET = ["--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> deeplabv3p.DeepLabV3Plus:
+    torch.manual_seed(0)
+    return deeplabv3p.create_model("deeplabv3plus", num_classes=3, **NARROW).eval()
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _folder_with_weights(tmp: Path, model: deeplabv3p.DeepLabV3Plus, content: bytes) -> Path:
+    folder = model.save_pretrained(tmp / "model")
+    (folder / WEIGHTS_NAME).write_bytes(content)
+    return folder / WEIGHTS_NAME
+
+
+def _file(tmp: Path, name: str, content: bytes) -> Path:
+    (tmp / name).write_bytes(content)
+    return tmp / name
+
+
+def _predict_folder(content: bytes):
+    def case(tmp: Path, model, image: Path) -> tuple[list[str], Path]:
+        bad = _folder_with_weights(tmp, model, content)
+        return ["predict", str(image), "--model", str(bad.parent), "--out", str(tmp / "out")], bad
+
+    return case
+
+
+def _predict_checkpoint(name: str, content: bytes):
+    def case(tmp: Path, model, image: Path) -> tuple[list[str], Path]:
+        bad = _file(tmp, name, content)
+        argv = ["predict", str(image), "--model", "deeplabv3plus", "--checkpoint", str(bad), *NARROW_ARGS]
+        return [*argv, "--out", str(tmp / "out")], bad
+
+    return case
+
+
+def _convert(name: str, content: bytes):
+    def case(tmp: Path, model, image: Path) -> tuple[list[str], Path]:
+        bad = _file(tmp, name, content)
+        return ["convert", str(bad), "--model", "deeplabv3plus", "--out", str(tmp / "out")], bad
+
+    return case
+
+
+def _convert_into_foreign_folder(tmp: Path, model, image: Path) -> tuple[list[str], Path]:
+    weights = save_state_dict(model.state_dict(), tmp / "w.safetensors")
+    (tmp / "project").mkdir()
+    (tmp / "project" / "README.md").write_text("mine")
+    return ["convert", str(weights), "--model", "deeplabv3plus", "--out", str(tmp / "project")], tmp / "project"
+
+
+@pytest.fixture(autouse=True)
+def narrow_convert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``convert --model deeplabv3plus`` builds the bare architecture (ResNet-50): make it the narrow one here."""
+    from deeplabv3p.pretrained import publish  # where convert builds its model
+
+    monkeypatch.setattr(publish, "create_model", lambda arch, **kw: deeplabv3p.create_model(arch, **{**NARROW, **kw}))
+
+
+def _train(*flags: str, out_is_file: bool = False):
+    def case(tmp: Path, model, image: Path) -> tuple[list[str], Path | str]:
+        data = make_synthetic_dataset(tmp / "data", num_train=2, num_val=1, size=32)
+        out = tmp / ("run.txt" if out_is_file else "run")
+        if out_is_file:
+            out.write_text("mine")
+        argv = ["train", "--data", str(data), "--model", "deeplabv3plus", *NARROW_ARGS, *flags]
+        return [*argv, "--out", str(out), *QUIET], out if out_is_file else flags[0][2:].replace("-", "_")
+
+    return case
+
+
+# (case id, the case: (tmp, model, image) -> (argv, the file or setting stderr must name), other words it must hold)
+CLI_CASES = [
+    ("predict-folder-empty-weights", _predict_folder(b""), ["empty"]),
+    ("predict-folder-random-weights", _predict_folder(bytes(range(256)) * 2), ["safetensors"]),
+    ("predict-checkpoint-truncated", _predict_checkpoint("w.safetensors", b"\x08\0\0\0\0\0\0\0{"), ["safetensors"]),
+    ("predict-checkpoint-random-pth", _predict_checkpoint("w.pth", bytes(range(256)) * 2), ["torch.save"]),
+    ("convert-empty-safetensors", _convert("w.safetensors", b""), ["empty"]),
+    ("convert-random-pth", _convert("w.pth", bytes(range(256)) * 2), ["torch.save"]),
+    ("convert-into-a-foreign-folder", _convert_into_foreign_folder, ["--overwrite"]),
+    ("train-out-is-a-file", _train(out_is_file=True), ["is a file"]),
+    ("train-momentum-5", _train("--momentum", "5"), ["[0, 1)"]),
+    ("train-batch-size-1", _train("--batch-size", "1"), [">= 2"]),
+]
+
+
+@pytest.mark.parametrize(("case", "words"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_bad_command_line_input_is_one_line(tmp_path, tiny, image, capsys, case, words):
+    argv, named = case(tmp_path, tiny, image)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"deeplabv3p {argv[0]}: error: ") and "Traceback" not in err, err
+    assert str(named) in err and all(word in err for word in words), err
+
+
+def test_convert_overwrite_writes_into_a_foreign_folder(tmp_path, tiny, image):
+    argv, folder = _convert_into_foreign_folder(tmp_path, tiny, image)
+    assert main([*argv, "--overwrite"]) == 0
+    assert deeplabv3p.create_model(str(folder)).num_classes == 3 and (folder / "README.md").read_text() != "mine"

@@ -1,0 +1,40 @@
+"""Fault injection for the save-path tests: run a function in a forked child (a killable, rlimit-able process that
+starts at once, having everything imported already) and collect how it ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+
+import torch
+
+
+def fork(child: Callable[[], int]) -> int:
+    """Run `child` in a forked process; returns its pid. The child exits with `child`'s return value, or 99 with
+    the traceback on stderr; it never returns into pytest. The child computes on one thread."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            torch.set_num_threads(1)  # the parent's OpenMP thread pool does not survive fork: stay off it
+            code = child()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def wait(pid: int, timeout: float = 60.0) -> int:
+    """The exit status of child `pid`, killing it if it outlives `timeout`: its exit code, or minus the signal."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)

@@ -1,0 +1,75 @@
+"""Bad-input catalogue, ONNX export: a write that fails (no permission, disk full) is an OSError naming the file
+asked for, never its temporary name, and leaves no temporary and no half-written file behind."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+
+import pytest
+import torch
+from fault_helpers import fork, wait
+
+import deeplabv3p
+from deeplabv3p.inference.export import export_onnx
+
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module")
+def model() -> deeplabv3p.DeepLabV3Plus:
+    torch.manual_seed(0)
+    narrow = dict(encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8)
+    return deeplabv3p.create_model("deeplabv3plus", encoder="resnet18", num_classes=3, **narrow).eval()
+
+
+def _refused(*args, **kwargs):
+    raise PermissionError(13, "Permission denied", args[2])  # what opening the temporary file raises
+
+
+def _disk_full(*args, **kwargs):
+    with open(args[2], "wb") as f:
+        f.write(b"half")
+    raise OSError(28, "No space left on device")  # the exporter's write reports no file name
+
+
+@pytest.mark.parametrize("failure", [_refused, _disk_full], ids=["permission", "disk-full"])
+def test_a_failed_write_names_the_target(tmp_path, monkeypatch, model, failure):
+    target = tmp_path / "model.onnx"
+    monkeypatch.setattr(torch.onnx, "export", failure)
+    with pytest.raises(OSError) as info:
+        export_onnx(model, target, input_size=(64, 64))
+    assert info.value.filename == str(target) and str(target) in str(info.value)
+    assert ".incomplete" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_unwritable_folder_is_named(tmp_path, model):
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o555)
+    with pytest.raises(PermissionError) as info:
+        export_onnx(model, folder / "model.onnx", input_size=(64, 64))
+    assert str(folder / "model.onnx") in str(info.value) and ".incomplete" not in str(info.value)
+
+
+def test_disk_full_in_a_child_process(tmp_path, model):
+    """RLIMIT_FSIZE (SIGXFSZ ignored) makes the real exporter's write fail with EFBIG, as a full disk would."""
+    target, report = tmp_path / "out" / "model.onnx", tmp_path / "error.txt"
+    target.parent.mkdir()
+
+    def child() -> int:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, resource.RLIM_INFINITY))
+        try:
+            export_onnx(model, target, input_size=(64, 64))
+        except OSError as e:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            report.write_text(str(e))
+            return 3
+        return 0
+
+    assert wait(fork(child)) == 3
+    assert str(target) in report.read_text() and "File too large" in report.read_text()
+    assert list(target.parent.iterdir()) == []

@@ -1,0 +1,257 @@
+"""Bad-input catalogue, training: every bad setting or dataset is an error naming the argument or sample, raised
+before `fit` writes anything; every accepted sample form stays aligned through augmentation; divergence stops."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from train_helpers import TINY, one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+
+from deeplabv3p.train.datasets import SegmentationDataset
+from deeplabv3p.train.loader import AugmentedDataset
+from deeplabv3p.train.trainer import TrainConfig, fit
+from deeplabv3p.train.transforms import training_transforms
+
+K = 5  # classes of tiny_model()
+
+
+class Pairs(torch.utils.data.Dataset):
+    """Four random samples of 40x40 as (uint8 (3, H, W) tensor, int64 (H, W) tensor), or made by `make`."""
+
+    num_classes = K
+
+    def __init__(self, make: Callable[[torch.Tensor, torch.Tensor], Any] | None = None, n: int = 4) -> None:
+        self.make, self.n = make, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Any:
+        g = torch.Generator().manual_seed(index)
+        image = torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8, generator=g)
+        mask = torch.randint(0, K, (40, 40), generator=g)
+        return (image, mask) if self.make is None else self.make(image, mask)
+
+
+# ----- settings: refused before anything is written -----------------------------------------------------------------
+
+SETTING_CASES = [
+    ("momentum-5", {"momentum": 5.0}, ValueError, ["momentum", "[0, 1)", "5.0"]),
+    ("momentum-1", {"momentum": 1.0}, ValueError, ["momentum"]),
+    ("momentum-negative", {"momentum": -0.1}, ValueError, ["momentum"]),
+    ("momentum-nan", {"momentum": float("nan")}, ValueError, ["momentum"]),
+    ("weight-decay-negative", {"weight_decay": -1e-4}, ValueError, ["weight_decay"]),
+    ("weight-decay-inf", {"weight_decay": float("inf")}, ValueError, ["weight_decay"]),
+    ("lr-zero", {"lr": 0.0}, ValueError, ["lr"]),
+    ("lr-negative", {"lr": -0.01}, ValueError, ["lr"]),
+    ("lr-inf", {"lr": float("inf")}, ValueError, ["lr"]),
+    ("lr-str", {"lr": "0.01"}, ValueError, ["lr"]),
+    ("power-negative", {"power": -1.0}, ValueError, ["power"]),
+    ("min-lr-negative", {"min_lr": -1.0}, ValueError, ["min_lr"]),
+    ("encoder-lr-mult-negative", {"encoder_lr_mult": -1.0}, ValueError, ["encoder_lr_mult"]),
+    ("aux-weight-negative", {"aux_weight": -0.4}, ValueError, ["aux_weight"]),
+    ("flip-prob-2", {"flip_prob": 2.0}, ValueError, ["flip_prob"]),
+    ("flip-prob-negative", {"flip_prob": -0.5}, ValueError, ["flip_prob"]),
+    ("ratio-range-reversed", {"ratio_range": (2.0, 1.0)}, ValueError, ["ratio_range"]),
+    ("ratio-range-zero", {"ratio_range": (0.0, 1.0)}, ValueError, ["ratio_range"]),
+    ("ratio-range-one-value", {"ratio_range": (1.0,)}, ValueError, ["ratio_range"]),
+    ("cat-max-ratio-zero", {"cat_max_ratio": 0.0}, ValueError, ["cat_max_ratio"]),
+    ("cat-max-ratio-big", {"cat_max_ratio": 1.5}, ValueError, ["cat_max_ratio"]),
+    ("batch-size-1", {"batch_size": 1}, ValueError, ["batch_size", ">= 2"]),
+    ("batch-size-0", {"batch_size": 0}, ValueError, ["batch_size"]),
+    ("crop-size-zero", {"crop_size": (0, 32)}, ValueError, ["crop_size"]),
+    ("crop-size-str", {"crop_size": "32"}, ValueError, ["crop_size"]),
+    ("scale-negative", {"scale": (-1, 32)}, ValueError, ["scale"]),
+    ("class-weight-length", {"class_weight": [1.0, 2.0]}, ValueError, ["class_weight", "2 entries"]),
+    ("class-weight-negative", {"class_weight": [1.0, -1.0, 1.0, 1.0, 1.0]}, ValueError, ["class_weight"]),
+    ("class-weight-nan", {"class_weight": [float("nan")] * K}, ValueError, ["class_weight"]),
+    ("class-weight-str", {"class_weight": "1,1,1,1,1"}, ValueError, ["class_weight"]),
+    ("ohem-min-kept-zero", {"ohem_min_kept": 0}, ValueError, ["ohem_min_kept"]),
+    ("ohem-thresh-alone", {"ohem_thresh": 0.7}, ValueError, ["ohem_thresh"]),
+    ("amp-fp8", {"amp": "fp8"}, ValueError, ["amp"]),
+    ("iters-zero", {"iters": 0}, ValueError, ["iters"]),
+    ("accum-steps-zero", {"accum_steps": 0}, ValueError, ["accum_steps"]),
+    ("num-workers-negative", {"num_workers": -1}, ValueError, ["num_workers"]),
+    ("seed-negative", {"seed": -1}, ValueError, ["seed"]),
+    ("unknown-setting", {"learning_rate": 0.1}, TypeError, ["learning_rate"]),
+    ("config-not-trainconfig", {"config": {"iters": 2}}, TypeError, ["config", "TrainConfig"]),
+    ("resume-from-nowhere", {"resume": "no/such/run"}, FileNotFoundError, ["no/such/run"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "exc", "words"), [c[1:] for c in SETTING_CASES], ids=[c[0] for c in SETTING_CASES]
+)
+def test_bad_setting_is_refused_before_writing(tmp_path, overrides, exc, words):
+    out = tmp_path / "run"
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(exc) as info:
+        fit(model, Pairs(), out=out, **{**TINY, **overrides})
+    message = str(info.value)
+    assert all(word in message for word in words), message
+    assert not out.exists()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_train_config_itself_refuses_bad_values():
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+        TrainConfig(momentum=5.0)
+    with pytest.raises(ValueError, match=r"flip_prob"):
+        TrainConfig(flip_prob=2.0)
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    out = tmp_path / "run.txt"
+    out.write_text("mine")
+    with pytest.raises(ValueError, match=r"out '.*run\.txt' is a file"):
+        fit(tiny_model(), Pairs(), out=out, **TINY)
+    assert out.read_text() == "mine"
+
+
+# ----- datasets: the first samples are checked before anything is written -------------------------------------------
+
+
+class Val(torch.utils.data.Dataset):
+    """Validation pairs as (H, W, 3) uint8 arrays with (H, W) masks whose labels `labels` gives."""
+
+    num_classes = K
+
+    def __init__(self, labels: int) -> None:
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((40, 40, 3), np.uint8), np.full((40, 40), self.labels, np.int64)
+
+
+DATA_CASES = [
+    ("train-labels-out-of-range", Pairs(lambda i, m: (i, m + 10)), None, ValueError, ["training sample 0", "[10"]),
+    ("train-labels-negative", Pairs(lambda i, m: (i, m - 9)), None, ValueError, ["training sample 0", "-9"]),
+    ("val-labels-out-of-range", Pairs(), Val(labels=7), ValueError, ["validation sample 0", "[7]"]),
+    ("train-float-image", Pairs(lambda i, m: (i.float() / 255, m)), None, ValueError, ["sample 0", "0..1 scale"]),
+    ("train-float64-image", Pairs(lambda i, m: (i.double(), m)), None, TypeError, ["sample 0", "uint8"]),
+    ("train-float-mask", Pairs(lambda i, m: (i, m.float())), None, TypeError, ["sample 0", "mask"]),
+    ("train-not-a-pair", Pairs(lambda i, m: i), None, TypeError, ["(image, mask) pairs"]),
+    ("train-size-mismatch", Pairs(lambda i, m: (i, m[:30])), None, ValueError, ["sample 0", "(30, 40)"]),
+    ("train-image-2d", Pairs(lambda i, m: (i[0], m)), None, TypeError, ["sample 0", "(3, H, W)"]),
+    ("train-empty", Pairs(n=0), None, ValueError, ["training set is empty"]),
+    ("val-empty", Pairs(), Pairs(n=0), ValueError, ["validation set is empty"]),
+    ("train-classes-differ", type("P3", (Pairs,), {"num_classes": 3})(), None, ValueError, ["num_classes=3"]),
+]
+
+
+@pytest.mark.parametrize(("train", "val", "exc", "words"), [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_bad_dataset_is_refused_before_writing(tmp_path, train, val, exc, words):
+    out = tmp_path / "run"
+    with pytest.raises(exc) as info:
+        fit(tiny_model(), train, val, out=out, **TINY)
+    message = str(info.value)
+    assert all(word in message for word in words), message
+    assert not out.exists()
+
+
+# ----- every accepted sample form stays aligned through the augmentation --------------------------------------------
+
+
+def _coded(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image whose first channel is its column index and whose mask is a function of that column."""
+    h, w = mask.shape
+    columns = torch.arange(w, dtype=torch.uint8).expand(h, w)
+    image = image.clone()
+    image[0] = columns * 4
+    return image, (columns.long() // 8) % K
+
+
+def _label_of(image: torch.Tensor) -> torch.Tensor:
+    return (image[0].long() // 4 // 8) % K
+
+
+FORMS = {
+    "tensor-tensor": lambda i, m: (i, m),
+    "array-array": lambda i, m: (i.permute(1, 2, 0).numpy(), m.numpy()),
+    "tensor-array": lambda i, m: (i, m.numpy().astype(np.uint8)),
+    "array-tensor": lambda i, m: (i.permute(1, 2, 0).numpy(), m.int()),
+    "tv-tensors": lambda i, m: (tv_tensors.Image(i), tv_tensors.Mask(m)),
+    "mask-1hw": lambda i, m: (i, m[None]),
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("ratio_range", [(1.0, 1.0), (0.75, 1.5)], ids=["crop-flip", "resize-crop-flip"])
+def test_every_sample_form_stays_aligned(form, ratio_range):
+    data = Pairs(lambda i, m: FORMS[form](*_coded(i, m)))
+    transform = training_transforms((24, 24), None, ratio_range, 1.0, flip_prob=1.0, photometric=False)
+    stream = AugmentedDataset(data, transform)
+    for key in [(i, 1000 + i) for i in range(4)]:
+        image, mask = stream[key]
+        assert image.shape[1:] == mask.shape
+        agree = (mask == _label_of(image)).double().mean().item()
+        if ratio_range == (1.0, 1.0):
+            assert agree == 1.0, (form, agree)
+        else:  # bilinear (image) and nearest (mask) resizing differ only at the edges of the 8-pixel bands
+            assert agree > 0.8, (form, agree)
+        assert image[0, :, 0].float().mean() > image[0, :, -1].float().mean()  # flipped: columns now decrease
+
+
+def test_fit_on_plain_array_pairs(tmp_path):
+    data = Pairs(lambda i, m: FORMS["array-array"](i, m))
+    result = fit(tiny_model(), data, out=tmp_path / "run", **{**TINY, "iters": 2})
+    assert result.iterations == 2
+
+
+# ----- divergence stops the run -------------------------------------------------------------------------------------
+
+
+def test_a_diverging_run_stops_with_a_clear_error(tmp_path):
+    """lr=100 with a sound momentum: the loss climbs from ~2 to hundreds within three iterations, still finite."""
+    out = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match=r"times where it started.*diverged.*lr \(now 100.0\)"):
+        fit(tiny_model(), Pairs(), out=out, **{**TINY, "iters": 12, "lr": 100.0, "log_interval": 1})
+    losses = [r["loss"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert all(np.isfinite(losses)) and len(losses) < 12
+
+
+# ----- dataset folders ----------------------------------------------------------------------------------------------
+
+
+def _dataset(root: Path, size: tuple[int, int] = (16, 16)) -> Path:
+    for split_dir in ("images/train", "masks/train"):
+        (root / split_dir).mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.fromarray(np.zeros((*size, 3), np.uint8)).save(root / "images/train" / f"{name}.png")
+        Image.fromarray(np.zeros(size, np.uint8)).save(root / "masks/train" / f"{name}.png")
+    (root / "classes.json").write_text(json.dumps(["x", "y"]))
+    return root
+
+
+def test_dataset_root_that_is_a_file(tmp_path):
+    path = tmp_path / "data.zip"
+    path.write_bytes(b"PK")
+    with pytest.raises(ValueError, match=r"root '.*data\.zip' is a file"):
+        SegmentationDataset(path)
+
+
+@pytest.mark.parametrize("kind", ["image", "mask"])
+def test_decompression_bomb_is_named_and_listed_by_verify(tmp_path, monkeypatch, kind):
+    root = _dataset(tmp_path)
+    bomb = root / f"{kind}s/train/b.png"
+    Image.fromarray(np.zeros((64, 64, 3) if kind == "image" else (64, 64), np.uint8)).save(bomb)
+    # 64x64 = 4096 pixels, over twice the limit: PIL refuses it as a bomb; the 16x16 files stay readable
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    dataset = SegmentationDataset(root)
+    with pytest.raises(ValueError, match=rf"cannot read {kind} (file )?'{bomb}'.*MAX_IMAGE_PIXELS"):
+        dataset.load(1)
+    with pytest.raises(ValueError, match=r"1 of 2 samples have problems") as info:
+        dataset.verify()
+    assert str(bomb) in str(info.value)
