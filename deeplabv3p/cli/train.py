@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_dataset_args, is_main_process, parse_model_kwargs, weights_argument
+from .common import add_dataset_args, is_main_process, model_from_args, parse_model_kwargs
 
 # TrainConfig fields exposed by `train`: (field, argparse kwargs). Flags are the field names with dashes.
 _TRAIN_OPTIONS: list[tuple[str, dict]] = [
@@ -69,7 +69,6 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..pretrained.factory import create_model
     from ..train.datasets import SegmentationDataset
     from ..train.trainer import fit
 
@@ -82,8 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
         elif is_main_process():
             print(f"deeplabv3p train: no {args.val_split!r} split in {args.data}; training without validation")
     model_kwargs = {"num_classes": train_set.num_classes, **parse_model_kwargs(args.model_kwargs)}
-    pretrained = weights_argument(args.model, args.pretrained, default=False)
-    model = create_model(args.model, pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
+    model = model_from_args(args.model, args.pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
     overrides = {name: getattr(args, name) for name, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
     if args.no_sync_bn:
         overrides["sync_bn"] = False
@@ -116,13 +114,12 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..atomic import atomic_write_text
-    from ..pretrained.factory import create_model
     from ..train.checkpoint import json_safe
     from ..train.datasets import SegmentationDataset
     from ..train.metrics import format_table
     from ..train.trainer import evaluate
 
-    model = create_model(args.model, weights_argument(args.model, args.pretrained, default=True))
+    model = model_from_args(args.model, args.pretrained, default=True)
     cfg = model.pretrained_cfg
     reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label
     dataset = SegmentationDataset(args.data, args.split, reduce_zero_label=reduce, ignore_index=cfg.ignore_index)

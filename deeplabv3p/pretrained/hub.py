@@ -21,16 +21,15 @@ from typing import Any
 from torch import nn
 
 from ..atomic import atomic_write_text
-from ..models.config import ModelConfig
+from ..models.config import ModelConfig, check_int
 from ..version import __version__
-from .config import CONFIG_SCHEMA_VERSION, PretrainedCfg
+from .config import CONFIG_SCHEMA_VERSION, PretrainedCfg, pretrained_cfg_for
 from .model_card import model_card
 from .weights import WEIGHTS_NAME, hub_file, save_state_dict
 
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 HUB_PREFIX = "hf-hub:"
-_CONFIG_KEYS = frozenset({"schema_version", "architecture", "model_config", "pretrained_cfg", "library_version"})
 
 
 def is_hub_id(name: object) -> bool:
@@ -75,8 +74,7 @@ def parse_config(data: Any, origin: str = "config.json") -> tuple[ModelConfig, P
     if not isinstance(data, dict) or "model_config" not in data:
         raise ValueError(f"{origin} is not a deeplabv3p config: expected an object with 'model_config'")
     version = data.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"{origin}: schema_version must be a positive int, got {version!r}")
+    check_int(f"{origin}: schema_version", version, 1)
     if version > CONFIG_SCHEMA_VERSION:
         raise ValueError(
             f"{origin} uses config schema {version}, this deeplabv3p ({__version__}) reads up to "
@@ -112,14 +110,11 @@ def read_config(source: str | Path) -> tuple[ModelConfig, PretrainedCfg]:
     return parse_config(data, origin=str(path))
 
 
-def _pretrained_cfg_of(model: nn.Module) -> PretrainedCfg:
-    config: ModelConfig = model.config  # type: ignore[assignment]
-    pretrained_cfg = getattr(model, "pretrained_cfg", None)
-    if pretrained_cfg is None:
-        return PretrainedCfg(architecture=config.architecture, num_classes=config.num_classes)
-    if pretrained_cfg.num_classes not in (None, config.num_classes):
-        pretrained_cfg = pretrained_cfg.for_new_classes(config.num_classes, config.architecture)
-    return pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)
+def _model_config(model: nn.Module) -> ModelConfig:
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"model must be a deeplabv3p DeepLabV3Plus, got {type(model).__name__}")
+    return config
 
 
 def save_pretrained(
@@ -135,14 +130,12 @@ def save_pretrained(
         save_directory: the folder (created if missing).
         pretrained_cfg: metadata to write instead of ``model.pretrained_cfg``.
     """
-    config = getattr(model, "config", None)
-    if not isinstance(config, ModelConfig):
-        raise TypeError(f"model must be a deeplabv3p DeepLabV3Plus, got {type(model).__name__}")
+    config = _model_config(model)
     save_directory = Path(save_directory)
     if save_directory.exists() and not save_directory.is_dir():
         raise ValueError(f"save_directory {str(save_directory)!r} exists and is not a folder")
     save_directory.mkdir(parents=True, exist_ok=True)
-    pretrained_cfg = pretrained_cfg or _pretrained_cfg_of(model)
+    pretrained_cfg = pretrained_cfg or pretrained_cfg_for(config, getattr(model, "pretrained_cfg", None))
     save_state_dict(model.state_dict(), save_directory / WEIGHTS_NAME)
     atomic_write_text(save_directory / CONFIG_NAME, json.dumps(config_dict(config, pretrained_cfg), indent=2) + "\n")
     atomic_write_text(save_directory / CARD_NAME, model_card(config, pretrained_cfg))
@@ -168,10 +161,11 @@ def push_to_hub(
 
     if not isinstance(repo_id, str) or repo_id.count("/") > 1 or not repo_id.strip("/"):
         raise ValueError(f"repo_id must be 'NAME' or 'ORG/NAME', got {repo_id!r}")
+    pretrained_cfg = pretrained_cfg_for(_model_config(model), getattr(model, "pretrained_cfg", None))
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory(prefix="deeplabv3p-push-") as tmp:
-        save_pretrained(model, tmp, pretrained_cfg=_pretrained_cfg_of(model).replace(hf_hub_id=repo_id))
+        save_pretrained(model, tmp, pretrained_cfg=pretrained_cfg.replace(hf_hub_id=repo_id))
         info = api.upload_folder(
             repo_id=repo_id,
             folder_path=tmp,

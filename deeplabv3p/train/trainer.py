@@ -32,7 +32,9 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
-from ..models.config import JsonRecord
+from ..inference.pipeline import normalize
+from ..inference.result import default_class_names
+from ..models.config import JsonRecord, check_bool, check_choice, check_float, check_int, check_pair
 from ..pretrained.config import PretrainedCfg
 from .checkpoint import (
     find_checkpoint,
@@ -40,7 +42,7 @@ from .checkpoint import (
     write_best,
     write_checkpoint,
 )
-from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
+from .loader import AugmentedDataset, PadCollate, TrainSampler
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
 from .optim import PolyLR, build_optimizer
@@ -54,16 +56,6 @@ TRAIN_CONFIG_FILE = "train_config.json"
 LOG_FILE = "log.jsonl"
 # TrainConfig fields that may change between a run and its resumption without changing what is learned.
 _RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _non_negative(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -128,34 +120,23 @@ class TrainConfig(JsonRecord):
 
     def __post_init__(self) -> None:
         for name in ("iters", "batch_size", "accum_steps", "log_interval"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("num_workers", self.num_workers, 0)
-        _positive_int("seed", self.seed, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("num_workers", self.num_workers, 0)
+        check_int("seed", self.seed, 0)
         for name in ("val_interval", "checkpoint_interval"):
             if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int):
-            raise ValueError(f"keep_checkpoints must be an int, got {self.keep_checkpoints!r}")
-        for name in ("crop_size", "scale"):
-            value = getattr(self, name)
-            if value is None and name == "scale":
-                continue
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = (value, value)
-            if not (isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
-                raise ValueError(f"{name} must be an (h, w) pair of ints, got {value!r}")
-            if min(value) < 1:
-                raise ValueError(f"{name} must be positive, got {value!r}")
-            object.__setattr__(self, name, tuple(value))
+                check_int(name, getattr(self, name), 1)
+        check_int("keep_checkpoints", self.keep_checkpoints)
+        object.__setattr__(self, "crop_size", check_pair("crop_size", self.crop_size))
+        if self.scale is not None:
+            object.__setattr__(self, "scale", check_pair("scale", self.scale))
         for name in ("lr", "momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
-            _non_negative(name, getattr(self, name))
-        if self.amp not in (None, *AMP_MODES):
-            raise ValueError(f"amp must be None or one of {list(AMP_MODES)}, got {self.amp!r}")
+            check_float(name, getattr(self, name), 0.0)
+        check_choice("amp", self.amp, (None, *AMP_MODES))
         if self.class_weight is not None:
             object.__setattr__(self, "class_weight", tuple(float(w) for w in self.class_weight))
         for name in ("photometric", "freeze_encoder", "avg_non_ignore", "channels_last", "sync_bn"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
 
     @property
     def resolved_val_interval(self) -> int:
@@ -188,7 +169,7 @@ def _class_names(dataset: Any, model: nn.Module, num_classes: int) -> list[str]:
     for names in (getattr(dataset, "classes", None), getattr(model.pretrained_cfg, "classes", None)):
         if names and len(names) == num_classes:
             return list(names)
-    return [str(i) for i in range(num_classes)]
+    return list(default_class_names(num_classes))
 
 
 def _eval_sample(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -434,7 +415,7 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             for micro in range(cfg.accum_steps):
                 images, masks, sizes = next(batches)
-                x = normalize_batch(images.to(ctx.device, non_blocking=True), sizes, mean, std)
+                x = normalize(images.to(ctx.device, non_blocking=True), mean, std, sizes)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = masks.to(ctx.device, non_blocking=True)
