@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.config import check_bool, check_choice, check_float, check_int, check_pair
-from ..pretrained.config import TEST_MODES, PretrainedCfg
+from ..pretrained.config import TEST_MODES, PretrainedCfg, pretrained_cfg_for
 from .images import ImageItem, expand_inputs
 from .resize import resize_image, scaled_test_size
 from .result import SegmentationResult, default_class_names, default_palette
@@ -57,8 +57,7 @@ class InferenceSettings:
 
 
 def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
-    cfg = getattr(model, "pretrained_cfg", None)
-    return cfg if cfg is not None else PretrainedCfg(num_classes=model.config.num_classes)
+    return pretrained_cfg_for(model.config, getattr(model, "pretrained_cfg", None))
 
 
 def resolve_settings(
