@@ -82,4 +82,4 @@ def parse_size(text: str) -> tuple[int, int]:
         values = values * 2
     if len(values) != 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"size must be HxW such as 512x1024, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values

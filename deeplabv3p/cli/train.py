@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from .common import add_dataset_args, is_main_process, model_from_args, parse_model_kwargs
 
@@ -72,7 +73,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..train.datasets import SegmentationDataset
     from ..train.trainer import fit
 
-    data_kwargs = {"reduce_zero_label": bool(args.reduce_zero_label)}
+    data_kwargs: dict[str, Any] = {"reduce_zero_label": bool(args.reduce_zero_label)}
     train_set = SegmentationDataset(args.data, args.train_split, **data_kwargs)
     val_set = None
     if args.val_split.lower() != "none":
@@ -91,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
         model, train_set, val_set, out=args.out, resume=args.resume, device=args.device,
         progress=not args.no_progress, **overrides,
     )  # fmt: skip
-    if result.best_path is not None and is_main_process():
+    if result.best_path is not None and result.best_metrics is not None and is_main_process():
         print(f"best mIoU {result.best_metrics['mIoU']:.2f} at iteration {result.best_iteration}: {result.best_path}")
     return 0
 
@@ -121,6 +122,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model = model_from_args(args.model, args.pretrained, default=True)
     cfg = model.pretrained_cfg
+    assert cfg is not None  # create_model always sets it
     reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label
     dataset = SegmentationDataset(args.data, args.split, reduce_zero_label=reduce, ignore_index=cfg.ignore_index)
     if dataset.num_classes != model.num_classes:

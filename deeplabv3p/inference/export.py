@@ -12,10 +12,12 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import types
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ OUTPUT_NAME = "logits"
 ONNX_RTOL = 1e-4
 
 
-def _require(module: str):
+def _require(module: str) -> types.ModuleType:
     try:
         return __import__(module)
     except ImportError:
@@ -54,7 +56,7 @@ def _model_dims(model: nn.Module) -> tuple[int, int]:
 
 def export_onnx(
     model: nn.Module,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     opset: int = DEFAULT_OPSET,
     dynamic: bool = True,
@@ -92,7 +94,7 @@ def export_onnx(
     graph_model = copy.deepcopy(model).float().cpu().eval().to(memory_format=torch.contiguous_format)
     example = torch.randn(batch_size, in_chans, height, width)
     axes = {0: "batch", 2: "height", 3: "width"}
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
         opset_version=opset,
@@ -140,7 +142,7 @@ class OnnxCheck:
 
 
 def check_onnx(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     model: nn.Module,
     sizes: Sequence[Sequence[int]] = ((256, 320), (193, 449)),
     batch_size: int = 1,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.config import check_bool, check_choice, check_float, check_int, check_pair
-from ..pretrained.config import TEST_MODES, PretrainedCfg, pretrained_cfg_for
+from ..pretrained.config import TEST_MODES, PretrainedCfg, TestMode, pretrained_cfg_for
 from .images import ImageItem, expand_inputs
 from .resize import resize_image, scaled_test_size
 from .result import SegmentationResult, default_class_names, default_palette
@@ -47,7 +47,7 @@ class InferenceSettings:
     std: tuple[float, ...]
     test_scale: tuple[int, int] | None
     keep_ratio: bool
-    mode: str
+    mode: TestMode
     crop_size: tuple[int, int] | None
     stride: tuple[int, int] | None
     tta: bool
@@ -63,7 +63,7 @@ def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
 def resolve_settings(
     model: DeepLabV3Plus,
     *,
-    mode: str | None = None,
+    mode: TestMode | None = None,
     tta: bool = False,
     resize: bool = True,
     test_scale: tuple[int, int] | None = None,
@@ -264,7 +264,7 @@ def segment_logits(
     """Single-scale logits ``(1, K, H, W)`` of one image ``(3, H, W)`` at its original size (mmseg simple_test)."""
     x = preprocess(image, settings)
     logits = infer_logits(model, x, settings, window_batch_size, dtype, channels_last)
-    return _to_size(logits, tuple(image.shape[-2:]), settings.align_corners)
+    return _to_size(logits, (image.shape[-2], image.shape[-1]), settings.align_corners)
 
 
 def segment_probs(
@@ -283,7 +283,7 @@ def segment_probs(
     """
     if not settings.tta:
         return segment_logits(model, image, settings, window_batch_size, dtype, channels_last).softmax(dim=1)
-    size = tuple(image.shape[-2:])
+    size = (image.shape[-2], image.shape[-1])
     flips = (False, True) if settings.tta_flip else (False,)
     total: torch.Tensor | None = None
     for ratio in settings.tta_ratios:
@@ -362,7 +362,7 @@ def _start(
     model: DeepLabV3Plus,
     inputs: Any,
     *,
-    mode: str | None = None,
+    mode: TestMode | None = None,
     tta: bool = False,
     resize: bool = True,
     test_scale: tuple[int, int] | None = None,
@@ -417,7 +417,7 @@ def predict(
     model: DeepLabV3Plus,
     inputs: Any,
     *,
-    mode: str | None = None,
+    mode: TestMode | None = None,
     tta: bool = False,
     resize: bool = True,
     test_scale: tuple[int, int] | None = None,

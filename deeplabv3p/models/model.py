@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .config import OUTPUT_STRIDES, ModelConfig, check_choice
+from .config import OUTPUT_STRIDES, ModelConfig, OutputStride, check_choice
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
 
@@ -133,14 +133,14 @@ class DeepLabV3Plus(nn.Module):
             aux = F.interpolate(aux, size=size, mode="bilinear", align_corners=self.config.align_corners)
         return logits, aux
 
-    def predict(self, inputs: object, **kwargs: object) -> SegmentationResult | list[SegmentationResult]:
+    def predict(self, inputs: object, **kwargs: Any) -> SegmentationResult | list[SegmentationResult]:
         """Segment images (paths, a directory, PIL, numpy, tensors, or a list) with the weights' test-time
         settings: labels at each image's original size. Arguments: `deeplabv3p.inference.predict`."""
         from ..inference.pipeline import predict
 
         return predict(self, inputs, **kwargs)
 
-    def set_output_stride(self, output_stride: int) -> None:
+    def set_output_stride(self, output_stride: OutputStride) -> None:
         """Switch the output stride (8, 16 or 32) in place, keeping the weights (train at 16, evaluate at 8).
 
         ASPP rates that follow the stride (``aspp_rates=None``) follow it here too. Parameters are new tensors
@@ -149,7 +149,7 @@ class DeepLabV3Plus(nn.Module):
         check_choice("output_stride", output_stride, OUTPUT_STRIDES)
         self.encoder.set_output_stride(output_stride)
         if self.grad_checkpointing:  # the rebuilt trunk starts without it
-            self.encoder.body.set_grad_checkpointing(True)
+            self.encoder.set_grad_checkpointing(True)
         self.config = self.config.replace(output_stride=output_stride)
         self.decoder.aspp.set_rates(self.config.resolved_aspp_rates())
 
@@ -188,7 +188,7 @@ class DeepLabV3Plus(nn.Module):
         """
         if not hasattr(self.encoder.body, "set_grad_checkpointing"):
             raise ValueError(f"encoder {self.config.encoder!r} does not support gradient checkpointing in timm")
-        self.encoder.body.set_grad_checkpointing(enable)
+        self.encoder.set_grad_checkpointing(enable)
         self.grad_checkpointing = bool(enable)
 
     def optimize_for_inference(self, fold_bn: bool = True, channels_last: bool = True) -> DeepLabV3Plus:

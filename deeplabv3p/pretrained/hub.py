@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_write_text
 from ..models.config import ModelConfig, check_int
@@ -26,6 +24,9 @@ from ..version import __version__
 from .config import CONFIG_SCHEMA_VERSION, PretrainedCfg, pretrained_cfg_for
 from .model_card import model_card
 from .weights import WEIGHTS_NAME, hub_file, save_state_dict
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
 
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
@@ -73,8 +74,7 @@ def parse_config(data: Any, origin: str = "config.json") -> tuple[ModelConfig, P
     """Validate the content of a ``config.json`` (read from `origin`) and build its two records."""
     if not isinstance(data, dict) or "model_config" not in data:
         raise ValueError(f"{origin} is not a deeplabv3p config: expected an object with 'model_config'")
-    version = data.get("schema_version")
-    check_int(f"{origin}: schema_version", version, 1)
+    version = check_int(f"{origin}: schema_version", data.get("schema_version"), 1)
     if version > CONFIG_SCHEMA_VERSION:
         raise ValueError(
             f"{origin} uses config schema {version}, this deeplabv3p ({__version__}) reads up to "
@@ -110,7 +110,7 @@ def read_config(source: str | Path) -> tuple[ModelConfig, PretrainedCfg]:
     return parse_config(data, origin=str(path))
 
 
-def _model_config(model: nn.Module) -> ModelConfig:
+def _model_config(model: object) -> ModelConfig:
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
         raise TypeError(f"model must be a deeplabv3p DeepLabV3Plus, got {type(model).__name__}")
@@ -118,7 +118,7 @@ def _model_config(model: nn.Module) -> ModelConfig:
 
 
 def save_pretrained(
-    model: nn.Module, save_directory: str | Path, *, pretrained_cfg: PretrainedCfg | None = None
+    model: DeepLabV3Plus, save_directory: str | Path, *, pretrained_cfg: PretrainedCfg | None = None
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card into `save_directory`.
 
@@ -143,7 +143,7 @@ def save_pretrained(
 
 
 def push_to_hub(
-    model: nn.Module,
+    model: DeepLabV3Plus,
     repo_id: str,
     *,
     commit_message: str = "Upload deeplabv3p model",

@@ -15,13 +15,13 @@ import json
 from importlib import resources
 from typing import Any, NamedTuple, TypedDict
 
-from ..models.config import ModelConfig
+from ..models.config import ModelConfig, OutputStride
 from .config import PretrainedCfg
 
 
 def _mmseg_resnet(
-    depth: int, deep_stem: bool, output_stride: int = 8, multi_grid: tuple[int, ...] | None = None
-) -> dict:
+    depth: int, deep_stem: bool, output_stride: OutputStride = 8, multi_grid: tuple[int, ...] | None = None
+) -> dict[str, Any]:
     """An mmseg ResNet-D8/D16 DeepLabV3+ as ModelConfig fields (timm ResNet + mmseg dilation policy)."""
     narrow = depth < 50
     return dict(
@@ -38,7 +38,7 @@ def _mmseg_resnet(
     )
 
 
-_ARCHITECTURE_FIELDS: dict[str, dict] = {
+_ARCHITECTURE_FIELDS: dict[str, dict[str, Any]] = {
     "deeplabv3plus": {},
     "deeplabv3plus_r18_d8": _mmseg_resnet(18, deep_stem=True),
     "deeplabv3plus_r50_d8": _mmseg_resnet(50, deep_stem=True),
@@ -71,8 +71,8 @@ class Zoo(NamedTuple):
     pretrained_cfgs: dict[str, PretrainedCfg]
 
 
-_TEST_FIELDS = ("test_scale", "keep_ratio", "test_mode", "slide_crop", "slide_stride", "tta_ratios", "tta_flip")
-_TEST_FIELDS += ("align_corners",)
+_TEST_FIELDS: tuple[str, ...] = ("test_scale", "keep_ratio", "test_mode", "slide_crop", "slide_stride", "tta_ratios")
+_TEST_FIELDS += ("tta_flip", "align_corners")
 # Row fields: PretrainedCfg's, less those its dataset and its name determine.
 _ROW_FIELDS = tuple(
     f.name
