@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from ..pretrained.download import sha256_file
-from ..pretrained.factory import create_model
 from ..pretrained.model_card import zoo_table
 from ..pretrained.registry import get_pretrained_cfg, list_models, list_pretrained, split_model_name
 from ..pretrained.weights import load_into, read_state_dict
+from .common import model_from_args
 
 
 def add_list(sub: argparse._SubParsersAction) -> None:
@@ -61,11 +61,11 @@ def run_convert(args: argparse.Namespace) -> int:
                 f"published file of {args.model}: the metadata (metrics) may not describe these weights",
                 file=sys.stderr,
             )
-        model = create_model(args.model)
+        model = model_from_args(args.model, pretrained=False)  # the tag's metadata; the weights are the file's
     else:
         if "classifier.conv.weight" not in state_dict:
             raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
-        model = create_model(arch, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
+        model = model_from_args(arch, pretrained=False, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
     report = load_into(model, state_dict, new_classes=True, drop_aux=True)
     if report.reinitialized:
         raise ValueError(

@@ -34,7 +34,6 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
-ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 _CHANNELS = (1, 3, 4)
 
 

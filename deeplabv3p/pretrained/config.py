@@ -6,7 +6,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..models.config import JsonRecord, check_choice
+from ..models.config import JsonRecord, ModelConfig, check_choice
 
 # Version of the saved ``config.json`` layout (architecture, model_config, pretrained_cfg, library_version).
 CONFIG_SCHEMA_VERSION = 1
@@ -92,3 +92,19 @@ class PretrainedCfg(JsonRecord):
             ),
             **{name: getattr(self, name) for name in kept},
         )
+
+
+def pretrained_cfg_for(config: ModelConfig, pretrained_cfg: PretrainedCfg | None = None) -> PretrainedCfg:
+    """What the weights of a network built from `config` are (``model.pretrained_cfg``, what a saved model records).
+
+    `pretrained_cfg` is the metadata of the weights it started from: kept as is when the class count still holds
+    (`for_new_classes` when it does not), with the network's class count and align_corners; None gives a record of
+    the bare architecture.
+    """
+    if pretrained_cfg is None:
+        return PretrainedCfg(
+            architecture=config.architecture, num_classes=config.num_classes, align_corners=config.align_corners
+        )
+    if pretrained_cfg.num_classes not in (None, config.num_classes):
+        pretrained_cfg = pretrained_cfg.for_new_classes(config.num_classes, config.architecture)
+    return pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..models.config import ModelConfig
 from ..models.model import DeepLabV3Plus
-from .config import PretrainedCfg
+from .config import PretrainedCfg, pretrained_cfg_for
 from .hub import is_hub_id, read_config, source_file
 from .registry import get_model_config, get_pretrained_cfg, list_models, split_model_name
 from .weights import WEIGHTS_NAME, fetch_state_dict, load_into, read_state_dict
@@ -107,7 +107,7 @@ def create_model(
         except ValueError as e:
             where = weights_file.name if isinstance(weights_file, PretrainedCfg) else str(weights_file)
             raise ValueError(f"the weights of {where!r} do not fit: {e}") from None
-    model.pretrained_cfg = _describe(pretrained_cfg, config)
+    model.pretrained_cfg = pretrained_cfg_for(config, pretrained_cfg)
     return model
 
 
@@ -156,14 +156,3 @@ def _from_registry(
         if weights_file is None and pretrained:
             weights_file = pretrained_cfg
     return config, pretrained_cfg, weights_file
-
-
-def _describe(pretrained_cfg: PretrainedCfg | None, config: ModelConfig) -> PretrainedCfg:
-    """``model.pretrained_cfg``: the weights' metadata, or what carries over after a class-count change."""
-    if pretrained_cfg is None:
-        return PretrainedCfg(
-            architecture=config.architecture, num_classes=config.num_classes, align_corners=config.align_corners
-        )
-    if pretrained_cfg.num_classes not in (None, config.num_classes):
-        pretrained_cfg = pretrained_cfg.for_new_classes(config.num_classes, config.architecture)
-    return pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)
