@@ -19,9 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-MEAN = (123.675, 116.28, 103.53)
-STD = (58.395, 57.12, 57.375)
-
 
 def palette(num_classes: int) -> np.ndarray:
     """An RGB colour per class: Cityscapes' palette (19 distinct colours), then seeded random ones beyond it."""
@@ -76,16 +73,18 @@ def dead_leaves(
 
 
 def normalize(images: list[np.ndarray]) -> torch.Tensor:
-    """uint8 RGB images (same size) -> a normalized float32 NCHW batch, mmseg's mean and std."""
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    return (batch - mean) / std
+    """uint8 RGB images (same size) -> a normalized float32 NCHW batch, mmseg's mean and std (the library's own
+    normalisation, so the benchmark network sees what `predict` would feed it)."""
+    from deeplabv3p.inference.pipeline import normalize as normalize_batch
+    from deeplabv3p.pretrained.config import PretrainedCfg
+
+    cfg = PretrainedCfg()
+    return normalize_batch(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), cfg.mean, cfg.std)
 
 
 def image_batches(height: int, width: int, batch: int, count: int, seed: int) -> list[torch.Tensor]:
     """`count` normalized batches of `batch` dead-leaves images each."""
-    return [normalize([dead_leaves(height, width, seed + 1000 * i + j) for j in range(batch)]) for i in range(count)]
+    return [normalize([dead_leaves(height, width, seed + 1000 * i + j)[0] for j in range(batch)]) for i in range(count)]
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Shared pieces of the fine-tuning tests: a tiny network, small fit settings, one CPU thread."""
+"""Shared pieces of the fine-tuning tests: small fit settings and one CPU thread (the network: `nets.tiny_model`)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-import deeplabv3p
-
 TINY = {"iters": 4, "batch_size": 2, "crop_size": (48, 48), "num_workers": 0, "progress": False}
-
-
-def tiny_model(num_classes: int = 5, seed: int = 0, **overrides) -> torch.nn.Module:
-    """A DeepLabV3+ of about 60 k parameters (narrow ResNet-18), seeded."""
-    torch.manual_seed(seed)
-    kwargs = dict(
-        encoder="resnet18",
-        encoder_kwargs={"channels": (8, 16, 32, 64)},
-        decoder_channels=16,
-        low_level_channels=8,
-        aux_head=True,
-        aux_channels=8,
-        num_classes=num_classes,
-    )
-    return deeplabv3p.create_model("deeplabv3plus", **{**kwargs, **overrides})
 
 
 @pytest.fixture(autouse=True)

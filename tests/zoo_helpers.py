@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity import PARITY, arrays
+from parity import PARITY, arrays, model_kwargs
 
 from deeplabv3p.pretrained import registry, zoo
 from deeplabv3p.pretrained.config import PretrainedCfg
@@ -27,14 +27,8 @@ GOLDEN_PTH = PARITY / "r50_v1c_d8.pth"  # mmseg container {'meta', 'state_dict'}
 GOLDEN_ARCH = "deeplabv3plus_r50_d8_golden"
 GOLDEN_TAG = "golden_97x131_1k"
 GOLDEN_NAME = f"{GOLDEN_ARCH}.{GOLDEN_TAG}"
-GOLDEN_CONFIG = zoo.ARCHITECTURES["deeplabv3plus_r50_d8"].replace(
-    architecture=GOLDEN_ARCH,
-    encoder_kwargs={"channels": (8, 16, 32, 64), "stem_type": "deep", "stem_width": 8},
-    num_classes=7,
-    decoder_channels=64,
-    low_level_channels=12,
-    aux_channels=32,
-)
+_arch, _golden_kwargs = model_kwargs("r50_v1c_d8")
+GOLDEN_CONFIG = zoo.ARCHITECTURES[_arch].replace(architecture=GOLDEN_ARCH, **_golden_kwargs)
 GOLDEN_CLASSES = tuple(f"class{i}" for i in range(7))
 GOLDEN_PALETTE = tuple((30 * i, 255 - 30 * i, 10 * i) for i in range(7))
 TOL = 1e-5

@@ -1,4 +1,4 @@
-"""What the commands share: how --model/--pretrained become create_model arguments, dataset flags,
+"""What the commands share: how --model/--pretrained/--checkpoint become a model, dataset flags,
 ``KEY=VALUE`` model overrides and ``HxW`` sizes."""
 
 from __future__ import annotations
@@ -10,17 +10,43 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..models.model import DeepLabV3Plus
+from ..pretrained.factory import create_model
+from ..pretrained.hub import is_hub_id
+from ..pretrained.registry import split_model_name
 from ..pretrained.zoo import DATASETS
 
 
-def weights_argument(model: str, pretrained: str | None, default: bool) -> bool | str | None:
-    """`create_model`'s ``pretrained`` for ``--model``/``--pretrained``: a saved folder or Hub id loads its own
-    weights, ARCH.TAG loads the tag's, a bare architecture gets `default`."""
-    if pretrained:
-        return pretrained
-    if Path(model).is_dir() or model.startswith("hf-hub:"):
-        return None
-    return True if "." in model else default
+def pretrained_argument(model: str, pretrained: bool | str | None, default: bool = False) -> bool | str | None:
+    """`create_model`'s ``pretrained`` for ``--model`` / ``--pretrained``: a saved folder or ``hf-hub:`` id keeps its
+    own weights (None), ``ARCH.TAG`` loads the tag's (True), a bare architecture gets `default`."""
+    if pretrained is None and not (Path(model).is_dir() or is_hub_id(model)):
+        return split_model_name(model)[1] is not None or default
+    return pretrained
+
+
+def model_from_args(
+    model: str,
+    pretrained: bool | str | None = None,
+    checkpoint: str | None = None,
+    *,
+    default: bool = False,
+    require_weights: bool = False,
+    **kwargs: Any,
+) -> DeepLabV3Plus:
+    """The model of ``--model``, ``--pretrained`` and ``--checkpoint``: every command builds its model here.
+
+    A saved folder or ``hf-hub:`` id loads its own weights and ``ARCH.TAG`` the tag's, unless `pretrained` or
+    `checkpoint` names others; a bare architecture gets `default` (True: its Cityscapes weights, False: none).
+    `require_weights` refuses to go on without weights; `kwargs` are create_model overrides (``--model-kwargs``).
+    """
+    pretrained = pretrained_argument(model, pretrained, default)
+    if require_weights and pretrained is False and checkpoint is None:
+        raise ValueError(
+            f"this command needs trained weights, and --model {model!r} is an architecture alone: pass a saved model "
+            "folder, ARCH.TAG, --pretrained [TAG|FILE] or --checkpoint FILE"
+        )
+    return create_model(model, pretrained=pretrained, checkpoint_path=checkpoint, **kwargs)
 
 
 def is_main_process() -> bool:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..inference.export import DEFAULT_OPSET, check_onnx, export_onnx
-from ..pretrained.factory import create_model
-from .common import parse_size
+from .common import model_from_args, parse_size
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)")
-    p.add_argument("model", help="architecture or ARCH.TAG, e.g. deeplabv3plus_r50_d8")
+    p.add_argument(
+        "model",
+        help="a saved model folder, hf-hub:ORG/NAME, ARCH.TAG, or an architecture (untrained without --pretrained)",
+    )
     p.add_argument("--pretrained", default=None, help="weights: a tag, a dataset alias (cityscapes) or a local file")
     p.add_argument("--checkpoint", default=None, help="local checkpoint file (.safetensors or mmseg .pth)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
@@ -25,8 +27,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    pretrained = args.pretrained if args.pretrained is not None else False
-    model = create_model(args.model, pretrained=pretrained, checkpoint_path=args.checkpoint).eval()
+    model = model_from_args(args.model, args.pretrained, args.checkpoint).eval()
     out = export_onnx(
         model,
         args.out,

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..pretrained.factory import create_model
-from ..pretrained.hub import is_hub_id
-from ..pretrained.registry import split_model_name
-from .common import parse_model_kwargs
+from .common import model_from_args, parse_model_kwargs
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -100,20 +97,11 @@ def run_predict(args: argparse.Namespace) -> int:
     paths = _output_paths(items, out, args.overlay)
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
-    if Path(args.model).is_dir() or is_hub_id(args.model):
-        pretrained = args.pretrained  # a saved model brings its own weights
-    else:
-        pretrained = args.pretrained if args.pretrained is not None else split_model_name(args.model)[1] is not None
-        if pretrained is False and args.checkpoint is None:
-            raise ValueError(
-                "predict needs trained weights: pass a saved model folder, ARCH.TAG, --pretrained [TAG|FILE] "
-                "or --checkpoint FILE"
-            )
     from ..distributed import resolve_device
 
     device = resolve_device(args.device)
-    model = create_model(
-        args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **parse_model_kwargs(args.model_kwargs)
+    model = model_from_args(
+        args.model, args.pretrained, args.checkpoint, require_weights=True, **parse_model_kwargs(args.model_kwargs)
     ).to(device)
     results = predict_iter(
         model,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..version import __version__
-from .common import add_dataset_args, is_main_process, parse_model_kwargs, weights_argument
+from .common import add_dataset_args, is_main_process, model_from_args, parse_model_kwargs, pretrained_argument
 
 RECIPE_FILE = "recipe.json"
 
@@ -105,7 +105,6 @@ def _train_data(args: argparse.Namespace, dataset: str, in_chans: int = 3) -> tu
 
 def run_train(args: argparse.Namespace) -> int:
     from ..atomic import atomic_write_text
-    from ..pretrained.factory import create_model
     from ..pretrained.registry import get_pretrained_cfg
     from ..train.recipes import recipe_for, resolve_recipe
     from ..train.trainer import fit
@@ -118,8 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
     model_kwargs = {"num_classes": train_set.num_classes, **parse_model_kwargs(args.model_kwargs)}
     if row is not None and "." not in model_name and not Path(model_name).is_dir():
         model_kwargs.setdefault("align_corners", row.align_corners)
-    pretrained = weights_argument(model_name, args.pretrained, default=False)
-    model = create_model(model_name, pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
+    model = model_from_args(model_name, args.pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
     if model.config.in_chans != train_set.in_chans:  # a multi-band model: read the splits for its bands
         train_set, val_set = _train_data(args, row.dataset if row is not None else "", model.config.in_chans)
     overrides = {name: getattr(args, name) for name, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
@@ -204,7 +202,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     from ..train.trainer import evaluate
 
-    model, weights_file = _weights(args.model, weights_argument(args.model, args.pretrained, default=True))
+    model, weights_file = _weights(args.model, pretrained_argument(args.model, args.pretrained, default=True))
     cfg = model.pretrained_cfg
     assert cfg is not None  # create_model always sets it
     reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label

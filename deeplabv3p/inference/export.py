@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..models.config import check_int, check_pair
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Resize with align_corners / half_pixel coordinate modes
@@ -40,18 +41,6 @@ def _require(module: str) -> types.ModuleType:
         raise ImportError(
             f"ONNX export needs the {module!r} package: pip install 'deeplabv3p[onnx]' (onnx and onnxruntime)"
         ) from None
-
-
-def _check_size(name: str, size: Sequence[int], minimum: int) -> tuple[int, int]:
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    ):
-        raise TypeError(f"{name} must be (height, width) as two ints, got {size!r}")
-    if min(size) < minimum:
-        raise ValueError(f"{name} must be at least {minimum}x{minimum} (the output stride), got {tuple(size)}")
-    return int(size[0]), int(size[1])
 
 
 def _model_dims(model: nn.Module) -> tuple[int, int]:
@@ -92,12 +81,10 @@ def export_onnx(
     _require("onnx")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ValueError(f"opset must be an int >= {MIN_OPSET}, got {opset!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("opset", opset, MIN_OPSET)
+    check_int("batch_size", batch_size, 1)
     in_chans, minimum = _model_dims(model)
-    height, width = _check_size("input_size", input_size, minimum)
+    height, width = check_pair("input_size", input_size, minimum)  # at least the output stride
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"path {str(path)!r} is a folder; give a file name such as model.onnx")
@@ -176,7 +163,7 @@ def check_onnx(
     generator = torch.Generator().manual_seed(seed)
     results = []
     for size in sizes:
-        height, width = _check_size("sizes entries", size, minimum)
+        height, width = check_pair("sizes entries", size, minimum)
         x = torch.randn(batch_size, in_chans, height, width, generator=generator)
         with torch.inference_mode():
             expected = eager(x)

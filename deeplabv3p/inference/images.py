@@ -45,10 +45,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..models.config import check_int
 from .tiff import is_tiff, read_tiff
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
-ImageInput = str | Path | Image.Image | np.ndarray | torch.Tensor
 RGB_CHANNELS = (1, 3, 4)  # what an RGB model reads: gray, RGB, RGBA
 _PIL_16_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _PIL_AS_STORED = ("L", "LA", "RGB", "RGBA", "CMYK")
@@ -78,8 +78,8 @@ def _describe(value: Any) -> str:
 
 
 def _check_in_chans(in_chans: Any) -> None:
-    if in_chans is not None and (isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1):
-        raise ValueError(f"in_chans must be an int >= 1 (or None for the bands as stored), got {in_chans!r}")
+    if in_chans is not None:  # None: the bands as stored
+        check_int("in_chans", in_chans, 1)
 
 
 def _band_count_error(name: str, bands: int, in_chans: int) -> ValueError:

@@ -26,6 +26,8 @@ from timm.models._features import FeatureDictNet
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
+from ..models.config import check_bool
+
 # Documented tolerance of a BN-folded fp32 model against the original, relative to the largest |logit|.
 FOLD_RTOL = 1e-4
 
@@ -284,8 +286,7 @@ def optimize_for_inference(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for name, value in (("fold_bn", fold_bn), ("channels_last", channels_last), ("inplace", inplace)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, got {value!r}")
+        check_bool(name, value)
     optimized = model if inplace else copy.deepcopy(model)
     optimized.eval()
     if fold_bn:

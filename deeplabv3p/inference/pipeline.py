@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pretrained.config import TEST_MODES, PretrainedCfg, TestMode
+from ..models.config import check_bool, check_choice, check_float, check_int, check_pair
+from ..pretrained.config import TEST_MODES, PretrainedCfg, TestMode, pretrained_cfg_for
 from .images import ImageItem, expand_inputs
 from .resize import resize_image, scaled_test_size
 from .result import SegmentationResult, default_class_names, default_palette
@@ -55,25 +56,8 @@ class InferenceSettings:
     align_corners: bool
 
 
-def _pair(name: str, value: Any) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else value
-    if (
-        not isinstance(pair, tuple | list)
-        or len(pair) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)
-    ):
-        raise ValueError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _check_window_batch_size(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"window_batch_size must be an int >= 1, got {value!r}")
-
-
 def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
-    cfg = getattr(model, "pretrained_cfg", None)
-    return cfg if cfg is not None else PretrainedCfg(num_classes=model.config.num_classes)
+    return pretrained_cfg_for(model.config, getattr(model, "pretrained_cfg", None))
 
 
 def resolve_settings(
@@ -94,17 +78,13 @@ def resolve_settings(
     of it rounded up (mmseg's own 769 -> 513 and 480 -> 320).
     """
     cfg = _weights_cfg(model)
-    mode = cfg.test_mode if mode is None else mode
-    if mode not in TEST_MODES:
-        raise ValueError(f"mode must be one of {list(TEST_MODES)}, got {mode!r}")
-    if not isinstance(tta, bool):
-        raise TypeError(f"tta must be a bool, got {tta!r}")
-    if not isinstance(resize, bool):
-        raise TypeError(f"resize must be a bool, got {resize!r}")
+    mode = check_choice("mode", cfg.test_mode if mode is None else mode, TEST_MODES)
+    check_bool("tta", tta)
+    check_bool("resize", resize)
     if test_scale is not None:
         if not resize:
             raise ValueError("test_scale given with resize=False: pass one or the other")
-        scale: tuple[int, int] | None = _pair("test_scale", test_scale)
+        scale: tuple[int, int] | None = check_pair("test_scale", test_scale)
     else:
         scale = cfg.test_scale if resize else None
 
@@ -115,23 +95,22 @@ def resolve_settings(
             raise ValueError(
                 "mode='slide' needs a window: these weights define none, pass crop_size=(h, w) (and stride=(h, w))"
             )
-        crop_hw = _pair("crop_size", crop)
+        crop_hw = check_pair("crop_size", crop)
         if stride is None and crop_size is None and cfg.slide_crop is not None and cfg.slide_stride is not None:
             stride = cfg.slide_stride
         elif stride is None:
             stride = (math.ceil(crop_hw[0] * 2 / 3), math.ceil(crop_hw[1] * 2 / 3))
-        stride_hw = _pair("stride", stride)
+        stride_hw = check_pair("stride", stride)
     elif crop_size is not None or stride is not None:
         raise ValueError(f"crop_size and stride apply to mode='slide', but mode is {mode!r}")
 
     if not tta and (tta_ratios is not None or tta_flip is not None):
         raise ValueError("tta_ratios and tta_flip apply when tta=True")
     ratios = tuple(cfg.tta_ratios if tta_ratios is None else tta_ratios)
-    if not ratios or any(isinstance(r, bool) or not isinstance(r, int | float) or not r > 0 for r in ratios):
+    if not ratios:
         raise ValueError(f"tta_ratios must be a non-empty sequence of positive numbers, got {tta_ratios!r}")
-    flip = cfg.tta_flip if tta_flip is None else tta_flip
-    if not isinstance(flip, bool):
-        raise TypeError(f"tta_flip must be a bool, got {flip!r}")
+    ratios = tuple(check_float("tta_ratios entries", r, 0.0, min_open=True) for r in ratios)
+    flip = check_bool("tta_flip", cfg.tta_flip if tta_flip is None else tta_flip)
     bands = cfg.for_in_chans(model.config.in_chans)
     return InferenceSettings(
         mean=bands.mean,
@@ -142,18 +121,33 @@ def resolve_settings(
         crop_size=crop_hw,
         stride=stride_hw,
         tta=tta,
-        tta_ratios=tuple(float(r) for r in ratios),
+        tta_ratios=ratios,
         tta_flip=flip,
         align_corners=model.config.align_corners,
     )
 
 
-def normalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``(C, H, W)`` image on the 0..255 scale -> ``(1, C, H, W)`` float32 ``(x - mean) / std``."""
-    x = image.to(torch.float32)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
-    return ((x - mean_t) / std_t)[None]
+def normalize(
+    images: torch.Tensor, mean: Sequence[float], std: Sequence[float], sizes: torch.Tensor | None = None
+) -> torch.Tensor:
+    """An image ``(C, H, W)`` or a batch ``(N, C, H, W)`` on the 0..255 scale -> float32 ``(x - mean) / std`` as a
+    batch ``(N, C, H, W)``, for testing and training alike.
+
+    `sizes` ``(N, 2)`` are the images' own ``(h, w)`` in a batch padded at the bottom and right: the padding is set
+    to 0 after normalisation, as mmseg's data preprocessor does.
+    """
+    x = images.to(torch.float32)
+    if x.dim() == 3:
+        x = x[None]
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    x = (x - mean_t) / std_t
+    height, width = x.shape[2:]
+    if sizes is not None and bool((sizes[:, 0] < height).any() or (sizes[:, 1] < width).any()):
+        rows = torch.arange(height, device=x.device).view(1, -1, 1) < sizes[:, 0].to(x.device).view(-1, 1, 1)
+        cols = torch.arange(width, device=x.device).view(1, 1, -1) < sizes[:, 1].to(x.device).view(-1, 1, 1)
+        x = x * (rows & cols).unsqueeze(1)
+    return x
 
 
 def preprocess(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
@@ -214,8 +208,8 @@ def slide_inference(
     cover each pixel. At most ``window_batch_size`` windows go through the network at once (at least one per
     image), which bounds memory for any image size.
     """
-    crop, step = _pair("crop_size", crop_size), _pair("stride", stride)
-    _check_window_batch_size(window_batch_size)
+    crop, step = check_pair("crop_size", crop_size), check_pair("stride", stride)
+    check_int("window_batch_size", window_batch_size, 1)
     n, _, height, width = x.shape
     windows = slide_windows(height, width, crop, step)
     canvas: torch.Tensor | None = None
@@ -391,7 +385,7 @@ def _start(
         tta_ratios=tta_ratios,
         tta_flip=tta_flip,
     )
-    _check_window_batch_size(window_batch_size)
+    check_int("window_batch_size", window_batch_size, 1)
     run_dtype = _check_dtype(dtype, next(model.parameters()).device)
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -16,6 +16,8 @@ from typing import cast
 import numpy as np
 import torch
 
+from ..models.config import check_float
+
 # OpenCV's INTER_RESIZE_COEF_BITS: bilinear weights are integers out of 2**11.
 _COEF_BITS = 11
 _COEF_SCALE = 1 << _COEF_BITS
@@ -29,9 +31,7 @@ def rescale_size(height: int, width: int, scale: tuple[int, int] | float) -> tup
     is the factor itself. Each side becomes ``int(side * factor + 0.5)``.
     """
     if isinstance(scale, int | float) and not isinstance(scale, bool):
-        if not scale > 0:
-            raise ValueError(f"scale factor must be positive, got {scale!r}")
-        factor = float(scale)
+        factor = check_float("scale", scale, 0.0, min_open=True)
     else:
         a, b = cast(tuple[int, int], scale)  # a bool is no pair either: unpacking it raises TypeError
         factor = min(max(a, b) / max(height, width), min(a, b) / min(height, width))

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_path
+from ..models.config import check_float
 
 SAVE_KINDS = ("labels", "color", "overlay")
 
@@ -35,6 +36,7 @@ def default_palette(num_classes: int) -> np.ndarray:
 
 
 def default_class_names(num_classes: int) -> tuple[str, ...]:
+    """``("class_0", "class_1", ...)``: the names of classes nothing names (predictions, datasets, metric tables)."""
     return tuple(f"class_{i}" for i in range(num_classes))
 
 
@@ -99,8 +101,7 @@ class SegmentationResult:
         """
         from .images import display_image
 
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        check_float("alpha", alpha, 0.0, 1.0)
         source = self.source if image is None else image
         if source is None:
             raise ValueError("this result keeps no input image: pass overlay(image=...)")

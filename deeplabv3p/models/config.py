@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,18 +36,72 @@ RESERVED_ENCODER_KWARGS = {
 DEFAULT_ASPP_RATES: dict[OutputStride, tuple[int, ...]] = {8: (1, 12, 24, 36), 16: (1, 6, 12, 18), 32: (1, 3, 6, 9)}
 
 
-def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
+def _interval(minimum: float | None, maximum: float | None, min_open: bool, max_open: bool) -> str:
+    if minimum is not None and maximum is not None:
+        return f"in {'(' if min_open else '['}{minimum:g}, {maximum:g}{')' if max_open else ']'}"
+    if minimum is not None:
+        return f"{'>' if min_open else '>='} {minimum:g}"
+    if maximum is not None:
+        return f"{'<' if max_open else '<='} {maximum:g}"
+    return ""
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` if it is an int (not a bool) and at least `minimum`; else a TypeError or ValueError that names
+    `name`, shows the value and says what is accepted. The library's one int check."""
+    accepted = f"an int {_interval(minimum, maximum, False, False)}".rstrip()
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+        raise TypeError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return value
 
 
-def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+def check_float(
+    name: str,
+    value: Any,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    min_open: bool = False,
+    max_open: bool = False,
+) -> float:
+    """`value` as a float if it is a number (not a bool) within the bounds (`min_open` / `max_open`: the bound
+    itself is excluded); else a TypeError or ValueError in `check_int`'s format. NaN and infinities are refused."""
+    accepted = f"a finite number {_interval(minimum, maximum, min_open, max_open)}".rstrip()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
+    low_ok = minimum is None or (value > minimum if min_open else value >= minimum)
+    high_ok = maximum is None or (value < maximum if max_open else value <= maximum)
+    if not (low_ok and high_ok and math.isfinite(value)):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """`value` if it is a bool; else a TypeError in `check_int`'s format (1, 0 and "yes" are not bools)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """`value` if it is one of `choices`; else a ValueError listing them."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_pair(name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
+    """An int or an ``(h, w)`` pair of ints, each at least `minimum`, as a tuple ``(h, w)``; else a TypeError (not
+    ints) or ValueError (not two, or too small) in `check_int`'s format."""
+    accepted = f"an int >= {minimum} or a pair (h, w) of them"
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(pair, tuple | list) or any(isinstance(v, bool) or not isinstance(v, int) for v in pair):
+        raise TypeError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
+    if len(pair) != 2 or min(pair) < minimum:
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def _tupled(value: Any) -> Any:
@@ -163,8 +218,7 @@ class ModelConfig(JsonRecord):
                     f"encoder_kwargs may not set {key!r}: deeplabv3p sets it itself; use "
                     f"{RESERVED_ENCODER_KWARGS[key]} instead"
                 )
-        if isinstance(self.output_stride, bool) or self.output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {self.output_stride!r}")
+        check_choice("output_stride", self.output_stride, OUTPUT_STRIDES)
         check_choice("dilation_policy", self.dilation_policy, DILATION_POLICIES)
         check_int("num_classes", self.num_classes, 1, MAX_CLASSES)
         check_int("in_chans", self.in_chans, 1, MAX_CHANNELS)
@@ -185,12 +239,9 @@ class ModelConfig(JsonRecord):
                 raise ValueError("aspp_rates must name at least one rate, got ()")
             for d in self.aspp_rates:
                 check_int("aspp_rates entries", d, 1)
-        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.aux_head, bool):
-            raise TypeError(f"aux_head must be a bool, got {self.aux_head!r}")
-        if not isinstance(self.align_corners, bool):
-            raise TypeError(f"align_corners must be a bool, got {self.align_corners!r}")
+        check_float("dropout", self.dropout, 0.0, 1.0, max_open=True)
+        check_bool("aux_head", self.aux_head)
+        check_bool("align_corners", self.align_corners)
 
     def resolved_aspp_rates(self, output_stride: OutputStride | None = None) -> tuple[int, ...]:
         """The ASPP rates in force at `output_stride` (default: the configured one)."""

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .encoder import set_dilation
+
 
 class ConvBNReLU(nn.Sequential):
     """Conv (no bias) -> BatchNorm -> ReLU."""
@@ -51,12 +53,6 @@ class SeparableConvBNReLU(nn.Sequential):
         )
 
 
-def _set_rate(branch: SeparableConvBNReLU, rate: int) -> None:
-    conv = branch.depthwise.conv
-    conv.dilation = (rate, rate)
-    conv.padding = (rate, rate)
-
-
 class ASPP(nn.Module):
     """Atrous spatial pyramid pooling: image-pool branch first, then one branch per rate (1 -> 1x1 conv)."""
 
@@ -76,7 +72,7 @@ class ASPP(nn.Module):
             raise ValueError(f"cannot change ASPP rates {self.rates} to {tuple(rates)}: the branch layout differs")
         for branch, rate in zip(self.branches, rates):
             if isinstance(branch, SeparableConvBNReLU):  # the rate-1 branches are 1x1 convs (layout checked above)
-                _set_rate(branch, rate)
+                set_dilation(branch.depthwise.conv, rate)
         self.rates = tuple(rates)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,8 @@ _MMSEG_STAGE_DILATIONS: dict[OutputStride, tuple[int, ...]] = {8: (1, 1, 2, 4), 
 _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
-def _set_dilation(conv: nn.Conv2d, dilation: int) -> None:
-    """Change a conv's dilation in place, keeping 'same' padding; weights are unaffected."""
+def set_dilation(conv: nn.Conv2d, dilation: int) -> None:
+    """Change a conv's dilation in place, keeping 'same' padding; weights are unaffected (encoder and ASPP)."""
     k = conv.kernel_size[0]
     conv.dilation = (dilation, dilation)
     conv.padding = (dilation * (k - 1) // 2, dilation * (k - 1) // 2)
@@ -67,10 +67,10 @@ def apply_mmseg_dilation(body: nn.Module, output_stride: OutputStride, multi_gri
         grid = multi_grid if stage_idx == len(_RESNET_STAGES) - 1 else None
         for block, dilation in zip(stage, mmseg_block_dilations(len(stage), stage_dilations[stage_idx], grid)):
             if isinstance(block, BasicBlock):
-                _set_dilation(block.conv1, dilation)
-                _set_dilation(block.conv2, 1)
+                set_dilation(block.conv1, dilation)
+                set_dilation(block.conv2, 1)
             elif isinstance(block, Bottleneck):
-                _set_dilation(block.conv2, dilation)
+                set_dilation(block.conv2, dilation)
             else:
                 raise ValueError(
                     f"dilation_policy='mmseg' supports timm BasicBlock/Bottleneck ResNets, found {type(block).__name__}"

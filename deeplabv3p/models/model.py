@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .config import OUTPUT_STRIDES, ModelConfig, OutputStride
+from .config import OUTPUT_STRIDES, ModelConfig, OutputStride, check_choice
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
 
@@ -150,8 +150,7 @@ class DeepLabV3Plus(nn.Module):
         ASPP rates that follow the stride (``aspp_rates=None``) follow it here too. Parameters are new tensors
         afterwards: build optimizers after calling this.
         """
-        if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}")
+        check_choice("output_stride", output_stride, OUTPUT_STRIDES)
         self.encoder.set_output_stride(output_stride)
         if self.grad_checkpointing:  # the rebuilt trunk starts without it
             self.encoder.set_grad_checkpointing(True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..models.config import JsonRecord, check_choice
+from ..models.config import JsonRecord, ModelConfig, check_choice, check_float
 
 # Version of the saved ``config.json`` layout (architecture, model_config, pretrained_cfg, library_version).
 CONFIG_SCHEMA_VERSION = 1
@@ -32,14 +31,12 @@ def _check_statistics(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[flo
     for name, given in (("mean", mean), ("std", std)):
         if isinstance(given, str) or not isinstance(given, tuple | list) or not given:
             raise TypeError(f"{name} must be a non-empty tuple of numbers, one per input band, got {given!r}")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in given):
-            raise ValueError(f"{name} must hold finite numbers, got {given!r}")
-        values[name] = tuple(float(v) for v in given)
+        values[name] = tuple(check_float(f"{name} entries", v) for v in given)
     mean_t, std_t = values["mean"], values["std"]
     if len(mean_t) != len(std_t):
         raise ValueError(f"mean has {len(mean_t)} values but std has {len(std_t)}: give one of each per input band")
-    if any(s <= 0 for s in std_t):
-        raise ValueError(f"std must be > 0 for every band, got {std_t}")
+    for s in std_t:
+        check_float("std entries", s, 0.0, min_open=True)
     lo, hi = PIXEL_RANGE
     if any(not lo <= m <= hi for m in mean_t):
         raise ValueError(
@@ -150,3 +147,20 @@ class PretrainedCfg(JsonRecord):
             ),
             **{name: getattr(self, name) for name in kept},
         )
+
+
+def pretrained_cfg_for(config: ModelConfig, pretrained_cfg: PretrainedCfg | None = None) -> PretrainedCfg:
+    """What the weights of a network built from `config` are (``model.pretrained_cfg``, what a saved model records).
+
+    `pretrained_cfg` is the metadata of the weights it started from: kept as is when the class count still holds
+    (`for_new_classes` when it does not), with the network's class count, align_corners and one mean/std value per
+    input band (`for_in_chans`); None gives a record of the bare architecture.
+    """
+    if pretrained_cfg is None:
+        return PretrainedCfg(
+            architecture=config.architecture, num_classes=config.num_classes, align_corners=config.align_corners
+        ).for_in_chans(config.in_chans)
+    if pretrained_cfg.num_classes not in (None, config.num_classes):
+        pretrained_cfg = pretrained_cfg.for_new_classes(config.num_classes, config.architecture)
+    described = pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)
+    return described.for_in_chans(config.in_chans)

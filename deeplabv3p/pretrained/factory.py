@@ -8,7 +8,7 @@ from typing import Any
 
 from ..models.config import ModelConfig
 from ..models.model import DeepLabV3Plus
-from .config import PretrainedCfg
+from .config import PretrainedCfg, pretrained_cfg_for
 from .encoder_cfg import from_timm, timm_pretrained_cfg
 from .hub import is_hub_id, read_config, source_file
 from .registry import get_model_config, get_pretrained_cfg, list_models, split_model_name
@@ -117,7 +117,7 @@ def create_model(
         except ValueError as e:
             where = weights_file.name if isinstance(weights_file, PretrainedCfg) else str(weights_file)
             raise ValueError(f"the weights of {where!r} do not fit: {e}") from None
-    described = _describe(pretrained_cfg, config)
+    described = pretrained_cfg_for(config, pretrained_cfg)
     if from_encoder:
         described = from_timm(described, timm_pretrained_cfg(config.encoder, model.encoder.body))
     if statistics:
@@ -171,14 +171,3 @@ def _from_registry(
         if weights_file is None and pretrained:
             weights_file = pretrained_cfg
     return config, pretrained_cfg, weights_file
-
-
-def _describe(pretrained_cfg: PretrainedCfg | None, config: ModelConfig) -> PretrainedCfg:
-    """``model.pretrained_cfg``: the weights' metadata, or what carries over after a class-count change."""
-    if pretrained_cfg is None:
-        return PretrainedCfg(
-            architecture=config.architecture, num_classes=config.num_classes, align_corners=config.align_corners
-        )
-    if pretrained_cfg.num_classes not in (None, config.num_classes):
-        pretrained_cfg = pretrained_cfg.for_new_classes(config.num_classes, config.architecture)
-    return pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..atomic import atomic_folder, atomic_write_text, is_temporary, remove_stale
-from ..models.config import JsonRecord, ModelConfig
+from ..models.config import JsonRecord, ModelConfig, check_int
 from ..version import __version__
-from .config import CONFIG_SCHEMA_VERSION, DESCRIPTIVE_FIELDS, PretrainedCfg
+from .config import CONFIG_SCHEMA_VERSION, DESCRIPTIVE_FIELDS, PretrainedCfg, pretrained_cfg_for
 from .model_card import model_card
 from .weights import WEIGHTS_NAME, hub_file, save_state_dict
 
@@ -119,9 +119,7 @@ def parse_config(data: Any, origin: str = "config.json") -> tuple[ModelConfig, P
     """
     if not isinstance(data, dict) or "model_config" not in data:
         raise ValueError(f"{origin} is not a deeplabv3p config: expected an object with 'model_config'")
-    version = data.get("schema_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"{origin}: schema_version must be a positive int, got {version!r}")
+    version = check_int(f"{origin}: schema_version", data.get("schema_version"), 1)
     if version > CONFIG_SCHEMA_VERSION:
         raise ValueError(
             f"{origin} uses config schema {version}, this deeplabv3p ({__version__}) reads up to "
@@ -160,14 +158,11 @@ def read_config(source: str | Path) -> tuple[ModelConfig, PretrainedCfg]:
     return parse_config(data, origin=str(path))
 
 
-def _pretrained_cfg_of(model: DeepLabV3Plus) -> PretrainedCfg:
-    config = model.config
-    pretrained_cfg = getattr(model, "pretrained_cfg", None)
-    if pretrained_cfg is None:
-        return PretrainedCfg(architecture=config.architecture, num_classes=config.num_classes)
-    if pretrained_cfg.num_classes not in (None, config.num_classes):
-        pretrained_cfg = pretrained_cfg.for_new_classes(config.num_classes, config.architecture)
-    return pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)
+def _model_config(model: object) -> ModelConfig:
+    config = getattr(model, "config", None)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"model must be a deeplabv3p DeepLabV3Plus, got {type(model).__name__}")
+    return config
 
 
 def _is_model_config(path: Path) -> bool:
@@ -241,9 +236,7 @@ def save_pretrained(
         overwrite: also save into a non-empty folder that is not a deeplabv3p model folder (its config.json and
             README.md are replaced, other files kept); without it such a folder is refused.
     """
-    config = getattr(model, "config", None)
-    if not isinstance(config, ModelConfig):
-        raise TypeError(f"model must be a deeplabv3p DeepLabV3Plus, got {type(model).__name__}")
+    config = _model_config(model)
     if not isinstance(save_directory, str | os.PathLike):
         raise TypeError(f"save_directory must be a folder path (str or Path), got {type(save_directory).__name__}")
     if not str(save_directory).strip():
@@ -263,7 +256,7 @@ def save_pretrained(
             f"{shown}); saving would replace its {CONFIG_NAME} and {CARD_NAME}. Choose another folder, or pass "
             "overwrite=True (--overwrite on the command line) if that is what you want."
         )
-    pretrained_cfg = pretrained_cfg or _pretrained_cfg_of(model)
+    pretrained_cfg = pretrained_cfg or pretrained_cfg_for(config, getattr(model, "pretrained_cfg", None))
     state_dict = model.state_dict()
     config_text = json.dumps(config_dict(config, pretrained_cfg), indent=2) + "\n"
     card = model_card(config, pretrained_cfg)
@@ -307,10 +300,11 @@ def push_to_hub(
 
     if not isinstance(repo_id, str) or repo_id.count("/") > 1 or not repo_id.strip("/"):
         raise ValueError(f"repo_id must be 'NAME' or 'ORG/NAME', got {repo_id!r}")
+    pretrained_cfg = pretrained_cfg_for(_model_config(model), getattr(model, "pretrained_cfg", None))
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory(prefix="deeplabv3p-push-") as tmp:
-        save_pretrained(model, tmp, pretrained_cfg=_pretrained_cfg_of(model).replace(hf_hub_id=repo_id))
+        save_pretrained(model, tmp, pretrained_cfg=pretrained_cfg.replace(hf_hub_id=repo_id))
         info = api.upload_folder(
             repo_id=repo_id,
             folder_path=tmp,

@@ -3,7 +3,7 @@
 Folder layout (masks share the image's relative path and stem; subfolders are allowed)::
 
     ROOT/classes.json                  ["background", "cat", ...]  or  {"classes": [...], "palette": [[r, g, b], ...]}
-    ROOT/images/SPLIT/NAME.{png,jpg,jpeg,tif,tiff,bmp}
+    ROOT/images/SPLIT/NAME.EXT         any extension predict reads (`deeplabv3p.inference.images.IMAGE_EXTENSIONS`)
     ROOT/masks/SPLIT/NAME.png          one class index per pixel (mode L, P or I); palette PNGs are read as indices
 
 Images are read as `predict` reads them (`deeplabv3p.inference.images`), for a model of ``in_chans`` bands: RGB
@@ -36,11 +36,12 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from .layouts import ResolvedLayout
 
-from ..inference.images import decode_image, open_image_file, to_input_scale
+from ..inference.images import IMAGE_EXTENSIONS, decode_image, open_image_file, to_input_scale
+from ..inference.result import default_class_names
+from ..models.config import check_bool, check_int
 
-__all__ = ["IMAGE_SUFFIXES", "SegmentationDataset", "read_classes_file"]
+__all__ = ["SegmentationDataset", "read_classes_file"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_SUFFIX = ".png"
 CLASSES_FILE = "classes.json"
 _INDEX_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
@@ -55,9 +56,7 @@ def _listing(paths: Sequence[Any]) -> str:
 
 def _check_classes(classes: Any, source: str) -> tuple[str, ...]:
     if isinstance(classes, int) and not isinstance(classes, bool):
-        if classes < 1:
-            raise ValueError(f"classes must be >= 1 when given as a count, got {classes}")
-        return tuple(f"class_{i}" for i in range(classes))
+        return default_class_names(check_int("classes", classes, 1))
     if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
         raise ValueError(f"{source}: classes must be a non-empty list of names (or a class count), got {classes!r}")
     if not all(isinstance(c, str) for c in classes):
@@ -109,10 +108,10 @@ def _find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
         found = sorted(p.name for p in (root / "images").iterdir() if p.is_dir()) if (root / "images").is_dir() else []
         hint = f"splits found under {str(root / 'images')!r}: {found}" if found else f"{str(root)!r} has no images/"
         raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist ({hint})")
-    images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not images:
         raise ValueError(
-            f"split {split!r} is empty: no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images in {str(images_dir)!r}"
+            f"split {split!r} is empty: no {'/'.join(s[1:] for s in IMAGE_EXTENSIONS)} images in {str(images_dir)!r}"
         )
     stems: dict[Path, Path] = {}
     for image in images:
@@ -169,12 +168,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
     ) -> None:
         if (root is None) == (pairs is None):
             raise ValueError("pass exactly one of root= (a dataset folder) and pairs= (a list of (image, mask) paths)")
-        if not isinstance(reduce_zero_label, bool):
-            raise TypeError(f"reduce_zero_label must be a bool, got {reduce_zero_label!r}")
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int) or ignore_index < 0:
-            raise ValueError(f"ignore_index must be an int >= 0, got {ignore_index!r}")
-        if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
-            raise ValueError(f"in_chans must be an int >= 1, got {in_chans!r}")
+        check_bool("reduce_zero_label", reduce_zero_label)
+        check_int("ignore_index", ignore_index, 0)
+        check_int("in_chans", in_chans, 1)
         if transforms is not None and not callable(transforms):
             raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
         self.root = Path(root) if root is not None else None

@@ -431,10 +431,10 @@ def resolve_mmseg(
         hint = f"splits under img_dir/: {found}" if found else f"{str(root)!r} holds {_found(root)}"
         raise FileNotFoundError(f"{where}: expected img_dir/{split}/ and ann_dir/{split}/ under {str(root)!r} ({hint})")
     if img_suffix is None:
-        from .datasets import IMAGE_SUFFIXES
+        from ..inference.images import IMAGE_EXTENSIONS
 
         suffixes = sorted({p.suffix for p in img_dir.rglob("*") if p.is_file() and not p.name.startswith(".")})
-        images = [s for s in suffixes if s.lower() in IMAGE_SUFFIXES]
+        images = [s for s in suffixes if s.lower() in IMAGE_EXTENSIONS]
         if len(images) != 1:
             raise ValueError(
                 f"{where}: cannot tell the image suffix of {str(img_dir)!r} (found {suffixes or 'no files'}); "

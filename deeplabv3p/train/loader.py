@@ -1,5 +1,5 @@
 """The training data stream: an endless, sharded, resumable sample order; per-sample seeded augmentation; padded
-batches normalised on the device.
+uint8 batches (the trainer normalises them on the device with `deeplabv3p.inference.pipeline.normalize`).
 
 Reproducibility does not depend on worker count, world size or interruptions: the order comes from
 ``DistributedSampler`` (seed + epoch), and every sample's augmentation runs under its own seed derived from
@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 from torchvision import tv_tensors
 
-__all__ = ["AugmentedDataset", "PadCollate", "TrainSampler", "normalize_batch"]
+__all__ = ["AugmentedDataset", "PadCollate", "TrainSampler"]
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
@@ -173,20 +173,3 @@ class PadCollate:
             masks[i, :h, :w] = mask
             sizes[i] = torch.tensor([h, w])
         return images, masks, sizes
-
-
-def normalize_batch(
-    images: torch.Tensor, sizes: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """``(x - mean) / std`` on a batch on the 0..255 scale (uint8 or float32), padding set to 0 afterwards as
-    mmseg's preprocessor does."""
-    x = images.float()
-    mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    x = (x - mean_t) / std_t
-    height, width = x.shape[2:]
-    if bool((sizes[:, 0] < height).any() or (sizes[:, 1] < width).any()):
-        rows = torch.arange(height, device=x.device).view(1, -1, 1) < sizes[:, 0].to(x.device).view(-1, 1, 1)
-        cols = torch.arange(width, device=x.device).view(1, 1, -1) < sizes[:, 1].to(x.device).view(-1, 1, 1)
-        x = x * (rows & cols).unsqueeze(1)
-    return x

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.config import check_float, check_int
+
 __all__ = ["SegmentationLoss"]
 
 
@@ -50,12 +52,12 @@ class SegmentationLoss(nn.Module):
             if class_weight.dim() != 1 or not len(class_weight) or bool((class_weight < 0).any()):
                 raise ValueError(f"class_weight must be a list of non-negative floats, got {class_weight.tolist()}")
         self.register_buffer("class_weight", class_weight, persistent=False)
-        if ohem_min_kept is not None and (
-            isinstance(ohem_min_kept, bool) or not isinstance(ohem_min_kept, int) or ohem_min_kept < 1
-        ):
-            raise ValueError(f"ohem_min_kept must be an int >= 1 or None, got {ohem_min_kept!r}")
-        if ohem_thresh is not None and (ohem_min_kept is None or not 0.0 < ohem_thresh < 1.0):
-            raise ValueError(f"ohem_thresh must be in (0, 1) and needs ohem_min_kept, got {ohem_thresh!r}")
+        if ohem_min_kept is not None:
+            check_int("ohem_min_kept", ohem_min_kept, 1)
+        if ohem_thresh is not None:
+            if ohem_min_kept is None:
+                raise ValueError(f"ohem_thresh={ohem_thresh!r} needs ohem_min_kept (OHEM is off without it)")
+            check_float("ohem_thresh", ohem_thresh, 0.0, 1.0, min_open=True, max_open=True)
         self.ohem_min_kept = ohem_min_kept
         self.ohem_thresh = ohem_thresh
 

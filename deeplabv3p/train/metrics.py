@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..inference.result import default_class_names
+from ..models.config import check_int
+
 __all__ = ["ConfusionMatrix", "format_table", "metrics_from_confusion"]
 
 
@@ -31,14 +34,9 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str = "cpu") -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = check_int("num_classes", num_classes, 1)
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-
-    def reset(self) -> None:
-        self.matrix.zero_()
 
     def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
         """Add one prediction/ground-truth pair (or a batch of them) to the counts."""
@@ -96,7 +94,7 @@ def metrics_from_confusion(
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"a confusion matrix must be square, got shape {m.shape}")
     k = m.shape[0]
-    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    names = list(class_names) if class_names is not None else list(default_class_names(k))
     if len(names) != k:
         raise ValueError(f"{len(names)} class names given for a {k}-class confusion matrix")
     intersect = np.diag(m)

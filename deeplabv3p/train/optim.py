@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from ..models.config import check_choice, check_float, check_int
+
 __all__ = ["OPTIMIZERS", "OptimizerName", "PolyLR", "build_optimizer"]
 
 OptimizerName = Literal["sgd", "adamw"]
@@ -31,11 +33,9 @@ def build_optimizer(
     Weight decay applies to every parameter, norms and biases included, as mmseg's default optimiser does.
     Frozen parameters (``requires_grad=False``) are left out.
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
-    for name, value in (("lr", lr), ("encoder_lr_mult", encoder_lr_mult)):
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_float("lr", lr, 0.0)
+    check_float("encoder_lr_mult", encoder_lr_mult, 0.0)
     encoder = getattr(model, "encoder", None)
     encoder_ids = {id(p) for p in encoder.parameters()} if isinstance(encoder, nn.Module) else set()
     groups: dict[str, list[nn.Parameter]] = {"encoder": [], "head": []}
@@ -66,9 +66,7 @@ class PolyLR(LRScheduler):
         self, optimizer: torch.optim.Optimizer, total_iters: int, power: float = 0.9, eta_min: float = 1e-4,
         last_epoch: int = -1,
     ) -> None:  # fmt: skip
-        if isinstance(total_iters, bool) or not isinstance(total_iters, int) or total_iters < 1:
-            raise ValueError(f"total_iters must be an int >= 1, got {total_iters!r}")
-        self.total_iters = total_iters
+        self.total_iters = check_int("total_iters", total_iters, 1)
         self.power = power
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)

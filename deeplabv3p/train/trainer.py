@@ -33,15 +33,17 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
-from ..models.config import JsonRecord
-from ..pretrained.config import PretrainedCfg, TestMode
+from ..inference.pipeline import normalize
+from ..inference.result import default_class_names
+from ..models.config import JsonRecord, check_bool, check_choice, check_float, check_int, check_pair
+from ..pretrained.config import TEST_MODES, PretrainedCfg, TestMode
 from .checkpoint import (
     find_checkpoint,
     read_training_state,
     write_best,
     write_checkpoint,
 )
-from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
+from .loader import AugmentedDataset, PadCollate, TrainSampler
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
 from .optim import OPTIMIZERS, OptimizerName, PolyLR, build_optimizer
@@ -63,16 +65,6 @@ _RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_inter
 # A logged loss this many times the larger of the first iteration's loss and ln(num_classes) (a uniform guess) means
 # the run has diverged: no healthy run climbs orders of magnitude above where it started.
 DIVERGENCE_FACTOR = 100.0
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _non_negative(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def _check_labels(mask: torch.Tensor, num_classes: int, ignore_index: int, where: str) -> None:
@@ -161,63 +153,48 @@ class TrainConfig(JsonRecord):
 
     def __post_init__(self) -> None:
         for name in ("iters", "batch_size", "accum_steps", "log_interval"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("num_workers", self.num_workers, 0)
-        _positive_int("seed", self.seed, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("num_workers", self.num_workers, 0)
+        check_int("seed", self.seed, 0)
         for name in ("val_interval", "checkpoint_interval"):
             if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int):
-            raise ValueError(f"keep_checkpoints must be an int, got {self.keep_checkpoints!r}")
-        for name in ("crop_size", "scale", "pad_size", "test_scale", "slide_crop", "slide_stride"):
-            value = getattr(self, name)
-            if value is None and name != "crop_size":
-                continue
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = (value, value)
-            if not (isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
-                raise ValueError(f"{name} must be an (h, w) pair of ints, got {value!r}")
-            if min(value) < 1:
-                raise ValueError(f"{name} must be positive, got {value!r}")
-            object.__setattr__(self, name, tuple(value))
-        for name in ("lr", "momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
-            _non_negative(name, getattr(self, name))
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not (isinstance(self.betas, tuple | list) and len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if self.clip_grad_norm is not None and not (
-            isinstance(self.clip_grad_norm, int | float) and not isinstance(self.clip_grad_norm, bool)
-            and self.clip_grad_norm > 0
-        ):  # fmt: skip
-            raise ValueError(f"clip_grad_norm must be a number > 0 or None, got {self.clip_grad_norm!r}")
-        if self.test_mode not in ("whole", "slide"):
-            raise ValueError(f"test_mode must be 'whole' or 'slide', got {self.test_mode!r}")
-        if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
-            raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+                check_int(name, getattr(self, name), 1)
+        check_int("keep_checkpoints", self.keep_checkpoints)
+        object.__setattr__(self, "crop_size", check_pair("crop_size", self.crop_size))
+        for name in ("scale", "pad_size", "test_scale", "slide_crop", "slide_stride"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_pair(name, getattr(self, name)))
+        for name in ("momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
+            check_float(name, getattr(self, name), 0.0)
+        check_float("lr", self.lr, 0.0, min_open=True)
         if not self.momentum < 1:
             raise ValueError(
                 f"momentum must be in [0, 1) (SGD diverges from 1 on; mmseg uses 0.9), got {self.momentum!r}"
             )
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not (isinstance(self.betas, tuple | list) and len(self.betas) == 2):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        betas = tuple(check_float("betas entries", b, 0.0, 1.0, max_open=True) for b in self.betas)
+        object.__setattr__(self, "betas", betas)
+        if self.clip_grad_norm is not None:
+            check_float("clip_grad_norm", self.clip_grad_norm, 0.0, min_open=True)
+        check_choice("test_mode", self.test_mode, TEST_MODES)
+        if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
+            raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
         if isinstance(self.ratio_range, list):
             object.__setattr__(self, "ratio_range", tuple(self.ratio_range))
         # the augmentation checks its own settings (ratio_range, cat_max_ratio, flip_prob): build it once to ask
         training_transforms(self.crop_size, self.scale, self.ratio_range, self.cat_max_ratio, self.flip_prob)
-        if self.amp not in (None, *AMP_MODES):
-            raise ValueError(f"amp must be None or one of {list(AMP_MODES)}, got {self.amp!r}")
+        check_choice("amp", self.amp, (None, *AMP_MODES))
         if self.class_weight is not None:
             weights = self.class_weight
             if isinstance(weights, str) or not isinstance(weights, tuple | list) or not weights:
                 raise ValueError(f"class_weight must be a non-empty list of numbers (one per class), got {weights!r}")
             for w in weights:
-                _non_negative("class_weight entries", w)
+                check_float("class_weight entries", w, 0.0)
             object.__setattr__(self, "class_weight", tuple(float(w) for w in weights))
         for name in ("photometric", "freeze_encoder", "avg_non_ignore", "channels_last", "sync_bn"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
 
     @property
     def resolved_val_interval(self) -> int:
@@ -268,7 +245,7 @@ def _class_names(dataset: Any, model: DeepLabV3Plus, num_classes: int) -> list[s
     for names in (getattr(dataset, "classes", None), getattr(model.pretrained_cfg, "classes", None)):
         if names and len(names) == num_classes:
             return list(names)
-    return [str(i) for i in range(num_classes)]
+    return list(default_class_names(num_classes))
 
 
 def _eval_sample(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -555,7 +532,7 @@ class _Run:
                 _check_labels(
                     masks, self.num_classes, self.ignore_index, f"a training batch at iteration {self.iteration + 1}"
                 )
-                x = normalize_batch(images.to(ctx.device, non_blocking=True), sizes, mean, std)
+                x = normalize(images.to(ctx.device, non_blocking=True), mean, std, sizes)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = masks.to(ctx.device, non_blocking=True)

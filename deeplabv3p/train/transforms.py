@@ -27,6 +27,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._utils import query_size
 
+from ..inference.resize import rescale_size
+from ..models.config import check_float, check_pair
+
 __all__ = ["PhotoMetricDistortion", "RandomCrop", "RandomResize", "training_transforms"]
 
 
@@ -36,25 +39,6 @@ def _uniform(low: float, high: float) -> float:
 
 def _coin() -> bool:
     return bool(torch.randint(0, 2, ()))
-
-
-def _pair(name: str, value: Any, kind: type = int) -> tuple:
-    if isinstance(value, kind) and not isinstance(value, bool):
-        value = (value, value)
-    ok = (
-        isinstance(value, Sequence)
-        and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value)
-    )
-    if not ok:
-        raise ValueError(f"{name} must be a positive {kind.__name__} or a pair of them, got {value!r}")
-    return tuple(kind(v) for v in value)
-
-
-def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, int]:
-    """mmcv's keep-ratio rescale: fit the long side within ``max(scale)`` and the short side within ``min(scale)``."""
-    factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
 
 
 class RandomResize(v2.Transform):
@@ -68,8 +52,10 @@ class RandomResize(v2.Transform):
 
     def __init__(self, scale: tuple[int, int] | None = None, ratio_range: tuple[float, float] = (0.5, 2.0)) -> None:
         super().__init__()
-        self.scale = _pair("scale", scale) if scale is not None else None
-        low, high = _pair("ratio_range", ratio_range, float)
+        self.scale = check_pair("scale", scale) if scale is not None else None
+        if not isinstance(ratio_range, Sequence) or len(ratio_range) != 2:
+            raise ValueError(f"ratio_range must be a pair (low, high) of numbers > 0, got {ratio_range!r}")
+        low, high = (check_float("ratio_range entries", r, 0.0, min_open=True) for r in ratio_range)
         if low > high:
             raise ValueError(f"ratio_range must be (low, high) with low <= high, got {ratio_range!r}")
         self.ratio_range = (low, high)
@@ -77,10 +63,8 @@ class RandomResize(v2.Transform):
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = query_size(flat_inputs)
         ratio = _uniform(*self.ratio_range)
-        if self.scale is None:
-            size = (max(1, int(height * ratio + 0.5)), max(1, int(width * ratio + 0.5)))
-        else:
-            size = rescale_size(height, width, (int(self.scale[0] * ratio), int(self.scale[1] * ratio)))
+        scale = ratio if self.scale is None else (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
+        size = rescale_size(height, width, scale)
         return {"size": [max(1, size[0]), max(1, size[1])]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -98,10 +82,8 @@ class RandomCrop(v2.Transform):
 
     def __init__(self, size: int | tuple[int, int], cat_max_ratio: float = 0.75, ignore_index: int = 255) -> None:
         super().__init__()
-        self.size = _pair("crop size", size)
-        if not isinstance(cat_max_ratio, int | float) or not 0.0 < cat_max_ratio <= 1.0:
-            raise ValueError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}")
-        self.cat_max_ratio = float(cat_max_ratio)
+        self.size = check_pair("size", size)
+        self.cat_max_ratio = check_float("cat_max_ratio", cat_max_ratio, 0.0, 1.0, min_open=True)
         self.ignore_index = ignore_index
 
     def _draw(self, height: int, width: int) -> dict[str, int]:
@@ -220,8 +202,7 @@ def training_transforms(
     ignore_index: int = 255,
 ) -> v2.Compose:
     """mmseg's training pipeline: random resize -> random crop -> horizontal flip -> photometric distortion."""
-    if not isinstance(flip_prob, int | float) or not 0.0 <= flip_prob <= 1.0:
-        raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob!r}")
+    check_float("flip_prob", flip_prob, 0.0, 1.0)
     steps: list[v2.Transform] = [
         RandomResize(scale, ratio_range),
         RandomCrop(crop_size, cat_max_ratio, ignore_index),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nets
 import numpy as np
 import pytest
 import torch
@@ -15,9 +16,7 @@ from deeplabv3p.cli import main
 from deeplabv3p.pretrained.weights import WEIGHTS_NAME, save_state_dict
 from deeplabv3p.train.demo import make_synthetic_dataset
 
-NARROW = dict(
-    encoder="resnet18", encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8
-)
+NARROW = {"encoder": "resnet18", **nets.NARROW}  # the generic architecture on the tests' narrow ResNet-18
 NARROW_ARGS = [
     "--model-kwargs",
     "encoder=resnet18",
@@ -87,9 +86,14 @@ def _convert_into_foreign_folder(tmp: Path, model, image: Path) -> tuple[list[st
 @pytest.fixture(autouse=True)
 def narrow_convert(monkeypatch: pytest.MonkeyPatch) -> None:
     """``convert --model deeplabv3plus`` builds the bare architecture (ResNet-50): make it the narrow one here."""
+    from deeplabv3p.cli import common
     from deeplabv3p.pretrained import publish  # where convert builds its model
 
-    monkeypatch.setattr(publish, "create_model", lambda arch, **kw: deeplabv3p.create_model(arch, **{**NARROW, **kw}))
+    def create_model(name: str, **kwargs):
+        return deeplabv3p.create_model(name, **({**NARROW, **kwargs} if name == "deeplabv3plus" else kwargs))
+
+    monkeypatch.setattr(common, "create_model", create_model)
+    monkeypatch.setattr(publish, "create_model", create_model)
 
 
 def _train(*flags: str, out_is_file: bool = False):

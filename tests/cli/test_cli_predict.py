@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nets import model_kwargs_args
 from parity import PARITY, build, model_kwargs
 from PIL import Image
 
@@ -20,7 +21,7 @@ NARROW_ARGS = [
     "--pretrained",
     str(PARITY / f"{CASE}.safetensors"),
     "--model-kwargs",
-    *(f"{key}={value!r}" for key, value in KWARGS.items()),
+    *model_kwargs_args(**KWARGS),
 ]
 
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from train_helpers import one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from nets import NARROW, model_kwargs_args, tiny_model
+from train_helpers import one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 import deeplabv3p
 from deeplabv3p.cli import main
@@ -44,7 +45,7 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_train_from_an_architecture_with_model_kwargs(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "data", num_train=4, num_val=2, size=64, seed=4)
-    narrow = ["encoder=resnet18", "encoder_kwargs={'channels': (8, 16, 32, 64)}", "decoder_channels=16"]
+    narrow = model_kwargs_args(encoder="resnet18", **NARROW)
     args = ["train", "--data", str(data), "--model", "deeplabv3plus", "--model-kwargs", *narrow]
     assert main([*args, "--iters", "1", "--val-split", "none", "--out", str(tmp_path / "run"), *SMALL, *QUIET]) == 0
     model = deeplabv3p.create_model(str(tmp_path / "run" / "checkpoints" / "iter_000001"))

@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from nets import tiny_model
 from PIL import Image
-from train_helpers import one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from train_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 import deeplabv3p
 from deeplabv3p import cli

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from nets import narrow_model, randomize_bn
 
 import deeplabv3p
 from deeplabv3p.cli import main
@@ -16,23 +17,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 
-def narrow_model(**overrides) -> deeplabv3p.DeepLabV3Plus:
-    """A small mmseg R-18-D8 (deep stem, output stride 8) with non-trivial BatchNorm statistics."""
-    kwargs = dict(
-        encoder_kwargs={"channels": (8, 16, 32, 64), "stem_type": "deep", "stem_width": 8},
-        num_classes=5,
-        decoder_channels=16,
-        low_level_channels=8,
-        aux_channels=8,
-    )
-    kwargs.update(overrides)
-    model = deeplabv3p.create_model("deeplabv3plus_r18_d8", **kwargs).eval()
-    generator = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=generator) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-    return model
+def export_model(**overrides) -> deeplabv3p.DeepLabV3Plus:
+    """A small mmseg R-18-D8 (deep stem, output stride 8) with non-trivial BatchNorm statistics, in eval mode."""
+    return randomize_bn(narrow_model(num_classes=5, deep_stem=True, **overrides).eval())
 
 
 def run_onnx(path, x: torch.Tensor) -> np.ndarray:
@@ -41,7 +28,7 @@ def run_onnx(path, x: torch.Tensor) -> np.ndarray:
 
 
 def test_dynamic_export_matches_eager_at_two_sizes(tmp_path):
-    model = narrow_model()
+    model = export_model()
     path = export_onnx(model, tmp_path / "model.onnx", input_size=(64, 96))
     assert path == tmp_path / "model.onnx" and path.is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"], "no temporary file is left behind"
@@ -66,7 +53,7 @@ def test_dynamic_export_matches_eager_at_two_sizes(tmp_path):
 
 
 def test_static_export(tmp_path):
-    model = narrow_model()
+    model = export_model()
     path = export_onnx(model, tmp_path / "static.onnx", dynamic=False, input_size=(64, 64), opset=13)
     graph = onnx.load(str(path))
     assert graph.opset_import[0].version == 13
@@ -78,16 +65,16 @@ def test_static_export(tmp_path):
 
 
 def test_align_corners_and_odd_channels(tmp_path):
-    model = narrow_model(align_corners=True, in_chans=4)
+    model = export_model(align_corners=True, in_chans=4)
     path = export_onnx(model, tmp_path / "m.onnx", input_size=(48, 64))
     for c in check_onnx(path, model, sizes=[(48, 64), (57, 90)]):
         assert c.rel_diff <= ONNX_RTOL
 
 
 def test_check_reports_disagreement(tmp_path):
-    model = narrow_model()
+    model = export_model()
     path = export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64))
-    other = narrow_model()
+    other = export_model()
     with torch.no_grad():
         other.classifier.conv.bias.add_(1.0 + torch.arange(5.0))
     with pytest.raises(ValueError, match="disagrees with eager PyTorch"):
@@ -107,19 +94,19 @@ def test_failed_export_leaves_existing_file_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.onnx, "export", broken)
     with pytest.raises(RuntimeError, match="exporter crashed"):
-        export_onnx(narrow_model(), target, input_size=(64, 64))
+        export_onnx(export_model(), target, input_size=(64, 64))
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 
 
 def test_bad_arguments(tmp_path):
-    model = narrow_model()
+    model = export_model()
     with pytest.raises(ValueError, match="opset must be an int >= 11"):
         export_onnx(model, tmp_path / "m.onnx", opset=9)
-    with pytest.raises(ValueError, match="at least 8x8"):
-        export_onnx(model, tmp_path / "m.onnx", input_size=(4, 64))
-    with pytest.raises(TypeError, match="input_size must be"):
-        export_onnx(model, tmp_path / "m.onnx", input_size=64)
+    with pytest.raises(ValueError, match=r"input_size must be an int >= 8 or a pair \(h, w\) of them, got \(4, 64\)"):
+        export_onnx(model, tmp_path / "m.onnx", input_size=(4, 64))  # 8: the output stride
+    with pytest.raises(TypeError, match="input_size must be an int >= 8"):
+        export_onnx(model, tmp_path / "m.onnx", input_size="64x64")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_onnx(model, tmp_path / "missing" / "m.onnx")
     with pytest.raises(ValueError, match="is a folder"):
@@ -133,7 +120,7 @@ def test_bad_arguments(tmp_path):
 def test_missing_onnx_package_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'deeplabv3p\[onnx\]'"):
-        export_onnx(narrow_model(), tmp_path / "m.onnx")
+        export_onnx(export_model(), tmp_path / "m.onnx")
 
 
 def test_cli_export(tmp_path, capsys):
@@ -151,7 +138,7 @@ def test_cli_export_bad_checkpoint(tmp_path, capsys):
     from safetensors.torch import save_file
 
     weights = tmp_path / "narrow.safetensors"
-    save_file({k: v.contiguous() for k, v in narrow_model().state_dict().items()}, str(weights))
+    save_file({k: v.contiguous() for k, v in export_model().state_dict().items()}, str(weights))
     out = tmp_path / "cli.onnx"
     assert main(["export", "deeplabv3plus_r18_d8", "--checkpoint", str(weights), "--out", str(out)]) == 2
     assert "does not fit the model" in capsys.readouterr().err
@@ -159,7 +146,7 @@ def test_cli_export_bad_checkpoint(tmp_path, capsys):
 
 
 def test_export_of_an_optimized_model(tmp_path):
-    model = narrow_model()
+    model = export_model()
     fast = model.optimize_for_inference()
     path = export_onnx(fast, tmp_path / "fast.onnx", input_size=(64, 64))
     for c in check_onnx(path, model, sizes=[(64, 64), (72, 100)]):

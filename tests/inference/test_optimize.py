@@ -8,11 +8,11 @@ every class wins somewhere and argmax agreement means something.
 from __future__ import annotations
 
 import copy
-import json
 
-import numpy as np
 import pytest
 import torch
+from nets import narrow_model, randomize_bn
+from parity import arrays, build
 from torch import nn
 
 import deeplabv3p
@@ -26,40 +26,19 @@ from deeplabv3p.inference.optimize import (
     optimize_for_inference,
     pre_pad_depthwise,
 )
-from deeplabv3p.pretrained.weights import load_into, read_state_dict
 
 # Documented tolerance of bf16 autocast against fp32 (CPU and GPU), relative to the largest |logit|,
 # and the argmax agreement it must keep on these networks.
 BF16_RTOL = 5e-2
 BF16_MIN_AGREEMENT = 0.97
 
-ARCH_OF_CASE = {
-    "r50_v1c_d8": "deeplabv3plus_r50_d8",
-    "r18_v1b_d8_slide": "deeplabv3plus_r18b_d8",
-    "r101_v1c_d16_mg124": "deeplabv3plus_r101_d16_mg124",
-    "r18_v1c_d8": "deeplabv3plus_r18_d8",
-}
+PARITY_CASES = ("r50_v1c_d8", "r18_v1b_d8_slide", "r101_v1c_d16_mg124", "r18_v1c_d8")
 
 
-def parity_model(data_dir, case: str) -> tuple[deeplabv3p.DeepLabV3Plus, torch.Tensor, torch.Tensor]:
-    """A narrow mmseg-architecture model with the parity case's weights, its input and mmseg's logits."""
-    meta = json.loads((data_dir / "parity" / f"{case}.json").read_text())
-    kwargs = {"channels": (8, 16, 32, 64)}
-    if meta["variant"] == "v1c":
-        kwargs.update(stem_type="deep", stem_width=meta["stem_channels"] // 2)
-    model = deeplabv3p.create_model(
-        ARCH_OF_CASE[case],
-        encoder_kwargs=kwargs,
-        num_classes=meta["num_classes"],
-        decoder_channels=meta["channels"],
-        low_level_channels=meta["c1_channels"],
-        aux_channels=meta["aux_channels"],
-        align_corners=meta["align_corners"],
-    )
-    load_into(model, read_state_dict(data_dir / "parity" / f"{case}.safetensors"))
-    arrays = np.load(data_dir / "parity" / f"{case}.npz")
-    key = "logits_whole" if "logits_whole" in arrays else "logits"
-    return model.eval(), torch.from_numpy(arrays["input"]), torch.from_numpy(arrays[key])
+def parity_model(case: str) -> tuple[deeplabv3p.DeepLabV3Plus, torch.Tensor, torch.Tensor]:
+    """A narrow mmseg-architecture model with the parity case's weights, its input and mmseg's (whole) logits."""
+    golden = arrays(case)
+    return build(case), golden["input"], golden["logits_whole" if "logits_whole" in golden else "logits"]
 
 
 def balance_classes(model: deeplabv3p.DeepLabV3Plus, x: torch.Tensor) -> torch.Tensor:
@@ -86,9 +65,9 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.argmax(1) == b.argmax(1)).double().mean().item()
 
 
-@pytest.mark.parametrize("case", list(ARCH_OF_CASE))
-def test_folded_model_matches_mmseg_logits(data_dir, case):
-    model, x, expected = parity_model(data_dir, case)
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_folded_model_matches_mmseg_logits(case):
+    model, x, expected = parity_model(case)
     n_bn = count_batchnorms(model)
     folded = optimize_for_inference(model)
     assert n_bn > 0 and count_batchnorms(folded) == 0, "every BatchNorm of the mmseg architectures follows a conv"
@@ -99,19 +78,19 @@ def test_folded_model_matches_mmseg_logits(data_dir, case):
     assert agreement(got, expected) >= 0.999
 
 
-def test_fold_batchnorm_in_place_and_counts(data_dir):
-    model, x, _ = parity_model(data_dir, "r18_v1c_d8")
+def test_fold_batchnorm_in_place_and_counts():
+    model, x, _ = parity_model("r18_v1c_d8")
     with torch.inference_mode():
         before = model(x)
     n = fold_batchnorm(model)
-    assert n == count_batchnorms(parity_model(data_dir, "r18_v1c_d8")[0])
+    assert n == count_batchnorms(parity_model("r18_v1c_d8")[0])
     assert count_batchnorms(model) == 0
     with torch.inference_mode():
         assert rel_diff(model(x), before) <= FOLD_RTOL
 
 
-def test_optimized_copy_is_inference_only_and_channels_last(data_dir):
-    model, x, _ = parity_model(data_dir, "r18_v1b_d8_slide")
+def test_optimized_copy_is_inference_only_and_channels_last():
+    model, x, _ = parity_model("r18_v1b_d8_slide")
     model.train()
     fast = model.optimize_for_inference()
     assert isinstance(fast, deeplabv3p.DeepLabV3Plus) and fast is not model
@@ -128,8 +107,8 @@ def test_optimized_copy_is_inference_only_and_channels_last(data_dir):
         assert rel_diff(fast(x.contiguous(memory_format=torch.channels_last)), ref) <= FOLD_RTOL
 
 
-def test_optimize_options(data_dir):
-    model, _, _ = parity_model(data_dir, "r18_v1c_d8")
+def test_optimize_options():
+    model, _, _ = parity_model("r18_v1c_d8")
     plain = optimize_for_inference(model, fold_bn=False, channels_last=False)
     assert count_batchnorms(plain) == count_batchnorms(model)
     assert plain.encoder.body.conv1[0].weight.is_contiguous()
@@ -158,14 +137,8 @@ def test_fuse_conv_bn_is_exact(bias, affine):
 
 def test_untraced_patterns_stay_correct():
     """A timm encoder whose BNs sit outside the known patterns keeps them: same function, nothing broken."""
-    model = deeplabv3p.create_model(
-        "deeplabv3plus", encoder="mobilenetv3_small_050", num_classes=4, decoder_channels=16, low_level_channels=8
-    ).eval()
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2)
+    model = narrow_model("deeplabv3plus", encoder="mobilenetv3_small_050", encoder_kwargs={}, num_classes=4)
+    randomize_bn(model.eval())
     x = torch.randn(1, 3, 96, 96)
     fast = model.optimize_for_inference()
     assert 0 < count_batchnorms(fast) < count_batchnorms(model)
@@ -173,8 +146,8 @@ def test_untraced_patterns_stay_correct():
         assert rel_diff(fast(x), model(x)) <= FOLD_RTOL
 
 
-def test_bad_arguments(data_dir):
-    model, _, _ = parity_model(data_dir, "r18_v1c_d8")
+def test_bad_arguments():
+    model, _, _ = parity_model("r18_v1c_d8")
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         optimize_for_inference("model")
     with pytest.raises(TypeError, match="fold_bn"):
@@ -186,14 +159,14 @@ def test_bad_arguments(data_dir):
         fuse_conv_bn(nn.Conv2d(4, 4, 1), bn)
 
 
-def test_input_dtype_mismatch_is_a_clear_error(data_dir):
-    model, x, _ = parity_model(data_dir, "r18_v1c_d8")
+def test_input_dtype_mismatch_is_a_clear_error():
+    model, x, _ = parity_model("r18_v1c_d8")
     with pytest.raises(TypeError, match=r"input dtype torch.bfloat16 differs from the model's torch.float32"):
         model(x.bfloat16())
 
 
-def test_bf16_autocast_on_cpu(data_dir):
-    model, x, _ = parity_model(data_dir, "r50_v1c_d8")
+def test_bf16_autocast_on_cpu():
+    model, x, _ = parity_model("r50_v1c_d8")
     ref = balance_classes(model, x)
     fast = model.optimize_for_inference()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -203,8 +176,8 @@ def test_bf16_autocast_on_cpu(data_dir):
     assert agreement(got, ref) >= BF16_MIN_AGREEMENT
 
 
-def test_grad_checkpointing_gives_the_same_gradients(data_dir):
-    model, x, _ = parity_model(data_dir, "r18_v1c_d8")
+def test_grad_checkpointing_gives_the_same_gradients():
+    model, x, _ = parity_model("r18_v1c_d8")
     x = torch.cat([x, x.flip(-1)])
     target = torch.randint(0, model.num_classes, (2, *x.shape[2:]))
 
@@ -232,8 +205,8 @@ def test_grad_checkpointing_gives_the_same_gradients(data_dir):
 
 
 @pytest.mark.slow
-def test_compiled_optimized_model_matches(data_dir):
-    model, x, _ = parity_model(data_dir, "r18_v1c_d8")
+def test_compiled_optimized_model_matches():
+    model, x, _ = parity_model("r18_v1c_d8")
     compiled = torch.compile(model.optimize_for_inference())
     with torch.inference_mode():
         ref = model(x)
@@ -247,8 +220,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.gpu
 @cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_autocast_on_gpu(data_dir, dtype):
-    model, x, _ = parity_model(data_dir, "r50_v1c_d8")
+def test_autocast_on_gpu(dtype):
+    model, x, _ = parity_model("r50_v1c_d8")
     balance_classes(model, x)
     model, x = model.cuda(), x.cuda()
     fast = model.optimize_for_inference()
@@ -279,8 +252,8 @@ def test_pre_padded_depthwise_conv_is_the_same_function(channels_last, dtype):
         torch.testing.assert_close(got, conv(x))
 
 
-def test_pre_padding_leaves_other_convs_alone(data_dir):
-    model, _, _ = parity_model(data_dir, "r50_v1c_d8")
+def test_pre_padding_leaves_other_convs_alone():
+    model, _, _ = parity_model("r50_v1c_d8")
     fast = model.optimize_for_inference()
     swapped = [name for name, m in fast.named_modules() if isinstance(m, PrePaddedConv2d)]
     # Exactly the three dilated depthwise ASPP branches (rates 12, 24, 36 at output stride 8).
@@ -288,8 +261,8 @@ def test_pre_padding_leaves_other_convs_alone(data_dir):
     assert [fast.get_submodule(n).dilation for n in swapped] == [(12, 12), (24, 24), (36, 36)]
 
 
-def test_first_conv_and_classifier_stay_float32_under_autocast(data_dir):
-    model, x, _ = parity_model(data_dir, "r50_v1c_d8")
+def test_first_conv_and_classifier_stay_float32_under_autocast():
+    model, x, _ = parity_model("r50_v1c_d8")
     fast = model.optimize_for_inference()
     kept = [name for name, m in fast.named_modules() if isinstance(m, Float32Conv2d)]
     assert kept == ["encoder.body.conv1.0", "classifier.conv"]

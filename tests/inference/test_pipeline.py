@@ -122,6 +122,20 @@ def test_slide_predict_matches_stitched_logits(model):
     np.testing.assert_array_equal(res.labels, logits[0].argmax(0).numpy())
 
 
+def test_normalize_one_image_or_a_padded_batch():
+    """One normalisation for testing and training: (x - mean) / std, and a padded batch's padding back to 0."""
+    mean, std = (100.0, 110.0, 120.0), (50.0, 55.0, 60.0)
+    images = torch.from_numpy(RNG.integers(0, 256, size=(2, 3, 5, 7), dtype=np.uint8))
+    expected = (images.float() - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    single = normalize(images[0], mean, std)
+    assert single.shape == (1, 3, 5, 7) and single.dtype == torch.float32
+    torch.testing.assert_close(single[0], expected[0], rtol=0, atol=0)
+    batch = normalize(images, mean, std, sizes=torch.tensor([[5, 7], [3, 4]]))
+    torch.testing.assert_close(batch[0], expected[0], rtol=0, atol=0)
+    torch.testing.assert_close(batch[1, :, :3, :4], expected[1, :, :3, :4], rtol=0, atol=0)
+    assert not batch[1, :, 3:].any() and not batch[1, :, :, 4:].any()
+
+
 def test_preprocessing_is_mmcv_rescale_then_normalize(model):
     """The network sees the OpenCV-exact keep-ratio rescale to the test scale, normalized with the weights' stats."""
     model.pretrained_cfg = model.pretrained_cfg.replace(test_scale=(96, 64), mean=(100.0, 110.0, 120.0))
@@ -381,7 +395,7 @@ def test_runs_on_the_model_device(model):
         ({"mode": "slide", "crop_size": (64, 0)}, "crop_size must be"),
         ({"tta_ratios": (1.0,)}, "apply when tta=True"),
         ({"tta": True, "tta_ratios": ()}, "tta_ratios must be"),
-        ({"tta": True, "tta_ratios": (1.0, -0.5)}, "tta_ratios must be"),
+        ({"tta": True, "tta_ratios": (1.0, -0.5)}, r"tta_ratios entries must be a finite number > 0, got -0\.5"),
         ({"resize": False, "test_scale": (64, 64)}, "one or the other"),
         ({"test_scale": (64,)}, "test_scale must be"),
         ({"window_batch_size": 0}, "window_batch_size"),

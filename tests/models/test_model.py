@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from nets import NARROW, narrow_model, randomize_bn
 from timm.models.resnet import BasicBlock
 
 import deeplabv3p
@@ -22,7 +23,6 @@ REFERENCE_PARAMS = {
     "deeplabv3plus_r101_d16_mg124": (42_519_392, 17_697_923, 2_364_691),
     "deeplabv3plus_r101b_d8": (42_500_160, 17_697_923, 2_364_691),
 }
-NARROW = dict(encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8, aux_channels=8)
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -53,7 +53,7 @@ def test_full_width_architecture_matches_mmseg_sizes_and_runs(arch):
 @pytest.mark.parametrize("arch", sorted(REFERENCE_PARAMS))
 def test_mmseg_block_dilations(arch):
     """Per-block dilations of the 3x3 convs follow mmseg (section 6 of the reference notes)."""
-    model = deeplabv3p.create_model(arch, **NARROW)
+    model = narrow_model(arch, num_classes=None)
     body = model.encoder.body
     cfg = model.config
 
@@ -77,7 +77,7 @@ def test_mmseg_block_dilations(arch):
 
 @pytest.mark.parametrize("size", [(64, 64), (65, 97), (33, 127), (8, 8)])
 def test_output_has_input_size(size):
-    model = deeplabv3p.create_model("deeplabv3plus_r18_d8", num_classes=3, **NARROW).eval()
+    model = narrow_model().eval()
     with torch.inference_mode():
         out = model(torch.randn(2, 3, *size))
     assert out.shape == (2, 3, *size)
@@ -88,14 +88,12 @@ def test_output_has_input_size(size):
 )
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_timm_encoders_give_promised_reductions(encoder, output_stride):
-    model = deeplabv3p.create_model(
-        "deeplabv3plus", encoder=encoder, output_stride=output_stride, num_classes=4, decoder_channels=16
-    ).eval()
+    model = narrow_model("deeplabv3plus", encoder=encoder, encoder_kwargs={}, output_stride=output_stride).eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.inference_mode():
         features = model.forward_features(x)
         out = model(x)
-    assert out.shape == (1, 4, 64, 96)
+    assert out.shape == (1, 3, 64, 96)
     assert model.encoder.reductions[0] == 4 and model.encoder.reductions[-1] == output_stride
     for feature, reduction, channels in zip(features, model.encoder.reductions, model.encoder.channels, strict=True):
         assert feature.shape[1] == channels
@@ -103,7 +101,7 @@ def test_timm_encoders_give_promised_reductions(encoder, output_stride):
 
 
 def test_backward_reaches_every_parameter():
-    model = deeplabv3p.create_model("deeplabv3plus_r18_d8", num_classes=3, **NARROW).train()
+    model = narrow_model().train()
     for m in model.modules():  # timm zero-initialises each block's last BN, which blocks gradients at init
         if isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.ones_(m.weight)
@@ -115,27 +113,18 @@ def test_backward_reaches_every_parameter():
 
 
 def test_return_aux_without_aux_head_gives_none():
-    model = deeplabv3p.create_model("deeplabv3plus", encoder="resnet18", num_classes=2, decoder_channels=8).eval()
+    model = narrow_model("deeplabv3plus", encoder="resnet18", num_classes=2).eval()
     assert model.aux_head is None
     logits, aux = model(torch.randn(1, 3, 32, 32), return_aux=True)
     assert aux is None and logits.shape == (1, 2, 32, 32)
 
 
-def _randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
 @pytest.mark.parametrize(
-    ("arch", "extra"), [("deeplabv3plus_r18_d8", NARROW), ("deeplabv3plus", {"encoder": "convnext_atto"})]
+    ("arch", "extra"),
+    [("deeplabv3plus_r18_d8", {}), ("deeplabv3plus", {"encoder": "convnext_atto", "encoder_kwargs": {}})],
 )
 def test_set_output_stride_matches_a_fresh_model(arch, extra):
-    model = deeplabv3p.create_model(arch, num_classes=3, output_stride=16, decoder_channels=16, **{
-        k: v for k, v in extra.items() if k != "decoder_channels"}).eval()  # fmt: skip
-    _randomize_bn(model)
+    model = randomize_bn(narrow_model(arch, output_stride=16, **extra).eval())
     x = torch.randn(1, 3, 64, 80)
     with torch.inference_mode():
         at16 = model(x)
@@ -153,7 +142,7 @@ def test_set_output_stride_matches_a_fresh_model(arch, extra):
 
 
 def test_set_output_stride_keeps_frozen_encoder_and_mode():
-    model = deeplabv3p.create_model("deeplabv3plus_r18_d8", num_classes=3, **NARROW)
+    model = narrow_model()
     model.freeze_encoder()
     model.train()
     model.set_output_stride(16)
@@ -164,7 +153,7 @@ def test_set_output_stride_keeps_frozen_encoder_and_mode():
 
 
 def test_in_chans():
-    model = deeplabv3p.create_model("deeplabv3plus_r18_d8", num_classes=3, in_chans=4, **NARROW).eval()
+    model = narrow_model(in_chans=4).eval()
     with torch.inference_mode():
         assert model(torch.randn(1, 4, 40, 40)).shape == (1, 3, 40, 40)
 
@@ -173,11 +162,11 @@ def test_config_json_round_trip():
     cfg = deeplabv3p.get_model_config("deeplabv3plus_r101_d16_mg124")
     again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
-    assert DeepLabV3Plus(again.replace(**{k: v for k, v in NARROW.items()})).config.multi_grid == (1, 2, 4)
+    assert DeepLabV3Plus(again.replace(**NARROW)).config.multi_grid == (1, 2, 4)
 
 
 def test_reset_classifier():
-    model = deeplabv3p.create_model("deeplabv3plus_r18_d8", num_classes=3, **NARROW).eval()
+    model = narrow_model().eval()
     model.reset_classifier(7)
     assert model.num_classes == 7 and model.aux_head.classifier.conv.out_channels == 7
     with torch.inference_mode():

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import nets
 import pytest
 import torch
 from fault_helpers import fork, wait
@@ -24,9 +25,7 @@ from deeplabv3p.pretrained import hub
 from deeplabv3p.pretrained.config import DESCRIPTIVE_FIELDS, PretrainedCfg
 from deeplabv3p.pretrained.weights import WEIGHTS_NAME, read_state_dict, save_state_dict
 
-NARROW = dict(
-    encoder="resnet18", encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8
-)
+NARROW = {"encoder": "resnet18", **nets.NARROW}  # the generic architecture on the tests' narrow ResNet-18
 # torch's own text for a refused pickle advises unsafe loading: the library never repeats it
 UNSAFE_ADVICE = ("weights_only=False", "weights_only` set to `False")
 

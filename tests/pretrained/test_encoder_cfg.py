@@ -80,10 +80,13 @@ def test_encoder_statistics_reach_fit_and_evaluate(timm_loads, tmp_path, monkeyp
         "deeplabv3plus", encoder="test_resnet", encoder_pretrained=True, num_classes=5, decoder_channels=16
     )
     used = []
-    real = trainer.normalize_batch
-    monkeypatch.setattr(
-        trainer, "normalize_batch", lambda x, s, mean, std: used.append((mean, std)) or real(x, s, mean, std)
-    )
+    real = trainer.normalize
+
+    def recording(x: torch.Tensor, mean: tuple, std: tuple, sizes: torch.Tensor | None = None) -> torch.Tensor:
+        used.append((mean, std))
+        return real(x, mean, std, sizes)
+
+    monkeypatch.setattr(trainer, "normalize", recording)
     train_set = deeplabv3p.SegmentationDataset(data, "train")
     result = training.fit(
         model, train_set, deeplabv3p.SegmentationDataset(data, "val"), out=tmp_path / "run",
@@ -123,7 +126,7 @@ def test_explicit_statistics_win_and_are_checked(timm_loads):
         ({"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}, ValueError, "0..1 scale.*multiply them by 255"),
         ({"mean": (1200.0, 900.0, 800.0)}, ValueError, r"outside 0..255.*255 / 65535"),
         ({"mean": (1.0, 2.0, 3.0, 4.0)}, ValueError, "mean has 4 values but std has 3"),
-        ({"std": (1.0, 0.0, 1.0)}, ValueError, "std must be > 0"),
+        ({"std": (1.0, 0.0, 1.0)}, ValueError, "std entries must be a finite number > 0, got 0.0"),
         ({"mean": "imagenet"}, TypeError, "non-empty tuple of numbers"),
         ({"mean": (1, 2, 3, 4, 5), "std": (1, 2, 3, 4, 5), "in_chans": 4}, ValueError, "5 values but .* in_chans=4"),
     ]  # fmt: skip

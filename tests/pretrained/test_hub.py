@@ -75,20 +75,21 @@ def test_config_json_layout(golden, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "error", "message"),
     [
-        ({"schema_version": CONFIG_SCHEMA_VERSION + 1}, "upgrade"),
-        ({"schema_version": "1"}, "schema_version must be a positive int"),
-        ({"extra": 1}, "unknown top-level key"),
-        ({"architecture": "deeplabv3plus_r18_d8"}, "disagrees"),
+        ({"schema_version": CONFIG_SCHEMA_VERSION + 1}, ValueError, "upgrade"),
+        ({"schema_version": 0}, ValueError, r"schema_version must be an int >= 1, got 0"),
+        ({"schema_version": "1"}, TypeError, r"schema_version must be an int >= 1, got '1' \(str\)"),
+        ({"extra": 1}, ValueError, "unknown top-level key"),
+        ({"architecture": "deeplabv3plus_r18_d8"}, ValueError, "disagrees"),
     ],
 )
-def test_bad_config_json_is_refused_clearly(golden, tmp_path, change, message):
+def test_bad_config_json_is_refused_clearly(golden, tmp_path, change, error, message):
     golden.save_pretrained(tmp_path)
     data = read_json(tmp_path / "config.json")
     data.update(change)
     (tmp_path / "config.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         deeplabv3p.create_model(str(tmp_path))
 
 

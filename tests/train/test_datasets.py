@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
+from deeplabv3p.inference.images import read_image
 from deeplabv3p.train.datasets import SegmentationDataset, read_classes_file
 
 
@@ -56,6 +57,26 @@ def test_jpeg_images_nested_folders_and_palette_masks(tmp_path: Path) -> None:
     ds = SegmentationDataset(tmp_path, "val")
     assert ds.palette == ((0, 0, 0), (255, 0, 0), (0, 255, 0))
     assert np.array_equal(ds[0][1].numpy(), mask)  # palette PNGs are read as indices, not colours
+
+
+def test_images_are_read_as_predict_reads_them(tmp_path: Path) -> None:
+    """Every extension predict accepts trains too (WebP included), and pixels come out as predict sees them:
+    16-bit PNGs keep their high byte (OpenCV, mmseg) rather than PIL's clipping to 255."""
+    rng = np.random.default_rng(1)
+    mask = rng.integers(0, 3, (6, 8))
+    _write(tmp_path, "train", "photo", rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), mask, suffix=".webp")
+    _write(tmp_path, "train", "deep", rng.integers(0, 65536, (6, 8), dtype=np.uint16), mask)
+    (tmp_path / "classes.json").write_text(json.dumps(["a", "b", "c"]))
+    ds = SegmentationDataset(tmp_path, "train")
+    assert sorted(p.name for p, _ in ds.samples) == ["deep.png", "photo.webp"]
+    for index, (path, _) in enumerate(ds.samples):
+        expected = read_image(path)
+        assert torch.equal(ds[index][0].as_subclass(torch.Tensor), expected)  # what training sees
+        assert torch.equal(read_image(ds.read_image(index)), expected)  # what evaluate hands predict: the same
+    deep = ds.samples.index(next(pair for pair in ds.samples if pair[0].name == "deep.png"))
+    raw = np.asarray(Image.open(ds.samples[deep][0]), dtype=np.int64)
+    assert np.array_equal(ds[deep][0][0].numpy(), raw >> 8)
+    assert np.array_equal(ds.read_image(deep)[..., 0], raw)  # read_image / load: the pixels as stored
 
 
 def test_explicit_pairs(root: Path) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nets import tiny_model
 from PIL import Image
-from train_helpers import one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from train_helpers import one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 import deeplabv3p
 from deeplabv3p.cli import main

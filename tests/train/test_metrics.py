@@ -47,8 +47,9 @@ def test_class_predicted_but_absent_from_truth_has_zero_iou_and_nan_acc() -> Non
     cm = ConfusionMatrix(2)
     cm.update(pred, target)
     assert torch.equal(cm.matrix, torch.tensor([[3, 1], [0, 0]]))
-    assert m["IoU"]["1"] == 0.0  # a false positive with no truth: union 1, intersection 0 (mmseg counts it)
-    assert math.isnan(m["Acc"]["1"])
+    assert list(m["IoU"]) == ["class_0", "class_1"]  # default names, the same as predict and datasets give
+    assert m["IoU"]["class_1"] == 0.0  # a false positive with no truth: union 1, intersection 0 (mmseg counts it)
+    assert math.isnan(m["Acc"]["class_1"])
     assert m["mIoU"] == pytest.approx((75.0 + 0.0) / 2)
     assert m["mAcc"] == pytest.approx(75.0)
 

@@ -62,7 +62,8 @@ def test_batch_sharing_and_overrides() -> None:
 
 def test_adamw_and_gradient_clipping_reach_the_optimiser(tmp_path) -> None:
     import torch
-    from train_helpers import TINY, tiny_model
+    from nets import tiny_model
+    from train_helpers import TINY
 
     from deeplabv3p.train.demo import make_synthetic_dataset
     from deeplabv3p.train.optim import build_optimizer

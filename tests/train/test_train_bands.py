@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nets import tiny_model
 from PIL import Image
 from torchvision import tv_tensors
-from train_helpers import TINY, one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from train_helpers import TINY, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 import deeplabv3p
 from deeplabv3p import cli

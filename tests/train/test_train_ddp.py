@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from nets import tiny_model
 from torch import nn
-from train_helpers import tiny_model
 
 import deeplabv3p
 from deeplabv3p import train as training
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     import torch
     import torch.distributed as dist
     sys.path.insert(0, sys.argv[3])
-    from train_helpers import tiny_model
+    from nets import tiny_model
     from deeplabv3p import train as training
     from deeplabv3p.train.datasets import SegmentationDataset
 

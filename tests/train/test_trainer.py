@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from nets import tiny_model
 from PIL import Image
-from train_helpers import TINY, one_thread, tiny_model  # noqa: F401  (one_thread: autouse fixture)
+from train_helpers import TINY, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
 import deeplabv3p
 from deeplabv3p import train as training
@@ -133,11 +134,19 @@ def test_freeze_encoder_trains_only_the_head(train_set: SegmentationDataset, tmp
     assert all(p.requires_grad for p in model.parameters())  # the caller's setting is restored
 
 
-def test_ohem_and_class_weights_train(train_set: SegmentationDataset, tmp_path: Path) -> None:
-    model = tiny_model()
-    options = {**TINY, "iters": 2, "log_interval": 1, "ohem_min_kept": 100, "class_weight": [0.5, 1, 1, 1, 2]}
-    training.fit(model, train_set, out=tmp_path, **options)
-    assert len(_train_losses(tmp_path)) == 2
+def test_ohem_and_class_weights_change_the_loss(train_set: SegmentationDataset, tmp_path: Path) -> None:
+    """The first logged loss (initial weights, the same batch and dropout for the same seed) against a plain run."""
+
+    def first_loss(name: str, **options) -> float:
+        training.fit(tiny_model(), train_set, out=tmp_path / name, **{**TINY, "iters": 1, "log_interval": 1, **options})
+        (loss,) = _train_losses(tmp_path / name)
+        return loss
+
+    plain = first_loss("plain")
+    assert first_loss("unit_weights", class_weight=[1.0] * 5) == pytest.approx(plain, rel=1e-6)  # a fair comparison
+    assert abs(first_loss("weighted", class_weight=[0.5, 1, 1, 1, 2]) - plain) > 1e-3 * plain
+    # OHEM keeps the 2 x 100 hardest of 2 x 48 x 48 pixels, still divided by all pixels: the main loss shrinks.
+    assert first_loss("ohem", ohem_min_kept=100) < 0.9 * plain
 
 
 def test_fit_argument_errors(train_set: SegmentationDataset, tmp_path: Path) -> None:
