@@ -111,10 +111,9 @@ def resolve_settings(
         raise ValueError(f"tta_ratios must be a non-empty sequence of positive numbers, got {tta_ratios!r}")
     ratios = tuple(check_float("tta_ratios entries", r, 0.0, min_open=True) for r in ratios)
     flip = check_bool("tta_flip", cfg.tta_flip if tta_flip is None else tta_flip)
-    bands = cfg.for_in_chans(model.config.in_chans)
     return InferenceSettings(
-        mean=bands.mean,
-        std=bands.std,
+        mean=cfg.mean,  # one value per band of the model (pretrained_cfg_for)
+        std=cfg.std,
         test_scale=scale,
         keep_ratio=cfg.keep_ratio,
         mode=mode,
