@@ -67,7 +67,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrained", help="weights to start from: a tag, a dataset name (cityscapes) or a file")
     p.add_argument(
         "--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
-        help="create_model overrides, e.g. encoder=convnext_tiny output_stride=16 (num_classes: the dataset's)",
+        help="create_model overrides, e.g. encoder=convnext_tiny output_stride=16, or in_chans=4 "
+        "mean=(...) std=(...) for multi-band images (num_classes: the dataset's)",
     )  # fmt: skip
     p.add_argument("--encoder-pretrained", action="store_true", help="start the encoder from timm's ImageNet weights")
     p.add_argument("--train-split", default="train", help="training split (default train)")
@@ -80,17 +81,22 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
 
 
-def _train_data(args: argparse.Namespace, dataset: str) -> tuple[Any, Any]:
-    """The training and validation splits of --data (in --layout, or the layout of the recipe's dataset)."""
+def _train_data(args: argparse.Namespace, dataset: str, in_chans: int = 3) -> tuple[Any, Any]:
+    """The training and validation splits of --data (in --layout, or the layout of the recipe's dataset), read for
+    a model of `in_chans` bands."""
     from ..train.reproduce import check_split_size, open_dataset
 
-    train_set = open_dataset(args.data, args.train_split, args.layout, dataset, args.reduce_zero_label)
+    train_set = open_dataset(
+        args.data, args.train_split, args.layout, dataset, args.reduce_zero_label, in_chans=in_chans
+    )
     if is_main_process() and (message := check_split_size(train_set)):
         print(f"deeplabv3p train: warning: {message}", file=sys.stderr)
     val_set = None
     if args.val_split.lower() != "none":
         try:
-            val_set = open_dataset(args.data, args.val_split, args.layout, dataset, args.reduce_zero_label)
+            val_set = open_dataset(
+                args.data, args.val_split, args.layout, dataset, args.reduce_zero_label, in_chans=in_chans
+            )
         except FileNotFoundError as e:
             if is_main_process():
                 print(f"deeplabv3p train: no {args.val_split!r} split ({e}); training without validation")
@@ -112,6 +118,8 @@ def run_train(args: argparse.Namespace) -> int:
     if row is not None and "." not in model_name and not Path(model_name).is_dir():
         model_kwargs.setdefault("align_corners", row.align_corners)
     model = model_from_args(model_name, args.pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
+    if model.config.in_chans != train_set.in_chans:  # a multi-band model: read the splits for its bands
+        train_set, val_set = _train_data(args, row.dataset if row is not None else "", model.config.in_chans)
     overrides = {name: getattr(args, name) for name, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
     if args.no_sync_bn:
         overrides["sync_bn"] = False
@@ -198,7 +206,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cfg = model.pretrained_cfg
     assert cfg is not None  # create_model always sets it
     reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label
-    dataset = open_dataset(args.data, args.split, args.layout, cfg.dataset, reduce, cfg.ignore_index)
+    dataset = open_dataset(
+        args.data, args.split, args.layout, cfg.dataset, reduce, cfg.ignore_index, in_chans=model.config.in_chans
+    )
     if dataset.num_classes != model.num_classes:
         raise ValueError(f"the model predicts {model.num_classes} classes but {args.data} has {dataset.num_classes}")
     settings = resolve_settings(model, mode=args.mode, tta=args.tta)

@@ -1,24 +1,36 @@
-"""Input images for `predict`: every accepted form, expanded lazily into single images and read into RGB tensors.
+"""Input images for `predict`, `evaluate` and training: every accepted form, expanded lazily into single images
+and read into ``(C, H, W)`` tensors on the 0..255 scale.
 
 Accepted forms, single or in a list (sizes may differ):
 
 - a file path (``str`` / ``Path``), or a directory (its image files, sorted by name, not recursive);
 - a ``PIL.Image.Image``;
-- a numpy array ``(H, W, 3)`` RGB, ``(H, W)`` / ``(H, W, 1)`` grayscale, ``(H, W, 4)`` RGBA, or ``(N, H, W, C)``;
-- a torch tensor ``(3, H, W)`` / ``(N, 3, H, W)`` (also 1 or 4 channels, or ``(H, W)``).
+- a numpy array ``(H, W, C)`` or ``(H, W)``, or a batch ``(N, H, W, C)``;
+- a torch tensor ``(C, H, W)`` or ``(H, W)``, or a batch ``(N, C, H, W)``.
 
-Value rules, the same for every form:
+How bands are read depends on the model's ``in_chans``:
 
-- uint8 is 0..255. 16-bit (uint16 arrays and tensors, PIL modes ``I;16*`` and ``I``) keeps its high byte
-  (``value >> 8``), which is what OpenCV's PNG reader (and so mmseg) does with 16-bit files.
+- RGB models (``in_chans=3``): grayscale becomes RGB by repeating the channel; RGBA (and LA, PA) drops alpha
+  without compositing, as OpenCV's ``IMREAD_COLOR`` does; palette, CMYK and other PIL modes are converted to RGB
+  by PIL. TIFFs are read by PIL, or by tifffile where PIL cannot decode them.
+- Multi-band models (any other ``in_chans``, e.g. 4 for RGB + NIR): the bands as stored, which must number
+  ``in_chans`` (an error names both counts otherwise). TIFFs are read by tifffile, the ``tiff`` extra
+  (``pip install "deeplabv3p[tiff]"``): pixel-interleaved, planar and page-per-band files all work.
+
+Value rules (what the model's mean/std, also on the 0..255 scale, are applied to):
+
+- uint8 is 0..255 as is.
+- uint16 (arrays, tensors, 16-bit files): RGB models keep the high byte (``value >> 8``), which is what OpenCV's
+  PNG reader (and so mmseg) does with 16-bit files; multi-band models keep every bit, as float32
+  ``value * 255 / 65535``, because sensors store information in the low byte.
 - Floating point must lie in [0, 1] (torchvision's convention) and is scaled by 255 without rounding; anything
   else is refused, because a normalized tensor or a 0..255 float image would be silently mis-read.
-- Grayscale becomes RGB by repeating the channel; RGBA (and LA, PA) drops alpha without compositing, as OpenCV's
-  ``IMREAD_COLOR`` does. Palette, CMYK and other PIL modes are converted to RGB by PIL.
-- Files are oriented by their EXIF tag (what a viewer shows, and what OpenCV's reader does); in-memory images are
-  taken as given.
+- Files read by PIL are oriented by their EXIF tag (what a viewer shows, and what OpenCV's reader does); in-memory
+  images are taken as given.
 
-A read image is a ``(3, H, W)`` tensor, uint8 or float32 on the 0..255 scale, on the CPU (tensors keep their device).
+Reading is two steps, so that a dataset can hand out the pixels as stored and predict read them the same way:
+`decode_image` (layout: bands, orientation; the stored dtype) and `to_input_scale` (the value rules).
+`read_image` is both. A read image is uint8 or float32 on the CPU (tensors keep their device).
 """
 
 from __future__ import annotations
@@ -33,8 +45,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..models.config import check_int
+from .tiff import is_tiff, read_tiff
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
-_CHANNELS = (1, 3, 4)
+RGB_CHANNELS = (1, 3, 4)  # what an RGB model reads: gray, RGB, RGBA
+_PIL_16_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_PIL_AS_STORED = ("L", "LA", "RGB", "RGBA", "CMYK")
+_UINT16_SCALE = 255.0 / 65535.0
 
 
 @dataclass(frozen=True)
@@ -48,15 +66,27 @@ class ImageItem:
     def path(self) -> Path | None:
         return self.source if isinstance(self.source, Path) else None
 
-    def read(self) -> torch.Tensor:
-        """The image as a ``(3, H, W)`` uint8 or float32 (0..255) tensor."""
-        return read_image(self.source, self.name)
+    def read(self, in_chans: int = 3) -> torch.Tensor:
+        """The image as a ``(in_chans, H, W)`` uint8 or float32 (0..255) tensor."""
+        return read_image(self.source, self.name, in_chans)
 
 
 def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray | torch.Tensor):
         return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
     return type(value).__name__
+
+
+def _check_in_chans(in_chans: Any) -> None:
+    if in_chans is not None:  # None: the bands as stored
+        check_int("in_chans", in_chans, 1)
+
+
+def _band_count_error(name: str, bands: int, in_chans: int) -> ValueError:
+    return ValueError(
+        f"{name}: the image has {bands} band{'s' if bands != 1 else ''} but the model takes in_chans={in_chans}; "
+        f"pass images of {in_chans} bands (or build the model with in_chans={bands})"
+    )
 
 
 def list_image_files(directory: Path) -> list[Path]:
@@ -69,7 +99,7 @@ def list_image_files(directory: Path) -> list[Path]:
     return files
 
 
-def _expand_one(value: Any, name: str) -> tuple[list[ImageItem], bool]:
+def _expand_one(value: Any, name: str, in_chans: int) -> tuple[list[ImageItem], bool]:
     """Items of one input and whether it was a batch (a directory or a 4-D array)."""
     if isinstance(value, str | Path):
         path = Path(value)
@@ -89,50 +119,61 @@ def _expand_one(value: Any, name: str) -> tuple[list[ImageItem], bool]:
         else:
             items = [ImageItem(value, name)]
         for item in items:
-            _check_array_layout(item.source, item.name)
+            _check_array_layout(item.source, item.name, in_chans)
         return items, batched
     raise TypeError(
         f"{name}: unsupported image type {_describe(value)}; accepted: a file or directory path, a PIL image, "
-        "a numpy array (H, W, 3) or a torch tensor (3, H, W), or a list of these"
+        "a numpy array (H, W, C) or a torch tensor (C, H, W), or a list of these"
     )
 
 
-def expand_inputs(inputs: Any, name: str = "inputs") -> tuple[list[ImageItem], bool]:
+def expand_inputs(inputs: Any, name: str = "inputs", in_chans: int = 3) -> tuple[list[ImageItem], bool]:
     """All single images of ``inputs`` (nothing read yet) and whether the input was a batch.
 
     A list, a tuple, a directory and a 4-D array or tensor are batches; predict returns a list for them.
-    Files are checked to exist and in-memory images to have a valid shape and dtype, so a bad input fails
-    before any work is done.
+    Files are checked to exist and in-memory images to have a valid shape (for a model of `in_chans` bands) and
+    dtype, so a bad input fails before any work is done.
     """
+    _check_in_chans(in_chans)
     if isinstance(inputs, list | tuple):
         if not inputs:
             raise ValueError(f"{name} is an empty {type(inputs).__name__}: pass at least one image")
         items: list[ImageItem] = []
         for i, value in enumerate(inputs):
-            items.extend(_expand_one(value, f"{name}[{i}]")[0])
+            items.extend(_expand_one(value, f"{name}[{i}]", in_chans)[0])
         return items, True
-    return _expand_one(inputs, name)
+    return _expand_one(inputs, name, in_chans)
 
 
-def _check_array_layout(value: np.ndarray | torch.Tensor, name: str) -> None:
+def _check_array_layout(value: np.ndarray | torch.Tensor, name: str, in_chans: int | None = 3) -> None:
     """Shape and dtype of one in-memory image, before reading it."""
     is_tensor = isinstance(value, torch.Tensor)
     shape = tuple(value.shape)
+    layout = "(H, W), (C, H, W) or (N, C, H, W)" if is_tensor else "(H, W), (H, W, C) or (N, H, W, C)"
+    if in_chans == 3:
+        layout = layout.replace("C", "3")
     if len(shape) == 3:
-        channel_axis = 0 if is_tensor else 2
-        other_axis = 2 if is_tensor else 0
-        if shape[channel_axis] not in _CHANNELS:
-            if shape[other_axis] in _CHANNELS:
+        channel_axis, other_axis = (0, 2) if is_tensor else (2, 0)
+        accepted = RGB_CHANNELS if in_chans == 3 else None if in_chans is None else (in_chans,)
+        if accepted is not None and shape[channel_axis] not in accepted:
+            if shape[other_axis] in accepted:
                 hint = (
                     "tensors are channels-first (C, H, W): use x.permute(2, 0, 1)"
                     if is_tensor
                     else "numpy images are channels-last (H, W, C): use np.transpose(a, (1, 2, 0)) or torch.from_numpy"
                 )
-            else:
-                hint = "expected 1, 3 or 4 channels"
-            raise ValueError(f"{name}: cannot read {_describe(value)} as an image; {hint}")
-    elif len(shape) != 2:
-        layout = "(H, W), (3, H, W) or (N, 3, H, W)" if is_tensor else "(H, W), (H, W, 3) or (N, H, W, 3)"
+                raise ValueError(f"{name}: cannot read {_describe(value)} as an image; {hint}")
+            if in_chans == 3:
+                raise ValueError(
+                    f"{name}: cannot read {_describe(value)} as an image; expected 1, 3 or 4 channels for an RGB "
+                    f"model (in_chans=3), got {shape[channel_axis]}"
+                )
+            assert in_chans is not None
+            raise _band_count_error(name, shape[channel_axis], in_chans)
+    elif len(shape) == 2:
+        if in_chans not in (None, 1, 3):
+            raise _band_count_error(name, 1, in_chans)
+    else:
         raise ValueError(f"{name}: cannot read {_describe(value)} as an image; expected {layout}")
     if min(shape) == 0:
         raise ValueError(f"{name}: empty image ({_describe(value)})")
@@ -142,25 +183,85 @@ def _check_array_layout(value: np.ndarray | torch.Tensor, name: str) -> None:
         ok = value.dtype in (np.uint8, np.uint16) or np.issubdtype(value.dtype, np.floating)
     if not ok:
         raise TypeError(
-            f"{name}: unsupported image dtype in {_describe(value)}; accepted: uint8 (0..255), uint16 (high byte "
-            "is used) or floating point in [0, 1]"
+            f"{name}: unsupported image dtype in {_describe(value)}; accepted: uint8 (0..255), uint16 (0..65535) "
+            "or floating point in [0, 1]"
         )
 
 
-def read_image(source: Any, name: str = "image") -> torch.Tensor:
-    """One image in any accepted form as a ``(3, H, W)`` tensor, uint8 or float32 on the 0..255 scale."""
+def read_image(source: Any, name: str = "image", in_chans: int = 3) -> torch.Tensor:
+    """One image in any accepted form, for a model of `in_chans` bands: ``(in_chans, H, W)``, uint8 or float32 on
+    the 0..255 scale."""
+    return to_input_scale(decode_image(source, name, in_chans), name, in_chans)
+
+
+def decode_image(source: Any, name: str = "image", in_chans: int | None = 3) -> torch.Tensor:
+    """One image as ``(C, H, W)`` in its stored dtype (uint8, uint16 or floating point), bands laid out for a
+    model of `in_chans` bands (see the module docstring); ``in_chans=None`` keeps the bands as stored."""
+    _check_in_chans(in_chans)
     if isinstance(source, str | Path):
-        return _read_file(Path(source))
-    if isinstance(source, Image.Image):
-        return _from_pil(source, name)
-    if isinstance(source, np.ndarray):
-        _check_array_layout(source, name)
+        pixels = _decode_file(Path(source), in_chans)
+        name = str(source)
+    elif isinstance(source, Image.Image):
+        pixels = _from_pil(source, name, in_chans)
+    elif isinstance(source, np.ndarray):
+        _check_array_layout(source, name, in_chans)
         array = source if source.ndim == 2 else np.moveaxis(source, -1, 0)
-        return _to_rgb(torch.from_numpy(np.ascontiguousarray(array)), name)
-    if isinstance(source, torch.Tensor):
-        _check_array_layout(source, name)
-        return _to_rgb(source.detach(), name)
-    raise TypeError(f"{name}: unsupported image type {_describe(source)}")
+        pixels = torch.from_numpy(np.ascontiguousarray(array))
+    elif isinstance(source, torch.Tensor):
+        _check_array_layout(source, name, in_chans)
+        pixels = source.detach()
+    else:
+        raise TypeError(f"{name}: unsupported image type {_describe(source)}")
+    return _lay_out(pixels if pixels.dim() == 3 else pixels[None], name, in_chans)
+
+
+def _lay_out(pixels: torch.Tensor, name: str, in_chans: int | None) -> torch.Tensor:
+    """``(C, H, W)`` -> the bands a model of `in_chans` reads: RGB rules for 3, the same count otherwise."""
+    bands = pixels.shape[0]
+    if in_chans is None:
+        return pixels
+    if in_chans == 3:
+        if bands not in RGB_CHANNELS:
+            raise ValueError(
+                f"{name}: cannot read a {bands}-band image for an RGB model (in_chans=3); expected 1, 3 or 4 channels"
+            )
+        return pixels.expand(3, -1, -1) if bands == 1 else pixels[:3]
+    if bands != in_chans:
+        raise _band_count_error(name, bands, in_chans)
+    return pixels
+
+
+def to_input_scale(pixels: torch.Tensor, name: str = "image", in_chans: int | None = 3) -> torch.Tensor:
+    """Decoded ``(C, H, W)`` pixels -> uint8 or float32 on the 0..255 scale (the value rules of the module
+    docstring; 16-bit keeps its high byte for RGB models, every bit otherwise)."""
+    if pixels.dtype == torch.uint16:
+        if in_chans == 3:
+            return (pixels.to(torch.int32) >> 8).to(torch.uint8)
+        return pixels.to(torch.float32) * _UINT16_SCALE
+    if pixels.is_floating_point():
+        pixels = pixels.to(torch.float32)
+        lo, hi = (float(v) for v in torch.aminmax(pixels))
+        if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
+            raise ValueError(
+                f"{name}: floating-point images must hold values in [0, 1], got min {lo:g} and max {hi:g}. "
+                "Pass uint8 for 0..255 images (uint16 for 16-bit data); a normalized network input goes to "
+                "model(x) directly."
+            )
+        return pixels * 255.0
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"{name}: unsupported image dtype {pixels.dtype}; accepted: uint8, uint16 or floating point")
+    return pixels
+
+
+def display_image(source: Any, name: str = "image") -> torch.Tensor:
+    """An image of any band count as ``(3, H, W)`` on the 0..255 scale, for drawing on: what an RGB model reads
+    for 1, 3 or 4 bands; the first three bands of more (the first band, as gray, of two)."""
+    pixels = decode_image(source, name, None)
+    bands = pixels.shape[0]
+    if bands in RGB_CHANNELS:
+        return to_input_scale(_lay_out(pixels, name, 3), name, 3)
+    shown = pixels[:3] if bands > 3 else pixels[:1].expand(3, -1, -1)
+    return to_input_scale(shown, name, bands)
 
 
 @contextmanager
@@ -179,45 +280,78 @@ def open_image_file(path: Path, kind: str = "image file") -> Iterator[Image.Imag
         raise ValueError(f"cannot read {kind} {str(path)!r}: {e}") from None
 
 
-def _read_file(path: Path) -> torch.Tensor:
+def _decode_file(path: Path, in_chans: int | None) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
-    with open_image_file(path) as file:
-        im = ImageOps.exif_transpose(file)
-        im.load()
-        return _from_pil(im, str(path))
+    if is_tiff(path):
+        if in_chans not in (3, None):
+            return torch.from_numpy(_tiff_pixels(path))
+        problem = _pil_tiff_problem(path)
+        if problem is not None:
+            return _tiff_instead_of_pil(path, problem)
+    try:
+        with open_image_file(path) as file:
+            im = ImageOps.exif_transpose(file)
+            im.load()
+            return _from_pil(im, str(path), in_chans)
+    except ValueError as e:
+        if not is_tiff(path):
+            raise
+        return _tiff_instead_of_pil(path, str(e))  # a TIFF whose data PIL could not decode
 
 
-def _from_pil(im: Image.Image, name: str) -> torch.Tensor:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        array = np.asarray(im).astype(np.int64)
-        if array.min() < 0 or array.max() > 65535:
-            raise ValueError(f"{name}: PIL mode {im.mode!r} image holds values outside 0..65535; cannot read it")
-        return _to_rgb(torch.from_numpy((array >> 8).astype(np.uint8)), name)
+def _tiff_instead_of_pil(path: Path, problem: str) -> torch.Tensor:
+    try:
+        return torch.from_numpy(_tiff_pixels(path))
+    except ImportError as missing:
+        raise ImportError(f"PIL cannot decode the TIFF file {str(path)!r} ({problem}); {missing}") from None
+
+
+def _pil_tiff_problem(path: Path) -> str | None:
+    """Why PIL would not read this TIFF as stored, or None: it cannot open it, or the file has several samples of
+    more than 8 bits (PIL keeps 8, and mixes up planar ones). One 16-bit or float band, and 8-bit data, it reads."""
+    try:
+        with Image.open(path) as im:
+            tags = getattr(im, "tag_v2", {})
+    except Image.DecompressionBombError:
+        return None  # PIL's own error, with its hint, comes when the file is read
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        return str(e)
+    bits = tags.get(258, 8)  # BitsPerSample
+    samples = tags.get(277, 1)  # SamplesPerPixel
+    if samples > 1 and max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+        return "PIL reads multi-sample TIFFs of more than 8 bits only at 8 bits"
+    return None
+
+
+def _tiff_pixels(path: Path) -> np.ndarray:
+    array = read_tiff(path)
+    if array.dtype.kind == "f" or array.dtype in (np.uint8, np.uint16):
+        return np.ascontiguousarray(array)
+    raise TypeError(
+        f"TIFF file {str(path)!r} holds {array.dtype} pixels; accepted: uint8, uint16 or floating point in [0, 1]"
+    )
+
+
+def _from_pil(im: Image.Image, name: str, in_chans: int | None) -> torch.Tensor:
+    """A PIL image as ``(C, H, W)`` pixels: converted to RGB for RGB models, bands as stored otherwise."""
+    if im.mode in _PIL_16_BIT:
+        array = np.array(im)
+        if array.dtype != np.uint16:
+            if array.min() < 0 or array.max() > 65535:
+                raise ValueError(f"{name}: PIL mode {im.mode!r} image holds values outside 0..65535; cannot read it")
+            array = array.astype(np.uint16)
+        return torch.from_numpy(np.ascontiguousarray(array))
     if im.mode == "F":
-        return _to_rgb(torch.from_numpy(np.asarray(im, dtype=np.float32).copy()), name)
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1)
-
-
-def _to_rgb(image: torch.Tensor, name: str) -> torch.Tensor:
-    """(H, W) or (C, H, W) with C in 1/3/4 -> (3, H, W) uint8 or float32 0..255, applying the value rules."""
-    if image.dim() == 2:
-        image = image[None]
-    if image.shape[0] == 4:
-        image = image[:3]
-    if image.dtype == torch.uint16:
-        image = (image.to(torch.int32) >> 8).to(torch.uint8)
-    elif image.is_floating_point():
-        image = image.to(torch.float32)
-        lo, hi = (float(v) for v in torch.aminmax(image))
-        if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
-            raise ValueError(
-                f"{name}: floating-point images must hold values in [0, 1], got min {lo:g} and max {hi:g}. "
-                "Pass uint8 for 0..255 images; a normalized network input goes to model(x) directly."
-            )
-        image = image * 255.0
-    if image.shape[0] == 1:
-        image = image.expand(3, -1, -1)
-    return image
+        return torch.from_numpy(np.asarray(im, dtype=np.float32).copy())
+    if in_chans == 3:
+        target = "RGB"
+    elif im.mode in _PIL_AS_STORED:
+        target = im.mode
+    else:
+        target = "RGBA" if "A" in im.mode or "a" in im.mode or "transparency" in im.info else "RGB"
+        target = "L" if im.mode == "1" else target
+    if im.mode != target:
+        im = im.convert(target)
+    array = np.array(im, dtype=np.uint8)
+    return torch.from_numpy(array).permute(2, 0, 1) if array.ndim == 3 else torch.from_numpy(array)

@@ -111,14 +111,9 @@ def resolve_settings(
         raise ValueError(f"tta_ratios must be a non-empty sequence of positive numbers, got {tta_ratios!r}")
     ratios = tuple(check_float("tta_ratios entries", r, 0.0, min_open=True) for r in ratios)
     flip = check_bool("tta_flip", cfg.tta_flip if tta_flip is None else tta_flip)
-    if len(cfg.mean) != model.config.in_chans or len(cfg.std) != model.config.in_chans:
-        raise ValueError(
-            f"predict reads RGB images, but the model takes in_chans={model.config.in_chans} channels; "
-            "call model(x) with your own normalized input instead"
-        )
     return InferenceSettings(
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
+        mean=cfg.mean,  # one value per band of the model (pretrained_cfg_for)
+        std=cfg.std,
         test_scale=scale,
         keep_ratio=cfg.keep_ratio,
         mode=mode,
@@ -155,7 +150,7 @@ def normalize(
 
 
 def preprocess(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
-    """The network input for ``image`` ``(3, H, W)``: rescaled to the test scale (times ``ratio``), normalized."""
+    """The network input for ``image`` ``(C, H, W)``: rescaled to the test scale (times ``ratio``), normalized."""
     height, width = image.shape[-2:]
     size = scaled_test_size(height, width, settings.test_scale, settings.keep_ratio, ratio)
     return normalize(resize_image(image, size), settings.mean, settings.std)
@@ -261,7 +256,7 @@ def segment_logits(
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """Single-scale logits ``(1, K, H, W)`` of one image ``(3, H, W)`` at its original size (mmseg simple_test)."""
+    """Single-scale logits ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size (mmseg simple_test)."""
     x = preprocess(image, settings)
     logits = infer_logits(model, x, settings, window_batch_size, dtype, channels_last)
     return _to_size(logits, (image.shape[-2], image.shape[-1]), settings.align_corners)
@@ -275,7 +270,7 @@ def segment_probs(
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """Class probabilities ``(1, K, H, W)`` of one image ``(3, H, W)`` at its original size.
+    """Class probabilities ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size.
 
     With ``settings.tta`` this is mmseg 0.x ``--aug-test``: for each ratio the image is rescaled to the ratio
     times the test scale, inferred as is and (with ``tta_flip``) mirrored; each view's logits are resized to
@@ -309,17 +304,18 @@ def _check_dtype(dtype: torch.dtype | None, device: torch.device) -> torch.dtype
     return dtype
 
 
-def _read_ahead(items: list[ImageItem]) -> Iterator[tuple[ImageItem, torch.Tensor]]:
-    """Read the images in order, the next one in a background thread while the current one is segmented."""
+def _read_ahead(items: list[ImageItem], in_chans: int = 3) -> Iterator[tuple[ImageItem, torch.Tensor]]:
+    """Read the images (for a model of `in_chans` bands) in order, the next one in a background thread while the
+    current one is segmented."""
     if len(items) == 1:
-        yield items[0], items[0].read()
+        yield items[0], items[0].read(in_chans)
         return
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(items[0].read)
+        pending = pool.submit(items[0].read, in_chans)
         for i, item in enumerate(items):
             image = pending.result()
             if i + 1 < len(items):
-                pending = pool.submit(items[i + 1].read)
+                pending = pool.submit(items[i + 1].read, in_chans)
             yield item, image
 
 
@@ -376,7 +372,7 @@ def _start(
     window_batch_size: int = 4,
 ) -> tuple[list[ImageItem], bool, _Run]:
     """Check the inputs and arguments of a predict call before any image is read."""
-    items, batched = expand_inputs(inputs)
+    items, batched = expand_inputs(inputs, in_chans=model.config.in_chans)
     settings = resolve_settings(
         model,
         mode=mode,
@@ -409,7 +405,7 @@ def _start(
 
 
 def _results(model: DeepLabV3Plus, items: list[ImageItem], run: _Run) -> Iterator[SegmentationResult]:
-    for item, image in _read_ahead(items):
+    for item, image in _read_ahead(items, model.config.in_chans):
         yield _segment_item(model, item, image, run)
 
 
@@ -435,9 +431,10 @@ def predict(
     Args:
         model: a `DeepLabV3Plus`; it runs on its own device under ``torch.inference_mode`` and is left in the
             training mode it had.
-        inputs: a file path, a directory, a PIL image, a numpy array ``(H, W, 3)`` (RGB uint8), a tensor
-            ``(3, H, W)`` or ``(N, 3, H, W)``, or a list of these; sizes may differ. See `deeplabv3p.images`
-            for the rules on grayscale, alpha, 16-bit and float images.
+        inputs: a file path (multi-band TIFFs too), a directory, a PIL image, a numpy array ``(H, W, C)``
+            (uint8, uint16 or float in [0, 1]), a tensor ``(C, H, W)`` or ``(N, C, H, W)``, or a list of these;
+            sizes may differ. C is 3 for RGB models and ``in_chans`` for multi-band ones; see
+            `deeplabv3p.inference.images` for the rules on grayscale, alpha, 16-bit and float images.
         mode: ``"whole"`` or ``"slide"``; default: the weights' test mode.
         tta: multi-scale (and flip) test-time augmentation as mmseg 0.x ``--aug-test`` produced the published
             ms+flip numbers; ratios and flip come from the weights unless ``tta_ratios`` / ``tta_flip`` are given.

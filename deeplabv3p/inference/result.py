@@ -97,15 +97,15 @@ class SegmentationResult:
         """The colour labels blended over the image: ``(1 - alpha) * image + alpha * colours``, as RGB.
 
         ``image`` defaults to the input the result came from (re-read from disk for a path); any accepted
-        image form of the same size may be given instead.
+        image form of the same size may be given instead. A multi-band image is drawn from its first three bands.
         """
-        from .images import read_image
+        from .images import display_image
 
         check_float("alpha", alpha, 0.0, 1.0)
         source = self.source if image is None else image
         if source is None:
             raise ValueError("this result keeps no input image: pass overlay(image=...)")
-        base = read_image(source, self.name or "image").float().cpu()
+        base = display_image(source, self.name or "image").float().cpu()
         if tuple(base.shape[1:]) != self.size:
             raise ValueError(
                 f"overlay image is {base.shape[1]}x{base.shape[2]} but the labels are {self.size[0]}x{self.size[1]}"

@@ -6,7 +6,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..models.config import JsonRecord, ModelConfig, check_choice
+from ..models.config import JsonRecord, ModelConfig, check_choice, check_float
 
 # Version of the saved ``config.json`` layout (architecture, model_config, pretrained_cfg, library_version).
 CONFIG_SCHEMA_VERSION = 1
@@ -21,14 +21,45 @@ DESCRIPTIVE_FIELDS = (
     "source_config", "iters", "license", "notes",
 )  # fmt: skip
 
+# Input statistics are on the 0..255 scale every image is read onto (see `deeplabv3p.inference.images`).
+PIXEL_RANGE = (0.0, 255.0)
+
+
+def _check_statistics(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """`mean` / `std` as float tuples of one value per input band, checked for what a mistake looks like."""
+    values = {}
+    for name, given in (("mean", mean), ("std", std)):
+        if isinstance(given, str) or not isinstance(given, tuple | list) or not given:
+            raise TypeError(f"{name} must be a non-empty tuple of numbers, one per input band, got {given!r}")
+        values[name] = tuple(check_float(f"{name} entries", v) for v in given)
+    mean_t, std_t = values["mean"], values["std"]
+    if len(mean_t) != len(std_t):
+        raise ValueError(f"mean has {len(mean_t)} values but std has {len(std_t)}: give one of each per input band")
+    for s in std_t:
+        check_float("std entries", s, 0.0, min_open=True)
+    lo, hi = PIXEL_RANGE
+    if any(not lo <= m <= hi for m in mean_t):
+        raise ValueError(
+            f"mean {mean_t} is outside 0..255: statistics are on the 0..255 scale images are read onto "
+            "(uint16 bands are read as value * 255 / 65535, so multiply raw uint16 statistics by 255 / 65535)"
+        )
+    if max(mean_t) <= 1.0 and max(std_t) <= 1.0:
+        raise ValueError(
+            f"mean {mean_t} and std {std_t} look like statistics on the 0..1 scale (timm/torchvision style); "
+            "deeplabv3p normalises on the 0..255 scale: multiply them by 255"
+        )
+    return mean_t, std_t
+
 
 @dataclass(frozen=True)
 class PretrainedCfg(JsonRecord):
     """What a set of weights is: where it comes from, what it predicts and how it was tested.
 
-    Test-time fields follow mmseg's semantics: ``test_scale`` is mmcv's keep-ratio rescale target ``(a, b)``
-    (long and short side bounds), ``test_mode`` is ``"whole"`` or ``"slide"`` with ``slide_crop`` / ``slide_stride``
-    as (h, w), and ``tta_ratios`` multiply ``test_scale`` (mmseg 0.x ``--aug-test``).
+    ``mean`` / ``std`` hold one value per input band, on the 0..255 scale (mmseg's convention; `for_in_chans`
+    spreads three RGB values over another band count). Test-time fields follow mmseg's semantics: ``test_scale``
+    is mmcv's keep-ratio rescale target ``(a, b)`` (long and short side bounds), ``test_mode`` is ``"whole"`` or
+    ``"slide"`` with ``slide_crop`` / ``slide_stride`` as (h, w), and ``tta_ratios`` multiply ``test_scale``
+    (mmseg 0.x ``--aug-test``).
     """
 
     architecture: str = ""
@@ -37,8 +68,8 @@ class PretrainedCfg(JsonRecord):
     num_classes: int | None = None
     classes: tuple[str, ...] = ()
     palette: tuple[tuple[int, int, int], ...] = ()
-    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
-    std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    mean: tuple[float, ...] = (123.675, 116.28, 103.53)
+    std: tuple[float, ...] = (58.395, 57.12, 57.375)
     reduce_zero_label: bool = False
     ignore_index: int = 255
     crop_size: tuple[int, int] | None = None
@@ -60,6 +91,9 @@ class PretrainedCfg(JsonRecord):
     notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        mean, std = _check_statistics(self.mean, self.std)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
         check_choice("test_mode", self.test_mode, TEST_MODES)
         if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
             raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
@@ -72,6 +106,27 @@ class PretrainedCfg(JsonRecord):
     def name(self) -> str:
         """``architecture.tag``, the name `create_model` accepts."""
         return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    def for_in_chans(self, in_chans: int) -> PretrainedCfg:
+        """These metadata for a model of `in_chans` input bands: unchanged when mean/std have one value per band.
+
+        Three (RGB) values are spread over another band count the way timm's ``adapt_input_conv`` spreads the RGB
+        kernels of a first conv: cycled (R, G, B, R, ...) for two or more bands, averaged for one band (timm sums
+        the three kernels). Any other count is an error naming both numbers.
+        """
+        count = len(self.mean)
+        if count == in_chans:
+            return self
+        if count != 3:
+            raise ValueError(
+                f"mean/std have {count} values but the model takes in_chans={in_chans} bands: give one value per "
+                f"band, e.g. create_model(..., mean=<{in_chans} values>, std=<{in_chans} values>)"
+            )
+        if in_chans == 1:
+            return self.replace(mean=(sum(self.mean) / 3,), std=(sum(self.std) / 3,))
+        return self.replace(
+            mean=tuple(self.mean[i % 3] for i in range(in_chans)), std=tuple(self.std[i % 3] for i in range(in_chans))
+        )
 
     def for_new_classes(self, num_classes: int, architecture: str | None = None) -> PretrainedCfg:
         """Metadata of a model started from these weights with another class count (fine-tuning).
@@ -98,13 +153,14 @@ def pretrained_cfg_for(config: ModelConfig, pretrained_cfg: PretrainedCfg | None
     """What the weights of a network built from `config` are (``model.pretrained_cfg``, what a saved model records).
 
     `pretrained_cfg` is the metadata of the weights it started from: kept as is when the class count still holds
-    (`for_new_classes` when it does not), with the network's class count and align_corners; None gives a record of
-    the bare architecture.
+    (`for_new_classes` when it does not), with the network's class count, align_corners and one mean/std value per
+    input band (`for_in_chans`); None gives a record of the bare architecture.
     """
     if pretrained_cfg is None:
         return PretrainedCfg(
             architecture=config.architecture, num_classes=config.num_classes, align_corners=config.align_corners
-        )
+        ).for_in_chans(config.in_chans)
     if pretrained_cfg.num_classes not in (None, config.num_classes):
         pretrained_cfg = pretrained_cfg.for_new_classes(config.num_classes, config.architecture)
-    return pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)
+    described = pretrained_cfg.replace(num_classes=config.num_classes, align_corners=config.align_corners)
+    return described.for_in_chans(config.in_chans)

@@ -9,11 +9,14 @@ from typing import Any
 from ..models.config import ModelConfig
 from ..models.model import DeepLabV3Plus
 from .config import PretrainedCfg, pretrained_cfg_for
+from .encoder_cfg import from_timm, timm_pretrained_cfg
 from .hub import is_hub_id, read_config, source_file
 from .registry import get_model_config, get_pretrained_cfg, list_models, split_model_name
 from .weights import WEIGHTS_NAME, fetch_state_dict, load_into, read_state_dict
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)} - {"architecture"}
+# PretrainedCfg fields create_model takes as keywords: the input statistics, one value per band.
+_INPUT_FIELDS = {"mean", "std"}
 _DEFAULT_DATASET = "cityscapes"
 
 # (architecture config, weights metadata, where the weights are: a local path, a tag to fetch, or none)
@@ -52,8 +55,12 @@ def create_model(
             folder). For a saved folder or Hub repo: None/True loads its weights, False builds it untrained.
         checkpoint_path: a local file (or saved folder) to load instead of downloading; the metadata of the tag or
             saved model is kept.
-        encoder_pretrained: initialise the encoder from timm's ImageNet weights (ignored when weights are loaded).
-        **kwargs: `ModelConfig` fields overriding the architecture: ``num_classes``, ``in_chans``, ``encoder``,
+        encoder_pretrained: initialise the encoder from timm's pretrained weights (ignored when weights are loaded);
+            ``model.pretrained_cfg`` then takes those weights' mean/std (and, for encoders of one fixed input
+            size, that size as crop and slide window) from timm's pretrained config.
+        **kwargs: ``mean`` / ``std``, the input statistics on the 0..255 scale, one value per input band (default:
+            the weights', RGB values cycled over ``in_chans`` bands); and `ModelConfig` fields overriding the
+            architecture: ``num_classes``, ``in_chans``, ``encoder``,
             ``encoder_kwargs``, ``output_stride``, ``decoder_channels``, ``low_level_channels``, ``aspp_rates``,
             ``aux_head``, ``aux_channels``, ``dropout``, ``align_corners``, ``dilation_policy``, ``multi_grid``.
             A ``num_classes`` given here that differs from the weights' re-initialises the classifier for
@@ -71,9 +78,11 @@ def create_model(
         raise TypeError(f"checkpoint_path must be a file path (str or Path), got {type(checkpoint_path).__name__}")
     if not isinstance(encoder_pretrained, bool):
         raise TypeError(f"encoder_pretrained must be a bool, got {encoder_pretrained!r}")
-    unknown = sorted(set(kwargs) - _CONFIG_FIELDS)
+    unknown = sorted(set(kwargs) - _CONFIG_FIELDS - _INPUT_FIELDS)
     if unknown:
-        raise TypeError(f"create_model() got unknown argument(s) {unknown}; accepted: {sorted(_CONFIG_FIELDS)}")
+        accepted = sorted(_CONFIG_FIELDS | _INPUT_FIELDS)
+        raise TypeError(f"create_model() got unknown argument(s) {unknown}; accepted: {accepted}")
+    statistics = {name: kwargs.pop(name) for name in _INPUT_FIELDS & set(kwargs)}
     if pretrained is not None and not isinstance(pretrained, bool | str | Path):
         raise TypeError(f"pretrained must be a bool, a tag or a file path, got {type(pretrained).__name__}")
     if isinstance(model_name, Path):
@@ -87,14 +96,15 @@ def create_model(
     own_weights = saved and checkpoint_path is None and not isinstance(pretrained, str | Path)
 
     config = config.replace(**kwargs) if kwargs else config
-    model = DeepLabV3Plus(config, encoder_pretrained=encoder_pretrained and weights_file is None)
-
+    # Weights first: a download that cannot happen fails before seconds of network building.
     if isinstance(weights_file, PretrainedCfg):
         state_dict = fetch_state_dict(weights_file)
     elif weights_file is not None:
         state_dict = read_state_dict(weights_file)
     else:
         state_dict = None
+    from_encoder = encoder_pretrained and weights_file is None
+    model = DeepLabV3Plus(config, encoder_pretrained=from_encoder)
     if state_dict is not None:
         try:
             load_into(
@@ -107,7 +117,12 @@ def create_model(
         except ValueError as e:
             where = weights_file.name if isinstance(weights_file, PretrainedCfg) else str(weights_file)
             raise ValueError(f"the weights of {where!r} do not fit: {e}") from None
-    model.pretrained_cfg = pretrained_cfg_for(config, pretrained_cfg)
+    described = pretrained_cfg_for(config, pretrained_cfg)
+    if from_encoder:
+        described = from_timm(described, timm_pretrained_cfg(config.encoder, model.encoder.body))
+    if statistics:
+        described = described.replace(**statistics)
+    model.pretrained_cfg = described.for_in_chans(config.in_chans)
     return model
 
 

@@ -76,6 +76,32 @@ def _front_matter(cfg: PretrainedCfg) -> str:
     return "\n".join(lines)
 
 
+def _load_name(cfg: PretrainedCfg) -> str:
+    """What ``--model`` / ``create_model`` takes for these weights."""
+    return cfg.name if cfg.tag else (f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else "path/to/this/folder")
+
+
+def _test_settings(config: ModelConfig, cfg: PretrainedCfg) -> list[str]:
+    """The exact test-time settings (the ones the published metrics were measured with) and how to rerun them."""
+    bands = "RGB" if config.in_chans == 3 else f"{config.in_chans} bands"
+    rows = [
+        ("resize and inference", _test_time_text(cfg)),
+        ("input", f"{bands} on the 0-255 scale, normalised with mean {list(cfg.mean)}, std {list(cfg.std)}"),
+        ("labels", f"ignore index {cfg.ignore_index}, reduce_zero_label={cfg.reduce_zero_label}"),
+    ]
+    if cfg.tta_ratios:
+        flip = " + horizontal flip" if cfg.tta_flip else ""
+        ratios = ", ".join(f"{r:g}" for r in cfg.tta_ratios)
+        rows.append(("multi-scale test (ms+flip)", f"ratios {ratios} of the test scale{flip}, softmax averaged"))
+    out = ["", "## Test settings", ""]
+    if cfg.metrics.get("mIoU") is not None:
+        out += ["The published metrics were measured with these settings, which `predict` and `evaluate` apply.", ""]
+    out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    command = f"deeplabv3p evaluate --model {_load_name(cfg)} --data DATASET_FOLDER --split val"
+    out += ["", f"Reproduce: `{command}` (add `--tta` for multi-scale + flip)."]
+    return out
+
+
 def model_card(config: ModelConfig, pretrained_cfg: PretrainedCfg) -> str:
     """The README.md of a saved model: what it is, its published metrics, how it was tested, source, license, usage."""
     cfg = pretrained_cfg
@@ -107,7 +133,8 @@ def model_card(config: ModelConfig, pretrained_cfg: PretrainedCfg) -> str:
     if rows:
         by = " by mmsegmentation" if cfg.url else ""
         where = f" for {dataset}" if dataset else ""
-        out += ["", "## Results", "", f"As published{by}{where}.", "", "| metric | value |", "|---|---|"]
+        out += ["", "## Results", "", f"As published{by}{where}, with the test settings below.", ""]
+        out += ["| metric | value |", "|---|---|"]
         out += [f"| {k} | {_num(v)} |" for k, v in rows]
     out += ["", "## Model", "", "| | |", "|---|---|", f"| architecture | `{config.architecture}` |"]
     out.append(f"| encoder | {_encoder_text(config)}, output stride {config.output_stride} |")
@@ -118,18 +145,11 @@ def model_card(config: ModelConfig, pretrained_cfg: PretrainedCfg) -> str:
         out.append(f"| training crop | {_size(cfg.crop_size)} |")
     if cfg.iters:
         out.append(f"| training schedule | {cfg.iters} iterations |")
-    out.append(f"| test time | {_test_time_text(cfg)} |")
-    if cfg.tta_ratios:
-        flip = " + horizontal flip" if cfg.tta_flip else ""
-        out.append(
-            f"| multi-scale test | ratios {', '.join(f'{r:g}' for r in cfg.tta_ratios)} of the test scale{flip} |"
-        )
-    out.append(f"| input | RGB, 0-255, mean {list(cfg.mean)}, std {list(cfg.std)} |")
-    out.append(f"| labels | ignore index {cfg.ignore_index}, reduce_zero_label={cfg.reduce_zero_label} |")
     if cfg.classes:
         out += ["", "<details><summary>Class names</summary>", ""]
         out += [f"{i}. {name}" for i, name in enumerate(cfg.classes)]
         out += ["", "</details>"]
+    out += _test_settings(config, cfg)
     out += ["", "## Usage", "", "```python", "import deeplabv3p", ""]
     if cfg.hf_hub_id:
         out.append(f'model = deeplabv3p.create_model("hf-hub:{cfg.hf_hub_id}").eval()')

@@ -8,6 +8,10 @@ Where weights come from, in order:
    revisions), else the original mmseg checkpoint from its URL, sha256-checked, converted and cached as safetensors
    under ``$DEEPLABV3P_CACHE`` (default ``$HF_HOME/deeplabv3p``) so the next load is offline.
 
+Before a download, a quick connection check (`network.unreachable`) tells a machine without network from a slow
+one, so the first load on such a machine fails (or falls back to the caches) in seconds even without
+``HF_HUB_OFFLINE``.
+
 Files are read without executing code: safetensors, or ``torch.load(weights_only=True)`` for ``.pth``.
 mmseg checkpoints are recognised by their keys and converted (`convert.py`). Everything written is written to a
 temporary name and renamed.
@@ -28,7 +32,7 @@ from urllib.parse import urlparse
 
 import torch
 from huggingface_hub import constants as hf_constants
-from huggingface_hub import hf_hub_download
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from huggingface_hub.utils import (
     EntryNotFoundError,
     GatedRepoError,
@@ -47,6 +51,7 @@ from ..version import __version__
 from .config import PretrainedCfg
 from .convert import convert_mmseg_state_dict, is_mmseg_state_dict
 from .download import DownloadError, download_url
+from .network import unreachable
 
 _logger = logging.getLogger(__name__)
 
@@ -268,6 +273,15 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
         HubFileError: with a one-line reason (no such repo, revision or file; offline and not cached; Hub down).
     """
     where = f"{filename} of {repo_id}@{revision or 'main'}"
+    no_network = None if is_offline() else unreachable(hf_constants.ENDPOINT)
+    if no_network is not None:  # the cached copy if there is one, without asking huggingface_hub to connect
+        cached = try_to_load_from_cache(repo_id, filename, revision=revision)
+        if isinstance(cached, str):
+            return Path(cached)
+        raise HubFileError(
+            f"the Hub could not be reached ({no_network}) and {where} is not in the Hugging Face cache "
+            f"({hf_constants.HF_HUB_CACHE}); without network, set HF_HUB_OFFLINE=1 to use the caches only"
+        )
     try:
         return Path(
             hf_hub_download(
@@ -343,8 +357,11 @@ def pretrained_weights_file(
             tried.append((f"Hugging Face Hub repo {pretrained_cfg.hf_hub_id}", str(e)))
     if pretrained_cfg.url and cached is not None:
         source = f"original mmseg checkpoint {pretrained_cfg.url}"
+        no_network = None if is_offline() else unreachable(pretrained_cfg.url)
         if is_offline():
             tried.append((source, f"not downloaded: offline mode is on, and no converted copy is cached at {cached}"))
+        elif no_network is not None:
+            tried.append((source, f"not downloaded: {no_network}, and no converted copy is cached at {cached}"))
         else:
             try:
                 return _download_and_convert(pretrained_cfg, cached, progress)
@@ -366,6 +383,10 @@ def _unavailable_message(pretrained_cfg: PretrainedCfg, tried: list[tuple[str, s
         lines.append("  - unset HF_HUB_OFFLINE to allow downloads, or fill the cache on a machine that is online;")
     else:
         lines.append("  - check the network connection (and a proxy: HTTPS_PROXY) and try again;")
+        lines.append(
+            "  - on a machine without network, set HF_HUB_OFFLINE=1: only the caches are used, with no connection "
+            "attempt;"
+        )
     if pretrained_cfg.url:
         sha = f" (its sha256 starts with {pretrained_cfg.sha256_prefix})" if pretrained_cfg.sha256_prefix else ""
         lines.append(

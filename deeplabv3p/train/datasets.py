@@ -6,6 +6,10 @@ Folder layout (masks share the image's relative path and stem; subfolders are al
     ROOT/images/SPLIT/NAME.EXT         any extension predict reads (`deeplabv3p.inference.images.IMAGE_EXTENSIONS`)
     ROOT/masks/SPLIT/NAME.png          one class index per pixel (mode L, P or I); palette PNGs are read as indices
 
+Images are read as `predict` reads them (`deeplabv3p.inference.images`), for a model of ``in_chans`` bands: RGB
+rules for 3, the bands as stored otherwise (multi-band TIFFs with the ``tiff`` extra); uint8, 16-bit and float
+files alike.
+
 Labels follow mmseg: ``ignore_index`` (255) marks pixels that count nowhere, ``reduce_zero_label=True`` makes
 label 0 "ignore" and shifts every other label down by one (for datasets whose 0 means "unlabelled", like ADE20K),
 and then ``label_map`` (a lookup table over the stored values) translates them, as mmseg's ``label_map`` does.
@@ -32,7 +36,7 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from .layouts import ResolvedLayout
 
-from ..inference.images import IMAGE_EXTENSIONS, open_image_file, read_image
+from ..inference.images import IMAGE_EXTENSIONS, decode_image, open_image_file, to_input_scale
 from ..inference.result import default_class_names
 from ..models.config import check_bool, check_int
 
@@ -140,8 +144,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
             the dict stay as they are), applied after `reduce_zero_label` (mmseg's order).
         transforms: ``f(image, mask) -> (image, mask)`` applied by ``__getitem__``; None returns samples as read.
             `deeplabv3p.train.fit` augments with mmseg's pipeline when this is None.
+        in_chans: the band count of the model the images are for (see the module docstring); an image with
+            another count is an error naming both.
 
-    ``dataset[i]`` is ``(tv_tensors.Image uint8 (3, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`.
+    ``dataset[i]`` is ``(tv_tensors.Image (in_chans, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`,
+    the image on the 0..255 scale: uint8 for 8-bit files (and 16-bit RGB ones, high byte), float32 for 16-bit
+    multi-band and float files.
     """
 
     def __init__(
@@ -156,15 +164,18 @@ class SegmentationDataset(torch.utils.data.Dataset):
         ignore_index: int = 255,
         label_map: np.ndarray | Mapping[int, int] | None = None,
         transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
+        in_chans: int = 3,
     ) -> None:
         if (root is None) == (pairs is None):
             raise ValueError("pass exactly one of root= (a dataset folder) and pairs= (a list of (image, mask) paths)")
         check_bool("reduce_zero_label", reduce_zero_label)
         check_int("ignore_index", ignore_index, 0)
+        check_int("in_chans", in_chans, 1)
         if transforms is not None and not callable(transforms):
             raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
         self.root = Path(root) if root is not None else None
         self.split = split
+        self.in_chans = in_chans
         if self.root is not None:
             if not isinstance(split, str) or not split:
                 raise ValueError(f"split must be a non-empty folder name, got {split!r}")
@@ -319,12 +330,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return f"SegmentationDataset({where}, {len(self)} samples, {self.num_classes} classes)"
 
     def read_image(self, index: int) -> np.ndarray:
-        """The image as ``(H, W, 3)`` uint8 RGB, read as `predict` reads files (`deeplabv3p.inference.images`:
-        EXIF orientation, grayscale and alpha, 16-bit high byte), so a model trains on what it will be shown."""
-        image = read_image(self.samples[index][0])
-        if image.dtype != torch.uint8:  # a floating-point file (PIL mode F), read onto the 0..255 scale
-            image = image.round().to(torch.uint8)
-        return np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+        """The image as stored, ``(H, W, in_chans)`` in its file's dtype (uint8, uint16 or float), bands laid out
+        as `predict` lays them out (RGB rules for 3 bands; EXIF orientation applied, as OpenCV's reader does)."""
+        path = self.samples[index][0]
+        pixels = decode_image(path, str(path), self.in_chans)
+        return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
 
     def _hint(self) -> str:
         """What the layout suggests when a label file is not what it expects (how to convert the raw release)."""
@@ -409,7 +419,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return problems
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(image (H, W, 3) uint8, mask (H, W) int64)`` as read, with sizes and labels checked."""
+        """``(image (H, W, in_chans) as stored, mask (H, W) int64)``, with sizes and labels checked. `evaluate`
+        hands these images to `predict`, which reads them exactly as ``dataset[i]`` does for training."""
         image, mask = self.read_image(index), self.read_mask(index)
         if image.shape[:2] != mask.shape:
             img_path, mask_path = self.samples[index]
@@ -421,10 +432,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         image, mask = self.load(index)
-        sample = (
-            tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)),
-            tv_tensors.Mask(torch.from_numpy(mask)),
-        )
+        pixels = to_input_scale(torch.from_numpy(image).permute(2, 0, 1), str(self.samples[index][0]), self.in_chans)
+        sample = (tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(mask)))
         return self.transforms(*sample) if self.transforms is not None else sample
 
     def verify(self) -> None:

@@ -74,12 +74,13 @@ class TrainSampler(Sampler[tuple[int, int]]):
 
 
 class AugmentedDataset(Dataset):
-    """``dataset[index]`` passed through `transform` under the key's seed, returned as (uint8 image, int64 mask).
+    """``dataset[index]`` passed through `transform` under the key's seed, returned as (image, int64 mask).
 
-    Samples must come as ``(image, mask)``: the image a uint8 tensor ``(3, H, W)`` or array ``(H, W, 3)``, the mask
-    ``(H, W)`` integers (array or tensor). Whatever their form, they reach `transform` as ``tv_tensors.Image`` and
-    ``tv_tensors.Mask``, so every geometric step moves both alike (torchvision treats a plain tensor as an image only
-    when it comes first, and leaves any other plain tensor as it is).
+    Samples must come as ``(image, mask)``: the image on the 0..255 scale, a uint8 or float32 tensor ``(C, H, W)``
+    or array ``(H, W, C)``, the mask ``(H, W)`` integers (array or tensor). Whatever their form, they reach
+    `transform` as ``tv_tensors.Image`` and ``tv_tensors.Mask``, so every geometric step moves both alike
+    (torchvision treats a plain tensor as an image only when it comes first, and leaves any other plain tensor as
+    it is).
     """
 
     def __init__(self, dataset: Any, transform: Callable[[Any, Any], tuple[Any, Any]] | None) -> None:
@@ -96,6 +97,7 @@ class AugmentedDataset(Dataset):
             if not isinstance(sample, Sequence) or len(sample) != 2:
                 raise TypeError(f"training samples must be (image, mask) pairs, got {type(sample).__name__}")
             image, mask = _as_image(sample[0], index), _as_mask(sample[1], index)
+            _check_scale(image, index)
             if image.shape[1:] != mask.shape:
                 raise ValueError(
                     f"sample {index}: the image is {tuple(image.shape[1:])} but its mask {tuple(mask.shape)} (H, W); "
@@ -107,16 +109,26 @@ class AugmentedDataset(Dataset):
 
 
 def _as_image(image: Any, index: int) -> torch.Tensor:
-    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3:
+    if isinstance(image, np.ndarray) and image.ndim == 3:
         image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.dtype != torch.uint8:
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.dtype not in (torch.uint8, torch.float32):
         shape = tuple(image.shape) if hasattr(image, "shape") else None
         raise TypeError(
-            f"sample {index}: the image must be uint8 (3, H, W) (or an (H, W, 3) array) before normalisation, got "
-            f"{type(image).__name__} {getattr(image, 'dtype', '')} {shape}; training normalises with the model's "
-            "mean/std itself"
+            f"sample {index}: the image must be (C, H, W) - (3, H, W) for RGB - uint8 or float32 on the 0..255 "
+            f"scale (or an (H, W, C) array) before normalisation, got {type(image).__name__} "
+            f"{getattr(image, 'dtype', '')} {shape}; training normalises with the model's mean/std itself"
         )
     return image.as_subclass(torch.Tensor)
+
+
+def _check_scale(image: torch.Tensor, index: int) -> None:
+    """A float sample, as the dataset gives it, must be on the 0..255 scale: a torchvision-style 0..1 image would
+    train on what the normalisation makes of near-black."""
+    if image.is_floating_point() and 0.0 < float(image.max()) <= 1.0:
+        raise ValueError(
+            f"sample {index}: a float image whose values all lie in [0, 1] (max {float(image.max()):g}) looks like "
+            "the 0..1 scale; training takes images on the 0..255 scale: uint8, or float32 multiplied by 255"
+        )
 
 
 def _as_mask(mask: Any, index: int) -> torch.Tensor:
@@ -130,7 +142,8 @@ def _as_mask(mask: Any, index: int) -> torch.Tensor:
 
 class PadCollate:
     """Stack samples padded at the bottom/right to a common size (at least `size`): images with 0, masks with
-    `ignore_index`. Returns ``(images uint8 (N, 3, H, W), masks int64 (N, H, W), sizes int64 (N, 2))``."""
+    `ignore_index`. Returns ``(images (N, C, H, W), masks int64 (N, H, W), sizes int64 (N, 2))``, the images
+    uint8, or float32 when any sample is float (16-bit multi-band data)."""
 
     def __init__(self, size: tuple[int, int] | None = None, ignore_index: int = 255) -> None:
         self.size = size
@@ -147,7 +160,11 @@ class PadCollate:
         width = max(img.shape[2] for img, _ in batch)
         if self.size is not None:
             height, width = max(height, self.size[0]), max(width, self.size[1])
-        images = torch.zeros(len(batch), batch[0][0].shape[0], height, width, dtype=torch.uint8)
+        bands = {img.shape[0] for img, _ in batch}
+        if len(bands) > 1:
+            raise ValueError(f"the images of one batch have different band counts {sorted(bands)}")
+        dtype = torch.float32 if any(img.is_floating_point() for img, _ in batch) else torch.uint8
+        images = torch.zeros(len(batch), bands.pop(), height, width, dtype=dtype)
         masks = torch.full((len(batch), height, width), self.ignore_index, dtype=torch.int64)
         sizes = torch.zeros(len(batch), 2, dtype=torch.int64)
         for i, (image, mask) in enumerate(batch):

@@ -38,13 +38,16 @@ def open_dataset(
     dataset: str = "",
     reduce_zero_label: bool | None = None,
     ignore_index: int = 255,
+    *,
+    in_chans: int = 3,
 ) -> SegmentationDataset:
-    """The split of `data` as a `SegmentationDataset`.
+    """The split of `data` as a `SegmentationDataset`, read for a model of `in_chans` bands.
 
     `layout` None infers it: a folder with ``classes.json`` is the generic tree; otherwise the layout of `dataset`
     (the zoo dataset of the weights, e.g. ``"cityscapes"``); otherwise the generic tree. ``"mmseg"`` reads an
     ``img_dir``/``ann_dir`` tree with `dataset`'s classes when it is a zoo dataset. `reduce_zero_label` applies to
-    the generic trees only (the named layouts take the zoo's).
+    the generic trees only (the named layouts take the zoo's). Multi-band images (`in_chans` other than 3) are read
+    from the generic tree only: the benchmark layouts hold RGB images.
     """
     if layout is not None and layout not in LAYOUT_CHOICES:
         raise ValueError(f"unknown layout {layout!r}; choose from {list(LAYOUT_CHOICES)}")
@@ -53,7 +56,14 @@ def open_dataset(
         inferred = layout_for_dataset(dataset) if dataset else None
         layout = FOLDER_LAYOUT if (root / CLASSES_FILE).is_file() or inferred is None else inferred
     if layout == FOLDER_LAYOUT:
-        return SegmentationDataset(root, split, reduce_zero_label=bool(reduce_zero_label), ignore_index=ignore_index)
+        return SegmentationDataset(
+            root, split, reduce_zero_label=bool(reduce_zero_label), ignore_index=ignore_index, in_chans=in_chans
+        )
+    if in_chans != 3:
+        raise ValueError(
+            f"the {layout!r} layout holds RGB images, but the model takes in_chans={in_chans}: put multi-band data "
+            "in the generic tree (images/SPLIT, masks/SPLIT, classes.json)"
+        )
     if layout == MMSEG_LAYOUT:
         known = dataset if dataset in LAYOUTS else None
         reduce = reduce_zero_label if known is None else None

@@ -231,6 +231,16 @@ def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
     return cfg
 
 
+def _check_bands(dataset: Any, role: str, in_chans: int) -> None:
+    """A dataset that says how many bands it reads (SegmentationDataset) must read the model's."""
+    bands = getattr(dataset, "in_chans", in_chans)
+    if bands != in_chans:
+        raise ValueError(
+            f"the {role} set reads {bands}-band images but the model takes in_chans={in_chans}; build it with "
+            f"SegmentationDataset(..., in_chans={in_chans})"
+        )
+
+
 def _class_names(dataset: Any, model: DeepLabV3Plus, num_classes: int) -> list[str]:
     for names in (getattr(dataset, "classes", None), getattr(model.pretrained_cfg, "classes", None)):
         if names and len(names) == num_classes:
@@ -239,19 +249,22 @@ def _class_names(dataset: Any, model: DeepLabV3Plus, num_classes: int) -> list[s
 
 
 def _eval_sample(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """A raw sample as (H, W, 3) uint8 image and (H, W) mask: `load` when the dataset has it (no transforms)."""
+    """A raw sample as an (H, W, C) image as stored and an (H, W) mask: `load` when the dataset has it (no
+    transforms). The image goes to ``model.predict``, which reads it by the same rules as training does."""
     image, mask = dataset.load(index) if callable(getattr(dataset, "load", None)) else dataset[index]
-    if isinstance(image, torch.Tensor):
-        image = image.as_subclass(torch.Tensor)
-        image = image.permute(1, 2, 0) if image.dim() == 3 and image.shape[0] in (1, 3) else image
-        image = image.cpu().numpy()
     if isinstance(mask, torch.Tensor):
         mask = mask.as_subclass(torch.Tensor).cpu().numpy()
-    image, mask = np.asarray(image), np.asarray(mask)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[:2] != mask.shape:
+    mask = np.asarray(mask)
+    if isinstance(image, torch.Tensor):
+        image = image.as_subclass(torch.Tensor)
+        image = image.permute(1, 2, 0) if image.dim() == 3 and tuple(image.shape[1:]) == mask.shape else image
+        image = image.cpu().numpy()
+    image = np.asarray(image)
+    stored = image.dtype in (np.uint8, np.uint16) or np.issubdtype(image.dtype, np.floating)
+    if not stored or image.ndim not in (2, 3) or image.shape[:2] != mask.shape:
         raise ValueError(
-            f"evaluation sample {index} must be a uint8 (H, W, 3) image with an (H, W) mask, got image "
-            f"{image.dtype} {image.shape} and mask {mask.shape}"
+            f"evaluation sample {index} must be an (H, W, C) image (uint8, uint16 or float in [0, 1]) with an "
+            f"(H, W) mask, got image {image.dtype} {image.shape} and mask {mask.shape}"
         )
     return image, mask
 
@@ -278,6 +291,9 @@ def evaluate(
         raise TypeError(f"model must be a deeplabv3p model with predict(), got {type(model).__name__}")
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset is empty")
+    in_chans = getattr(getattr(model, "config", None), "in_chans", None)  # any object with predict() will do
+    if in_chans is not None:
+        _check_bands(dataset, "evaluation", in_chans)
     if device is not None:
         model.to(distributed.resolve_device(device))
     was_training = model.training
@@ -356,6 +372,11 @@ class _Run:
             raise ValueError(f"the validation set has {val_classes} classes but the model predicts {num_classes}")
         if cfg.class_weight is not None and len(cfg.class_weight) != num_classes:
             raise ValueError(f"class_weight has {len(cfg.class_weight)} entries for {num_classes} classes")
+        in_chans = model.config.in_chans
+        _check_bands(self.train_set, "training", in_chans)
+        if self.val_set is not None:
+            _check_bands(self.val_set, "validation", in_chans)
+        self.statistics = _weights_cfg(model).for_in_chans(in_chans)
         sync_bn = ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn
         min_batch = 1 if sync_bn else model.min_train_batch
         if cfg.batch_size < min_batch:
@@ -498,8 +519,7 @@ class _Run:
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=getattr(self.model, "aux_head", None) is not None and not self.use_aux,
             )
-        weights = _weights_cfg(self.model)
-        mean, std = weights.mean, weights.std
+        mean, std = self.statistics.mean, self.statistics.std
         amp = torch.autocast(ctx.device.type, dtype=_AMP_DTYPES[cfg.amp]) if cfg.amp else contextlib.nullcontext()
         batches = self._loader()
         bar = tqdm(total=cfg.iters, initial=self.iteration, desc="train", disable=not self.progress, dynamic_ncols=True)
@@ -665,7 +685,8 @@ def fit(
 
     Args:
         model: a deeplabv3p model whose ``num_classes`` matches the training set.
-        train: a `SegmentationDataset`, or any dataset of ``(uint8 image, integer mask)`` pairs. Its samples are
+        train: a `SegmentationDataset` (with the model's ``in_chans``), or any dataset of ``(image, integer
+            mask)`` pairs, the image uint8 or float32 on the 0..255 scale with ``in_chans`` bands. Its samples are
             augmented with mmseg's pipeline unless it has its own ``transforms``.
         val: evaluation dataset (through ``model.predict``), or None for no validation.
         out: run folder: ``log.jsonl``, ``train_config.json``, ``checkpoints/`` and ``best/``.

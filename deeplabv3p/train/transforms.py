@@ -11,8 +11,9 @@ the crop that avoids being dominated by one class, and mmseg's photometric disto
 multiplicative contrast, HSV saturation and hue). All randomness comes from torch's global generator, so seeding
 it (`deeplabv3p.loader` does, per sample) reproduces a sample exactly.
 
-Inputs are ``(tv_tensors.Image uint8 (3, H, W), tv_tensors.Mask (H, W))``. Padding to the crop size happens at
-batching, after normalisation, as mmseg's data preprocessor does.
+Inputs are ``(tv_tensors.Image (C, H, W), tv_tensors.Mask (H, W))``, the image uint8 or float32 on the 0..255
+scale (float for 16-bit multi-band data). Padding to the crop size happens at batching, after normalisation, as
+mmseg's data preprocessor does.
 """
 
 from __future__ import annotations
@@ -113,12 +114,15 @@ class RandomCrop(v2.Transform):
 
 
 class PhotoMetricDistortion(v2.Transform):
-    """mmseg ``PhotoMetricDistortion``, each step applied with probability 0.5, on uint8 RGB images.
+    """mmseg ``PhotoMetricDistortion``, each step applied with probability 0.5, on images on the 0..255 scale.
 
     Order: brightness (add a uniform delta in ±`brightness_delta`), then contrast (multiply by a factor in
     `contrast_range`) either here or last (a coin decides), saturation (multiply HSV saturation by a factor in
     `saturation_range`), hue (shift HSV hue by an integer in [-`hue_delta`, `hue_delta`) on OpenCV's 0-180 scale).
-    Every step clips to 0..255 and truncates to uint8, as mmseg does. Masks pass through untouched.
+    Every step clips to 0..255; uint8 images are truncated to uint8 after each, as mmseg does, float32 ones stay
+    float. Saturation and hue are colour operations: images of other than three bands (multi-band data) get
+    brightness and contrast only; the random draws are the same, so a seed gives the same brightness and
+    contrast whatever the band count. Masks pass through untouched.
     """
 
     def __init__(
@@ -147,24 +151,32 @@ class PhotoMetricDistortion(v2.Transform):
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if isinstance(inpt, tv_tensors.Mask) or not isinstance(inpt, torch.Tensor):
             return inpt
-        if inpt.dtype != torch.uint8:
-            raise TypeError(f"PhotoMetricDistortion expects a uint8 image (0..255), got {inpt.dtype}")
+        if inpt.dtype not in (torch.uint8, torch.float32):
+            raise TypeError(f"PhotoMetricDistortion expects a uint8 or float32 image (0..255), got {inpt.dtype}")
         img = inpt.as_subclass(torch.Tensor)
+        dtype, colour = img.dtype, img.shape[-3] == 3
         if params["brightness"] is not None:
-            img = _to_uint8(img.float() + params["brightness"])
+            img = _clip(img.float() + params["brightness"], dtype)
         if params["contrast_first"] and params["contrast"] is not None:
-            img = _to_uint8(img.float() * params["contrast"])
-        if params["saturation"] is not None:
+            img = _clip(img.float() * params["contrast"], dtype)
+        if colour and params["saturation"] is not None:
             img = _scale_saturation(img, params["saturation"])
-        if params["hue"] is not None:
-            img = F.adjust_hue(img, params["hue"] / 180.0)
+        if colour and params["hue"] is not None:
+            img = _shift_hue(img, params["hue"] / 180.0)
         if not params["contrast_first"] and params["contrast"] is not None:
-            img = _to_uint8(img.float() * params["contrast"])
+            img = _clip(img.float() * params["contrast"], dtype)
         return tv_tensors.wrap(img, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else img
 
 
-def _to_uint8(img: torch.Tensor) -> torch.Tensor:
-    return img.clamp_(0, 255).to(torch.uint8)
+def _clip(img: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Clip to 0..255 and return in `dtype` (uint8 truncates, as mmseg's ``astype(np.uint8)``)."""
+    return img.clamp_(0, 255).to(dtype)
+
+
+def _shift_hue(img: torch.Tensor, shift: float) -> torch.Tensor:
+    if img.dtype == torch.uint8:
+        return F.adjust_hue(img, shift)
+    return F.adjust_hue(img / 255.0, shift) * 255.0  # torchvision takes float images on the 0..1 scale
 
 
 def _scale_saturation(img: torch.Tensor, factor: float) -> torch.Tensor:
@@ -177,7 +189,7 @@ def _scale_saturation(img: torch.Tensor, factor: float) -> torch.Tensor:
     v = x.amax(dim=-3, keepdim=True)
     spread = v - x.amin(dim=-3, keepdim=True)
     k = torch.where(spread > 0, torch.clamp(v / spread.clamp_min(1e-6), max=factor), torch.ones_like(v))
-    return _to_uint8(v - (v - x) * k)
+    return _clip(v - (v - x) * k, img.dtype)
 
 
 def training_transforms(

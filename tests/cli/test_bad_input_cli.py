@@ -87,11 +87,13 @@ def _convert_into_foreign_folder(tmp: Path, model, image: Path) -> tuple[list[st
 def narrow_convert(monkeypatch: pytest.MonkeyPatch) -> None:
     """``convert --model deeplabv3plus`` builds the bare architecture (ResNet-50): make it the narrow one here."""
     from deeplabv3p.cli import common
+    from deeplabv3p.pretrained import publish  # where convert builds its model
 
     def create_model(name: str, **kwargs):
         return deeplabv3p.create_model(name, **({**NARROW, **kwargs} if name == "deeplabv3plus" else kwargs))
 
     monkeypatch.setattr(common, "create_model", create_model)
+    monkeypatch.setattr(publish, "create_model", create_model)
 
 
 def _train(*flags: str, out_is_file: bool = False):

@@ -269,7 +269,7 @@ def test_predict_iter_streams_lazily(model, tmp_path, monkeypatch):
     from deeplabv3p.inference import images
 
     real = images.read_image
-    monkeypatch.setattr(images, "read_image", lambda src, name="image": reads.append(src) or real(src, name))
+    monkeypatch.setattr(images, "read_image", lambda src, *args: reads.append(src) or real(src, *args))
     stream = deeplabv3p.predict_iter(model, tmp_path)
     assert reads == []  # nothing read before the first result is asked for
     first = next(stream)
@@ -413,10 +413,10 @@ def test_too_small_image_names_the_input(model):
         model.predict({"image": 1})
 
 
-def test_non_rgb_models_are_refused():
+def test_a_4_band_model_refuses_an_rgb_image_naming_both_counts():
     arch, kwargs = model_kwargs(SLIDE_CASE)
     model = create_model(arch, **{**kwargs, "in_chans": 4})
-    with pytest.raises(ValueError, match="in_chans=4"):
+    with pytest.raises(ValueError, match="has 3 bands but the model takes in_chans=4"):
         model.predict(_image(40, 40))
 
 

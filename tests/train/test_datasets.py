@@ -70,11 +70,13 @@ def test_images_are_read_as_predict_reads_them(tmp_path: Path) -> None:
     ds = SegmentationDataset(tmp_path, "train")
     assert sorted(p.name for p, _ in ds.samples) == ["deep.png", "photo.webp"]
     for index, (path, _) in enumerate(ds.samples):
-        expected = read_image(path).permute(1, 2, 0).numpy()
-        assert np.array_equal(ds.read_image(index), expected)
+        expected = read_image(path)
+        assert torch.equal(ds[index][0].as_subclass(torch.Tensor), expected)  # what training sees
+        assert torch.equal(read_image(ds.read_image(index)), expected)  # what evaluate hands predict: the same
     deep = ds.samples.index(next(pair for pair in ds.samples if pair[0].name == "deep.png"))
     raw = np.asarray(Image.open(ds.samples[deep][0]), dtype=np.int64)
-    assert np.array_equal(ds.read_image(deep)[..., 0], raw >> 8)
+    assert np.array_equal(ds[deep][0][0].numpy(), raw >> 8)
+    assert np.array_equal(ds.read_image(deep)[..., 0], raw)  # read_image / load: the pixels as stored
 
 
 def test_explicit_pairs(root: Path) -> None:

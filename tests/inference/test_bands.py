@@ -1,0 +1,202 @@
+"""More than three bands end to end at inference: HxWxC arrays (uint8, uint16, float), multi-band TIFFs, per-band
+or cycled statistics, band-count errors, slide inference on a large tile, overlays and the predict CLI."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from nets import tiny_model
+from PIL import Image
+from train_helpers import one_thread  # noqa: F401  (autouse fixture)
+
+import deeplabv3p
+from deeplabv3p import cli
+from deeplabv3p.inference.images import decode_image, expand_inputs, read_image
+from deeplabv3p.inference.pipeline import resolve_settings
+
+RNG = np.random.default_rng(0)
+BANDS16 = RNG.integers(0, 65536, size=(40, 52, 4), dtype=np.uint16)  # RGB + NIR, 16 bit
+PER_BAND = {"mean": (100.0, 110.0, 120.0, 90.0), "std": (50.0, 51.0, 52.0, 40.0)}
+
+
+@pytest.fixture(scope="module")
+def four_band() -> deeplabv3p.DeepLabV3Plus:
+    return tiny_model(num_classes=3, in_chans=4, **PER_BAND).eval()
+
+
+def _network_inputs(model: torch.nn.Module, *args: object, **kwargs: object) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    handle = model.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
+    try:
+        model.predict(*args, **kwargs)
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_multiband_values_keep_every_bit_on_the_0_255_scale():
+    out = read_image(BANDS16, in_chans=4)
+    assert out.shape == (4, 40, 52) and out.dtype == torch.float32
+    expected = torch.from_numpy(BANDS16.astype(np.float32) * np.float32(255 / 65535)).permute(2, 0, 1)
+    torch.testing.assert_close(out, expected)
+    low = np.zeros((2, 2, 4), np.uint16)
+    low[0, 0, 0] = 1  # a low-byte difference an RGB reading (high byte) would lose
+    assert read_image(low, in_chans=4)[0, 0, 0] > 0 and read_image(low[..., :3])[0, 0, 0] == 0
+    uint8 = RNG.integers(0, 256, size=(5, 6, 4), dtype=np.uint8)
+    assert torch.equal(read_image(uint8, in_chans=4), torch.from_numpy(uint8).permute(2, 0, 1))
+    assert read_image(np.full((3, 3, 5), 0.5, np.float32), in_chans=5).unique().tolist() == [127.5]
+    assert read_image(torch.zeros(4, 3, 3, dtype=torch.uint16), in_chans=4).dtype == torch.float32
+
+
+def test_predict_normalises_each_band_with_its_own_statistics(four_band):
+    image = RNG.integers(0, 256, size=(40, 48, 4), dtype=np.uint8)
+    (x,) = _network_inputs(four_band, image, resize=False)
+    mean = torch.tensor(PER_BAND["mean"]).view(1, 4, 1, 1)
+    std = torch.tensor(PER_BAND["std"]).view(1, 4, 1, 1)
+    torch.testing.assert_close(x, (torch.from_numpy(image).permute(2, 0, 1)[None].float() - mean) / std)
+
+
+def test_without_statistics_the_rgb_ones_are_cycled_over_the_bands():
+    model = tiny_model(num_classes=3, in_chans=5)
+    assert model.pretrained_cfg.mean == (123.675, 116.28, 103.53, 123.675, 116.28)
+    assert model.pretrained_cfg.std == (58.395, 57.12, 57.375, 58.395, 57.12)
+    gray = tiny_model(num_classes=3, in_chans=1)
+    assert gray.pretrained_cfg.mean == pytest.approx(((123.675 + 116.28 + 103.53) / 3,))
+    # a model built bare (no create_model) is read the same way
+    bare = deeplabv3p.DeepLabV3Plus(model.config)
+    assert resolve_settings(bare).mean == model.pretrained_cfg.mean
+
+
+def test_statistics_of_another_length_are_a_clear_error(four_band):
+    with pytest.raises(ValueError, match="mean/std have 5 values but the model takes in_chans=4"):
+        tiny_model(num_classes=3, in_chans=4, mean=(100.0,) * 5, std=(50.0,) * 5)
+    model = tiny_model(num_classes=3, in_chans=4)
+    model.pretrained_cfg = model.pretrained_cfg.replace(mean=(1.0, 2.0), std=(1.0, 2.0))
+    with pytest.raises(ValueError, match="2 values but the model takes in_chans=4"):
+        model.predict(BANDS16)
+
+
+def test_band_count_mismatch_names_both_counts(four_band, tmp_path):
+    cases = [
+        (BANDS16[..., :3], "has 3 bands but the model takes in_chans=4"),
+        (BANDS16[..., 0], "has 1 band but the model takes in_chans=4"),
+        (torch.zeros(5, 8, 8, dtype=torch.uint8), "has 5 bands but the model takes in_chans=4"),
+        (np.zeros((4, 8, 9), np.uint8), "channels-last"),  # a channels-first numpy array: the hint, not a count
+    ]
+    for image, match in cases:
+        with pytest.raises(ValueError, match=match):
+            four_band.predict(image)
+    png = tmp_path / "rgb.png"
+    Image.fromarray(BANDS16[..., :3].astype(np.uint8)).save(png)
+    with pytest.raises(ValueError, match=r"rgb\.png: the image has 3 bands but the model takes in_chans=4"):
+        four_band.predict(png)
+    assert expand_inputs(np.zeros((8, 8, 4), np.uint8))[0][0].read().shape == (3, 8, 8)  # RGBA, for an RGB model
+    with pytest.raises(ValueError, match="1, 3 or 4 channels for an RGB model"):
+        read_image(np.zeros((8, 8, 5), np.uint8))
+
+
+def test_float_images_outside_0_1_are_refused(four_band):
+    with pytest.raises(ValueError, match=r"\[0, 1\], got min 0 and max 1200"):
+        four_band.predict(np.linspace(0, 1200, 4 * 8 * 8, dtype=np.float32).reshape(8, 8, 4))
+
+
+def test_multiband_png_keeps_its_alpha_band_as_a_band(four_band, tmp_path):
+    rgba = RNG.integers(0, 256, size=(20, 24, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    np.testing.assert_array_equal(decode_image(tmp_path / "a.png", in_chans=4).permute(1, 2, 0).numpy(), rgba)
+    assert read_image(tmp_path / "a.png").shape[0] == 3  # an RGB model drops alpha, as before
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "planar", "pages"])
+def test_multiband_tiffs_read_the_same_in_every_layout(four_band, tmp_path, layout):
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / f"{layout}.tif"
+    if layout == "interleaved":
+        tifffile.imwrite(path, BANDS16)
+    elif layout == "planar":
+        tifffile.imwrite(path, np.moveaxis(BANDS16, -1, 0), planarconfig="separate", photometric="minisblack")
+    else:
+        tifffile.imwrite(path, np.moveaxis(BANDS16, -1, 0), photometric="minisblack")  # one page per band
+    torch.testing.assert_close(read_image(path, in_chans=4), read_image(BANDS16, in_chans=4))
+    from_file, from_array = four_band.predict(path), four_band.predict(BANDS16)
+    np.testing.assert_array_equal(from_file.labels, from_array.labels)
+    assert from_file.name == str(path)
+
+
+def test_tiff_axes_that_are_not_one_band_axis_are_refused(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.zeros((2, 3, 8, 8), np.uint8), photometric="minisblack")
+    with pytest.raises(ValueError, match="at most one band axis"):
+        read_image(path, in_chans=3 * 2)
+    tifffile.imwrite(tmp_path / "int.tif", np.zeros((4, 8, 8), np.int32), photometric="minisblack")
+    with pytest.raises(TypeError, match="int32 pixels"):
+        read_image(tmp_path / "int.tif", in_chans=4)
+
+
+def test_a_tiff_without_the_extra_names_it(tmp_path, monkeypatch):
+    pytest.importorskip("tifffile")
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "b.tif", np.moveaxis(BANDS16, -1, 0), planarconfig="separate", photometric="minisblack")
+    Image.fromarray(BANDS16[..., :3].astype(np.uint8)).save(tmp_path / "rgb.tif")
+    as_rgb = read_image(tmp_path / "b.tif")  # an RGB model: the 16-bit rule (high byte), alpha dropped
+    np.testing.assert_array_equal(as_rgb.numpy(), np.moveaxis(BANDS16[..., :3] >> 8, -1, 0))
+    monkeypatch.setitem(sys.modules, "tifffile", None)  # as if not installed: `import tifffile` raises
+    with pytest.raises(ImportError, match=r'needs the optional package tifffile: pip install "deeplabv3p\[tiff\]"'):
+        read_image(tmp_path / "b.tif", in_chans=4)
+    assert read_image(tmp_path / "rgb.tif").shape == (3, 40, 52)  # 8-bit RGB TIFFs need no extra (PIL)
+    with pytest.raises(ImportError, match=r"PIL cannot decode the TIFF file .*only at 8 bits.*deeplabv3p\[tiff\]"):
+        read_image(tmp_path / "b.tif")  # an RGB model, but 16-bit samples PIL would cut to 8 bits
+
+
+def test_the_tiff_extra_is_declared_for_users_and_ci():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert any(dep.startswith("tifffile") for dep in extras["tiff"])
+    assert any(dep.startswith("tifffile") for dep in extras["dev"])
+
+
+def test_slide_inference_on_a_large_multiband_tile(four_band, tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    tile = RNG.integers(0, 65536, size=(700, 900, 4), dtype=np.uint16)
+    path = tmp_path / "tile.tif"
+    tifffile.imwrite(path, tile, tile=(256, 256))  # a tiled GeoTIFF-style layout
+    shapes = []
+    handle = four_band.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape)))
+    try:
+        result = four_band.predict(path, mode="slide", crop_size=256, stride=192, window_batch_size=2)
+    finally:
+        handle.remove()
+    assert result.labels.shape == (700, 900)
+    assert len(shapes) == 10 and all(s == (2, 4, 256, 256) for s in shapes[:-1])  # 4 x 5 windows, two at a time
+    assert set(np.unique(result.labels)) <= {0, 1, 2}
+    overlay = result.overlay()  # drawn from the first three bands
+    assert overlay.size == (900, 700) and overlay.mode == "RGB"
+
+
+def test_cli_predict_reads_multiband_tiffs(four_band, tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    folder = four_band.save_pretrained(tmp_path / "model")
+    assert (
+        "| input | 4 bands on the 0-255 scale, normalised with mean [100.0, 110.0" in (folder / "README.md").read_text()
+    )
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        tifffile.imwrite(tmp_path / "in" / f"scene{i}.tif", np.roll(BANDS16, i, axis=0))
+    code = cli.main(
+        ["predict", str(tmp_path / "in"), "--model", str(folder), "--out", str(tmp_path / "out"), "--overlay"]
+    )
+    assert code == 0, capsys.readouterr().err
+    labels = np.asarray(Image.open(tmp_path / "out" / "scene0.png"))
+    np.testing.assert_array_equal(labels, four_band.predict(BANDS16).labels)
+    assert (tmp_path / "out" / "scene1_overlay.jpg").is_file()
+    Image.fromarray(BANDS16[..., :3].astype(np.uint8)).save(tmp_path / "in" / "rgb.png")
+    assert cli.main(["predict", str(tmp_path / "in" / "rgb.png"), "--model", str(folder), "--out", str(tmp_path)]) == 2
+    assert "has 3 bands but the model takes in_chans=4" in capsys.readouterr().err
