@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from . import train
     from .inference.export import check_onnx, export_onnx
     from .inference.optimize import fold_batchnorm, optimize_for_inference
+    from .inference.options import PredictOptions
     from .inference.pipeline import predict, predict_iter
     from .inference.result import SegmentationResult
     from .models.config import ModelConfig
@@ -43,6 +44,7 @@ _EXPORTS = {
     "list_models": "deeplabv3p.pretrained.registry",
     "list_pretrained": "deeplabv3p.pretrained.registry",
     "SegmentationResult": "deeplabv3p.inference.result",
+    "PredictOptions": "deeplabv3p.inference.options",
     "check_onnx": "deeplabv3p.inference.export",
     "export_onnx": "deeplabv3p.inference.export",
     "fold_batchnorm": "deeplabv3p.inference.optimize",
@@ -70,6 +72,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "DeepLabV3Plus",
     "ModelConfig",
+    "PredictOptions",
     "PretrainedCfg",
     "SegmentationDataset",
     "SegmentationResult",

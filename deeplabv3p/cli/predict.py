@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..inference.options import PredictOptions
 from ..pretrained.factory import create_model
 from ..pretrained.hub import is_hub_id
 from ..pretrained.registry import split_model_name
-from .common import parse_model_kwargs
+from .common import add_options, option_values, parse_model_kwargs
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
-    from ..pretrained.config import TEST_MODES
-
     p = sub.add_parser(
         "predict",
         help="segment images and write label maps (and overlays)",
@@ -41,24 +40,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--overlay", action="store_true", help="also write the labels blended over each image")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the labels (default 0.5)")
-    p.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
-    p.add_argument("--mode", choices=TEST_MODES, help="whole or slide inference (default: the weights')")
-    p.add_argument("--no-resize", action="store_true", help="feed images at their own size, not the test scale")
-    p.add_argument("--test-scale", type=int, nargs=2, metavar=("A", "B"), help="mmcv rescale target (long, short)")
-    p.add_argument("--crop-size", type=int, nargs="+", metavar="N", help="slide window H [W] (default: the weights')")
-    p.add_argument("--stride", type=int, nargs="+", metavar="N", help="slide stride H [W] (default: 2/3 of the window)")
     p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    p.add_argument("--channels-last", action="store_true", help="run in channels-last memory format")
-    p.add_argument("--window-batch-size", type=int, default=4, help="slide windows per forward pass (default 4)")
-
-
-def _window(option: str, values: list[int] | None) -> tuple[int, int] | None:
-    if values is None:
-        return None
-    if len(values) > 2:
-        raise ValueError(f"{option} takes H or H W, got {values}")
-    return (values[0], values[-1])
+    add_options(p.add_argument_group("predict options (deeplabv3p.PredictOptions)"), PredictOptions)
 
 
 def _output_paths(items: list, out: Path, overlay: bool) -> list[tuple[Path, Path | None]]:
@@ -87,7 +70,6 @@ def _output_paths(items: list, out: Path, overlay: bool) -> list[tuple[Path, Pat
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    import torch
     from tqdm.auto import tqdm
 
     from ..inference.images import expand_inputs
@@ -111,23 +93,12 @@ def run_predict(args: argparse.Namespace) -> int:
             )
     from ..distributed import resolve_device
 
+    options = PredictOptions(**option_values(args, PredictOptions))
     device = resolve_device(args.device)
     model = create_model(
         args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **parse_model_kwargs(args.model_kwargs)
     ).to(device)
-    results = predict_iter(
-        model,
-        [item.path for item in items],
-        mode=args.mode,
-        tta=args.tta,
-        resize=not args.no_resize,
-        test_scale=tuple(args.test_scale) if args.test_scale else None,
-        crop_size=_window("--crop-size", args.crop_size),
-        stride=_window("--stride", args.stride),
-        dtype=getattr(torch, args.dtype),
-        channels_last=args.channels_last,
-        window_batch_size=args.window_batch_size,
-    )
+    results = predict_iter(model, [item.path for item in items], options)
     out.mkdir(parents=True, exist_ok=True)
     for result, (label_path, overlay_path) in zip(tqdm(results, total=len(items), unit="img"), paths):
         result.save(label_path)

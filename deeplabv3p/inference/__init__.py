@@ -3,10 +3,12 @@
 
 from .export import check_onnx, export_onnx
 from .optimize import fold_batchnorm, optimize_for_inference
+from .options import PredictOptions
 from .pipeline import predict, predict_iter
 from .result import SegmentationResult
 
 __all__ = [
+    "PredictOptions",
     "SegmentationResult",
     "check_onnx",
     "export_onnx",

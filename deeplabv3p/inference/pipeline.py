@@ -23,15 +23,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pretrained.config import TEST_MODES, PretrainedCfg
+from ..models.config import check_int, check_pair
+from ..pretrained.config import PretrainedCfg
 from .images import ImageItem, expand_inputs
+from .options import PredictOptions, make_options
 from .resize import resize_image, scaled_test_size
 from .result import SegmentationResult, default_class_names, default_palette
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3Plus
-
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @dataclass(frozen=True)
@@ -55,83 +55,43 @@ class InferenceSettings:
     align_corners: bool
 
 
-def _pair(name: str, value: Any) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else value
-    if (
-        not isinstance(pair, tuple | list)
-        or len(pair) != 2
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)
-    ):
-        raise ValueError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _check_window_batch_size(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"window_batch_size must be an int >= 1, got {value!r}")
-
-
 def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
     cfg = getattr(model, "pretrained_cfg", None)
     return cfg if cfg is not None else PretrainedCfg(num_classes=model.config.num_classes)
 
 
 def resolve_settings(
-    model: DeepLabV3Plus,
-    *,
-    mode: str | None = None,
-    tta: bool = False,
-    resize: bool = True,
-    test_scale: tuple[int, int] | None = None,
-    crop_size: int | tuple[int, int] | None = None,
-    stride: int | tuple[int, int] | None = None,
-    tta_ratios: Sequence[float] | None = None,
-    tta_flip: bool | None = None,
+    model: DeepLabV3Plus, options: PredictOptions | None = None, **overrides: Any
 ) -> InferenceSettings:
-    """The model's test-time settings (from ``model.pretrained_cfg``), with the given overrides validated.
+    """The model's test-time settings (from ``model.pretrained_cfg``) with the `PredictOptions` applied.
 
     A slide window not set by the weights defaults to the weights' training crop, with a stride of two thirds
     of it rounded up (mmseg's own 769 -> 513 and 480 -> 320).
     """
+    opts = make_options(options, **overrides)
     cfg = _weights_cfg(model)
-    mode = cfg.test_mode if mode is None else mode
-    if mode not in TEST_MODES:
-        raise ValueError(f"mode must be one of {list(TEST_MODES)}, got {mode!r}")
-    if not isinstance(tta, bool):
-        raise TypeError(f"tta must be a bool, got {tta!r}")
-    if not isinstance(resize, bool):
-        raise TypeError(f"resize must be a bool, got {resize!r}")
-    if test_scale is not None:
-        if not resize:
-            raise ValueError("test_scale given with resize=False: pass one or the other")
-        scale: tuple[int, int] | None = _pair("test_scale", test_scale)
-    else:
-        scale = cfg.test_scale if resize else None
+    mode = cfg.test_mode if opts.mode is None else opts.mode
+    scale = opts.test_scale if opts.test_scale is not None else (cfg.test_scale if opts.resize else None)
 
     crop_hw = stride_hw = None
     if mode == "slide":
-        crop = crop_size if crop_size is not None else (cfg.slide_crop or cfg.crop_size)
+        crop = opts.crop_size if opts.crop_size is not None else (cfg.slide_crop or cfg.crop_size)
         if crop is None:
             raise ValueError(
                 "mode='slide' needs a window: these weights define none, pass crop_size=(h, w) (and stride=(h, w))"
             )
-        crop_hw = _pair("crop_size", crop)
-        if stride is None and crop_size is None and cfg.slide_crop is not None and cfg.slide_stride is not None:
+        crop_hw = check_pair("crop_size", crop)
+        stride = opts.stride
+        if stride is None and opts.crop_size is None and cfg.slide_crop is not None and cfg.slide_stride is not None:
             stride = cfg.slide_stride
         elif stride is None:
             stride = (math.ceil(crop_hw[0] * 2 / 3), math.ceil(crop_hw[1] * 2 / 3))
-        stride_hw = _pair("stride", stride)
-    elif crop_size is not None or stride is not None:
+        stride_hw = check_pair("stride", stride)
+    elif opts.crop_size is not None or opts.stride is not None:
         raise ValueError(f"crop_size and stride apply to mode='slide', but mode is {mode!r}")
 
-    if not tta and (tta_ratios is not None or tta_flip is not None):
-        raise ValueError("tta_ratios and tta_flip apply when tta=True")
-    ratios = tuple(cfg.tta_ratios if tta_ratios is None else tta_ratios)
-    if not ratios or any(isinstance(r, bool) or not isinstance(r, int | float) or not r > 0 for r in ratios):
-        raise ValueError(f"tta_ratios must be a non-empty sequence of positive numbers, got {tta_ratios!r}")
-    flip = cfg.tta_flip if tta_flip is None else tta_flip
-    if not isinstance(flip, bool):
-        raise TypeError(f"tta_flip must be a bool, got {flip!r}")
+    ratios = tuple(cfg.tta_ratios if opts.tta_ratios is None else opts.tta_ratios)
+    flip = cfg.tta_flip if opts.tta_flip is None else opts.tta_flip
     if len(cfg.mean) != model.config.in_chans or len(cfg.std) != model.config.in_chans:
         raise ValueError(
             f"predict reads RGB images, but the model takes in_chans={model.config.in_chans} channels; "
@@ -145,7 +105,7 @@ def resolve_settings(
         mode=mode,
         crop_size=crop_hw,
         stride=stride_hw,
-        tta=tta,
+        tta=opts.tta,
         tta_ratios=tuple(float(r) for r in ratios),
         tta_flip=flip,
         align_corners=model.config.align_corners,
@@ -218,8 +178,8 @@ def slide_inference(
     cover each pixel. At most ``window_batch_size`` windows go through the network at once (at least one per
     image), which bounds memory for any image size.
     """
-    crop, step = _pair("crop_size", crop_size), _pair("stride", stride)
-    _check_window_batch_size(window_batch_size)
+    crop, step = check_pair("crop_size", crop_size), check_pair("stride", stride)
+    check_int("window_batch_size", window_batch_size, 1)
     n, _, height, width = x.shape
     windows = slide_windows(height, width, crop, step)
     canvas: torch.Tensor | None = None
@@ -306,10 +266,9 @@ def segment_probs(
 
 
 def _check_dtype(dtype: torch.dtype | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run (None: full precision), refusing float16 where it has no fast kernels."""
     if dtype is None or dtype == torch.float32:
         return None
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {[str(d) for d in DTYPES]} or None, got {dtype!r}")
     if dtype == torch.float16 and device.type == "cpu":
         raise ValueError("dtype=torch.float16 needs a GPU; use torch.bfloat16 for reduced precision on the CPU")
     return dtype
@@ -365,38 +324,14 @@ def _segment_item(model: DeepLabV3Plus, item: ImageItem, image: torch.Tensor, ru
 
 
 def _start(
-    model: DeepLabV3Plus,
-    inputs: Any,
-    *,
-    mode: str | None = None,
-    tta: bool = False,
-    resize: bool = True,
-    test_scale: tuple[int, int] | None = None,
-    crop_size: int | tuple[int, int] | None = None,
-    stride: int | tuple[int, int] | None = None,
-    tta_ratios: Sequence[float] | None = None,
-    tta_flip: bool | None = None,
-    return_probs: bool = False,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    window_batch_size: int = 4,
+    model: DeepLabV3Plus, inputs: Any, options: PredictOptions | None, overrides: dict[str, Any]
 ) -> tuple[list[ImageItem], bool, _Run]:
-    """Check the inputs and arguments of a predict call before any image is read."""
+    """Check the inputs and options of a predict call before any image is read."""
+    opts = make_options(options, **overrides)
     items, batched = expand_inputs(inputs)
-    settings = resolve_settings(
-        model,
-        mode=mode,
-        tta=tta,
-        resize=resize,
-        test_scale=test_scale,
-        crop_size=crop_size,
-        stride=stride,
-        tta_ratios=tta_ratios,
-        tta_flip=tta_flip,
-    )
-    _check_window_batch_size(window_batch_size)
-    run_dtype = _check_dtype(dtype, next(model.parameters()).device)
-    if channels_last:
+    settings = resolve_settings(model, opts)
+    run_dtype = _check_dtype(opts.dtype, next(model.parameters()).device)
+    if opts.channels_last:
         model.to(memory_format=torch.channels_last)
     cfg = _weights_cfg(model)
     num_classes = model.config.num_classes
@@ -406,10 +341,10 @@ def _start(
         settings=settings,
         classes=classes,
         palette=default_palette(num_classes) if palette is None else palette,
-        return_probs=bool(return_probs),
-        window_batch_size=window_batch_size,
+        return_probs=opts.return_probs,
+        window_batch_size=opts.window_batch_size,
         dtype=run_dtype,
-        channels_last=bool(channels_last),
+        channels_last=opts.channels_last,
     )
     return items, batched, run
 
@@ -420,21 +355,7 @@ def _results(model: DeepLabV3Plus, items: list[ImageItem], run: _Run) -> Iterato
 
 
 def predict(
-    model: DeepLabV3Plus,
-    inputs: Any,
-    *,
-    mode: str | None = None,
-    tta: bool = False,
-    resize: bool = True,
-    test_scale: tuple[int, int] | None = None,
-    crop_size: int | tuple[int, int] | None = None,
-    stride: int | tuple[int, int] | None = None,
-    tta_ratios: Sequence[float] | None = None,
-    tta_flip: bool | None = None,
-    return_probs: bool = False,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    window_batch_size: int = 4,
+    model: DeepLabV3Plus, inputs: Any, options: PredictOptions | None = None, **overrides: Any
 ) -> SegmentationResult | list[SegmentationResult]:
     """Segment images with the test-time semantics of the model's weights.
 
@@ -444,47 +365,26 @@ def predict(
         inputs: a file path, a directory, a PIL image, a numpy array ``(H, W, 3)`` (RGB uint8), a tensor
             ``(3, H, W)`` or ``(N, 3, H, W)``, or a list of these; sizes may differ. See `deeplabv3p.images`
             for the rules on grayscale, alpha, 16-bit and float images.
-        mode: ``"whole"`` or ``"slide"``; default: the weights' test mode.
-        tta: multi-scale (and flip) test-time augmentation as mmseg 0.x ``--aug-test`` produced the published
-            ms+flip numbers; ratios and flip come from the weights unless ``tta_ratios`` / ``tta_flip`` are given.
-        resize: False feeds images at their own size instead of rescaling them to the weights' test scale.
-        test_scale: a different mmcv rescale target ``(a, b)``: long side at most ``max``, short side at most ``min``.
-        crop_size, stride: the slide window ``(h, w)`` (an int for square); default: the weights' window.
-        return_probs: also return class probabilities (``result.probs``, ``(K, H, W)`` float32).
-        dtype: ``torch.bfloat16`` (CPU or GPU) or ``torch.float16`` (GPU) to run the network under autocast.
-        channels_last: run in channels-last memory format; converts the model's parameters in place (only
-            their memory layout changes, and it stays so).
-        window_batch_size: how many slide windows go through the network at once.
+        options: a `PredictOptions` (default: the weights' test-time settings, full precision).
+        **overrides: fields of `PredictOptions` applied on top of `options`, e.g. ``mode="slide"``, ``tta=True``,
+            ``dtype=torch.bfloat16``; an unknown name is a TypeError.
 
     Returns:
         A `SegmentationResult` for a single image; a list of them for a list, a directory or a 4-D batch.
         For large directories use `predict_iter`, which streams.
     """
-    items, batched, run = _start(
-        model,
-        inputs,
-        mode=mode,
-        tta=tta,
-        resize=resize,
-        test_scale=test_scale,
-        crop_size=crop_size,
-        stride=stride,
-        tta_ratios=tta_ratios,
-        tta_flip=tta_flip,
-        return_probs=return_probs,
-        dtype=dtype,
-        channels_last=channels_last,
-        window_batch_size=window_batch_size,
-    )
+    items, batched, run = _start(model, inputs, options, overrides)
     results = list(_results(model, items, run))
     return results if batched else results[0]
 
 
-def predict_iter(model: DeepLabV3Plus, inputs: Any, **kwargs: Any) -> Iterator[SegmentationResult]:
+def predict_iter(
+    model: DeepLabV3Plus, inputs: Any, options: PredictOptions | None = None, **overrides: Any
+) -> Iterator[SegmentationResult]:
     """`predict` one result at a time, with the same arguments: images are read one by one (the next one in a
     background thread), so a directory of any size streams through in constant memory.
 
-    Inputs and arguments are checked when this is called, before the first image is read.
+    Inputs and options are checked when this is called, before the first image is read.
     """
-    items, _, run = _start(model, inputs, **kwargs)
+    items, _, run = _start(model, inputs, options, overrides)
     return _results(model, items, run)

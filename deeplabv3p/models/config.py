@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import MISSING, dataclass, field
+from typing import Any, TypeVar
 
 OUTPUT_STRIDES = (8, 16, 32)
 DILATION_POLICIES = ("timm", "mmseg")
@@ -29,6 +29,50 @@ def check_int(name: str, value: Any, minimum: int) -> None:
 def check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def check_pair(name: str, value: Any) -> tuple[int, int]:
+    """A positive int (a square) or a pair (h, w) of positive ints, as an (h, w) tuple."""
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (
+        not isinstance(pair, tuple | list)
+        or len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)
+    ):
+        raise ValueError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **cli: Any) -> Any:
+    """A dataclass field that documents itself: `help` is the one description of the field, shown in the class
+    docstring (`documented`) and as the help of its command-line flag. `cli` holds flag details for
+    ``deeplabv3p.cli.common.add_options`` (``metavar``, ``aliases``, ``cli=False`` to keep it off the command line).
+    """
+    metadata = {"help": help, **cli}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_C = TypeVar("_C")
+
+
+def documented(cls: _C) -> _C:
+    """Append an ``Attributes:`` section to a dataclass's docstring, from the ``help`` of each `option` field."""
+    lines = [
+        f"    {f.name}: {f.metadata['help']}"
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if "help" in f.metadata
+    ]
+    if lines:
+        doc = (cls.__doc__ or "").rstrip()
+        cls.__doc__ = doc + "\n\n    Attributes:\n" + "\n".join("    " + line for line in lines) + "\n"
+    return cls
 
 
 def _tupled(value: Any) -> Any:

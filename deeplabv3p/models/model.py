@@ -19,6 +19,7 @@ from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
 
 if TYPE_CHECKING:  # the thin methods below import these layers lazily: models/ sits below them
+    from ..inference.options import PredictOptions
     from ..inference.result import SegmentationResult
     from ..pretrained.config import PretrainedCfg
 
@@ -133,12 +134,18 @@ class DeepLabV3Plus(nn.Module):
             aux = F.interpolate(aux, size=size, mode="bilinear", align_corners=self.config.align_corners)
         return logits, aux
 
-    def predict(self, inputs: object, **kwargs: object) -> SegmentationResult | list[SegmentationResult]:
+    def predict(
+        self, inputs: Any, options: PredictOptions | None = None, **overrides: Any
+    ) -> SegmentationResult | list[SegmentationResult]:
         """Segment images (paths, a directory, PIL, numpy, tensors, or a list) with the weights' test-time
-        settings: labels at each image's original size. Arguments: `deeplabv3p.inference.predict`."""
+        settings: labels at each image's original size.
+
+        `options` is a `deeplabv3p.PredictOptions`; keyword `overrides` are its fields (``mode="slide"``,
+        ``tta=True``, ``dtype=torch.bfloat16``, ...). See `deeplabv3p.inference.predict`.
+        """
         from ..inference.pipeline import predict
 
-        return predict(self, inputs, **kwargs)
+        return predict(self, inputs, options, **overrides)
 
     def set_output_stride(self, output_stride: int) -> None:
         """Switch the output stride (8, 16 or 32) in place, keeping the weights (train at 16, evaluate at 8).

@@ -32,7 +32,6 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
-from ..models.config import JsonRecord
 from ..pretrained.config import PretrainedCfg
 from .checkpoint import (
     find_checkpoint,
@@ -40,6 +39,7 @@ from .checkpoint import (
     write_best,
     write_checkpoint,
 )
+from .config import RUNTIME_FIELDS, TrainConfig
 from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
@@ -48,122 +48,9 @@ from .transforms import training_transforms
 
 __all__ = ["FitResult", "TrainConfig", "evaluate", "fit"]
 
-AMP_MODES = ("bf16", "fp16")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 TRAIN_CONFIG_FILE = "train_config.json"
 LOG_FILE = "log.jsonl"
-# TrainConfig fields that may change between a run and its resumption without changing what is learned.
-_RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _non_negative(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-
-
-@dataclass(frozen=True)
-class TrainConfig(JsonRecord):
-    """The recipe of a fine-tuning run (mmseg's defaults). Every field is also a keyword argument of `fit`.
-
-    Attributes:
-        iters: optimiser steps.
-        batch_size: images per step and process (the global batch is ``batch_size * world_size * accum_steps``).
-        crop_size: training crop (h, w).
-        scale: mmseg's resize target (a, b) that ``ratio_range`` multiplies, e.g. (2048, 512); None multiplies each
-            image's own size. It is also the test-time resize recorded with the model.
-        ratio_range, cat_max_ratio, flip_prob, photometric: the augmentation (see `deeplabv3p.transforms`).
-        lr, momentum, weight_decay: SGD. power, min_lr: PolyLR.
-        encoder_lr_mult: encoder learning rate = ``lr * encoder_lr_mult``.
-        freeze_encoder: train the decoder and classifier only (the encoder's BatchNorm statistics still adapt).
-        aux_weight: weight of the auxiliary head's loss (when the model has one).
-        class_weight: one loss weight per class, or None.
-        avg_non_ignore: average the loss over labelled pixels instead of all pixels (mmseg's default is False).
-        ohem_min_kept, ohem_thresh: OHEM pixel sampling on the main head's loss (None disables it).
-        amp: None, ``"bf16"`` or ``"fp16"`` (with a gradient scaler). channels_last: NHWC memory format.
-        accum_steps: batches whose gradients are summed into one optimiser step.
-        val_interval: iterations between validations (None: ``iters // 10``, as mmseg).
-        checkpoint_interval: iterations between checkpoints (None: the validation interval).
-        keep_checkpoints: how many checkpoints to keep (<= 0 keeps all).
-        log_interval: iterations between log records.
-        num_workers: data-loading worker processes per rank.
-        seed: seeds the sample order, the augmentation and dropout.
-        sync_bn: use SyncBatchNorm in multi-GPU training (CUDA only; CPU processes keep per-process BatchNorm).
-    """
-
-    iters: int = 2000
-    batch_size: int = 8
-    crop_size: tuple[int, int] = (512, 512)
-    scale: tuple[int, int] | None = None
-    ratio_range: tuple[float, float] = (0.5, 2.0)
-    cat_max_ratio: float = 0.75
-    flip_prob: float = 0.5
-    photometric: bool = True
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    power: float = 0.9
-    min_lr: float = 1e-4
-    encoder_lr_mult: float = 1.0
-    freeze_encoder: bool = False
-    aux_weight: float = 0.4
-    class_weight: tuple[float, ...] | None = None
-    avg_non_ignore: bool = False
-    ohem_min_kept: int | None = None
-    ohem_thresh: float | None = None
-    amp: str | None = None
-    channels_last: bool = False
-    accum_steps: int = 1
-    val_interval: int | None = None
-    checkpoint_interval: int | None = None
-    keep_checkpoints: int = 2
-    log_interval: int = 50
-    num_workers: int = 2
-    seed: int = 0
-    sync_bn: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("iters", "batch_size", "accum_steps", "log_interval"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("num_workers", self.num_workers, 0)
-        _positive_int("seed", self.seed, 0)
-        for name in ("val_interval", "checkpoint_interval"):
-            if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int):
-            raise ValueError(f"keep_checkpoints must be an int, got {self.keep_checkpoints!r}")
-        for name in ("crop_size", "scale"):
-            value = getattr(self, name)
-            if value is None and name == "scale":
-                continue
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = (value, value)
-            if not (isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
-                raise ValueError(f"{name} must be an (h, w) pair of ints, got {value!r}")
-            if min(value) < 1:
-                raise ValueError(f"{name} must be positive, got {value!r}")
-            object.__setattr__(self, name, tuple(value))
-        for name in ("lr", "momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
-            _non_negative(name, getattr(self, name))
-        if self.amp not in (None, *AMP_MODES):
-            raise ValueError(f"amp must be None or one of {list(AMP_MODES)}, got {self.amp!r}")
-        if self.class_weight is not None:
-            object.__setattr__(self, "class_weight", tuple(float(w) for w in self.class_weight))
-        for name in ("photometric", "freeze_encoder", "avg_non_ignore", "channels_last", "sync_bn"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-
-    @property
-    def resolved_val_interval(self) -> int:
-        return self.val_interval or max(1, self.iters // 10)
-
-    @property
-    def resolved_checkpoint_interval(self) -> int:
-        return self.checkpoint_interval or self.resolved_val_interval
 
 
 @dataclass
@@ -371,7 +258,7 @@ class _Run:
         changed = {
             k: (getattr(saved, k), getattr(self.cfg, k))
             for k in TrainConfig.__dataclass_fields__
-            if k not in _RUNTIME_FIELDS and getattr(saved, k) != getattr(self.cfg, k)
+            if k not in RUNTIME_FIELDS and getattr(saved, k) != getattr(self.cfg, k)
         }
         if changed:
             warnings.warn(f"resuming with a changed recipe (checkpoint, now): {changed}", stacklevel=3)
