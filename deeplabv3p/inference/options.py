@@ -18,7 +18,7 @@ from ..models.config import check_bool, check_choice, check_int, check_pair, doc
 
 Mode = Literal["whole", "slide"]
 MODES: tuple[str, ...] = ("whole", "slide")
-DtypeName = Literal["float32", "bfloat16", "float16"]
+DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -56,13 +56,30 @@ class PredictOptions:
     )
     dtype: torch.dtype | DtypeName | None = option(
         None,
-        help="run the network under autocast in this precision: bfloat16 (CPU or GPU) or float16 (GPU); "
-        "None or float32: full precision",
+        help="run the network under autocast in this precision: bfloat16 (CPU or GPU) or float16 (GPU); 'auto' "
+        "picks what the device runs natively (bf16 on CPUs with AVX512-BF16 or AMX and on GPUs with bf16, fp16 "
+        "on other GPUs, else float32) and logs the choice; None or float32: full precision",
     )
     channels_last: bool = option(
         False, help="channels-last memory format; converts the model's parameters in place (their layout only)"
     )
     window_batch_size: int = option(4, help="slide windows per forward pass: bounds the memory for any image size")
+    batch_size: int = option(
+        1,
+        help="images per forward pass in whole mode without TTA: consecutive images of the same size go through "
+        "the network together (slide and TTA run one image at a time)",
+    )
+    num_workers: int = option(
+        0,
+        help="processes that read and resize images ahead of the network (torch DataLoader workers); 0 reads "
+        "them in one background thread",
+        aliases=("--workers",),
+    )
+    device: str | None = option(
+        None,
+        help="run on this device, moving the model there (in place): cpu, cuda, cuda:1; 'cuda' under torchrun means "
+        "this process's GPU (LOCAL_RANK) (default: the model's device)",
+    )
 
     def __post_init__(self) -> None:
         if self.mode is not None:
@@ -91,6 +108,13 @@ class PredictOptions:
             check_bool("tta_flip", self.tta_flip)
         self._set("dtype", _dtype(self.dtype))
         check_int("window_batch_size", self.window_batch_size, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("num_workers", self.num_workers, 0)
+        if self.device is not None:
+            if isinstance(self.device, torch.device):
+                self._set("device", str(self.device))
+            if not isinstance(self.device, str):
+                raise TypeError(f"device must be a device name such as 'cpu' or 'cuda:1', got {self.device!r}")
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -106,14 +130,15 @@ class PredictOptions:
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PredictOptions))
 
 
-def _dtype(value: Any) -> torch.dtype | None:
-    """torch.float32 / bfloat16 / float16 from a dtype or its name; None stays None."""
-    if value is None or (isinstance(value, torch.dtype) and value in DTYPES.values()):
+def _dtype(value: Any) -> torch.dtype | str | None:
+    """torch.float32 / bfloat16 / float16 from a dtype or its name; "auto" and None stay as they are."""
+    if value is None or value == "auto" or (isinstance(value, torch.dtype) and value in DTYPES.values()):
         return value
     if isinstance(value, str) and value in DTYPES:
         return DTYPES[value]
     raise ValueError(
-        f"dtype must be one of {[str(d) for d in DTYPES.values()]}, their names {list(DTYPES)}, or None; got {value!r}"
+        f"dtype must be one of {[str(d) for d in DTYPES.values()]}, their names {list(DTYPES)}, 'auto' or None; "
+        f"got {value!r}"
     )
 
 

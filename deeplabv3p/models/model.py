@@ -66,6 +66,8 @@ class DeepLabV3Plus(nn.Module):
         )
         self.pretrained_cfg: PretrainedCfg | None = None
         self.grad_checkpointing = False
+        # Set by optimize_for_inference(dtype=...): eval-mode forwards run under autocast in it (float32: none).
+        self.inference_dtype: torch.dtype | None = None
 
     @property
     def num_classes(self) -> int:
@@ -117,6 +119,13 @@ class DeepLabV3Plus(nn.Module):
     def forward(
         self, x: torch.Tensor, return_aux: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        dtype = self.inference_dtype
+        if dtype not in (None, torch.float32) and not self.training and not _autocast_enabled(x.device.type):
+            with torch.autocast(device_type=x.device.type, dtype=dtype):
+                return self._forward(x, return_aux)
+        return self._forward(x, return_aux)
+
+    def _forward(self, x: torch.Tensor, return_aux: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         self._check_input(x)
         size = x.shape[2:]
         features = self.encoder(x)
@@ -199,11 +208,14 @@ class DeepLabV3Plus(nn.Module):
         self.encoder.body.set_grad_checkpointing(enable)
         self.grad_checkpointing = bool(enable)
 
-    def optimize_for_inference(self, fold_bn: bool = True, channels_last: bool = True) -> DeepLabV3Plus:
-        """An eval-mode copy with BatchNorm folded into the convolutions and channels_last weights (same logits).
+    def optimize_for_inference(
+        self, fold_bn: bool = True, channels_last: bool = True, dtype: torch.dtype | str | None = None
+    ) -> DeepLabV3Plus:
+        """An eval-mode copy with BatchNorm folded into the convolutions and channels_last weights (same logits),
+        running in `dtype` (``"auto"``: what this device runs natively; see ``inference_dtype``).
 
-        See `deeplabv3p.optimize.optimize_for_inference`; the copy is for inference only.
+        See `deeplabv3p.inference.optimize.optimize_for_inference`; the copy is for inference only.
         """
         from ..inference.optimize import optimize_for_inference
 
-        return optimize_for_inference(self, fold_bn=fold_bn, channels_last=channels_last)
+        return optimize_for_inference(self, fold_bn=fold_bn, channels_last=channels_last, dtype=dtype)

@@ -112,7 +112,8 @@ def read_config(source: str | Path) -> tuple[ModelConfig, PretrainedCfg]:
     return parse_config(data, origin=str(path))
 
 
-def _pretrained_cfg_of(model: nn.Module) -> PretrainedCfg:
+def pretrained_cfg_of(model: nn.Module) -> PretrainedCfg:
+    """The `PretrainedCfg` saved with `model`: its own, made consistent with its config (classes, align_corners)."""
     config: ModelConfig = model.config  # type: ignore[assignment]
     pretrained_cfg = getattr(model, "pretrained_cfg", None)
     if pretrained_cfg is None:
@@ -142,7 +143,7 @@ def save_pretrained(
     if save_directory.exists() and not save_directory.is_dir():
         raise ValueError(f"save_directory {str(save_directory)!r} exists and is not a folder")
     save_directory.mkdir(parents=True, exist_ok=True)
-    pretrained_cfg = pretrained_cfg or _pretrained_cfg_of(model)
+    pretrained_cfg = pretrained_cfg or pretrained_cfg_of(model)
     save_state_dict(model.state_dict(), save_directory / WEIGHTS_NAME)
     atomic_write_text(save_directory / CONFIG_NAME, json.dumps(config_dict(config, pretrained_cfg), indent=2) + "\n")
     atomic_write_text(save_directory / CARD_NAME, model_card(config, pretrained_cfg))
@@ -171,7 +172,7 @@ def push_to_hub(
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory(prefix="deeplabv3p-push-") as tmp:
-        save_pretrained(model, tmp, pretrained_cfg=_pretrained_cfg_of(model).replace(hf_hub_id=repo_id))
+        save_pretrained(model, tmp, pretrained_cfg=pretrained_cfg_of(model).replace(hf_hub_id=repo_id))
         info = api.upload_folder(
             repo_id=repo_id,
             folder_path=tmp,
