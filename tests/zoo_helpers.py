@@ -17,7 +17,6 @@ import pytest
 import torch
 from parity import PARITY, arrays
 
-from deeplabv3p.models.config import ModelConfig
 from deeplabv3p.pretrained import registry, zoo
 from deeplabv3p.pretrained.config import PretrainedCfg
 
@@ -74,10 +73,6 @@ def register_golden(monkeypatch: pytest.MonkeyPatch, **changes) -> PretrainedCfg
     monkeypatch.setitem(zoo.ARCHITECTURES, GOLDEN_ARCH, GOLDEN_CONFIG)
     monkeypatch.setitem(zoo.PRETRAINED_CFGS, GOLDEN_NAME, cfg)
     return cfg
-
-
-def assert_config(config: ModelConfig) -> None:
-    assert config == GOLDEN_CONFIG
 
 
 @dataclass

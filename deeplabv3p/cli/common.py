@@ -65,7 +65,7 @@ def parse_size(text: str) -> tuple[int, int]:
         values = values * 2
     if len(values) != 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"size must be HxW such as 512x1024, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 # --- flags from dataclass fields ----------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ def _cli_fields(cls: type) -> list[tuple[dataclasses.Field, _Flag]]:
     hints = typing.get_type_hints(cls)
     return [
         (f, _flag(f.name, hints[f.name], f.metadata))
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls)
         if f.metadata.get("cli", True) and "help" in f.metadata
     ]
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..inference.export import DEFAULT_OPSET, check_onnx, export_onnx
 from ..pretrained.factory import create_model
 from .common import parse_size, weights_argument
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +70,7 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int8(args: argparse.Namespace, model, fp32: Path) -> None:
+def _int8(args: argparse.Namespace, model: DeepLabV3Plus, fp32: Path) -> None:
     from ..inference.images import expand_inputs
     from ..inference.onnx_runtime import OnnxSegmenter
     from ..inference.quantize import calibration_inputs, label_agreement, quantize_onnx

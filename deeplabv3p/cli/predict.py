@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..inference.onnx_runtime import OnnxSegmenter
 from ..inference.options import PredictOptions
 from ..pretrained.factory import create_model
 from ..pretrained.hub import is_hub_id
 from ..pretrained.registry import split_model_name
 from .common import add_options, option_values, parse_model_kwargs
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
 
 EPILOG = """\
 Under torchrun every process takes its own device (cuda:LOCAL_RANK, or the CPU) and every world-th input, and
@@ -89,9 +94,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     pretrained = _pretrained(args) if args.model is not None else None
+    model: DeepLabV3Plus | OnnxSegmenter
     if args.onnx is not None:
-        from ..inference.onnx_runtime import OnnxSegmenter
-
         model = OnnxSegmenter(args.onnx)
         model.configure(options)  # PyTorch-only options fail here, before any process group
         ctx = distributed.setup("cpu")
@@ -100,8 +104,9 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         if args.onnx is None:
             kwargs = parse_model_kwargs(args.model_kwargs)
-            model = create_model(args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **kwargs)
-            model = model.to(ctx.device)
+            model = create_model(args.model, pretrained=pretrained, checkpoint_path=args.checkpoint, **kwargs).to(
+                ctx.device
+            )
         summary = write_predictions(
             model,
             [item.path for item in items],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from ..train.config import TrainConfig
 from .common import add_dataset_args, add_options, is_main_process, option_values, parse_model_kwargs, weights_argument
@@ -36,7 +37,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..train.datasets import SegmentationDataset
     from ..train.trainer import fit
 
-    data_kwargs = {"reduce_zero_label": bool(args.reduce_zero_label)}
+    data_kwargs: dict[str, Any] = {"reduce_zero_label": bool(args.reduce_zero_label)}
     train_set = SegmentationDataset(args.data, args.train_split, **data_kwargs)
     val_set = None
     if args.val_split.lower() != "none":
@@ -52,7 +53,7 @@ def run_train(args: argparse.Namespace) -> int:
         model, train_set, val_set, out=args.out, resume=args.resume, device=args.device,
         progress=not args.no_progress, **overrides,
     )  # fmt: skip
-    if result.best_path is not None and is_main_process():
+    if result.best_path is not None and result.best_metrics is not None and is_main_process():
         print(f"best mIoU {result.best_metrics['mIoU']:.2f} at iteration {result.best_iteration}: {result.best_path}")
     return 0
 
@@ -83,6 +84,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model = create_model(args.model, weights_argument(args.model, args.pretrained, default=True))
     cfg = model.pretrained_cfg
+    assert cfg is not None  # create_model always sets it
     reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label
     dataset = SegmentationDataset(args.data, args.split, reduce_zero_label=reduce, ignore_index=cfg.ignore_index)
     if dataset.num_classes != model.num_classes:

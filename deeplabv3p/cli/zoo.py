@@ -70,5 +70,6 @@ def run_convert(args: argparse.Namespace) -> int:
             "tag, or the bare architecture to take the class count from the checkpoint"
         )
     out = model.eval().save_pretrained(args.out)
+    assert model.pretrained_cfg is not None  # create_model always sets it
     print(f"wrote {out}/ (config.json, model.safetensors, README.md) for {model.pretrained_cfg.name}")
     return 0

@@ -15,11 +15,12 @@ import copy
 import inspect
 import json
 import os
+import types
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -27,6 +28,9 @@ from torch import nn
 from ..atomic import atomic_path
 from ..models.config import ModelConfig
 from ..pretrained.hub import config_dict, pretrained_cfg_of
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Resize with align_corners / half_pixel coordinate modes
@@ -37,7 +41,7 @@ OUTPUT_NAME = "logits"
 ONNX_RTOL = 1e-4
 
 
-def require_package(module: str):
+def require_package(module: str) -> types.ModuleType:
     try:
         return __import__(module)
     except ImportError:
@@ -71,7 +75,7 @@ def _model_dims(model: nn.Module) -> tuple[int, int]:
 
 def export_onnx(
     model: nn.Module,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     opset: int = DEFAULT_OPSET,
     dynamic: bool = True,
@@ -111,7 +115,7 @@ def export_onnx(
     graph_model = copy.deepcopy(model).float().cpu().eval().to(memory_format=torch.contiguous_format)
     example = torch.randn(batch_size, in_chans, height, width)
     axes = {0: "batch", 2: "height", 3: "width"}
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
         opset_version=opset,
@@ -146,8 +150,9 @@ def _finish_graph(path: Path, model: nn.Module, dynamic: bool) -> None:
         dim = graph.graph.output[0].type.tensor_type.shape.dim[1]
         dim.Clear()
         dim.dim_value = num_classes
-    if isinstance(getattr(model, "config", None), ModelConfig):
-        set_metadata(graph, config_dict(model.config, pretrained_cfg_of(model)))
+    config = getattr(model, "config", None)
+    if isinstance(config, ModelConfig):
+        set_metadata(graph, config_dict(config, pretrained_cfg_of(cast("DeepLabV3Plus", model))))
     onnx.save(graph, str(path))
 
 
@@ -176,7 +181,7 @@ class OnnxCheck:
 
 
 def check_onnx(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     model: nn.Module,
     sizes: Sequence[Sequence[int]] = ((256, 320), (193, 449)),
     batch_size: int = 1,

@@ -135,7 +135,7 @@ def _check_array_layout(value: np.ndarray | torch.Tensor, name: str) -> None:
         raise ValueError(f"{name}: cannot read {_describe(value)} as an image; expected {layout}")
     if min(shape) == 0:
         raise ValueError(f"{name}: empty image ({_describe(value)})")
-    if is_tensor:
+    if isinstance(value, torch.Tensor):
         ok = value.dtype in (torch.uint8, torch.uint16) or value.is_floating_point()
     else:
         ok = value.dtype in (np.uint8, np.uint16) or np.issubdtype(value.dtype, np.floating)
@@ -166,8 +166,8 @@ def _read_file(path: Path) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+        with Image.open(path) as file:
+            im = ImageOps.exif_transpose(file)
             im.load()
             return _from_pil(im, str(path))
     except Image.DecompressionBombError as e:
@@ -201,8 +201,7 @@ def _to_rgb(image: torch.Tensor, name: str) -> torch.Tensor:
         image = (image.to(torch.int32) >> 8).to(torch.uint8)
     elif image.is_floating_point():
         image = image.to(torch.float32)
-        lo, hi = torch.aminmax(image)
-        lo, hi = float(lo), float(hi)
+        lo, hi = (float(v) for v in torch.aminmax(image))
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
             raise ValueError(
                 f"{name}: floating-point images must hold values in [0, 1], got min {lo:g} and max {hi:g}. "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Iterator
+from typing import Any, TypeGuard, TypeVar, cast
 
 import torch
 from timm.layers import BatchNormAct2d, ConvNormAct
@@ -25,7 +26,6 @@ from timm.models._features import FeatureDictNet
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from .options import PredictOptions
 from .precision import resolve_dtype
 
 # Documented tolerance of a BN-folded fp32 model against the original, relative to the largest |logit|.
@@ -36,6 +36,20 @@ _BLOCK_PAIRS = {
     BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
     Bottleneck: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
 }
+
+_ModuleT = TypeVar("_ModuleT", bound=nn.Module)
+
+
+def _conv_like(conv: nn.Conv2d, cls: type[nn.Conv2d], bias: bool) -> nn.Conv2d:
+    """A new `cls` (freshly initialised weights) with the geometry, device and dtype of `conv`."""
+    # torch annotates a Conv2d's sizes as tuple[int, ...]; a 2-d conv's are always two ints
+    kernel_size, stride, dilation = (cast(tuple[int, int], v) for v in (conv.kernel_size, conv.stride, conv.dilation))
+    padding = cast("str | tuple[int, int]", conv.padding)
+    return cls(
+        conv.in_channels, conv.out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+        groups=conv.groups, bias=bias, padding_mode=conv.padding_mode,
+        device=conv.weight.device, dtype=conv.weight.dtype,
+    )  # fmt: skip
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -53,40 +67,31 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
     weight = f64(conv.weight)
     bias = f64(conv.bias) if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    assert bn.running_mean is not None and bn.running_var is not None  # _is_foldable_bn checked them
     scale = torch.rsqrt(f64(bn.running_var) + bn.eps)
     shift = -f64(bn.running_mean) * scale
     if bn.affine:
         scale = scale * f64(bn.weight)
         shift = shift * f64(bn.weight) + f64(bn.bias)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=True,
-        padding_mode=conv.padding_mode,
-        device=conv.weight.device,
-        dtype=conv.weight.dtype,
-    )
+    fused = _conv_like(conv, nn.Conv2d, bias=True)
     with torch.no_grad():
         fused.weight.copy_(weight * scale.reshape(-1, 1, 1, 1))
+        assert fused.bias is not None  # built with bias=True
         fused.bias.copy_(bias * scale + shift)
     if conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous():
         fused = fused.to(memory_format=torch.channels_last)
     return fused
 
 
-def _is_foldable_conv(module: nn.Module) -> bool:
+def _is_foldable_conv(module: nn.Module | None) -> TypeGuard[nn.Conv2d]:
     # Exact type: subclasses (weight-standardised convs, same-padding convs) transform the weight in forward.
     return type(module) is nn.Conv2d
 
 
-def _is_foldable_bn(module: nn.Module) -> bool:
+def _is_foldable_bn(module: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
     return (
-        type(module) in (nn.BatchNorm2d, BatchNormAct2d)
+        isinstance(module, nn.BatchNorm2d)  # for the type checker; the exact type decides
+        and type(module) in (nn.BatchNorm2d, BatchNormAct2d)
         and module.track_running_stats
         and module.running_mean is not None
         and module.running_var is not None
@@ -152,7 +157,8 @@ def fold_batchnorm(model: nn.Module) -> int:
         if _is_foldable_conv(cp._modules[cn]) and _is_foldable_bn(bp._modules[bn])
     ]
     for conv_parent, conv_name, bn_parent, bn_name in pairs:
-        conv, bn = conv_parent._modules[conv_name], bn_parent._modules[bn_name]
+        # filtered above: a plain Conv2d and a BatchNorm2d with running statistics
+        conv, bn = cast(nn.Conv2d, conv_parent._modules[conv_name]), cast(nn.BatchNorm2d, bn_parent._modules[bn_name])
         setattr(conv_parent, conv_name, fuse_conv_bn(conv, bn))
         setattr(bn_parent, bn_name, _bn_remainder(bn))
     return len(pairs)
@@ -167,7 +173,7 @@ class PrePaddedConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ph, pw = self.padding  # type: ignore[misc]
+        ph, pw = cast(tuple[int, int], self.padding)  # only built for convs with (h, w) int padding
         if x.device.type != "cpu" or torch.jit.is_tracing() or torch.jit.is_scripting():
             return super().forward(x)
         if torch.compiler.is_compiling():
@@ -197,12 +203,8 @@ class Float32Conv2d(nn.Conv2d):
 
 def _replace_conv(parent: nn.Module, name: str, cls: type[nn.Conv2d]) -> nn.Conv2d:
     """Put a `cls` sharing the weights of ``parent.name`` (a plain Conv2d) in its place."""
-    conv = parent._modules[name]
-    new = cls(
-        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
-        device=conv.weight.device, dtype=conv.weight.dtype,
-    )  # fmt: skip
+    conv = cast(nn.Conv2d, parent._modules[name])
+    new = _conv_like(conv, cls, bias=conv.bias is not None)
     new.weight = conv.weight
     new.bias = conv.bias
     setattr(parent, name, new)
@@ -258,13 +260,13 @@ def count_batchnorms(model: nn.Module) -> int:
 
 
 def optimize_for_inference(
-    model: nn.Module,
+    model: _ModuleT,
     *,
     fold_bn: bool = True,
     channels_last: bool = True,
     inplace: bool = False,
     dtype: torch.dtype | str | None = None,
-) -> nn.Module:
+) -> _ModuleT:
     """An eval-mode copy of `model` that runs faster and computes the same logits (up to `FOLD_RTOL`).
 
     Args:
@@ -296,7 +298,7 @@ def optimize_for_inference(
     if dtype is not None:
         first = next(iter(model.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
-        run_dtype = resolve_dtype(PredictOptions(dtype=dtype).dtype, device)
+        run_dtype = resolve_dtype(dtype, device)
         if not hasattr(model, "inference_dtype"):
             raise TypeError(
                 f"dtype applies to deeplabv3p models (their forward honours inference_dtype); run a "
@@ -312,5 +314,5 @@ def optimize_for_inference(
     if channels_last:
         optimized.to(memory_format=torch.channels_last)
     if dtype is not None:
-        optimized.inference_dtype = run_dtype or torch.float32
+        cast(Any, optimized).inference_dtype = run_dtype or torch.float32
     return optimized

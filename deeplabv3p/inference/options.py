@@ -15,9 +15,8 @@ from typing import Any, Literal
 import torch
 
 from ..models.config import check_bool, check_choice, check_int, check_pair, documented, option
+from ..pretrained.config import TEST_MODES, TestMode
 
-Mode = Literal["whole", "slide"]
-MODES: tuple[str, ...] = ("whole", "slide")
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -27,7 +26,7 @@ DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bf
 class PredictOptions:
     """How images are predicted. Frozen; ``options.replace(tta=True)`` gives a changed, re-validated copy."""
 
-    mode: Mode | None = option(None, help="'whole' or 'slide' inference (default: the weights' test mode)")
+    mode: TestMode | None = option(None, help="'whole' or 'slide' inference (default: the weights' test mode)")
     tta: bool = option(
         False,
         help="multi-scale (and flip) test-time augmentation, as mmseg 0.x --aug-test produced the published ms+flip "
@@ -83,7 +82,7 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         if self.mode is not None:
-            check_choice("mode", self.mode, MODES)
+            check_choice("mode", self.mode, TEST_MODES)
         for name in ("tta", "resize", "return_probs", "channels_last"):
             check_bool(name, getattr(self, name))
         if self.test_scale is not None:

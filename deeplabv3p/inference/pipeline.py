@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.config import check_int, check_pair
-from ..pretrained.config import PretrainedCfg
+from ..pretrained.config import PretrainedCfg, TestMode
 from .backend import Backend, TorchBackend
 from .images import ImageItem, expand_inputs
 from .options import PredictOptions, make_options
@@ -57,7 +57,7 @@ class InferenceSettings:
     std: tuple[float, ...]
     test_scale: tuple[int, int] | None
     keep_ratio: bool
-    mode: str
+    mode: TestMode
     crop_size: tuple[int, int] | None
     stride: tuple[int, int] | None
     tta: bool
@@ -268,7 +268,7 @@ def segment_logits(
     """Single-scale logits ``(1, K, H, W)`` of one image ``(3, H, W)`` at its original size (mmseg simple_test)."""
     single = dataclasses.replace(settings, tta=False)
     return scores_of_views(
-        forward, [_resized(image, settings)], tuple(image.shape[-2:]), single, window_batch_size, False
+        forward, [_resized(image, settings)], (image.shape[-2], image.shape[-1]), single, window_batch_size, False
     )
 
 
@@ -278,7 +278,7 @@ def segment_probs(
     """Class probabilities ``(1, K, H, W)`` of one image ``(3, H, W)`` at its original size: the softmax of
     `segment_logits`, or with ``settings.tta`` mmseg 0.x ``--aug-test`` (see `scores_of_views`)."""
     views = [_resized(image, settings, ratio) for ratio in _ratios(settings)]
-    return scores_of_views(forward, views, tuple(image.shape[-2:]), settings, window_batch_size, True)
+    return scores_of_views(forward, views, (image.shape[-2], image.shape[-1]), settings, window_batch_size, True)
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import Literal
 
 import torch
+
+from .options import DTYPES
 
 logger = logging.getLogger("deeplabv3p")
 
 AUTO = "auto"
-Precision = torch.dtype | Literal["auto"] | None
 
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) that keep its bf16 instructions available.
 _BF16_ISAS = (
@@ -76,19 +76,25 @@ def native_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def resolve_dtype(dtype: Precision, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `dtype` on `device`: None (full precision) for None or float32, ``"auto"`` resolved
-    with `native_dtype` (and logged), reduced dtypes as given. float16 on the CPU is refused: it has no fast
-    kernels there."""
+def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `dtype` (a dtype, its name or ``"auto"``) on `device`: None (full precision) for None
+    or float32, ``"auto"`` resolved with `native_dtype` (and logged), reduced dtypes as given. float16 on the CPU
+    is refused: it has no fast kernels there."""
+    if isinstance(dtype, str) and dtype != AUTO:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, 'auto', a torch dtype or None; got {dtype!r}")
+        dtype = DTYPES[dtype]
     if dtype == AUTO:
         chosen = native_dtype(device)
         logger.info("dtype='auto' on %s: %s", describe_device(device), str(chosen).removeprefix("torch."))
         dtype = chosen
     if dtype is None or dtype == torch.float32:
         return None
+    if not isinstance(dtype, torch.dtype) or dtype not in DTYPES.values():
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, 'auto', a torch dtype or None; got {dtype!r}")
     if dtype == torch.float16 and device.type == "cpu":
         raise ValueError("dtype=torch.float16 needs a GPU; use torch.bfloat16 for reduced precision on the CPU")
-    return dtype  # type: ignore[return-value]
+    return dtype
 
 
 def describe_device(device: torch.device) -> str:

@@ -43,7 +43,8 @@ def calibration_inputs(
         x = preprocess(item.read(), settings)
         if settings.mode == "slide":
             assert settings.crop_size is not None and settings.stride is not None
-            for y1, y2, x1, x2 in slide_windows(*x.shape[-2:], settings.crop_size, settings.stride):
+            height, width = x.shape[-2], x.shape[-1]
+            for y1, y2, x1, x2 in slide_windows(height, width, settings.crop_size, settings.stride):
                 yield x[:, :, y1:y2, x1:x2].contiguous().numpy()
         else:
             yield x.numpy()
@@ -110,7 +111,7 @@ def quantize_onnx(
         quantize_static(
             str(prepared),
             str(tmp),
-            reader,  # type: ignore[arg-type]
+            reader,
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,

@@ -11,6 +11,8 @@ OpenCV. Float images follow the same geometry with float weights, as OpenCV does
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
@@ -31,7 +33,7 @@ def rescale_size(height: int, width: int, scale: tuple[int, int] | float) -> tup
             raise ValueError(f"scale factor must be positive, got {scale!r}")
         factor = float(scale)
     else:
-        a, b = scale
+        a, b = cast(tuple[int, int], scale)  # a bool is no pair either: unpacking it raises TypeError
         factor = min(max(a, b) / max(height, width), min(a, b) / min(height, width))
     return int(height * factor + 0.5), int(width * factor + 0.5)
 

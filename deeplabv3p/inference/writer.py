@@ -103,7 +103,7 @@ def _jobs(inputs: Any, out: Path, overlay: bool) -> list[_Job]:
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """The JSON lines of a manifest file; a line cut short by a crash is skipped."""
-    records = []
+    records: list[dict[str, Any]] = []
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
@@ -141,7 +141,8 @@ def _merge(out: Path, jobs: list[_Job]) -> Path:
     for job in jobs:
         if not job.done():
             continue
-        record = records.pop(str(job.label), None) or _found_record(job)
+        key = str(job.label)
+        record = records.pop(key) if key in records else _found_record(job)
         lines.append(json.dumps(record))
     # Records of earlier runs on other inputs into the same folder stay while their outputs do.
     lines += [json.dumps(r) for r in records.values() if Path(r["output"]).is_file()]

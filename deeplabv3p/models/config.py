@@ -10,13 +10,15 @@ import dataclasses
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-OUTPUT_STRIDES = (8, 16, 32)
-DILATION_POLICIES = ("timm", "mmseg")
+OutputStride = Literal[8, 16, 32]
+DilationPolicy = Literal["timm", "mmseg"]
+OUTPUT_STRIDES: tuple[OutputStride, ...] = typing.get_args(OutputStride)
+DILATION_POLICIES: tuple[DilationPolicy, ...] = typing.get_args(DilationPolicy)
 
 # ASPP rates by output stride when none are given: DeepLab's (6, 12, 18) at stride 16, doubled at 8, halved at 32.
-DEFAULT_ASPP_RATES = {8: (1, 12, 24, 36), 16: (1, 6, 12, 18), 32: (1, 3, 6, 9)}
+DEFAULT_ASPP_RATES: dict[OutputStride, tuple[int, ...]] = {8: (1, 12, 24, 36), 16: (1, 6, 12, 18), 32: (1, 3, 6, 9)}
 
 
 def check_int(name: str, value: Any, minimum: int) -> None:
@@ -26,7 +28,7 @@ def check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-def check_choice(name: str, value: Any, choices: tuple) -> None:
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
@@ -90,17 +92,23 @@ def _listed(value: Any) -> Any:
     return value
 
 
+_Record = TypeVar("_Record", bound="JsonRecord")
+
+
 class JsonRecord:
     """JSON round trip shared by the config dataclasses: unknown keys are an error, not silently dropped."""
 
+    if TYPE_CHECKING:  # every subclass is a dataclass; this tells the type checker so
+        __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _listed(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {f.name: _listed(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):
+    def from_dict(cls: type[_Record], data: dict[str, Any]) -> _Record:
         if not isinstance(data, dict):
             raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(
@@ -117,9 +125,9 @@ class JsonRecord:
             kwargs[key] = value
         return cls(**kwargs)
 
-    def replace(self, **changes: Any):
+    def replace(self: _Record, **changes: Any) -> _Record:
         """A copy with `changes` applied and validated."""
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        return dataclasses.replace(self, **changes)
 
 
 def _is_tuple_type(hint: Any) -> bool:
@@ -157,8 +165,8 @@ class ModelConfig(JsonRecord):
     architecture: str = "deeplabv3plus"
     encoder: str = "resnet50"
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
-    output_stride: int = 16
-    dilation_policy: str = "timm"
+    output_stride: OutputStride = 16
+    dilation_policy: DilationPolicy = "timm"
     multi_grid: tuple[int, ...] | None = None
     num_classes: int = 21
     in_chans: int = 3
@@ -200,7 +208,7 @@ class ModelConfig(JsonRecord):
         if not isinstance(self.align_corners, bool):
             raise TypeError(f"align_corners must be a bool, got {self.align_corners!r}")
 
-    def resolved_aspp_rates(self, output_stride: int | None = None) -> tuple[int, ...]:
+    def resolved_aspp_rates(self, output_stride: OutputStride | None = None) -> tuple[int, ...]:
         """The ASPP rates in force at `output_stride` (default: the configured one)."""
         if self.aspp_rates is not None:
             return self.aspp_rates

@@ -22,6 +22,10 @@ from torch import nn
 class ConvBNReLU(nn.Sequential):
     """Conv (no bias) -> BatchNorm -> ReLU."""
 
+    conv: nn.Conv2d
+    bn: nn.Module  # BatchNorm2d; SyncBatchNorm in multi-GPU training, Identity once folded into the conv
+    act: nn.Module
+
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1, groups: int = 1
     ) -> None:
@@ -35,6 +39,9 @@ class ConvBNReLU(nn.Sequential):
 class SeparableConvBNReLU(nn.Sequential):
     """Depthwise 3x3 (BN, ReLU) then pointwise 1x1 (BN, ReLU)."""
 
+    depthwise: ConvBNReLU
+    pointwise: ConvBNReLU
+
     def __init__(self, in_channels: int, out_channels: int, dilation: int = 1) -> None:
         super().__init__(
             OrderedDict(
@@ -44,7 +51,7 @@ class SeparableConvBNReLU(nn.Sequential):
         )
 
 
-def _set_rate(branch: nn.Module, rate: int) -> None:
+def _set_rate(branch: SeparableConvBNReLU, rate: int) -> None:
     conv = branch.depthwise.conv
     conv.dilation = (rate, rate)
     conv.padding = (rate, rate)
@@ -68,7 +75,7 @@ class ASPP(nn.Module):
         if len(rates) != len(self.rates) or any((a == 1) != (b == 1) for a, b in zip(rates, self.rates)):
             raise ValueError(f"cannot change ASPP rates {self.rates} to {tuple(rates)}: the branch layout differs")
         for branch, rate in zip(self.branches, rates):
-            if rate != 1:
+            if isinstance(branch, SeparableConvBNReLU):  # the rate-1 branches are 1x1 convs (layout checked above)
                 _set_rate(branch, rate)
         self.rates = tuple(rates)
 

@@ -12,17 +12,19 @@ first 3x3 conv, and a multi-grid replaces the last stage's per-block dilations a
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import timm
 import torch
+from timm.models import FeatureInfo
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from .config import OUTPUT_STRIDES
+from .config import OUTPUT_STRIDES, DilationPolicy, OutputStride
 
 # mmseg's per-stage (dilation) for a ResNet at each output stride; the stride-2 placement matches timm's.
-_MMSEG_STAGE_DILATIONS = {8: (1, 1, 2, 4), 16: (1, 1, 1, 2), 32: (1, 1, 1, 1)}
+_MMSEG_STAGE_DILATIONS: dict[OutputStride, tuple[int, ...]] = {8: (1, 1, 2, 4), 16: (1, 1, 1, 2), 32: (1, 1, 1, 1)}
 _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
@@ -46,7 +48,12 @@ def mmseg_block_dilations(num_blocks: int, stage_dilation: int, multi_grid: tupl
     return [first] + [stage_dilation] * (num_blocks - 1)
 
 
-def apply_mmseg_dilation(body: nn.Module, output_stride: int, multi_grid: tuple[int, ...] | None) -> None:
+def _feature_info(body: nn.Module) -> FeatureInfo:
+    """The ``feature_info`` every timm ``features_only`` model carries (typed by torch as a submodule lookup)."""
+    return cast(FeatureInfo, body.feature_info)
+
+
+def apply_mmseg_dilation(body: nn.Module, output_stride: OutputStride, multi_grid: tuple[int, ...] | None) -> None:
     """Rewrite the 3x3 conv dilations of a timm ResNet trunk to mmseg's policy."""
     missing = [name for name in _RESNET_STAGES if not hasattr(body, name)]
     if missing:
@@ -86,8 +93,8 @@ class Encoder(nn.Module):
     def __init__(
         self,
         name: str,
-        output_stride: int = 16,
-        dilation_policy: str = "timm",
+        output_stride: OutputStride = 16,
+        dilation_policy: DilationPolicy = "timm",
         multi_grid: tuple[int, ...] | None = None,
         in_chans: int = 3,
         pretrained: bool = False,
@@ -105,7 +112,7 @@ class Encoder(nn.Module):
         self.output_stride = output_stride
         self._first, self.channels, self.reductions = self._select_features(self.body)
 
-    def _build(self, output_stride: int, pretrained: bool) -> nn.Module:
+    def _build(self, output_stride: OutputStride, pretrained: bool) -> nn.Module:
         try:
             body = self._create(output_stride, pretrained)
         except RuntimeError as e:
@@ -118,16 +125,16 @@ class Encoder(nn.Module):
             raise self._stride_error(output_stride, e) from e
         except (AssertionError, TypeError, ValueError, NotImplementedError) as e:
             raise self._stride_error(output_stride, f"{type(e).__name__}: {e}".rstrip(": ")) from e
-        delivered = body.feature_info.reduction()[-1]
+        delivered = _feature_info(body).reduction()[-1]
         if delivered != output_stride:
             raise self._stride_error(output_stride, f"timm delivered reduction {delivered}")
         if self.dilation_policy == "mmseg":
             apply_mmseg_dilation(body, output_stride, self.multi_grid)
         return body
 
-    def _create(self, output_stride: int, pretrained: bool) -> nn.Module:
+    def _create(self, output_stride: OutputStride, pretrained: bool) -> nn.Module:
         # Stride 32 is every encoder's native stride; not passing it lets encoders without dilation support work.
-        stride_kwargs = {} if output_stride == 32 else {"output_stride": output_stride}
+        stride_kwargs: dict[str, Any] = {} if output_stride == 32 else {"output_stride": output_stride}
         return timm.create_model(
             self.name,
             pretrained=pretrained,
@@ -137,25 +144,25 @@ class Encoder(nn.Module):
             **self.timm_kwargs,
         )
 
-    def _stride_error(self, output_stride: int, cause: object) -> ValueError:
+    def _stride_error(self, output_stride: OutputStride, cause: object) -> ValueError:
         supported = [os_ for os_ in OUTPUT_STRIDES if os_ != output_stride and self._can_build(os_)]
         return ValueError(
             f"encoder {self.name!r} cannot give output_stride={output_stride} ({cause}). "
             f"Output strides it supports: {supported or 'none of ' + str(list(OUTPUT_STRIDES))}."
         )
 
-    def _can_build(self, output_stride: int) -> bool:
+    def _can_build(self, output_stride: OutputStride) -> bool:
         try:
             with torch.device("meta"):
                 body = self._create(output_stride, pretrained=False)
         except Exception:
             return False
-        return body.feature_info.reduction()[-1] == output_stride
+        return _feature_info(body).reduction()[-1] == output_stride
 
     def _select_features(self, body: nn.Module) -> tuple[int, list[int], list[int]]:
         """Index of the stride-4 feature, then channels and reductions from it to the deepest."""
-        reductions = body.feature_info.reduction()
-        channels = body.feature_info.channels()
+        reductions = _feature_info(body).reduction()
+        channels = _feature_info(body).channels()
         stride4 = [i for i, r in enumerate(reductions) if r == 4]
         if not stride4 or len(reductions) - stride4[-1] < 2:
             raise ValueError(
@@ -168,7 +175,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)[self._first :]
 
-    def set_output_stride(self, output_stride: int) -> None:
+    def set_output_stride(self, output_stride: OutputStride) -> None:
         """Rebuild the trunk for another output stride and move the current weights into it."""
         if output_stride == self.output_stride:
             return
@@ -184,3 +191,7 @@ class Encoder(nn.Module):
         self.body = body
         self.output_stride = output_stride
         self._first, self.channels, self.reductions = self._select_features(self.body)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's activation checkpointing of the trunk's stages (the trunk must define ``set_grad_checkpointing``)."""
+        cast(Callable[[bool], None], self.body.set_grad_checkpointing)(enable)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .config import OUTPUT_STRIDES, ModelConfig
+from .config import OUTPUT_STRIDES, ModelConfig, OutputStride
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
 
@@ -156,7 +156,7 @@ class DeepLabV3Plus(nn.Module):
 
         return predict(self, inputs, options, **overrides)
 
-    def set_output_stride(self, output_stride: int) -> None:
+    def set_output_stride(self, output_stride: OutputStride) -> None:
         """Switch the output stride (8, 16 or 32) in place, keeping the weights (train at 16, evaluate at 8).
 
         ASPP rates that follow the stride (``aspp_rates=None``) follow it here too. Parameters are new tensors
@@ -166,7 +166,7 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}")
         self.encoder.set_output_stride(output_stride)
         if self.grad_checkpointing:  # the rebuilt trunk starts without it
-            self.encoder.body.set_grad_checkpointing(True)
+            self.encoder.set_grad_checkpointing(True)
         self.config = self.config.replace(output_stride=output_stride)
         self.decoder.aspp.set_rates(self.config.resolved_aspp_rates())
 
@@ -205,7 +205,7 @@ class DeepLabV3Plus(nn.Module):
         """
         if not hasattr(self.encoder.body, "set_grad_checkpointing"):
             raise ValueError(f"encoder {self.config.encoder!r} does not support gradient checkpointing in timm")
-        self.encoder.body.set_grad_checkpointing(enable)
+        self.encoder.set_grad_checkpointing(enable)
         self.grad_checkpointing = bool(enable)
 
     def optimize_for_inference(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..models.config import JsonRecord, check_choice
 
 # Version of the saved ``config.json`` layout (architecture, model_config, pretrained_cfg, library_version).
 CONFIG_SCHEMA_VERSION = 1
 
-TEST_MODES = ("whole", "slide")
+TestMode = Literal["whole", "slide"]
+TEST_MODES: tuple[TestMode, ...] = typing.get_args(TestMode)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class PretrainedCfg(JsonRecord):
     crop_size: tuple[int, int] | None = None
     test_scale: tuple[int, int] | None = None
     keep_ratio: bool = True
-    test_mode: str = "whole"
+    test_mode: TestMode = "whole"
     slide_crop: tuple[int, int] | None = None
     slide_stride: tuple[int, int] | None = None
     tta_ratios: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -72,8 +74,8 @@ class PretrainedCfg(JsonRecord):
         reduction, metrics and download sources describe the old weights and are dropped.
         """
         origin = self.name if self.tag else (self.hf_hub_id or self.architecture or "other weights")
-        kept = ("mean", "std", "ignore_index", "crop_size", "test_scale", "keep_ratio", "test_mode", "slide_crop")
-        kept += ("slide_stride", "tta_ratios", "tta_flip", "align_corners", "license")
+        kept: tuple[str, ...] = ("mean", "std", "ignore_index", "crop_size", "test_scale", "keep_ratio", "test_mode")
+        kept += ("slide_crop", "slide_stride", "tta_ratios", "tta_flip", "align_corners", "license")
         return PretrainedCfg(
             architecture=architecture or self.architecture,
             num_classes=num_classes,

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_write_text
 from ..models.config import ModelConfig
@@ -26,6 +24,9 @@ from ..version import __version__
 from .config import CONFIG_SCHEMA_VERSION, PretrainedCfg
 from .model_card import model_card
 from .weights import WEIGHTS_NAME, hub_file, save_state_dict
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
 
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
@@ -112,9 +113,9 @@ def read_config(source: str | Path) -> tuple[ModelConfig, PretrainedCfg]:
     return parse_config(data, origin=str(path))
 
 
-def pretrained_cfg_of(model: nn.Module) -> PretrainedCfg:
+def pretrained_cfg_of(model: DeepLabV3Plus) -> PretrainedCfg:
     """The `PretrainedCfg` saved with `model`: its own, made consistent with its config (classes, align_corners)."""
-    config: ModelConfig = model.config  # type: ignore[assignment]
+    config = model.config
     pretrained_cfg = getattr(model, "pretrained_cfg", None)
     if pretrained_cfg is None:
         return PretrainedCfg(architecture=config.architecture, num_classes=config.num_classes)
@@ -124,7 +125,7 @@ def pretrained_cfg_of(model: nn.Module) -> PretrainedCfg:
 
 
 def save_pretrained(
-    model: nn.Module, save_directory: str | Path, *, pretrained_cfg: PretrainedCfg | None = None
+    model: DeepLabV3Plus, save_directory: str | Path, *, pretrained_cfg: PretrainedCfg | None = None
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card into `save_directory`.
 
@@ -151,7 +152,7 @@ def save_pretrained(
 
 
 def push_to_hub(
-    model: nn.Module,
+    model: DeepLabV3Plus,
     repo_id: str,
     *,
     commit_message: str = "Upload deeplabv3p model",

@@ -18,13 +18,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from ..atomic import atomic_write_text
 from ..pretrained.weights import WEIGHTS_NAME, read_state_dict
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
 
 __all__ = [
     "find_checkpoint",
@@ -43,7 +45,7 @@ METRICS_FILE = "metrics.json"
 _PREFIX = "iter_"
 
 
-def save_model(model: nn.Module, folder: Path) -> None:
+def save_model(model: DeepLabV3Plus, folder: Path) -> None:
     """Write `model` as a model folder (``save_pretrained``: config.json, model.safetensors, model card)."""
     model.save_pretrained(folder)
 
@@ -65,7 +67,7 @@ def _staging(parent: Path, name: str) -> Path:
     return Path(tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp"))
 
 
-def write_checkpoint(out: Path, iteration: int, model: nn.Module, state: dict[str, Any], keep: int = 2) -> Path:
+def write_checkpoint(out: Path, iteration: int, model: DeepLabV3Plus, state: dict[str, Any], keep: int = 2) -> Path:
     """Save model and training state as ``OUT/checkpoints/iter_NNNNNN``, point ``latest`` at it and keep the newest
     `keep` checkpoints (all when `keep` <= 0)."""
     root = Path(out) / CHECKPOINTS
@@ -85,7 +87,7 @@ def write_checkpoint(out: Path, iteration: int, model: nn.Module, state: dict[st
     return root / name
 
 
-def write_best(out: Path, model: nn.Module, metrics: dict[str, Any]) -> Path:
+def write_best(out: Path, model: DeepLabV3Plus, metrics: dict[str, Any]) -> Path:
     """Save the model as ``OUT/best`` with its ``metrics.json``."""
     final = Path(out) / BEST
     tmp = _staging(final.parent, BEST)

@@ -3,12 +3,14 @@ keyword arguments of `fit` and the flags of ``deeplabv3p train``)."""
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..models.config import JsonRecord, documented, option
 
-AMP_MODES = ("bf16", "fp16")
+AmpMode = Literal["bf16", "fp16"]
+AMP_MODES: tuple[AmpMode, ...] = typing.get_args(AmpMode)
 # TrainConfig fields that may change between a run and its resumption without changing what is learned.
 RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
 
@@ -65,7 +67,7 @@ class TrainConfig(JsonRecord):
         metavar="N",
     )  # fmt: skip
     ohem_thresh: float | None = option(None, help="OHEM probability threshold (with ohem_min_kept)")
-    amp: Literal["bf16", "fp16"] | None = option(
+    amp: AmpMode | None = option(
         None, help="mixed precision: bf16, or fp16 with a gradient scaler (default: full precision)"
     )
     channels_last: bool = option(False, help="NHWC memory format")

@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -22,6 +22,10 @@ from PIL import Image
 
 from ..atomic import atomic_write_text
 from .datasets import SegmentationDataset
+
+if TYPE_CHECKING:
+    from ..inference.result import SegmentationResult
+    from ..models.model import DeepLabV3Plus
 
 __all__ = ["DEMO_CLASSES", "DEMO_PALETTE", "DemoResult", "make_synthetic_dataset", "run_demo"]
 
@@ -46,7 +50,7 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [0, 1]: a random `cells` x `cells` grid upsampled bilinearly."""
     grid = (rng.random((cells, cells)) * 255).astype(np.uint8)
-    return np.asarray(Image.fromarray(grid).resize((size, size), Image.BILINEAR), dtype=np.float64) / 255.0
+    return np.asarray(Image.fromarray(grid).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float64) / 255.0
 
 
 def _shape_mask(cls: int, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
@@ -121,7 +125,7 @@ def make_synthetic_dataset(
     return root
 
 
-def demo_model(num_classes: int = len(DEMO_CLASSES)) -> torch.nn.Module:
+def demo_model(num_classes: int = len(DEMO_CLASSES)) -> DeepLabV3Plus:
     """The demo's network: DeepLabV3+ on a narrow ResNet-18 (about 1 M parameters), trained from scratch."""
     from ..pretrained.factory import create_model
 
@@ -204,13 +208,16 @@ def _run_demo(
     metrics = result.metrics or training.evaluate(model, val_set, progress=progress)  # fit's last validation
     overlays = _write_overlays(model, val_set, out / "overlays", num_overlays)
     model_path = result.best_path or result.last_checkpoint
+    assert model_path is not None  # fit checkpoints its last iteration
     return DemoResult(metrics, Path(model_path), overlays, time.perf_counter() - start)
 
 
-def _write_overlays(model: torch.nn.Module, dataset: SegmentationDataset, folder: Path, count: int) -> list[Path]:
+def _write_overlays(model: DeepLabV3Plus, dataset: SegmentationDataset, folder: Path, count: int) -> list[Path]:
     """Predictions on the first `count` images of `dataset` drawn over them, as ``folder/NAME.png``."""
     folder.mkdir(parents=True, exist_ok=True)
     return [
-        model.predict(dataset.read_image(i)).save(folder / f"{dataset.samples[i][0].stem}.png", kind="overlay")
+        cast("SegmentationResult", model.predict(dataset.read_image(i))).save(
+            folder / f"{dataset.samples[i][0].stem}.png", kind="overlay"
+        )
         for i in range(min(count, len(dataset)))
     ]

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import count
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ def seeded(seed: int) -> Iterator[None]:
             random.setstate(py_state)
 
 
-class TrainSampler(Sampler):
+class TrainSampler(Sampler[tuple[int, int]]):
     """Endless stream of ``(index, augmentation_seed)`` keys for one rank.
 
     Epoch e is ``DistributedSampler(shuffle=True, seed=seed)`` at ``set_epoch(e)`` (padded to a multiple of the
@@ -52,8 +52,9 @@ class TrainSampler(Sampler):
     def __init__(self, num_samples: int, seed: int = 0, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
         if num_samples < 1:
             raise ValueError(f"the training set is empty (num_samples={num_samples})")
-        self.sampler = DistributedSampler(
-            range(num_samples), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
+        indices = cast("Dataset[int]", range(num_samples))  # the sampler only takes its len()
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            indices, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
         )
         self.seed = seed
         self.rank = rank

@@ -32,6 +32,8 @@ class SegmentationLoss(nn.Module):
         ohem_thresh: OHEM probability threshold (mmseg's ``thresh``); None ranks by loss instead.
     """
 
+    class_weight: torch.Tensor | None  # a buffer: moves with .to(device)
+
     def __init__(
         self,
         ignore_index: int = 255,
@@ -84,6 +86,7 @@ class SegmentationLoss(nn.Module):
     def _ohem_weight(
         self, logits: torch.Tensor, target: torch.Tensor, pixel_loss: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
+        assert self.ohem_min_kept is not None  # forward calls this with OHEM on only
         batch_kept = self.ohem_min_kept * target.shape[0]
         kept = torch.zeros_like(pixel_loss)
         valid_kept = kept[valid]

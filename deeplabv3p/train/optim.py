@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
@@ -26,11 +28,11 @@ def build_optimizer(
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     encoder = getattr(model, "encoder", None)
     encoder_ids = {id(p) for p in encoder.parameters()} if isinstance(encoder, nn.Module) else set()
-    groups = {"encoder": [], "head": []}
+    groups: dict[str, list[nn.Parameter]] = {"encoder": [], "head": []}
     for p in model.parameters():
         if p.requires_grad:
             groups["encoder" if id(p) in encoder_ids else "head"].append(p)
-    param_groups = [
+    param_groups: list[dict[str, Any]] = [
         {"params": groups["encoder"], "lr": lr * encoder_lr_mult, "name": "encoder"},
         {"params": groups["head"], "lr": lr, "name": "head"},
     ]
@@ -66,8 +68,8 @@ class PolyLR(LRScheduler):
             for base in self.base_lrs
         ]
 
-    def get_lr(self) -> list[float]:
-        return self._lr_at(self.last_epoch)
+    def get_lr(self) -> list[float | torch.Tensor]:  # LRScheduler's element type
+        return [*self._lr_at(self.last_epoch)]
 
     def _get_closed_form_lr(self) -> list[float]:
         return self._lr_at(self.last_epoch)

@@ -17,11 +17,12 @@ import contextlib
 import json
 import math
 import time
+import typing
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -32,23 +33,27 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
-from ..pretrained.config import PretrainedCfg
+from ..pretrained.config import PretrainedCfg, TestMode
 from .checkpoint import (
     find_checkpoint,
     read_training_state,
     write_best,
     write_checkpoint,
 )
-from .config import RUNTIME_FIELDS, TrainConfig
+from .config import RUNTIME_FIELDS, AmpMode, TrainConfig
 from .loader import AugmentedDataset, PadCollate, TrainSampler, normalize_batch
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
 from .optim import PolyLR, build_optimizer
 from .transforms import training_transforms
 
+if TYPE_CHECKING:
+    from ..inference.result import SegmentationResult
+    from ..models.model import DeepLabV3Plus
+
 __all__ = ["FitResult", "TrainConfig", "evaluate", "fit"]
 
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_AMP_DTYPES: dict[AmpMode, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 TRAIN_CONFIG_FILE = "train_config.json"
 LOG_FILE = "log.jsonl"
 
@@ -71,7 +76,15 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _class_names(dataset: Any, model: nn.Module, num_classes: int) -> list[str]:
+def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
+    """``model.pretrained_cfg``, which training and evaluation read (mean/std, ignore index, class names)."""
+    cfg = model.pretrained_cfg
+    if cfg is None:
+        raise TypeError("model.pretrained_cfg is None: build the model with deeplabv3p.create_model")
+    return cfg
+
+
+def _class_names(dataset: Any, model: DeepLabV3Plus, num_classes: int) -> list[str]:
     for names in (getattr(dataset, "classes", None), getattr(model.pretrained_cfg, "classes", None)):
         if names and len(names) == num_classes:
             return list(names)
@@ -98,10 +111,10 @@ def _eval_sample(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: DeepLabV3Plus,
     dataset: Any,
     *,
-    mode: str | None = None,
+    mode: TestMode | None = None,
     tta: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -124,7 +137,7 @@ def evaluate(
     model.eval()
     rank, world = distributed.current()
     num_classes = model.num_classes
-    ignore_index = getattr(dataset, "ignore_index", model.pretrained_cfg.ignore_index)
+    ignore_index = getattr(dataset, "ignore_index", _weights_cfg(model).ignore_index)
     matrix = ConfusionMatrix(num_classes, ignore_index)
     kwargs: dict[str, Any] = {"tta": tta}
     if mode is not None:
@@ -132,7 +145,8 @@ def evaluate(
     indices = range(rank, len(dataset), world)
     for i in tqdm(indices, desc="evaluate", disable=not (progress and rank == 0), leave=False):
         image, mask = _eval_sample(dataset, i)
-        labels = model.predict(image, **kwargs).labels
+        result = typing.cast("SegmentationResult", model.predict(image, **kwargs))  # one image in, one result out
+        labels = result.labels
         matrix.update(torch.as_tensor(np.asarray(labels)), torch.from_numpy(mask.astype(np.int64)))
     distributed.all_reduce_sum(matrix.matrix)
     model.train(was_training)
@@ -165,7 +179,7 @@ class _Run:
     """One call of `fit`: set-up, optional resume, the iteration loop, validation and checkpoints."""
 
     def __init__(
-        self, model: nn.Module, train: Any, val: Any, cfg: TrainConfig, out: Path, ctx: distributed.DistContext,
+        self, model: DeepLabV3Plus, train: Any, val: Any, cfg: TrainConfig, out: Path, ctx: distributed.DistContext,
         progress: bool,
     ) -> None:  # fmt: skip
         self.model, self.train_set, self.val_set, self.cfg, self.out, self.ctx = model, train, val, cfg, out, ctx
@@ -218,7 +232,7 @@ class _Run:
     def _trained_cfg(self) -> PretrainedCfg:
         """The model's weights metadata after this run: the training set's classes, the test-time resize trained
         for, whole-image inference; mean/std and align_corners are kept."""
-        cfg, base, data = self.cfg, self.model.pretrained_cfg, self.train_set
+        cfg, base, data = self.cfg, _weights_cfg(self.model), self.train_set
         k = self.model.num_classes
         classes = tuple(getattr(data, "classes", ()) or ())
         palette = tuple(getattr(data, "palette", ()) or ())
@@ -233,7 +247,7 @@ class _Run:
             notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),
         )  # fmt: skip
 
-    def resume(self, resume: bool | str | Path) -> None:
+    def resume(self, resume: Literal[True] | str | Path) -> None:
         folder = find_checkpoint(self.out if resume is True else Path(resume))
         if folder is None:
             if resume is not True:
@@ -311,7 +325,8 @@ class _Run:
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=getattr(self.model, "aux_head", None) is not None and not self.use_aux,
             )
-        mean, std = self.model.pretrained_cfg.mean, self.model.pretrained_cfg.std
+        weights = _weights_cfg(self.model)
+        mean, std = weights.mean, weights.std
         amp = torch.autocast(ctx.device.type, dtype=_AMP_DTYPES[cfg.amp]) if cfg.amp else contextlib.nullcontext()
         batches = self._loader()
         bar = tqdm(total=cfg.iters, initial=self.iteration, desc="train", disable=not self.progress, dynamic_ncols=True)
@@ -326,7 +341,9 @@ class _Run:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = masks.to(ctx.device, non_blocking=True)
                 last = micro == cfg.accum_steps - 1
-                sync = net.no_sync() if ctx.distributed and not last else contextlib.nullcontext()
+                sync = (
+                    net.no_sync() if isinstance(net, DistributedDataParallel) and not last else contextlib.nullcontext()
+                )
                 with sync:
                     with amp:
                         logits, aux = net(x, return_aux=True)
@@ -338,8 +355,9 @@ class _Run:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            if self.model.pretrained_cfg.metrics:  # the weights changed: the last validation no longer describes them
-                self.model.pretrained_cfg = self.model.pretrained_cfg.replace(metrics={})
+            weights = _weights_cfg(self.model)
+            if weights.metrics:  # the weights changed: the last validation no longer describes them
+                self.model.pretrained_cfg = weights.replace(metrics={})
             self.iteration += 1
             count += 1
             bar.update(1)
@@ -389,7 +407,7 @@ class _Run:
         metrics = evaluate(model, self.val_set, progress=self.progress)
         self.last_metrics = metrics
         summary = {k: round(metrics[k], 2) for k in ("aAcc", "mIoU", "mAcc")}
-        model.pretrained_cfg = model.pretrained_cfg.replace(metrics=summary)
+        model.pretrained_cfg = _weights_cfg(model).replace(metrics=summary)
         self.history.append({"iter": self.iteration, **{k: metrics[k] for k in ("aAcc", "mIoU", "mAcc")}})
         self.log.record({"iter": self.iteration, "val": metrics})
         self.log.say(f"validation at iteration {self.iteration}:\n{format_table(metrics)}")
@@ -445,7 +463,7 @@ class _Run:
 
 
 def fit(
-    model: nn.Module,
+    model: DeepLabV3Plus,
     train: Any,
     val: Any = None,
     *,

@@ -1,4 +1,4 @@
-"""The 43 pretrained tags against the reference zoo.json, dataset aliases, and the generated README zoo table."""
+"""The 43 pretrained tags and the datasets against the reference zoo.json, dataset aliases, the README zoo table."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import deeplabv3p
 from deeplabv3p import cli
 from deeplabv3p.pretrained.config import PretrainedCfg
 from deeplabv3p.pretrained.model_card import ZOO_TABLE_BEGIN, ZOO_TABLE_END, zoo_table
-from deeplabv3p.pretrained.zoo import HUB_ORG
+from deeplabv3p.pretrained.zoo import DATASETS, HUB_ORG
 
 REFERENCE = json.loads((Path(__file__).parents[1] / "data" / "zoo_reference.json").read_text())
 ROWS = REFERENCE["models"]
@@ -44,6 +44,19 @@ def _tuple(value):
 def test_there_are_43_tags_one_per_row():
     assert len(ROWS) == 43
     assert sorted(deeplabv3p.list_pretrained()) == sorted(_name(r) for r in ROWS)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE["datasets"]))
+def test_dataset_facts_match_reference(name):
+    expected = REFERENCE["datasets"][name]
+    assert set(DATASETS) == set(REFERENCE["datasets"])
+    assert DATASETS[name] == {
+        "display_name": expected["display_name"],
+        "reduce_zero_label": expected["reduce_zero_label"],
+        "classes": tuple(expected["classes"]),
+        "palette": tuple(tuple(c) for c in expected["palette"]),
+    }
+    assert len(DATASETS[name]["classes"]) == expected["num_classes"]
 
 
 @pytest.mark.parametrize("row", ROWS, ids=_name)
