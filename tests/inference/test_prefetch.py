@@ -49,9 +49,13 @@ def test_workers_and_batches_give_the_same_results_in_order(model, folder, num_w
         np.testing.assert_allclose(b.probs, a.probs, atol=1e-5)
         assert (a.labels == b.labels).mean() > 0.999
         assert b.seconds is not None and b.seconds > 0
-    # slide and TTA run one image at a time whatever the batch size
+
+
+def test_slide_and_tta_run_one_image_at_a_time(model, folder):
     _, slide = _batches_seen(model, lambda: model.predict(folder, batch_size=4, mode="slide", crop_size=48))
-    assert max(slide) <= 4 and len(slide) >= 5
+    assert len(slide) == 5  # one 48x64 image is 2 windows: one forward of 2 windows per image, not of 4 images
+    _, tta = _batches_seen(model, lambda: model.predict(folder, batch_size=4, tta=True, tta_ratios=(1.0,)))
+    assert tta == [1] * 10  # each image and its mirror
 
 
 def test_an_unreadable_file_fails_at_its_turn_with_its_name(model, folder):
