@@ -6,7 +6,8 @@
 - ``smp``: segmentation_models_pytorch's ``DeepLabV3Plus`` on the same timm ResNet (deep stem where mmseg has one),
   output stride and ASPP width. Its head differs from mmseg's (1x1 ASPP projection, one separable conv after the
   concat, no multi-grid), so it is the closest alternative, not the same network; its weights are its own random ones.
-- ``onnxruntime``: our model exported with `deeplabv3p.export_onnx`, run by onnxruntime's CPU provider.
+- ``onnxruntime``: our model exported with `deeplabv3p.export_onnx` (and, for int8, quantized with
+  `deeplabv3p.inference.quantize`), run by `OnnxSegmenter`, the predict backend, on onnxruntime's CPU provider.
 
 Peers are optional: `available` says which import here, and nothing in deeplabv3p depends on them.
 """
@@ -249,31 +250,58 @@ def build_smp(architecture: str, weights: Path, device: torch.device) -> Runner:
 # --- onnxruntime --------------------------------------------------------------------------------------------------
 
 
-def build_onnxruntime(architecture: str, weights: Path, device: torch.device, threads: int, workdir: Path) -> Runner:
-    import onnxruntime as ort
+def build_onnxruntime(
+    architecture: str,
+    weights: Path,
+    device: torch.device,
+    threads: int,
+    workdir: Path,
+    dtype: str = "fp32",
+    size: tuple[int, int] = (512, 1024),
+) -> Runner:
+    """Our export run by `deeplabv3p.inference.onnx_runtime.OnnxSegmenter` (the predict backend), fp32 or int8.
+
+    int8: `deeplabv3p.inference.quantize.quantize_onnx` calibrated on 8 dead-leaves images at the benchmark size
+    (seeds apart from the check images), cached in `workdir` like the fp32 file.
+    """
+    from benchmarks.inputs import image_batches
+    from deeplabv3p.inference.onnx_runtime import OnnxSegmenter
+    from deeplabv3p.inference.quantize import quantize_onnx
 
     if device.type != "cpu":
         raise ValueError("the onnxruntime comparison runs on the CPU provider only")
     ours = build_ours(architecture, weights, device)
-    path = deeplabv3p.export_onnx(ours.model, workdir / f"{architecture}.onnx", input_size=(512, 512))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def infer(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(["logits"], {"input": x.numpy()})[0])
+    path = workdir / f"{architecture}.onnx"
+    if not path.is_file():
+        deeplabv3p.export_onnx(ours.model, path, input_size=(512, 512))
+    note = f"exported with deeplabv3p.export_onnx (opset {deeplabv3p.inference.export.DEFAULT_OPSET}), ORT_ENABLE_ALL"
+    if dtype == "int8":
+        int8 = workdir / f"{architecture}_{size[0]}x{size[1]}.int8.onnx"
+        if not int8.is_file():
+            batches = image_batches(*size, batch=1, count=8, seed=40_000_000)
+            quantize_onnx(path, int8, (x.numpy() for x in batches))
+        path = int8
+        note += f"; INT8 QDQ (u8 activations, s8 per-channel weights), calibrated on 8 images at {size[0]}x{size[1]}"
+    segmenter = OnnxSegmenter(path, threads=threads or None)
 
     def no_training(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise ValueError("onnxruntime is inference only")
 
-    note = f"exported with deeplabv3p.export_onnx (opset {deeplabv3p.inference.export.DEFAULT_OPSET}), ORT_ENABLE_ALL"
-    return Runner(ours.model, infer, no_training, ours.num_params, note=note)
+    return Runner(ours.model, segmenter, no_training, ours.num_params, note=note)
 
 
-def build(library: str, architecture: str, weights: Path, device: torch.device, threads: int, workdir: Path) -> Runner:
-    """Build `library`'s network for `architecture` with the benchmark weights (ours and mmseg)."""
+def build(
+    library: str,
+    architecture: str,
+    weights: Path,
+    device: torch.device,
+    threads: int,
+    workdir: Path,
+    dtype: str = "fp32",
+    size: tuple[int, int] = (512, 1024),
+) -> Runner:
+    """Build `library`'s network for `architecture` with the benchmark weights (ours and mmseg); `dtype` and the
+    benchmark input `size` matter to onnxruntime int8 (its calibration)."""
     if library == "ours":
         return build_ours(architecture, weights, device)
     if library == "mmseg":
@@ -281,7 +309,7 @@ def build(library: str, architecture: str, weights: Path, device: torch.device, 
     if library == "smp":
         return build_smp(architecture, weights, device)
     if library == "onnxruntime":
-        return build_onnxruntime(architecture, weights, device, threads, workdir)
+        return build_onnxruntime(architecture, weights, device, threads, workdir, dtype, size)
     raise ValueError(f"library must be one of {list(LIBRARIES)}, got {library!r}")
 
 

@@ -11,6 +11,9 @@ from typing import Any
 GIB = 2**30
 MIN_AGREEMENT = 0.995
 CPU_SPEEDUP_TARGET = 2.5
+# Predict-at-scale targets (CPU, batch 1): our best agreeing path against mmseg fp32 and onnxruntime fp32.
+CPU_VS_MMSEG_TARGET = 2.0
+CPU_VS_ORT_TARGET = 1.1
 GPU_SPEEDUP_TARGET = 3.0
 GPU_TRAIN_MEMORY_TARGET = 0.6
 
@@ -55,7 +58,9 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
     cases, device = results["cases"], results["meta"]["device_type"]
     targets = []
     for arch in results["meta"]["models"]:
-        infer = [c for c in cases if c["case"]["architecture"] == arch and c["case"]["task"] == "infer"]
+        infer = [
+            c for c in cases if c["case"]["architecture"] == arch and c["case"]["task"] == "infer" and "error" not in c
+        ]
         base = _find(infer, library="mmseg", dtype="fp32", channels_last=False)
         base_fps = _fps(base, 1)
         if not base_fps:
@@ -89,6 +94,33 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
                     "met": ratio >= 1.0,
                 }
             )
+        ort = _find(infer, library="onnxruntime", dtype="fp32")
+        if agreeing and device == "cpu":
+            best = max(agreeing, key=lambda c: _fps(c, 1))
+            ratio = _fps(best, 1) / base_fps
+            targets.append(
+                {
+                    "model": arch,
+                    "target": f"best path >= {CPU_VS_MMSEG_TARGET}x mmseg fp32 at batch 1, agreement >= "
+                    f"{MIN_AGREEMENT:.1%}",
+                    "path": best["label"],
+                    "value": ratio,
+                    "agreement": best["check"]["argmax_agreement"],
+                    "met": ratio >= CPU_VS_MMSEG_TARGET,
+                }
+            )
+            if _fps(ort, 1):
+                ratio = _fps(best, 1) / _fps(ort, 1)
+                targets.append(
+                    {
+                        "model": arch,
+                        "target": f"best path >= {CPU_VS_ORT_TARGET}x onnxruntime fp32 at batch 1",
+                        "path": best["label"],
+                        "value": ratio,
+                        "agreement": best["check"]["argmax_agreement"],
+                        "met": ratio >= CPU_VS_ORT_TARGET,
+                    }
+                )
         if device == "cuda":
             train = [c for c in cases if c["case"]["architecture"] == arch and c["case"]["task"] == "train"]
             base_train = _find(train, library="mmseg", dtype="fp32")
@@ -138,13 +170,34 @@ def render(results: dict) -> str:
         "a pool of distinct inputs cycled; CUDA events on GPU",
         "",
     ]
+    cpu = meta.get("cpu")
+    if cpu:
+        lines.insert(
+            3,
+            f"- CPU: {cpu['model']} (family {cpu['family']}, model {cpu['cpu_model']}, {cpu['mhz']} MHz nominal); "
+            f"SIMD flags: {' '.join(cpu['simd_flags'])}",
+        )
+        peaks = []
+        if meta.get("fp32_peak_gflops"):
+            peaks.append(
+                f"theoretical fp32 peak {meta['fp32_peak_gflops']:.0f} GFLOP/s ({meta['threads']} cores x "
+                f"{cpu['mhz'] / 1000:.2f} GHz x {meta['fp32_flops_per_cycle']} FLOP/cycle)"
+            )
+        if meta.get("gemm_fp32_gflops"):
+            peaks.append(
+                f"measured GEMM (4096^3, {meta['threads']} threads): fp32 {meta['gemm_fp32_gflops']:.0f}, bf16 "
+                f"{meta['gemm_bf16_gflops']:.0f} GFLOP/s"
+            )
+        if peaks:
+            lines.insert(4, "- " + "; ".join(peaks))
     for note in meta.get("notes", []):
         lines.append(f"> {note}")
     if meta.get("notes"):
         lines.append("")
     by_arch: dict[str, list[dict]] = {}
     for c in results["cases"]:
-        by_arch.setdefault(c["case"]["architecture"], []).append(c)
+        if c["case"]["task"] != "peak":
+            by_arch.setdefault(c["case"]["architecture"], []).append(c)
     for arch, cases in by_arch.items():
         size = cases[0]["case"]["size"]
         lines += [f"## {arch} at {size[0]}x{size[1]}", ""]
@@ -160,27 +213,37 @@ def render(results: dict) -> str:
             )
             lines.append("")
         infer = [c for c in cases if c["case"]["task"] == "infer"]
+        gflop = prep.get("gflop_per_image") if prep else None
         if infer:
+            if gflop:
+                lines += [f"Work: {gflop:.1f} GFLOP per image at {size[0]}x{size[1]} (2 FLOP per multiply-add, "
+                          "torch.utils.flop_counter).", ""]  # fmt: skip
             lines += [
                 f"### Inference (peak memory: {mem_name})",
                 "",
                 "| library | path | batch | images/s | median ms | p90 ms | vs mmseg fp32 | peak mem | "
-                "logits rel. diff | argmax agreement |",
-                "|---|---|---|---|---|---|---|---|---|---|",
+                "logits rel. diff | argmax agreement | GFLOP/s | % of fp32 peak | % of fp32 GEMM |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             ]
             for c in infer:
                 if "error" in c or "skipped" in c:
                     reason = c.get("error") or c.get("skipped")
-                    lines.append(f"| {c['case']['library']} | {_path(c)} | | | | | | | | {reason} |")
+                    lines.append(f"| {c['case']['library']} | {_path(c)} | | | | | | | | {reason} | | | |")
                     continue
                 check = c.get("check")
                 for batch, e in c["batches"].items():
+                    rate = gflop * e["images_per_s"] if gflop and "reused_from" not in c else None
                     lines.append(
                         f"| {c['case']['library']} | {_path(c)} | {batch} | {e['images_per_s']:.3g} | "
                         f"{1000 * e['median_s']:.1f} | {1000 * e['p90_s']:.1f} | {_x(e.get('speed_vs_mmseg_fp32'))} | "
                         f"{_gb(e['peak_mem_bytes'])} | "
                         + (f"{check['rel_diff']:.1e} | {100 * check['argmax_agreement']:.2f}% |" if check else "| |")
+                        + f" {_num(rate)} | {_pct(rate, meta.get('fp32_peak_gflops'))} | "
+                        f"{_pct(rate, meta.get('gemm_fp32_gflops'))} |"
                     )
+            reused = sorted({c["reused_from"] for c in infer if "reused_from" in c})
+            for source in reused:
+                lines.append(f"\nRows marked *reused* come from {source}: those peers are not installed here.")
             lines.append("")
         train = [c for c in cases if c["case"]["task"] == "train"]
         if train:
@@ -227,6 +290,32 @@ def render(results: dict) -> str:
                     f"{c['median_s']:.2f} | {_x(c.get('speed_vs_mmseg_fp32'))} |"
                 )
             lines.append("")
+        folder = [c for c in cases if c["case"]["task"] == "folder"]
+        if folder:
+            base = next((c for c in folder if "error" not in c and not c["case"]["extra"].get("pipeline")), None)
+            lines += [
+                "### Folder prediction (full-size JPEG files to label PNGs, optimized model at dtype='auto')",
+                "",
+                "| pipeline | images | images/s | seconds | vs today's loop | peak mem |",
+                "|---|---|---|---|---|---|",
+            ]
+            for c in folder:
+                extra = c["case"]["extra"]
+                name = (
+                    f"workers {extra['workers']}, batch {extra['batch']}"
+                    if extra.get("pipeline")
+                    else "today's loop: model.predict(path), one at a time"
+                )
+                if "error" in c:
+                    lines.append(f"| {name} | | | | | {c['error']} |")
+                    continue
+                ratio = c["images_per_s"] / base["images_per_s"] if base and "error" not in base else None
+                h, w = c["image_size"]
+                lines.append(
+                    f"| {name} | {c['images']} x {h}x{w} | {c['images_per_s']:.3g} | {c['seconds']:.1f} | "
+                    f"{_x(ratio)} | {_gb(c['peak_mem_bytes'])} |"
+                )
+            lines.append("")
     targets = results.get("targets", [])
     if targets:
         lines += ["## Targets", "", "| model | target | path | measured | met |", "|---|---|---|---|---|"]
@@ -239,8 +328,22 @@ def render(results: dict) -> str:
 
 
 def _path(case: dict) -> str:
-    """The case's label without the library name that has its own column."""
-    return case["label"].removeprefix(case["case"]["library"]).strip()
+    """The case's label without the library name that has its own column; auto shows what it resolved to."""
+    label = case["label"].removeprefix(case["case"]["library"]).strip()
+    if case["case"]["dtype"] == "auto" and case.get("inference_dtype"):
+        short = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[case["inference_dtype"]]
+        label = label.replace("auto", f"auto (= {short})", 1)
+    if "reused_from" in case:
+        label += " *reused*"
+    return label
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
+
+
+def _pct(value: float | None, of: float | None) -> str:
+    return "" if value is None or not of else f"{100 * value / of:.0f}%"
 
 
 def _load(values: list[float]) -> str:

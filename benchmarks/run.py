@@ -12,6 +12,9 @@ Examples::
         --compare smp,mmseg
     python benchmarks/run.py --device cpu --size 512x1024 --threads 2
     python benchmarks/run.py --models all --device cuda            # the seven architectures at their seed crop
+    python benchmarks/run.py --device cpu --size 512x1024 --threads 2 --compile --tasks infer,folder \
+        --reuse benchmarks/results/cpu-2t_r50_d8_512x1024_2026-11-24.json  # peers not installed: their numbers
+    python benchmarks/run.py ... --cpu-isa avx2    # PyTorch limited to AVX2 (oneDNN and ATen), as on a Zen 3
 """
 
 from __future__ import annotations
@@ -112,6 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait until the 1-minute load average is below this before starting (shared machines)",
     )
     p.add_argument("--wait-timeout", type=float, default=1800, help="give up waiting after this many seconds")
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="an earlier results JSON: take the mmseg and smp inference rows from it for peers not installed here "
+        "(marked reused, with their date)",
+    )
+    p.add_argument(
+        "--cpu-isa",
+        choices=["native", "avx2"],
+        default="native",
+        help="avx2: cap PyTorch at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2), the instruction set "
+        "of a CPU without AVX-512 or native bf16 (e.g. AMD Zen 3); onnxruntime is not capped",
+    )
+    p.add_argument("--folder-images", type=int, default=6, help="full-size images in the folder task (default 6)")
+    p.add_argument(
+        "--folder-configs",
+        default="1x1,0x1,1x2,2x2",
+        help="folder task pipelines as WORKERSxBATCH, besides today's loop (default 1x1,0x1,1x2,2x2)",
+    )
     return p
 
 
@@ -125,15 +148,48 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cpu_flags() -> list[str]:
+def _cpuinfo(field: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx512_vnni")))
+            if line.split(":", 1)[0].strip() == field:
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return []
+    return None
+
+
+def _cpu_flags() -> list[str]:
+    """The flags that decide the fast paths: bf16/AMX (autocast), VNNI (int8), AVX-512/AVX2/FMA (fp32)."""
+    flags = set((_cpuinfo("flags") or "").split())
+    return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512f", "avx512_vnni", "avx_vnni")))
+
+
+def cpu_stamp() -> dict:
+    """Everything about the CPU the numbers depend on: model, family, flags (the SIMD ones), nominal clock."""
+    flags = sorted(f for f in (_cpuinfo("flags") or "").split() if f.startswith(("avx", "amx", "fma", "f16c")))
+    mhz = _cpuinfo("cpu MHz")
+    return {
+        "model": _cpu_name(),
+        "vendor": _cpuinfo("vendor_id"),
+        "family": _cpuinfo("cpu family"),
+        "cpu_model": _cpuinfo("model"),
+        "simd_flags": flags,
+        "mhz": float(mhz) if mhz else None,
+    }
+
+
+def fp32_flops_per_cycle(stamp: dict) -> int | None:
+    """Peak fp32 FLOP per cycle and core: FMA units x lanes x 2. AMD Zen 2-4 have two 256-bit FMA pipes (Zen 4
+    runs AVX-512 on them in two halves): 32; Zen 5 and Intel server cores with AVX-512 have two 512-bit ones: 64;
+    other AVX2 + FMA cores: 32. None when unknown."""
+    flags = set(stamp["simd_flags"])
+    if stamp["vendor"] == "AuthenticAMD" and stamp["family"] in ("23", "25"):
+        return 32
+    if stamp["vendor"] == "AuthenticAMD" and stamp["family"] == "26":
+        return 64
+    if stamp["vendor"] == "GenuineIntel" and "avx512f" in flags:
+        return 64
+    return 32 if {"avx2", "fma"} <= flags else None
 
 
 def device_name(device: str) -> str:
@@ -154,14 +210,36 @@ def wait_for_quiet(limit: float, timeout: float) -> list[float]:
     return list(os.getloadavg())
 
 
+def _auto_choice(device: str) -> str:
+    """What ``dtype="auto"`` picks here (under this process's environment, which the workers share)."""
+    import torch
+
+    from deeplabv3p.inference.precision import native_dtype
+
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[native_dtype(torch.device(device))]
+
+
+def _folder_configs(text: str) -> list[tuple[int, int]]:
+    try:
+        pairs = [tuple(int(v) for v in part.split("x")) for part in text.split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"folder configs are WORKERSxBATCH,..., got {text!r}") from None
+    if any(len(p) != 2 or p[0] < 0 or p[1] < 1 for p in pairs):
+        raise argparse.ArgumentTypeError(f"folder configs are WORKERSxBATCH with WORKERS >= 0, BATCH >= 1: {text!r}")
+    return pairs  # type: ignore[return-value]
+
+
 def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) -> list[Case]:
-    """Every case to run, in order: prepare, then inference, training and predict per model."""
+    """Every case to run, in order: prepare, then inference, training, predict and folder prediction per model."""
     cpu = args.device == "cpu"
     dtype = args.dtype
     batches = args.batches or ((1, 2) if cpu else (1, 8))
     tasks = set(args.tasks.split(","))
     common = dict(device=args.device, threads=args.threads, workdir=str(args.workdir), train_steps=args.train_steps)
     cases = []
+    if cpu and "infer" in tasks:
+        cases.append(Case(task="peak", library="ours", architecture=models[0], size=(1, 1), **common))
+    auto = _auto_choice(args.device)
     for arch in models:
         size = args.size or tuple(adapters.seed_cfg(arch).crop_size)
         base = dict(common, architecture=arch, size=size)
@@ -170,10 +248,11 @@ def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) ->
             infer = dict(base, task="infer", batches=batches, warmup=args.warmup, runs=args.runs)
             cases.append(Case(library="ours", dtype="fp32", **infer))
             cases.append(Case(library="ours", dtype="fp32", optimize=True, **infer))
-            if dtype != "fp32":
+            cases.append(Case(library="ours", dtype="auto", optimize=True, **infer))
+            if dtype not in ("fp32", auto):  # the explicit reduced precision, where auto does not pick it
                 cases.append(Case(library="ours", dtype=dtype, optimize=True, **infer))
             if args.compile:
-                cases.append(Case(library="ours", dtype=dtype, optimize=True, compile=True, **infer))
+                cases.append(Case(library="ours", dtype="auto", optimize=True, compile=True, **infer))
             for peer in ("mmseg", "smp"):
                 if peer in peers:
                     cases.append(Case(library=peer, dtype="fp32", **infer))
@@ -181,6 +260,7 @@ def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) ->
                         cases.append(Case(library=peer, dtype=dtype, channels_last=True, **infer))
             if "onnxruntime" in peers and cpu:
                 cases.append(Case(library="onnxruntime", dtype="fp32", **infer))
+                cases.append(Case(library="onnxruntime", dtype="int8", **infer))
         if "train" in tasks:
             train = dict(base, task="train", batches=(args.train_batch,), warmup=1 if cpu else 3, runs=args.train_runs)
             cases.append(Case(library="ours", dtype="fp32", **train))
@@ -200,7 +280,26 @@ def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) ->
                 cases.append(Case(library="ours", dtype=dtype, optimize=True, **predict))
             if "mmseg" in peers:
                 cases.append(Case(library="mmseg", dtype="fp32", **predict))
+        if "folder" in tasks:
+            folder = dict(base, task="folder", library="ours", dtype="auto", optimize=True)
+            extra = {"images": args.folder_images}
+            cases.append(Case(**folder, extra={**extra, "pipeline": False}))
+            for workers, batch in _folder_configs(args.folder_configs):
+                cases.append(Case(**folder, extra={**extra, "pipeline": True, "workers": workers, "batch": batch}))
     return cases
+
+
+def reused_cases(path: Path, libraries: tuple[str, ...], models: list[str], size: tuple[int, int] | None) -> list:
+    """The inference rows of `libraries` in an earlier results file, for the same models and size, marked reused."""
+    data = json.loads(path.read_text())
+    date = data["meta"]["date"]
+    kept = []
+    for c in data["cases"]:
+        case = c["case"]
+        same_size = size is None or tuple(case["size"]) == tuple(size)
+        if case["task"] == "infer" and case["library"] in libraries and case["architecture"] in models and same_size:
+            kept.append({**c, "reused_from": f"{path.name} ({date} UTC, {data['meta']['device_name']})"})
+    return kept
 
 
 def run_case(case: Case, env: dict[str, str]) -> dict:
@@ -227,6 +326,10 @@ def _summary(result: dict) -> str:
         return ", ".join(parts)
     if task in ("train", "predict"):
         return f"{result['median_s']:.2f} s, peak {result['peak_mem_bytes'] / 2**30:.2f} GB"
+    if task == "folder":
+        return f"{result['images_per_s']:.3g} img/s ({result['images']} images in {result['seconds']:.1f} s)"
+    if task == "peak":
+        return f"GEMM fp32 {result['gemm_fp32_gflops']:.0f} GFLOP/s, bf16 {result['gemm_bf16_gflops']:.0f} GFLOP/s"
     return f"{result.get('prepare_s', 0):.0f} s"
 
 
@@ -270,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
+    if args.cpu_isa == "avx2":
+        isa = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+        env.update(isa)
+        os.environ.update(isa)  # so that the plan knows what dtype="auto" picks under the cap
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "device_type": args.device,
@@ -284,18 +391,36 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_start": list(os.getloadavg()),
         "command": "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "notes": notes,
+        "cpu_isa": args.cpu_isa,
     }
+    if args.device == "cpu":
+        stamp = cpu_stamp()
+        meta["cpu"] = stamp
+        per_cycle = fp32_flops_per_cycle(stamp)
+        if per_cycle and stamp["mhz"]:
+            meta["fp32_peak_gflops"] = meta["threads"] * stamp["mhz"] / 1000 * per_cycle
+            meta["fp32_flops_per_cycle"] = per_cycle
+        if args.cpu_isa == "avx2":
+            meta["device_name"] += "; PyTorch capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)"
     if args.device == "cuda":
         meta["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32  # "fp32" convs use TF32 when True, for every library
         meta["cuda"] = torch.version.cuda
     for note in notes:
         print(note, flush=True)
     results = {"meta": meta, "cases": []}
+    if args.reuse is not None:
+        missing = tuple(p for p in ("mmseg", "smp") if p not in peers)
+        reused = reused_cases(args.reuse, missing, models, args.size)
+        results["cases"] += reused
+        if reused:
+            meta["notes"].append(f"{', '.join(missing)} not installed: their rows are reused from {args.reuse.name}")
     for case in plan(args, models, peers):
         started = time.time()
         result = run_case(case, env)
         if case.task == "prepare" and "error" not in result:
             result["seed_metrics"] = adapters.seed_cfg(case.architecture).metrics
+        if case.task == "peak" and "error" not in result:
+            meta.update({k: v for k, v in result.items() if k.startswith("gemm_")})
         results["cases"].append(result)
         print(
             f"[{time.time() - started:6.0f} s] {case.architecture} {case.task:8s} {case.label:28s} {_summary(result)}",

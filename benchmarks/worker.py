@@ -8,6 +8,9 @@ its own peak memory, its own thread settings and no warm state from another libr
 - ``infer``: throughput and latency at each batch size, peak memory, and agreement with the fp32 reference.
 - ``train``: forward + backward + SGD step time and peak memory at the training batch.
 - ``predict``: end-to-end ``model.predict`` (ours) / ``mmseg.apis.inference_model`` on full-size images.
+- ``folder``: images/s of predicting a folder of full-size image files: today's one-at-a-time loop against the
+  pipeline with reading workers and batching.
+- ``peak``: the best fp32 and bf16 matrix-multiply rate here (the practical ceiling of the FLOP rate).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import numpy as np
 
 RESULT_PREFIX = "RESULT "
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# Our optimized model's dtype= argument per case dtype: "auto" lets deeplabv3p choose (see inference/precision.py).
+_OPTIMIZE_DTYPE = {"fp32": None, "bf16": "bfloat16", "fp16": "float16", "auto": "auto"}
 
 
 @dataclass
@@ -90,7 +95,12 @@ def _setup(case: Case):
 
 
 def _autocast(torch, case: Case):
-    if case.dtype == "fp32":
+    """The caller's autocast for the peers' reduced precision; ours (optimized) and onnxruntime run their own."""
+    if (
+        case.dtype not in ("bf16", "fp16")
+        or (case.library == "ours" and case.optimize)
+        or case.library == "onnxruntime"
+    ):
         return contextlib.nullcontext()
     return torch.autocast(device_type=case.device, dtype=getattr(torch, DTYPES[case.dtype]))
 
@@ -144,8 +154,13 @@ def prepare(case: Case) -> dict[str, Any]:
         torch.save(value, tmp)
         os.replace(tmp, paths[key])
     pred = logits.argmax(1)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        deeplabv3p.create_model(case.architecture).eval().to("meta")(torch.empty(1, 3, *case.size, device="meta"))
     return {
         **info,
+        "gflop_per_image": counter.get_total_flops() / 1e9,
         "prepare_s": time.perf_counter() - started,
         "check_pixel_accuracy": (pred == labels).double().mean().item(),
         "noise_agreement": (noisy.argmax(1) == pred).double().mean().item(),
@@ -174,7 +189,7 @@ def _inference_call(torch, case: Case, runner) -> tuple[Callable, Any]:
     """The timed call for this case's path, and the model object it runs."""
     model, infer = runner.model, runner.infer
     if case.library == "ours" and case.optimize:
-        model = model.optimize_for_inference()
+        model = model.optimize_for_inference(dtype=_OPTIMIZE_DTYPE[case.dtype])  # runs in model.inference_dtype
         infer = model
     elif case.channels_last and case.library != "onnxruntime":
         model = model.to(memory_format=torch.channels_last)
@@ -208,11 +223,12 @@ def run_infer(case: Case) -> dict[str, Any]:
     )
 
     device = torch.device(case.device)
-    runner = build(
-        case.library, case.architecture, Path(_paths(case)["weights"]), device, case.threads, Path(case.workdir)
-    )
-    call, _ = _inference_call(torch, case, runner)
+    weights, work = Path(_paths(case)["weights"]), Path(case.workdir)
+    runner = build(case.library, case.architecture, weights, device, case.threads, work, case.dtype, case.size)
+    call, model = _inference_call(torch, case, runner)
     result: dict[str, Any] = {"num_params": runner.num_params, "note": runner.note, "batches": {}}
+    if case.library == "ours" and case.optimize:
+        result["inference_dtype"] = str(model.inference_dtype).removeprefix("torch.")
     for batch in case.batches:
         shape = (batch, 3, *case.size)
         n = pool_size(4 * batch * 3 * case.size[0] * case.size[1])
@@ -340,7 +356,85 @@ def run_predict(case: Case) -> dict[str, Any]:
     }
 
 
-TASKS = {"prepare": prepare, "infer": run_infer, "train": run_train, "predict": run_predict}
+def run_folder(case: Case) -> dict[str, Any]:
+    """images/s over a folder of full-size JPEG files, written as ``deeplabv3p predict`` writes them.
+
+    ``extra["pipeline"]`` False: today's loop, one ``model.predict(path)`` at a time (read, resize, network and
+    post-processing in turn, in one thread). True: `write_predictions` with ``extra["workers"]`` reading processes
+    and ``extra["batch"]`` images per forward pass. Both use our optimized model at ``dtype="auto"``.
+    """
+    torch = _setup(case)
+    from PIL import Image
+
+    from benchmarks.adapters import build
+    from benchmarks.inputs import dead_leaves
+    from benchmarks.timing import peak_memory_bytes, reset_peak_memory
+    from deeplabv3p.inference.writer import write_predictions
+
+    device = torch.device(case.device)
+    count = int(case.extra.get("images", 6))
+    folder = Path(case.workdir) / f"folder_{case.predict_size[0]}x{case.predict_size[1]}_{count}"
+    if not folder.is_dir():
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            image = dead_leaves(*case.predict_size, seed=case.seed + 30_000_000 + i)[0]
+            Image.fromarray(image).save(tmp / f"frame{i:03d}.jpg", quality=90)
+        os.replace(tmp, folder)
+    runner = build("ours", case.architecture, Path(_paths(case)["weights"]), device, case.threads, Path(case.workdir))
+    model = runner.model.optimize_for_inference(dtype="auto")
+    files = sorted(folder.glob("*.jpg"))
+    model.predict(files[0])  # warm-up: oneDNN primitives for this size
+    out = Path(case.workdir) / f"folder_out_{os.getpid()}"
+    reset_peak_memory(device)
+    started = time.perf_counter()
+    if case.extra.get("pipeline"):
+        summary = write_predictions(
+            model, folder, out, num_workers=int(case.extra["workers"]), batch_size=int(case.extra["batch"])
+        )
+        assert summary.written == count
+    else:
+        out.mkdir(parents=True)
+        for path in files:
+            model.predict(path).save(out / f"{path.stem}.png")
+    seconds = time.perf_counter() - started
+    import shutil
+
+    shutil.rmtree(out)
+    return {
+        "images": count,
+        "image_size": list(case.predict_size),
+        "inference_dtype": str(model.inference_dtype).removeprefix("torch."),
+        "seconds": seconds,
+        "images_per_s": count / seconds,
+        "peak_mem_bytes": peak_memory_bytes(device),
+    }
+
+
+def run_peak(case: Case) -> dict[str, Any]:
+    """Best of several 4096^3 matrix multiplies, fp32 and bf16: the FLOP rate this machine actually delivers."""
+    torch = _setup(case)
+    result = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(4096, 4096).to(dtype), torch.randn(4096, 4096).to(dtype)
+        a @ b
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+        result[f"gemm_{name}_gflops"] = 2 * 4096**3 / best / 1e9
+    return result
+
+
+TASKS = {
+    "prepare": prepare,
+    "infer": run_infer,
+    "train": run_train,
+    "predict": run_predict,
+    "folder": run_folder,
+    "peak": run_peak,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -19,9 +19,12 @@ from .version import __version__
 if TYPE_CHECKING:
     from . import train
     from .inference.export import check_onnx, export_onnx
+    from .inference.onnx_runtime import OnnxSegmenter
     from .inference.optimize import fold_batchnorm, optimize_for_inference
+    from .inference.options import PredictOptions
     from .inference.pipeline import predict, predict_iter
     from .inference.result import SegmentationResult
+    from .inference.writer import write_predictions
     from .models.config import ModelConfig
     from .models.model import DeepLabV3Plus
     from .pretrained.config import PretrainedCfg
@@ -43,6 +46,9 @@ _EXPORTS = {
     "list_models": "deeplabv3p.pretrained.registry",
     "list_pretrained": "deeplabv3p.pretrained.registry",
     "SegmentationResult": "deeplabv3p.inference.result",
+    "PredictOptions": "deeplabv3p.inference.options",
+    "OnnxSegmenter": "deeplabv3p.inference.onnx_runtime",
+    "write_predictions": "deeplabv3p.inference.writer",
     "check_onnx": "deeplabv3p.inference.export",
     "export_onnx": "deeplabv3p.inference.export",
     "fold_batchnorm": "deeplabv3p.inference.optimize",
@@ -70,6 +76,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "DeepLabV3Plus",
     "ModelConfig",
+    "OnnxSegmenter",
+    "PredictOptions",
     "PretrainedCfg",
     "SegmentationDataset",
     "SegmentationResult",
@@ -87,4 +95,5 @@ __all__ = [
     "predict",
     "predict_iter",
     "train",
+    "write_predictions",
 ]

@@ -1,5 +1,5 @@
-"""torch.distributed plumbing for training and evaluation: start-up from torchrun's environment, rank queries and
-the few collectives the loop needs. A single process is a world of size 1, and every helper works there too.
+"""torch.distributed plumbing for training, evaluation and sharded prediction: start-up from torchrun's environment,
+rank queries and the few collectives they need. A single process is a world of size 1, and every helper works there.
 
 Backend: nccl when the device is CUDA, gloo otherwise. Under ``torchrun`` (``WORLD_SIZE``/``RANK``/``LOCAL_RANK``/
 ``MASTER_ADDR`` set) `setup` initialises the default process group; if the caller already did, it is reused.
@@ -25,6 +25,8 @@ __all__ = [
     "barrier",
     "broadcast_buffers",
     "convert_sync_batchnorm",
+    "local_rank",
+    "process_share",
     "setup",
     "teardown",
 ]
@@ -105,6 +107,22 @@ def current() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def local_rank() -> int:
+    """This process's index on its node (torchrun's ``LOCAL_RANK``), 0 outside torchrun."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def process_share() -> tuple[int, int]:
+    """``(rank, world_size)`` that decides which share of the work is this process's: the default group's when one
+    is initialised, else torchrun's ``RANK`` / ``WORLD_SIZE``, else ``(0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} and WORLD_SIZE={world} do not describe a process of a group")
+    return rank, world
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -62,11 +62,47 @@ def test_targets_use_the_fastest_path_that_agrees():
     }
     report.add_ratios(results)
     assert results["cases"][2]["batches"]["1"]["speed_vs_mmseg_fp32"] == pytest.approx(2.7)
-    speed, fp32 = report.evaluate_targets(results)
+    speed, fp32, vs_mmseg = report.evaluate_targets(results)
     assert speed["value"] == pytest.approx(2.7) and speed["met"] and speed["agreement"] == 0.996
     assert fp32["value"] == pytest.approx(1.2) and fp32["met"]
+    assert vs_mmseg["target"].startswith("best path >= 2.0x") and vs_mmseg["met"]
     results["cases"][2]["batches"]["1"]["images_per_s"] = 2.4
     assert not report.evaluate_targets(results)[0]["met"]
+    results["cases"].append(_infer("onnxruntime", "fp32", 2.25, 1.0))  # ours 2.4 is 1.07x of it: not 1.1x
+    vs_ort = report.evaluate_targets(results)[-1]
+    assert vs_ort["target"].startswith("best path >= 1.1x onnxruntime") and not vs_ort["met"]
+    assert vs_ort["value"] == pytest.approx(2.4 / 2.25)
+
+
+def test_report_renders_flop_rates_reused_rows_and_folder_runs():
+    prepare = {"case": {"architecture": "a", "task": "prepare", "library": "ours", "size": [8, 16], "dtype": "fp32"},
+               "label": "ours fp32", "gflop_per_image": 10.0}  # fmt: skip
+    auto = _infer("ours", "auto", 2.0, 0.999)
+    auto["case"]["size"], auto["inference_dtype"] = [8, 16], "bfloat16"
+    auto["batches"]["1"].update(median_s=0.5, p90_s=0.6, peak_mem_bytes=2**30)
+    auto["check"]["rel_diff"] = 0.01
+    reused = {**_infer("mmseg", "fp32", 1.0, 1.0), "reused_from": "old.json (2026-11-24 01:18 UTC, X)"}
+    reused["batches"]["1"].update(median_s=1.0, p90_s=1.1, peak_mem_bytes=2**30)
+    reused["check"]["rel_diff"] = 0.0
+    folder = [
+        {"case": {"architecture": "a", "task": "folder", "library": "ours", "dtype": "auto", "extra": extra},
+         "label": "ours auto", "images": 4, "image_size": [32, 64], "seconds": s, "images_per_s": 4 / s,
+         "peak_mem_bytes": 2**30}
+        for extra, s in (({"pipeline": False}, 8.0), ({"pipeline": True, "workers": 1, "batch": 2}, 5.0))
+    ]  # fmt: skip
+    meta = {"device_name": "cpu", "date": "d", "threads": 2, "dtype": "bf16", "loadavg_start": [0, 0, 0],
+            "loadavg_end": [0, 0, 0], "cpu_count": 2, "versions": {}, "command": "c", "warmup": 1, "runs": 1,
+            "device_type": "cpu", "models": ["a"], "fp32_peak_gflops": 40.0, "gemm_fp32_gflops": 25.0,
+            "gemm_bf16_gflops": 50.0, "fp32_flops_per_cycle": 32,
+            "cpu": {"model": "M", "family": "25", "cpu_model": "17", "mhz": 2600.0,
+                    "simd_flags": ["avx2"]}}  # fmt: skip
+    results = {"meta": meta, "cases": [prepare, reused, auto, *folder]}
+    report.add_ratios(results)
+    text = report.render(results)
+    assert "| ours | auto (= bf16) | 1 | 2 |" in text and "| 2.00x |" in text
+    assert "| 20 | 50% | 80% |" in text  # 10 GFLOP x 2 images/s against the 40 and 25 GFLOP/s peaks
+    assert "| mmseg | fp32 *reused* |" in text and "old.json (2026-11-24" in text
+    assert "| workers 1, batch 2 | 4 x 32x64 | 0.8 | 5.0 | 1.60x |" in text
 
 
 def test_mmcv_ops_stand_in(monkeypatch):

@@ -1,27 +1,45 @@
-"""``deeplabv3p predict``: label maps (and overlays) of images or folders."""
+"""``deeplabv3p predict``: label maps (and overlays) of images or folders, sharded under torchrun, resumable."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .common import model_from_args, parse_model_kwargs
+from ..inference.onnx_runtime import OnnxSegmenter
+from ..inference.options import PredictOptions
+from .common import add_options, model_from_args, option_values, parse_model_kwargs
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
+
+EPILOG = """\
+Under torchrun every process takes its own device (cuda:LOCAL_RANK, or the CPU) and every world-th input, and
+writes only those; rank 0 merges the manifest at the end. Outputs that exist are skipped, so rerunning the same
+command after a crash or preemption finishes the job. Several nodes: the usual torchrun rendezvous flags, with
+OUT on a filesystem every node sees, e.g.
+  torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 --rdzv-id job1 \\
+      -m deeplabv3p predict photos/ --model deeplabv3plus_r50_d8.cityscapes --out masks/
+"""
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
-    from ..pretrained.config import TEST_MODES
-
     p = sub.add_parser(
         "predict",
         help="segment images and write label maps (and overlays)",
         description="Segment images with the test-time settings of the weights and write, for each input "
-        "NAME.EXT, OUT/NAME.png (class indices as a palette PNG) and with --overlay OUT/NAME_overlay.jpg.",
+        "NAME.EXT, OUT/NAME.png (class indices as a palette PNG), with --overlay OUT/NAME_overlay.jpg, and "
+        "OUT/manifest.jsonl (input, output, size, seconds per image).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files and/or directories of images")
     p.add_argument(
         "--model",
-        required=True,
         help="a folder written by save_pretrained, hf-hub:ORG/NAME, ARCH.TAG or an architecture with --pretrained",
+    )
+    p.add_argument(
+        "--onnx", metavar="FILE", help="run this exported ONNX file with onnxruntime instead of a PyTorch --model"
     )
     p.add_argument(
         "--pretrained",
@@ -38,89 +56,57 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--overlay", action="store_true", help="also write the labels blended over each image")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the labels (default 0.5)")
-    p.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
-    p.add_argument("--mode", choices=TEST_MODES, help="whole or slide inference (default: the weights')")
-    p.add_argument("--no-resize", action="store_true", help="feed images at their own size, not the test scale")
-    p.add_argument("--test-scale", type=int, nargs=2, metavar=("A", "B"), help="mmcv rescale target (long, short)")
-    p.add_argument("--crop-size", type=int, nargs="+", metavar="N", help="slide window H [W] (default: the weights')")
-    p.add_argument("--stride", type=int, nargs="+", metavar="N", help="slide stride H [W] (default: 2/3 of the window)")
-    p.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    p.add_argument("--channels-last", action="store_true", help="run in channels-last memory format")
-    p.add_argument("--window-batch-size", type=int, default=4, help="slide windows per forward pass (default 4)")
-
-
-def _window(option: str, values: list[int] | None) -> tuple[int, int] | None:
-    if values is None:
-        return None
-    if len(values) > 2:
-        raise ValueError(f"{option} takes H or H W, got {values}")
-    return (values[0], values[-1])
-
-
-def _output_paths(items: list, out: Path, overlay: bool) -> list[tuple[Path, Path | None]]:
-    """Label (and overlay) file of each input: named after it, never an input file, never shared."""
-    inputs = {item.path.resolve() for item in items}
-    owners: dict[Path, Path] = {}
-    paths = []
-    for item in items:
-        stem = item.path.stem
-        label = out / f"{stem}.png"
-        over = out / f"{stem}_overlay.jpg" if overlay else None
-        for target in (label, over):
-            if target is None:
-                continue
-            resolved = target.resolve()
-            if resolved in inputs:
-                raise ValueError(f"output {str(target)!r} would overwrite an input image: choose another --out")
-            if resolved in owners:
-                raise ValueError(
-                    f"inputs {str(owners[resolved])!r} and {str(item.path)!r} would both be written to "
-                    f"{str(target)!r}: run them with different --out folders"
-                )
-            owners[resolved] = item.path
-        paths.append((label, over))
-    return paths
+    p.add_argument("--overwrite", action="store_true", help="predict every input again, even where outputs exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_options(p.add_argument_group("predict options (deeplabv3p.PredictOptions)"), PredictOptions)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm.auto import tqdm
-
+    from .. import distributed
     from ..inference.images import expand_inputs
-    from ..inference.pipeline import predict_iter
+    from ..inference.writer import output_paths, write_predictions
 
+    if (args.model is None) == (args.onnx is None):
+        raise ValueError("pass either --model (PyTorch) or --onnx FILE (onnxruntime)")
+    if args.onnx is not None and (args.pretrained is not None or args.checkpoint or args.model_kwargs):
+        raise ValueError("--pretrained, --checkpoint and --model-kwargs apply to --model, not to --onnx")
+    options = PredictOptions(**option_values(args, PredictOptions))
     items, _ = expand_inputs(args.inputs, name="IMAGES_OR_DIR")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file, not a folder")
-    paths = _output_paths(items, out, args.overlay)
+    output_paths(items, out, args.overlay)  # name clashes fail before any model is loaded
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
-    from ..distributed import resolve_device
-
-    device = resolve_device(args.device)
-    model = model_from_args(
-        args.model, args.pretrained, args.checkpoint, require_weights=True, **parse_model_kwargs(args.model_kwargs)
-    ).to(device)
-    results = predict_iter(
-        model,
-        [item.path for item in items],
-        mode=args.mode,
-        tta=args.tta,
-        resize=not args.no_resize,
-        test_scale=tuple(args.test_scale) if args.test_scale else None,
-        crop_size=_window("--crop-size", args.crop_size),
-        stride=_window("--stride", args.stride),
-        dtype=getattr(torch, args.dtype),
-        channels_last=args.channels_last,
-        window_batch_size=args.window_batch_size,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    for result, (label_path, overlay_path) in zip(tqdm(results, total=len(items), unit="img"), paths):
-        result.save(label_path)
-        if overlay_path is not None:
-            result.save(overlay_path, kind="overlay", alpha=args.alpha)
+    model: DeepLabV3Plus | OnnxSegmenter
+    if args.onnx is not None:
+        model = OnnxSegmenter(args.onnx)
+        model.configure(options)  # PyTorch-only options fail here, before any process group
+        ctx = distributed.setup("cpu")
+    else:
+        ctx = distributed.setup(options.device)  # under torchrun: this process's device and the process group
+    try:
+        if args.onnx is None:
+            kwargs = parse_model_kwargs(args.model_kwargs)
+            model = model_from_args(args.model, args.pretrained, args.checkpoint, require_weights=True, **kwargs)
+            model = model.to(ctx.device)
+        summary = write_predictions(
+            model,
+            [item.path for item in items],
+            out,
+            options.replace(device=None),  # the model is on this process's device already
+            overlay=args.overlay,
+            alpha=args.alpha,
+            resume=not args.overwrite,
+            shard=(ctx.rank, ctx.world_size),
+            progress=ctx.is_main and not args.no_progress,
+        )
+    finally:
+        distributed.teardown(ctx)
     kinds = "label maps and overlays" if args.overlay else "label maps"
-    print(f"wrote {kinds} of {len(items)} image(s) to {out}")
+    share = f" (process {ctx.rank} of {ctx.world_size}: {summary.share})" if ctx.distributed else ""
+    skipped = f", {summary.skipped} already there" if summary.skipped else ""
+    print(f"wrote {kinds} of {summary.written} image(s) to {out}{share}{skipped}")
+    if summary.manifest is not None:
+        print(f"manifest: {summary.manifest}")
     return 0

@@ -1,4 +1,5 @@
-"""``deeplabv3p train``, ``evaluate`` and ``demo``: the training package behind flags (loaded only when run)."""
+"""``deeplabv3p train``, ``evaluate`` and ``demo``: the training package behind flags. The recipe flags of ``train``
+are the fields of `TrainConfig`; everything else of the training package loads only when a command runs."""
 
 from __future__ import annotations
 
@@ -10,48 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..train.config import TrainConfig
 from ..version import __version__
-from .common import add_dataset_args, is_main_process, model_from_args, parse_model_kwargs, pretrained_argument
+from .common import (
+    add_dataset_args,
+    add_options,
+    is_main_process,
+    model_from_args,
+    option_values,
+    parse_model_kwargs,
+    pretrained_argument,
+)
 
 RECIPE_FILE = "recipe.json"
-
-# TrainConfig fields exposed by `train`: (field, argparse kwargs). Flags are the field names with dashes.
-_TRAIN_OPTIONS: list[tuple[str, dict]] = [
-    ("iters", {"type": int, "help": "optimiser steps (default 2000)"}),
-    ("batch_size", {"type": int, "help": "images per step and process (default 8)"}),
-    ("crop_size", {"type": int, "nargs": 2, "metavar": ("H", "W"), "help": "training crop (default 512 512)"}),
-    (
-        "scale",
-        {
-            "type": int,
-            "nargs": 2,
-            "metavar": ("A", "B"),
-            "help": "mmseg resize target the 0.5-2.0 ratio multiplies, e.g. 2048 512 (default: image size)",
-        },
-    ),
-    ("optimizer", {"choices": ["sgd", "adamw"], "help": "optimiser (default sgd)"}),
-    ("lr", {"type": float, "help": "learning rate (default 0.01)"}),
-    ("momentum", {"type": float, "help": "SGD momentum (default 0.9)"}),
-    ("weight_decay", {"type": float, "help": "weight decay (default 5e-4)"}),
-    ("min_lr", {"type": float, "help": "PolyLR floor (default 1e-4)"}),
-    ("clip_grad_norm", {"type": float, "metavar": "NORM", "help": "clip the gradients' global L2 norm"}),
-    ("encoder_lr_mult", {"type": float, "help": "encoder learning-rate multiplier (default 1.0)"}),
-    ("freeze_encoder", {"action": "store_true", "default": None, "help": "train the decoder and classifier only"}),
-    ("aux_weight", {"type": float, "help": "auxiliary head loss weight (default 0.4)"}),
-    ("class_weight", {"type": float, "nargs": "+", "metavar": "W", "help": "one loss weight per class"}),
-    ("avg_non_ignore", {"action": "store_true", "default": None, "help": "average the loss over labelled pixels"}),
-    ("ohem_min_kept", {"type": int, "metavar": "N", "help": "OHEM: keep at least N hardest pixels per image"}),
-    ("ohem_thresh", {"type": float, "help": "OHEM probability threshold (with --ohem-min-kept)"}),
-    ("amp", {"choices": ["bf16", "fp16"], "help": "mixed precision"}),
-    ("channels_last", {"action": "store_true", "default": None, "help": "NHWC memory format"}),
-    ("accum_steps", {"type": int, "help": "gradient accumulation steps (default 1)"}),
-    ("val_interval", {"type": int, "help": "iterations between validations (default iters/10)"}),
-    ("checkpoint_interval", {"type": int, "help": "iterations between checkpoints (default: val interval)"}),
-    ("keep_checkpoints", {"type": int, "help": "checkpoints to keep, <= 0 for all (default 2)"}),
-    ("log_interval", {"type": int, "help": "iterations between log records (default 50)"}),
-    ("num_workers", {"type": int, "help": "data-loading workers per process (default 2)"}),
-    ("seed", {"type": int, "help": "seed of sample order, augmentation and dropout (default 0)"}),
-]
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -75,10 +47,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-split", default="val", help="validation split, 'none' to skip (default val)")
     p.add_argument("--out", default="runs/train", help="run folder (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--no-sync-bn", action="store_true", help="keep per-GPU BatchNorm under torchrun")
-    p.add_argument("--no-photometric", action="store_true", help="no photometric distortion")
-    for name, kwargs in _TRAIN_OPTIONS:
-        p.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
+    add_options(p.add_argument_group("recipe (deeplabv3p.train.TrainConfig)"), TrainConfig)
 
 
 def _train_data(args: argparse.Namespace, dataset: str, in_chans: int = 3) -> tuple[Any, Any]:
@@ -120,11 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
     model = model_from_args(model_name, args.pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
     if model.config.in_chans != train_set.in_chans:  # a multi-band model: read the splits for its bands
         train_set, val_set = _train_data(args, row.dataset if row is not None else "", model.config.in_chans)
-    overrides = {name: getattr(args, name) for name, _ in _TRAIN_OPTIONS if getattr(args, name) is not None}
-    if args.no_sync_bn:
-        overrides["sync_bn"] = False
-    if args.no_photometric:
-        overrides["photometric"] = False
+    overrides = option_values(args, TrainConfig)
     kwargs: dict[str, Any] = dict(overrides)
     if row is not None:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))

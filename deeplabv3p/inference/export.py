@@ -1,7 +1,9 @@
 """ONNX export of a DeepLabV3+ model, and the check of an exported file against eager PyTorch with onnxruntime.
 
 The graph takes ``input`` (N, C, H, W) float32 and returns ``logits`` (N, num_classes, H, W); batch, height and
-width are dynamic by default, so one file serves every image size (at least the output stride on each side).
+width are dynamic by default, so one file serves every image size (at least the output stride on each side). The
+file's metadata holds the model's config and test-time settings (`META_CONFIG`), so
+``OnnxSegmenter(path).predict(image)`` segments exactly as ``model.predict(image)`` does.
 Export uses PyTorch's TorchScript-based exporter (``dynamo=False``): it needs only ``onnx``, not ``onnxscript``,
 and handles the data-dependent resize sizes of DeepLabV3+ without guards. Default opset: `DEFAULT_OPSET`.
 Needs the ``onnx`` extra (``pip install deeplabv3p[onnx]``: onnx and onnxruntime).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import os
 import types
 import warnings
@@ -23,7 +26,9 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
-from ..models.config import check_int, check_pair
+from ..models.config import ModelConfig, check_int, check_pair
+from ..pretrained.config import pretrained_cfg_for
+from ..pretrained.hub import config_dict
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Resize with align_corners / half_pixel coordinate modes
@@ -34,7 +39,7 @@ OUTPUT_NAME = "logits"
 ONNX_RTOL = 1e-4
 
 
-def _require(module: str) -> types.ModuleType:
+def require_package(module: str) -> types.ModuleType:
     try:
         return __import__(module)
     except ImportError:
@@ -78,7 +83,7 @@ def export_onnx(
     Returns:
         The path written.
     """
-    _require("onnx")
+    require_package("onnx")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_int("opset", opset, MIN_OPSET)
@@ -110,20 +115,38 @@ def export_onnx(
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             torch.onnx.export(graph_model, (example,), str(tmp), **kwargs)
-        num_classes = getattr(model, "num_classes", None)
-        if dynamic and isinstance(num_classes, int):
-            _set_class_dim(tmp, num_classes)
+        _finish_graph(tmp, model, dynamic)
     return path
 
 
-def _set_class_dim(path: Path, num_classes: int) -> None:
-    """Declare the logits' class dimension as the fixed number it is (the tracer leaves it symbolic)."""
-    onnx = _require("onnx")
+# Key of the ONNX metadata_props entry holding the saved-model config (``config.json``'s content, see
+# `deeplabv3p.pretrained.hub`): what predict needs besides the graph (see OnnxSegmenter).
+META_CONFIG = "deeplabv3p.config"
+
+
+def _finish_graph(path: Path, model: nn.Module, dynamic: bool) -> None:
+    """Declare the logits' class dimension as the fixed number it is (the tracer leaves it symbolic) and store the
+    model's config and weights metadata, so that `OnnxSegmenter` predicts with the same test-time settings."""
+    onnx = require_package("onnx")
     graph = onnx.load(str(path))
-    dim = graph.graph.output[0].type.tensor_type.shape.dim[1]
-    dim.Clear()
-    dim.dim_value = num_classes
+    num_classes = getattr(model, "num_classes", None)
+    if dynamic and isinstance(num_classes, int):
+        dim = graph.graph.output[0].type.tensor_type.shape.dim[1]
+        dim.Clear()
+        dim.dim_value = num_classes
+    config = getattr(model, "config", None)
+    if isinstance(config, ModelConfig):
+        set_metadata(graph, config_dict(config, pretrained_cfg_for(config, getattr(model, "pretrained_cfg", None))))
     onnx.save(graph, str(path))
+
+
+def set_metadata(graph: Any, config: dict[str, Any]) -> None:
+    """Store a saved-model config (`deeplabv3p.pretrained.hub.config_dict`) in an ONNX graph's metadata."""
+    kept = [p for p in graph.metadata_props if p.key != META_CONFIG]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    prop = graph.metadata_props.add()
+    prop.key, prop.value = META_CONFIG, json.dumps(config)
 
 
 @dataclass(frozen=True)
@@ -153,7 +176,7 @@ def check_onnx(
 
     Returns one `OnnxCheck` per size. With `rtol` set, raises ValueError when a relative logits difference exceeds it.
     """
-    ort = _require("onnxruntime")
+    ort = require_package("onnxruntime")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist")

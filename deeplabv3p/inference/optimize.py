@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Iterator
-from typing import TypeGuard, TypeVar, cast
+from typing import Any, TypeGuard, TypeVar, cast
 
 import torch
 from timm.layers import BatchNormAct2d, ConvNormAct
@@ -27,6 +27,7 @@ from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
 from ..models.config import check_bool
+from .precision import resolve_dtype
 
 # Documented tolerance of a BN-folded fp32 model against the original, relative to the largest |logit|.
 FOLD_RTOL = 1e-4
@@ -265,6 +266,7 @@ def optimize_for_inference(
     fold_bn: bool = True,
     channels_last: bool = True,
     inplace: bool = False,
+    dtype: torch.dtype | str | None = None,
 ) -> _ModuleT:
     """An eval-mode copy of `model` that runs faster and computes the same logits (up to `FOLD_RTOL`).
 
@@ -274,6 +276,11 @@ def optimize_for_inference(
         channels_last: store 4-D weights as channels_last (NHWC), the layout oneDNN and cuDNN are fastest with;
             inputs may stay NCHW (the first conv switches the layout) or be passed as channels_last.
         inplace: modify `model` itself instead of a copy.
+        dtype: the precision the result runs in, recorded as ``result.inference_dtype`` (a DeepLabV3Plus then
+            runs its eval-mode forwards under autocast in it): ``torch.bfloat16`` / ``torch.float16``, ``"auto"``
+            for what the model's device runs natively (`deeplabv3p.inference.precision`: bf16 on CPUs with
+            AVX512-BF16 or AMX and on GPUs with bf16, fp16 on other GPUs, float32 elsewhere; the choice is logged),
+            or None / float32 for full precision. Move the model to its device first: "auto" looks at it.
 
     Dilated depthwise convs pad their input explicitly on the CPU (`PrePaddedConv2d`). For reduced precision run
     the result under ``torch.autocast`` (bf16 on CPU, fp16 or bf16 on GPU): the first conv and the classifier then
@@ -287,6 +294,16 @@ def optimize_for_inference(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for name, value in (("fold_bn", fold_bn), ("channels_last", channels_last), ("inplace", inplace)):
         check_bool(name, value)
+    run_dtype = None
+    if dtype is not None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+        run_dtype = resolve_dtype(dtype, device)
+        if not hasattr(model, "inference_dtype"):
+            raise TypeError(
+                f"dtype applies to deeplabv3p models (their forward honours inference_dtype); run a "
+                f"{type(model).__name__} under torch.autocast instead"
+            )
     optimized = model if inplace else copy.deepcopy(model)
     optimized.eval()
     if fold_bn:
@@ -296,4 +313,6 @@ def optimize_for_inference(
     optimized.requires_grad_(False)
     if channels_last:
         optimized.to(memory_format=torch.channels_last)
+    if dtype is not None:
+        cast(Any, optimized).inference_dtype = run_dtype or torch.float32
     return optimized

@@ -2,20 +2,26 @@
 
 The steps are plain functions so that each can be used and tested alone:
 
-- `resolve_settings`: the test-time settings of the model's weights (``model.pretrained_cfg``) with overrides;
+- `resolve_settings`: the test-time settings of the model's weights (``model.pretrained_cfg``) with the options;
 - `preprocess`: mmcv keep-ratio rescale (OpenCV-exact, see `resize.py`) and mean/std normalization;
 - `whole_inference` / `slide_inference`: network logits at the network-input size (slide: windows placed and
   clipped as mmseg does, logits summed and divided by the per-pixel window count);
 - `segment_logits` (single scale) / `segment_probs` (mmseg 0.x ``--aug-test``: softmax probabilities at the
   original size averaged over scales and flips): scores at the image's original size;
 - `predict` / `predict_iter`: any input form -> `SegmentationResult` objects.
+
+The network is anything that maps a normalized batch to logits: a `DeepLabV3Plus`, or a `Backend`
+(`TorchBackend` adds autocast and channels_last, `OnnxSegmenter` runs an ONNX file with onnxruntime). `predict`
+reads and resizes images ahead of the network (`prefetch`), batches equal-sized images in whole mode, and under
+torchrun `predict_iter(..., shard=True)` takes every world-th image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,16 +29,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.config import check_bool, check_choice, check_float, check_int, check_pair
-from ..pretrained.config import TEST_MODES, PretrainedCfg, TestMode, pretrained_cfg_for
+from ..models.config import check_int, check_pair
+from ..pretrained.config import PretrainedCfg, TestMode, pretrained_cfg_for
+from .backend import Backend, TorchBackend
 from .images import ImageItem, expand_inputs
+from .options import PredictOptions, make_options
+from .prefetch import Prepared, ViewSpec, prefetched
 from .resize import resize_image, scaled_test_size
 from .result import SegmentationResult, default_class_names, default_palette
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3Plus
 
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# The network as the pipeline sees it: a normalized batch (N, C, H, W) -> logits (N, K, H, W) at the input size.
+Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -56,61 +66,47 @@ class InferenceSettings:
     align_corners: bool
 
 
-def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
-    return pretrained_cfg_for(model.config, getattr(model, "pretrained_cfg", None))
+def _weights_cfg(model: DeepLabV3Plus | Backend) -> PretrainedCfg:
+    """What `model`'s weights are (`pretrained_cfg_for`): a `Backend` has the same ``config`` (`ModelConfig`) and
+    ``pretrained_cfg`` as a model (an ONNX file's come from its metadata), so both are described the same way."""
+    return pretrained_cfg_for(model.config, model.pretrained_cfg)
 
 
 def resolve_settings(
-    model: DeepLabV3Plus,
-    *,
-    mode: TestMode | None = None,
-    tta: bool = False,
-    resize: bool = True,
-    test_scale: tuple[int, int] | None = None,
-    crop_size: int | tuple[int, int] | None = None,
-    stride: int | tuple[int, int] | None = None,
-    tta_ratios: Sequence[float] | None = None,
-    tta_flip: bool | None = None,
+    model: DeepLabV3Plus | Backend, options: PredictOptions | None = None, **overrides: Any
 ) -> InferenceSettings:
-    """The model's test-time settings (from ``model.pretrained_cfg``), with the given overrides validated.
+    """The test-time settings of `model`'s weights (``model.pretrained_cfg``) with the `PredictOptions` applied.
+
+    `model` is a `DeepLabV3Plus` or a `Backend`: anything with a ``config`` (`ModelConfig`) and a
+    ``pretrained_cfg``.
 
     A slide window not set by the weights defaults to the weights' training crop, with a stride of two thirds
     of it rounded up (mmseg's own 769 -> 513 and 480 -> 320).
     """
+    opts = make_options(options, **overrides)
     cfg = _weights_cfg(model)
-    mode = check_choice("mode", cfg.test_mode if mode is None else mode, TEST_MODES)
-    check_bool("tta", tta)
-    check_bool("resize", resize)
-    if test_scale is not None:
-        if not resize:
-            raise ValueError("test_scale given with resize=False: pass one or the other")
-        scale: tuple[int, int] | None = check_pair("test_scale", test_scale)
-    else:
-        scale = cfg.test_scale if resize else None
+    mode = cfg.test_mode if opts.mode is None else opts.mode
+    scale = opts.test_scale if opts.test_scale is not None else (cfg.test_scale if opts.resize else None)
 
     crop_hw = stride_hw = None
     if mode == "slide":
-        crop = crop_size if crop_size is not None else (cfg.slide_crop or cfg.crop_size)
+        crop = opts.crop_size if opts.crop_size is not None else (cfg.slide_crop or cfg.crop_size)
         if crop is None:
             raise ValueError(
                 "mode='slide' needs a window: these weights define none, pass crop_size=(h, w) (and stride=(h, w))"
             )
         crop_hw = check_pair("crop_size", crop)
-        if stride is None and crop_size is None and cfg.slide_crop is not None and cfg.slide_stride is not None:
+        stride = opts.stride
+        if stride is None and opts.crop_size is None and cfg.slide_crop is not None and cfg.slide_stride is not None:
             stride = cfg.slide_stride
         elif stride is None:
             stride = (math.ceil(crop_hw[0] * 2 / 3), math.ceil(crop_hw[1] * 2 / 3))
         stride_hw = check_pair("stride", stride)
-    elif crop_size is not None or stride is not None:
+    elif opts.crop_size is not None or opts.stride is not None:
         raise ValueError(f"crop_size and stride apply to mode='slide', but mode is {mode!r}")
 
-    if not tta and (tta_ratios is not None or tta_flip is not None):
-        raise ValueError("tta_ratios and tta_flip apply when tta=True")
-    ratios = tuple(cfg.tta_ratios if tta_ratios is None else tta_ratios)
-    if not ratios:
-        raise ValueError(f"tta_ratios must be a non-empty sequence of positive numbers, got {tta_ratios!r}")
-    ratios = tuple(check_float("tta_ratios entries", r, 0.0, min_open=True) for r in ratios)
-    flip = check_bool("tta_flip", cfg.tta_flip if tta_flip is None else tta_flip)
+    ratios = tuple(cfg.tta_ratios if opts.tta_ratios is None else opts.tta_ratios)
+    flip = cfg.tta_flip if opts.tta_flip is None else opts.tta_flip
     return InferenceSettings(
         mean=cfg.mean,  # one value per band of the model (pretrained_cfg_for)
         std=cfg.std,
@@ -119,8 +115,8 @@ def resolve_settings(
         mode=mode,
         crop_size=crop_hw,
         stride=stride_hw,
-        tta=tta,
-        tta_ratios=ratios,
+        tta=opts.tta,
+        tta_ratios=tuple(float(r) for r in ratios),
         tta_flip=flip,
         align_corners=model.config.align_corners,
     )
@@ -149,27 +145,28 @@ def normalize(
     return x
 
 
+def _ratios(settings: InferenceSettings) -> tuple[float, ...]:
+    """The rescale ratios an image is inferred at: the TTA ratios, or 1."""
+    return settings.tta_ratios if settings.tta else (1.0,)
+
+
+def _view_spec(settings: InferenceSettings, in_chans: int) -> ViewSpec:
+    return ViewSpec(settings.test_scale, settings.keep_ratio, _ratios(settings), in_chans)
+
+
+def _resized(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
+    height, width = image.shape[-2:]
+    return resize_image(image, scaled_test_size(height, width, settings.test_scale, settings.keep_ratio, ratio))
+
+
 def preprocess(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
     """The network input for ``image`` ``(C, H, W)``: rescaled to the test scale (times ``ratio``), normalized."""
-    height, width = image.shape[-2:]
-    size = scaled_test_size(height, width, settings.test_scale, settings.keep_ratio, ratio)
-    return normalize(resize_image(image, size), settings.mean, settings.std)
+    return normalize(_resized(image, settings, ratio), settings.mean, settings.std)
 
 
-def _forward(model: DeepLabV3Plus, x: torch.Tensor, dtype: torch.dtype | None, channels_last: bool) -> torch.Tensor:
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    if dtype is None or dtype == torch.float32:
-        return model(x)
-    with torch.autocast(device_type=x.device.type, dtype=dtype):
-        return model(x).float()
-
-
-def whole_inference(
-    model: DeepLabV3Plus, x: torch.Tensor, dtype: torch.dtype | None = None, channels_last: bool = False
-) -> torch.Tensor:
+def whole_inference(forward: Forward, x: torch.Tensor) -> torch.Tensor:
     """Logits ``(N, K, h, w)`` of a normalized batch in one pass (mmseg ``whole`` mode)."""
-    return _forward(model, x, dtype, channels_last)
+    return forward(x)
 
 
 def slide_windows(
@@ -193,13 +190,11 @@ def slide_windows(
 
 
 def slide_inference(
-    model: DeepLabV3Plus,
+    forward: Forward,
     x: torch.Tensor,
     crop_size: int | tuple[int, int],
     stride: int | tuple[int, int],
     window_batch_size: int = 4,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
 ) -> torch.Tensor:
     """Logits ``(N, K, h, w)`` of a normalized batch stitched from sliding windows (mmseg ``slide`` mode).
 
@@ -217,7 +212,7 @@ def slide_inference(
     for start in range(0, len(windows), per_forward):
         chunk = windows[start : start + per_forward]
         crops = torch.cat([x[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
-        logits = _forward(model, crops, dtype, channels_last)
+        logits = forward(crops)
         if canvas is None:
             canvas = logits.new_zeros((n, logits.shape[1], height, width))
         for i, (y1, y2, x1, x2) in enumerate(chunk):
@@ -228,18 +223,13 @@ def slide_inference(
 
 
 def infer_logits(
-    model: DeepLabV3Plus,
-    x: torch.Tensor,
-    settings: InferenceSettings,
-    window_batch_size: int = 4,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
+    forward: Forward, x: torch.Tensor, settings: InferenceSettings, window_batch_size: int = 4
 ) -> torch.Tensor:
     """Logits at the network-input size, in the settings' mode."""
     if settings.mode == "slide":
         assert settings.crop_size is not None and settings.stride is not None
-        return slide_inference(model, x, settings.crop_size, settings.stride, window_batch_size, dtype, channels_last)
-    return whole_inference(model, x, dtype, channels_last)
+        return slide_inference(forward, x, settings.crop_size, settings.stride, window_batch_size)
+    return whole_inference(forward, x)
 
 
 def _to_size(scores: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
@@ -248,234 +238,215 @@ def _to_size(scores: torch.Tensor, size: tuple[int, int], align_corners: bool) -
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=align_corners)
 
 
-def segment_logits(
-    model: DeepLabV3Plus,
-    image: torch.Tensor,
+def scores_of_views(
+    forward: Forward,
+    views: Sequence[torch.Tensor],
+    size: tuple[int, int],
     settings: InferenceSettings,
     window_batch_size: int = 4,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
+    probs: bool = True,
+) -> torch.Tensor:
+    """Scores ``(N, K, H, W)`` at the original size `size` from the resized images the network sees.
+
+    `views` holds, for each ratio (`settings.tta_ratios` with TTA, else just 1), the image(s) rescaled for it,
+    not yet normalized: ``(C, h, w)`` or ``(N, C, h, w)`` on the network's device. Without TTA the result is the
+    logits (their softmax with `probs`); with TTA it is mmseg 0.x ``--aug-test``: every view is inferred as is and
+    (with ``tta_flip``) mirrored, its logits resized to `size`, softmaxed, mirrored back, and all are averaged.
+    """
+    if not settings.tta:
+        x = normalize(views[0], settings.mean, settings.std)
+        logits = _to_size(infer_logits(forward, x, settings, window_batch_size), size, settings.align_corners)
+        return logits.softmax(dim=1) if probs else logits
+    flips = (False, True) if settings.tta_flip else (False,)
+    total: torch.Tensor | None = None
+    for view in views:
+        x = normalize(view, settings.mean, settings.std)
+        for flip in flips:
+            logits = infer_logits(forward, x.flip(-1) if flip else x, settings, window_batch_size)
+            view_probs = _to_size(logits, size, settings.align_corners).softmax(dim=1)
+            if flip:
+                view_probs = view_probs.flip(-1)
+            total = view_probs if total is None else total.add_(view_probs)
+    assert total is not None
+    return total / (len(views) * len(flips))
+
+
+def segment_logits(
+    forward: Forward, image: torch.Tensor, settings: InferenceSettings, window_batch_size: int = 4
 ) -> torch.Tensor:
     """Single-scale logits ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size (mmseg simple_test)."""
-    x = preprocess(image, settings)
-    logits = infer_logits(model, x, settings, window_batch_size, dtype, channels_last)
-    return _to_size(logits, (image.shape[-2], image.shape[-1]), settings.align_corners)
+    single = dataclasses.replace(settings, tta=False)
+    return scores_of_views(
+        forward, [_resized(image, settings)], (image.shape[-2], image.shape[-1]), single, window_batch_size, False
+    )
 
 
 def segment_probs(
-    model: DeepLabV3Plus,
-    image: torch.Tensor,
-    settings: InferenceSettings,
-    window_batch_size: int = 4,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
+    forward: Forward, image: torch.Tensor, settings: InferenceSettings, window_batch_size: int = 4
 ) -> torch.Tensor:
-    """Class probabilities ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size.
-
-    With ``settings.tta`` this is mmseg 0.x ``--aug-test``: for each ratio the image is rescaled to the ratio
-    times the test scale, inferred as is and (with ``tta_flip``) mirrored; each view's logits are resized to
-    the original size, softmaxed, mirrored back and averaged. Without it, the softmax of `segment_logits`.
-    """
-    if not settings.tta:
-        return segment_logits(model, image, settings, window_batch_size, dtype, channels_last).softmax(dim=1)
-    size = (image.shape[-2], image.shape[-1])
-    flips = (False, True) if settings.tta_flip else (False,)
-    total: torch.Tensor | None = None
-    for ratio in settings.tta_ratios:
-        x = preprocess(image, settings, ratio)
-        for flip in flips:
-            view = x.flip(-1) if flip else x
-            logits = infer_logits(model, view, settings, window_batch_size, dtype, channels_last)
-            probs = _to_size(logits, size, settings.align_corners).softmax(dim=1)
-            if flip:
-                probs = probs.flip(-1)
-            total = probs if total is None else total.add_(probs)
-    assert total is not None
-    return total / (len(settings.tta_ratios) * len(flips))
-
-
-def _check_dtype(dtype: torch.dtype | None, device: torch.device) -> torch.dtype | None:
-    if dtype is None or dtype == torch.float32:
-        return None
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {[str(d) for d in DTYPES]} or None, got {dtype!r}")
-    if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError("dtype=torch.float16 needs a GPU; use torch.bfloat16 for reduced precision on the CPU")
-    return dtype
-
-
-def _read_ahead(items: list[ImageItem], in_chans: int = 3) -> Iterator[tuple[ImageItem, torch.Tensor]]:
-    """Read the images (for a model of `in_chans` bands) in order, the next one in a background thread while the
-    current one is segmented."""
-    if len(items) == 1:
-        yield items[0], items[0].read(in_chans)
-        return
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(items[0].read, in_chans)
-        for i, item in enumerate(items):
-            image = pending.result()
-            if i + 1 < len(items):
-                pending = pool.submit(items[i + 1].read, in_chans)
-            yield item, image
+    """Class probabilities ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size: the softmax of
+    `segment_logits`, or with ``settings.tta`` mmseg 0.x ``--aug-test`` (see `scores_of_views`)."""
+    views = [_resized(image, settings, ratio) for ratio in _ratios(settings)]
+    return scores_of_views(forward, views, (image.shape[-2], image.shape[-1]), settings, window_batch_size, True)
 
 
 @dataclass(frozen=True)
 class _Run:
     """Everything a predict call fixed before the first image."""
 
+    backend: Backend
     settings: InferenceSettings
     classes: tuple[str, ...]
     palette: np.ndarray
     return_probs: bool
     window_batch_size: int
-    dtype: torch.dtype | None
-    channels_last: bool
+    batch_size: int
+    num_workers: int
 
 
-def _segment_item(model: DeepLabV3Plus, item: ImageItem, image: torch.Tensor, run: _Run) -> SegmentationResult:
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            image = image.to(device, non_blocking=True)
-            args = (model, image, run.settings, run.window_batch_size, run.dtype, run.channels_last)
-            segment = segment_probs if run.settings.tta or run.return_probs else segment_logits
-            try:
-                scores = segment(*args)
-            except ValueError as e:
-                raise ValueError(f"{item.name} ({image.shape[1]}x{image.shape[2]}): {e}") from e
-            labels = scores[0].argmax(dim=0).cpu().numpy()
-            probs = scores[0].float().cpu().numpy() if run.return_probs else None
-    finally:
-        model.train(was_training)
-    return SegmentationResult(
-        labels=labels, classes=run.classes, palette=run.palette, probs=probs, source=item.source, name=item.name
-    )
+def _as_backend(model: DeepLabV3Plus | Backend) -> Backend:
+    if isinstance(model, Backend):
+        return model
+    if not (hasattr(model, "config") and hasattr(model, "parameters")):
+        raise TypeError(
+            f"model must be a deeplabv3p DeepLabV3Plus or an inference Backend (e.g. OnnxSegmenter), got "
+            f"{type(model).__name__}"
+        )
+    return TorchBackend(model)
 
 
 def _start(
-    model: DeepLabV3Plus,
+    model: DeepLabV3Plus | Backend,
     inputs: Any,
-    *,
-    mode: TestMode | None = None,
-    tta: bool = False,
-    resize: bool = True,
-    test_scale: tuple[int, int] | None = None,
-    crop_size: int | tuple[int, int] | None = None,
-    stride: int | tuple[int, int] | None = None,
-    tta_ratios: Sequence[float] | None = None,
-    tta_flip: bool | None = None,
-    return_probs: bool = False,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    window_batch_size: int = 4,
+    options: PredictOptions | None,
+    overrides: dict[str, Any],
+    shard: bool = False,
 ) -> tuple[list[ImageItem], bool, _Run]:
-    """Check the inputs and arguments of a predict call before any image is read."""
-    items, batched = expand_inputs(inputs, in_chans=model.config.in_chans)
-    settings = resolve_settings(
-        model,
-        mode=mode,
-        tta=tta,
-        resize=resize,
-        test_scale=test_scale,
-        crop_size=crop_size,
-        stride=stride,
-        tta_ratios=tta_ratios,
-        tta_flip=tta_flip,
-    )
-    check_int("window_batch_size", window_batch_size, 1)
-    run_dtype = _check_dtype(dtype, next(model.parameters()).device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    cfg = _weights_cfg(model)
-    num_classes = model.config.num_classes
+    """Check the inputs and options of a predict call before any image is read."""
+    from ..distributed import process_share
+
+    opts = make_options(options, **overrides)
+    backend = _as_backend(model)
+    items, batched = expand_inputs(inputs, in_chans=backend.config.in_chans)
+    if shard:
+        rank, world = process_share()
+        items = items[rank::world]
+    backend = backend.configure(opts)
+    settings = resolve_settings(backend, opts)
+    cfg = _weights_cfg(backend)
+    num_classes = backend.num_classes
     classes = tuple(cfg.classes) if len(cfg.classes) == num_classes else default_class_names(num_classes)
     palette = np.asarray(cfg.palette, dtype=np.uint8) if len(cfg.palette) == num_classes else None
     run = _Run(
+        backend=backend,
         settings=settings,
         classes=classes,
         palette=default_palette(num_classes) if palette is None else palette,
-        return_probs=bool(return_probs),
-        window_batch_size=window_batch_size,
-        dtype=run_dtype,
-        channels_last=bool(channels_last),
+        return_probs=opts.return_probs,
+        window_batch_size=opts.window_batch_size,
+        batch_size=opts.batch_size if settings.mode == "whole" and not settings.tta else 1,
+        num_workers=opts.num_workers,
     )
     return items, batched, run
 
 
-def _results(model: DeepLabV3Plus, items: list[ImageItem], run: _Run) -> Iterator[SegmentationResult]:
-    for item, image in _read_ahead(items, model.config.in_chans):
-        yield _segment_item(model, item, image, run)
+def _groups(stream: Iterator[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
+    """Consecutive prepared images of the same original and network-input size, up to `batch_size` at a time
+    (a full group is passed on at once, without waiting for the next image)."""
+    group: list[Prepared] = []
+    for p in stream:
+        if group and (p.size != group[0].size or p.views[0].shape != group[0].views[0].shape):
+            yield group
+            group = []
+        group.append(p)
+        if len(group) == batch_size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _segment(run: _Run, group: list[Prepared], items: list[ImageItem]) -> list[SegmentationResult]:
+    backend, settings = run.backend, run.settings
+    device = backend.device
+    started = time.perf_counter()
+    with backend.session():
+        views = [
+            torch.stack([p.views[i] for p in group]).to(device, non_blocking=True) if len(group) > 1
+            else group[0].views[i].to(device, non_blocking=True)
+            for i in range(len(group[0].views))
+        ]  # fmt: skip
+        want_probs = settings.tta or run.return_probs
+        try:
+            scores = scores_of_views(backend, views, group[0].size, settings, run.window_batch_size, want_probs)
+        except ValueError as e:
+            first = items[group[0].index]
+            more = f" and {len(group) - 1} more of that size" if len(group) > 1 else ""
+            raise ValueError(f"{first.name} ({group[0].size[0]}x{group[0].size[1]}){more}: {e}") from e
+        labels = scores.argmax(dim=1).cpu().numpy()
+        probs = scores.float().cpu().numpy() if run.return_probs else None
+    seconds = (time.perf_counter() - started) / len(group)
+    return [
+        SegmentationResult(
+            labels=labels[i],
+            classes=run.classes,
+            palette=run.palette,
+            probs=None if probs is None else probs[i],
+            source=items[p.index].source,
+            name=items[p.index].name,
+            seconds=seconds,
+        )
+        for i, p in enumerate(group)
+    ]
+
+
+def _results(run: _Run, items: list[ImageItem]) -> Iterator[SegmentationResult]:
+    pin = run.backend.device.type == "cuda"
+    stream = prefetched(items, _view_spec(run.settings, run.backend.config.in_chans), run.num_workers, pin)
+    for group in _groups(stream, run.batch_size):
+        yield from _segment(run, group, items)
 
 
 def predict(
-    model: DeepLabV3Plus,
-    inputs: Any,
-    *,
-    mode: TestMode | None = None,
-    tta: bool = False,
-    resize: bool = True,
-    test_scale: tuple[int, int] | None = None,
-    crop_size: int | tuple[int, int] | None = None,
-    stride: int | tuple[int, int] | None = None,
-    tta_ratios: Sequence[float] | None = None,
-    tta_flip: bool | None = None,
-    return_probs: bool = False,
-    dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    window_batch_size: int = 4,
+    model: DeepLabV3Plus | Backend, inputs: Any, options: PredictOptions | None = None, **overrides: Any
 ) -> SegmentationResult | list[SegmentationResult]:
     """Segment images with the test-time semantics of the model's weights.
 
     Args:
-        model: a `DeepLabV3Plus`; it runs on its own device under ``torch.inference_mode`` and is left in the
-            training mode it had.
+        model: a `DeepLabV3Plus` (it runs on its own device, or ``options.device``, under
+            ``torch.inference_mode`` and is left in the training mode it had), or a `Backend` such as
+            `deeplabv3p.inference.onnx_runtime.OnnxSegmenter` (an exported ONNX file run by onnxruntime).
         inputs: a file path (multi-band TIFFs too), a directory, a PIL image, a numpy array ``(H, W, C)``
             (uint8, uint16 or float in [0, 1]), a tensor ``(C, H, W)`` or ``(N, C, H, W)``, or a list of these;
             sizes may differ. C is 3 for RGB models and ``in_chans`` for multi-band ones; see
             `deeplabv3p.inference.images` for the rules on grayscale, alpha, 16-bit and float images.
-        mode: ``"whole"`` or ``"slide"``; default: the weights' test mode.
-        tta: multi-scale (and flip) test-time augmentation as mmseg 0.x ``--aug-test`` produced the published
-            ms+flip numbers; ratios and flip come from the weights unless ``tta_ratios`` / ``tta_flip`` are given.
-        resize: False feeds images at their own size instead of rescaling them to the weights' test scale.
-        test_scale: a different mmcv rescale target ``(a, b)``: long side at most ``max``, short side at most ``min``.
-        crop_size, stride: the slide window ``(h, w)`` (an int for square); default: the weights' window.
-        return_probs: also return class probabilities (``result.probs``, ``(K, H, W)`` float32).
-        dtype: ``torch.bfloat16`` (CPU or GPU) or ``torch.float16`` (GPU) to run the network under autocast.
-        channels_last: run in channels-last memory format; converts the model's parameters in place (only
-            their memory layout changes, and it stays so).
-        window_batch_size: how many slide windows go through the network at once.
+        options: a `PredictOptions` (default: the weights' test-time settings, full precision).
+        **overrides: fields of `PredictOptions` applied on top of `options`, e.g. ``mode="slide"``, ``tta=True``,
+            ``dtype="auto"``, ``batch_size=4``; an unknown name is a TypeError.
 
     Returns:
         A `SegmentationResult` for a single image; a list of them for a list, a directory or a 4-D batch.
         For large directories use `predict_iter`, which streams.
     """
-    items, batched, run = _start(
-        model,
-        inputs,
-        mode=mode,
-        tta=tta,
-        resize=resize,
-        test_scale=test_scale,
-        crop_size=crop_size,
-        stride=stride,
-        tta_ratios=tta_ratios,
-        tta_flip=tta_flip,
-        return_probs=return_probs,
-        dtype=dtype,
-        channels_last=channels_last,
-        window_batch_size=window_batch_size,
-    )
-    results = list(_results(model, items, run))
+    items, batched, run = _start(model, inputs, options, overrides)
+    results = list(_results(run, items))
     return results if batched else results[0]
 
 
-def predict_iter(model: DeepLabV3Plus, inputs: Any, **kwargs: Any) -> Iterator[SegmentationResult]:
-    """`predict` one result at a time, with the same arguments: images are read one by one (the next one in a
-    background thread), so a directory of any size streams through in constant memory.
+def predict_iter(
+    model: DeepLabV3Plus | Backend,
+    inputs: Any,
+    options: PredictOptions | None = None,
+    *,
+    shard: bool = False,
+    **overrides: Any,
+) -> Iterator[SegmentationResult]:
+    """`predict` one result at a time, with the same arguments: images are read ahead (by a background thread, or
+    ``num_workers`` processes), so a directory of any size streams through in constant memory.
 
-    Inputs and arguments are checked when this is called, before the first image is read.
+    With ``shard=True`` this process yields only its share: every ``world_size``-th image from its rank, the rank
+    and world size of the process group or of torchrun's environment (``RANK``, ``WORLD_SIZE``). Inputs and
+    options are checked when this is called, before the first image is read.
     """
-    items, _, run = _start(model, inputs, **kwargs)
-    return _results(model, items, run)
+    items, _, run = _start(model, inputs, options, overrides, shard=shard)
+    return _results(run, items)

@@ -67,6 +67,8 @@ class SegmentationResult:
         palette: ``(num_classes, 3)`` uint8 RGB colours, one per class.
         source: the input this came from (a path, or the in-memory image, not copied); `overlay` draws on it.
         name: the input's name (file path, or ``inputs[i]``).
+        seconds: wall-clock seconds the network and post-processing took for this image (a batch's time is
+            shared equally among its images); reading and resizing ran ahead, overlapped, and are not included.
     """
 
     labels: np.ndarray
@@ -75,6 +77,7 @@ class SegmentationResult:
     probs: np.ndarray | None = None
     source: Any = field(default=None, repr=False)
     name: str = ""
+    seconds: float | None = None
 
     @property
     def size(self) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 OutputStride = Literal[8, 16, 32]
@@ -102,6 +102,33 @@ def check_pair(name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
     if len(pair) != 2 or min(pair) < minimum:
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **cli: Any) -> Any:
+    """A dataclass field that documents itself: `help` is the one description of the field, shown in the class
+    docstring (`documented`) and as the help of its command-line flag. `cli` holds flag details for
+    ``deeplabv3p.cli.common.add_options`` (``metavar``, ``aliases``, ``cli=False`` to keep it off the command line).
+    """
+    metadata = {"help": help, **cli}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_C = TypeVar("_C")
+
+
+def documented(cls: _C) -> _C:
+    """Append an ``Attributes:`` section to a dataclass's docstring, from the ``help`` of each `option` field."""
+    lines = [
+        f"    {f.name}: {f.metadata['help']}"
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if "help" in f.metadata
+    ]
+    if lines:
+        doc = (cls.__doc__ or "").rstrip()
+        cls.__doc__ = doc + "\n\n    Attributes:\n" + "\n".join("    " + line for line in lines) + "\n"
+    return cls
 
 
 def _tupled(value: Any) -> Any:

@@ -19,6 +19,7 @@ from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
 
 if TYPE_CHECKING:  # the thin methods below import these layers lazily: models/ sits below them
+    from ..inference.options import PredictOptions
     from ..inference.result import SegmentationResult
     from ..pretrained.config import PretrainedCfg
 
@@ -65,6 +66,8 @@ class DeepLabV3Plus(nn.Module):
         )
         self.pretrained_cfg: PretrainedCfg | None = None
         self.grad_checkpointing = False
+        # Set by optimize_for_inference(dtype=...): eval-mode forwards run under autocast in it (float32: none).
+        self.inference_dtype: torch.dtype | None = None
 
     @property
     def num_classes(self) -> int:
@@ -120,6 +123,13 @@ class DeepLabV3Plus(nn.Module):
     def forward(
         self, x: torch.Tensor, return_aux: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        dtype = self.inference_dtype
+        if dtype not in (None, torch.float32) and not self.training and not _autocast_enabled(x.device.type):
+            with torch.autocast(device_type=x.device.type, dtype=dtype):
+                return self._forward(x, return_aux)
+        return self._forward(x, return_aux)
+
+    def _forward(self, x: torch.Tensor, return_aux: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         self._check_input(x)
         size = x.shape[2:]
         features = self.encoder(x)
@@ -137,12 +147,18 @@ class DeepLabV3Plus(nn.Module):
             aux = F.interpolate(aux, size=size, mode="bilinear", align_corners=self.config.align_corners)
         return logits, aux
 
-    def predict(self, inputs: object, **kwargs: Any) -> SegmentationResult | list[SegmentationResult]:
+    def predict(
+        self, inputs: Any, options: PredictOptions | None = None, **overrides: Any
+    ) -> SegmentationResult | list[SegmentationResult]:
         """Segment images (paths, a directory, PIL, numpy, tensors, or a list) with the weights' test-time
-        settings: labels at each image's original size. Arguments: `deeplabv3p.inference.predict`."""
+        settings: labels at each image's original size.
+
+        `options` is a `deeplabv3p.PredictOptions`; keyword `overrides` are its fields (``mode="slide"``,
+        ``tta=True``, ``dtype=torch.bfloat16``, ...). See `deeplabv3p.inference.predict`.
+        """
         from ..inference.pipeline import predict
 
-        return predict(self, inputs, **kwargs)
+        return predict(self, inputs, options, **overrides)
 
     def set_output_stride(self, output_stride: OutputStride) -> None:
         """Switch the output stride (8, 16 or 32) in place, keeping the weights (train at 16, evaluate at 8).
@@ -196,11 +212,14 @@ class DeepLabV3Plus(nn.Module):
         self.encoder.set_grad_checkpointing(enable)
         self.grad_checkpointing = bool(enable)
 
-    def optimize_for_inference(self, fold_bn: bool = True, channels_last: bool = True) -> DeepLabV3Plus:
-        """An eval-mode copy with BatchNorm folded into the convolutions and channels_last weights (same logits).
+    def optimize_for_inference(
+        self, fold_bn: bool = True, channels_last: bool = True, dtype: torch.dtype | str | None = None
+    ) -> DeepLabV3Plus:
+        """An eval-mode copy with BatchNorm folded into the convolutions and channels_last weights (same logits),
+        running in `dtype` (``"auto"``: what this device runs natively; see ``inference_dtype``).
 
-        See `deeplabv3p.optimize.optimize_for_inference`; the copy is for inference only.
+        See `deeplabv3p.inference.optimize.optimize_for_inference`; the copy is for inference only.
         """
         from ..inference.optimize import optimize_for_inference
 
-        return optimize_for_inference(self, fold_bn=fold_bn, channels_last=channels_last)
+        return optimize_for_inference(self, fold_bn=fold_bn, channels_last=channels_last, dtype=dtype)

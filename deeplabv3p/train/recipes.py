@@ -14,7 +14,7 @@ from typing import Any
 
 from ..pretrained.config import PretrainedCfg
 from ..pretrained.registry import get_pretrained_cfg
-from .trainer import TrainConfig
+from .config import TrainConfig
 
 __all__ = ["PUBLISHED_GPUS", "Recipe", "recipe_for", "resolve_recipe"]
 

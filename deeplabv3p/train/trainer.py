@@ -35,18 +35,18 @@ from .. import distributed
 from ..atomic import atomic_write_text
 from ..inference.pipeline import normalize
 from ..inference.result import default_class_names
-from ..models.config import JsonRecord, check_bool, check_choice, check_float, check_int, check_pair
-from ..pretrained.config import TEST_MODES, PretrainedCfg, TestMode
+from ..pretrained.config import PretrainedCfg, TestMode
 from .checkpoint import (
     find_checkpoint,
     read_training_state,
     write_best,
     write_checkpoint,
 )
+from .config import RUNTIME_FIELDS, AmpMode, TrainConfig
 from .loader import AugmentedDataset, PadCollate, TrainSampler
 from .losses import SegmentationLoss
 from .metrics import ConfusionMatrix, format_table
-from .optim import OPTIMIZERS, OptimizerName, PolyLR, build_optimizer
+from .optim import PolyLR, build_optimizer
 from .transforms import training_transforms
 
 if TYPE_CHECKING:
@@ -55,13 +55,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FitResult", "TrainConfig", "evaluate", "fit"]
 
-AmpMode = Literal["bf16", "fp16"]
-AMP_MODES: tuple[AmpMode, ...] = typing.get_args(AmpMode)
 _AMP_DTYPES: dict[AmpMode, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 TRAIN_CONFIG_FILE = "train_config.json"
 LOG_FILE = "log.jsonl"
-# TrainConfig fields that may change between a run and its resumption without changing what is learned.
-_RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
 # A logged loss this many times the larger of the first iteration's loss and ln(num_classes) (a uniform guess) means
 # the run has diverged: no healthy run climbs orders of magnitude above where it started.
 DIVERGENCE_FACTOR = 100.0
@@ -76,133 +72,6 @@ def _check_labels(mask: torch.Tensor, num_classes: int, ignore_index: int, where
             f"{where} holds label(s) {values} outside the {num_classes} classes (valid: 0..{num_classes - 1} and "
             f"ignore_index {ignore_index})"
         )
-
-
-@dataclass(frozen=True)
-class TrainConfig(JsonRecord):
-    """The recipe of a fine-tuning run (mmseg's defaults). Every field is also a keyword argument of `fit`.
-
-    Attributes:
-        iters: optimiser steps.
-        batch_size: images per step and process (the global batch is ``batch_size * world_size * accum_steps``).
-        crop_size: training crop (h, w).
-        scale: mmseg's resize target (a, b) that ``ratio_range`` multiplies, e.g. (2048, 512); None multiplies each
-            image's own size. It is also the test-time resize recorded with the model.
-        ratio_range, cat_max_ratio, flip_prob, photometric: the augmentation (see `deeplabv3p.transforms`).
-        optimizer: ``"sgd"`` (mmseg's default) or ``"adamw"`` (with `betas`; the Mapillary row).
-        lr, momentum, weight_decay: the optimiser's. power, min_lr: PolyLR.
-        clip_grad_norm: clip the gradients' global L2 norm to this (None: no clipping; mmseg's ``clip_grad``).
-        pad_size: pad every batch to at least this (h, w) (None: `crop_size`; mmseg's preprocessor ``size``).
-        test_scale, test_mode, slide_crop, slide_stride: how validation (and the saved model) tests images;
-            test_scale None means `scale`.
-        encoder_lr_mult: encoder learning rate = ``lr * encoder_lr_mult``.
-        freeze_encoder: train the decoder and classifier only (the encoder's BatchNorm statistics still adapt).
-        aux_weight: weight of the auxiliary head's loss (when the model has one).
-        class_weight: one loss weight per class, or None.
-        avg_non_ignore: average the loss over labelled pixels instead of all pixels (mmseg's default is False).
-        ohem_min_kept, ohem_thresh: OHEM pixel sampling on the main head's loss (None disables it).
-        amp: None, ``"bf16"`` or ``"fp16"`` (with a gradient scaler). channels_last: NHWC memory format.
-        accum_steps: batches whose gradients are summed into one optimiser step.
-        val_interval: iterations between validations (None: ``iters // 10``, as mmseg).
-        checkpoint_interval: iterations between checkpoints (None: the validation interval).
-        keep_checkpoints: how many checkpoints to keep (<= 0 keeps all).
-        log_interval: iterations between log records.
-        num_workers: data-loading worker processes per rank.
-        seed: seeds the sample order, the augmentation and dropout.
-        sync_bn: use SyncBatchNorm in multi-GPU training (CUDA only; CPU processes keep per-process BatchNorm).
-    """
-
-    iters: int = 2000
-    batch_size: int = 8
-    crop_size: tuple[int, int] = (512, 512)
-    scale: tuple[int, int] | None = None
-    ratio_range: tuple[float, float] = (0.5, 2.0)
-    cat_max_ratio: float = 0.75
-    flip_prob: float = 0.5
-    photometric: bool = True
-    optimizer: OptimizerName = "sgd"
-    betas: tuple[float, float] = (0.9, 0.999)
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    power: float = 0.9
-    min_lr: float = 1e-4
-    encoder_lr_mult: float = 1.0
-    clip_grad_norm: float | None = None
-    pad_size: tuple[int, int] | None = None
-    test_scale: tuple[int, int] | None = None
-    test_mode: str = "whole"
-    slide_crop: tuple[int, int] | None = None
-    slide_stride: tuple[int, int] | None = None
-    freeze_encoder: bool = False
-    aux_weight: float = 0.4
-    class_weight: tuple[float, ...] | None = None
-    avg_non_ignore: bool = False
-    ohem_min_kept: int | None = None
-    ohem_thresh: float | None = None
-    amp: AmpMode | None = None
-    channels_last: bool = False
-    accum_steps: int = 1
-    val_interval: int | None = None
-    checkpoint_interval: int | None = None
-    keep_checkpoints: int = 2
-    log_interval: int = 50
-    num_workers: int = 2
-    seed: int = 0
-    sync_bn: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("iters", "batch_size", "accum_steps", "log_interval"):
-            check_int(name, getattr(self, name), 1)
-        check_int("num_workers", self.num_workers, 0)
-        check_int("seed", self.seed, 0)
-        for name in ("val_interval", "checkpoint_interval"):
-            if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), 1)
-        check_int("keep_checkpoints", self.keep_checkpoints)
-        object.__setattr__(self, "crop_size", check_pair("crop_size", self.crop_size))
-        for name in ("scale", "pad_size", "test_scale", "slide_crop", "slide_stride"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, check_pair(name, getattr(self, name)))
-        for name in ("momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
-            check_float(name, getattr(self, name), 0.0)
-        check_float("lr", self.lr, 0.0, min_open=True)
-        if not self.momentum < 1:
-            raise ValueError(
-                f"momentum must be in [0, 1) (SGD diverges from 1 on; mmseg uses 0.9), got {self.momentum!r}"
-            )
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not (isinstance(self.betas, tuple | list) and len(self.betas) == 2):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        betas = tuple(check_float("betas entries", b, 0.0, 1.0, max_open=True) for b in self.betas)
-        object.__setattr__(self, "betas", betas)
-        if self.clip_grad_norm is not None:
-            check_float("clip_grad_norm", self.clip_grad_norm, 0.0, min_open=True)
-        check_choice("test_mode", self.test_mode, TEST_MODES)
-        if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
-            raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
-        if isinstance(self.ratio_range, list):
-            object.__setattr__(self, "ratio_range", tuple(self.ratio_range))
-        # the augmentation checks its own settings (ratio_range, cat_max_ratio, flip_prob): build it once to ask
-        training_transforms(self.crop_size, self.scale, self.ratio_range, self.cat_max_ratio, self.flip_prob)
-        check_choice("amp", self.amp, (None, *AMP_MODES))
-        if self.class_weight is not None:
-            weights = self.class_weight
-            if isinstance(weights, str) or not isinstance(weights, tuple | list) or not weights:
-                raise ValueError(f"class_weight must be a non-empty list of numbers (one per class), got {weights!r}")
-            for w in weights:
-                check_float("class_weight entries", w, 0.0)
-            object.__setattr__(self, "class_weight", tuple(float(w) for w in weights))
-        for name in ("photometric", "freeze_encoder", "avg_non_ignore", "channels_last", "sync_bn"):
-            check_bool(name, getattr(self, name))
-
-    @property
-    def resolved_val_interval(self) -> int:
-        return self.val_interval or max(1, self.iters // 10)
-
-    @property
-    def resolved_checkpoint_interval(self) -> int:
-        return self.checkpoint_interval or self.resolved_val_interval
 
 
 @dataclass
@@ -471,7 +340,7 @@ class _Run:
         changed = {
             k: (getattr(saved, k), getattr(self.cfg, k))
             for k in TrainConfig.__dataclass_fields__
-            if k not in _RUNTIME_FIELDS and getattr(saved, k) != getattr(self.cfg, k)
+            if k not in RUNTIME_FIELDS and getattr(saved, k) != getattr(self.cfg, k)
         }
         if changed:
             warnings.warn(f"resuming with a changed recipe (checkpoint, now): {changed}", stacklevel=3)

@@ -49,7 +49,8 @@ def test_predict_from_a_saved_folder_writes_labels_and_overlays(image_dir, tmp_p
     out = tmp_path / "out"
     rc = main(["predict", str(image_dir), "--model", str(folder), "--out", str(out), "--overlay", "--tta"])
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == ["gray.png", "gray_overlay.jpg", "street.png", "street_overlay.jpg"]
+    written = ["gray.png", "gray_overlay.jpg", "manifest.jsonl", "street.png", "street_overlay.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == written
     assert "2 image(s)" in capsys.readouterr().out
     for name, size in (("street", (60, 90)), ("gray", (45, 70))):
         source = next(image_dir.glob(f"{name}.*"))
@@ -77,7 +78,7 @@ def test_predict_from_a_checkpoint_file_with_model_kwargs(image_dir, tmp_path):
             "32",
         ]
     )
-    assert rc == 0 and sorted(p.name for p in out.iterdir()) == ["street.png"]
+    assert rc == 0 and sorted(p.name for p in out.iterdir()) == ["manifest.jsonl", "street.png"]
     with Image.open(out / "street.png") as im:
         labels = np.asarray(im)
     expected = _narrow_model().predict(image_dir / "street.png", mode="slide", crop_size=32).labels

@@ -1,0 +1,149 @@
+"""`PredictOptions`: every option of a predict call, written once.
+
+`predict`, `predict_iter`, ``model.predict`` and ``deeplabv3p predict`` all take these options: the Python calls as
+``options=PredictOptions(...)`` and/or keyword overrides of its fields, the command line as flags built from the
+fields (names, types, defaults and help). A value of None means "as the weights say" (``model.pretrained_cfg``).
+Everything that can be checked without a model is checked here, when the options are made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from ..models.config import check_bool, check_choice, check_float, check_int, check_pair, documented, option
+from ..pretrained.config import TEST_MODES, TestMode
+
+DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@documented
+@dataclass(frozen=True)
+class PredictOptions:
+    """How images are predicted. Frozen; ``options.replace(tta=True)`` gives a changed, re-validated copy."""
+
+    mode: TestMode | None = option(None, help="'whole' or 'slide' inference (default: the weights' test mode)")
+    tta: bool = option(
+        False,
+        help="multi-scale (and flip) test-time augmentation, as mmseg 0.x --aug-test produced the published ms+flip "
+        "numbers; ratios and flip come from the weights unless tta_ratios / tta_flip are given",
+    )
+    resize: bool = option(True, help="rescale images to the weights' test scale; False feeds them at their own size")
+    test_scale: tuple[int, int] | None = option(
+        None,
+        help="a different mmcv rescale target (a, b): long side at most max(a, b), short side at most min(a, b)",
+        metavar=("A", "B"),
+    )
+    crop_size: int | tuple[int, int] | None = option(
+        None, help="slide window (h, w), an int for a square (default: the weights' window)", metavar="N"
+    )
+    stride: int | tuple[int, int] | None = option(
+        None,
+        help="slide stride (h, w), an int for a square (default: the weights', else 2/3 of the window)",
+        metavar="N",
+    )
+    tta_ratios: tuple[float, ...] | None = option(
+        None, help="TTA scale ratios that multiply the test scale (default: the weights', 0.5 ... 1.75)", metavar="R"
+    )
+    tta_flip: bool | None = option(None, help="TTA also on the mirrored image (default: the weights', True)")
+    return_probs: bool = option(
+        False, help="also return class probabilities (result.probs, (K, H, W) float32)", cli=False
+    )
+    dtype: torch.dtype | DtypeName | None = option(
+        None,
+        help="run the network under autocast in this precision: bfloat16 (CPU or GPU) or float16 (GPU); 'auto' "
+        "picks what the device runs natively (bf16 on CPUs with AVX512-BF16 or AMX and on GPUs with bf16, fp16 "
+        "on other GPUs, else float32) and logs the choice; None or float32: full precision",
+    )
+    channels_last: bool = option(
+        False, help="channels-last memory format; converts the model's parameters in place (their layout only)"
+    )
+    window_batch_size: int = option(4, help="slide windows per forward pass: bounds the memory for any image size")
+    batch_size: int = option(
+        1,
+        help="images per forward pass in whole mode without TTA: consecutive images of the same size go through "
+        "the network together (slide and TTA run one image at a time)",
+    )
+    num_workers: int = option(
+        0,
+        help="processes that read and resize images ahead of the network (torch DataLoader workers); 0 reads "
+        "them in one background thread",
+        aliases=("--workers",),
+    )
+    device: str | None = option(
+        None,
+        help="run on this device, moving the model there (in place): cpu, cuda, cuda:1; 'cuda' under torchrun means "
+        "this process's GPU (LOCAL_RANK) (default: the model's device)",
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode is not None:
+            check_choice("mode", self.mode, TEST_MODES)
+        for name in ("tta", "resize", "return_probs", "channels_last"):
+            check_bool(name, getattr(self, name))
+        if self.test_scale is not None:
+            if not self.resize:
+                raise ValueError("test_scale given with resize=False: pass one or the other")
+            self._set("test_scale", check_pair("test_scale", self.test_scale))
+        for name in ("crop_size", "stride"):
+            if getattr(self, name) is not None:
+                self._set(name, check_pair(name, getattr(self, name)))
+        if not self.tta and (self.tta_ratios is not None or self.tta_flip is not None):
+            raise ValueError("tta_ratios and tta_flip apply when tta=True")
+        if self.tta_ratios is not None:
+            ratios = self.tta_ratios
+            if not isinstance(ratios, tuple | list) or not ratios:
+                raise ValueError(f"tta_ratios must be a non-empty sequence of positive numbers, got {ratios!r}")
+            self._set("tta_ratios", tuple(check_float("tta_ratios entries", r, 0.0, min_open=True) for r in ratios))
+        if self.tta_flip is not None:
+            check_bool("tta_flip", self.tta_flip)
+        self._set("dtype", _dtype(self.dtype))
+        check_int("window_batch_size", self.window_batch_size, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("num_workers", self.num_workers, 0)
+        if self.device is not None:
+            if isinstance(self.device, torch.device):
+                self._set("device", str(self.device))
+            if not isinstance(self.device, str):
+                raise TypeError(f"device must be a device name such as 'cpu' or 'cuda:1', got {self.device!r}")
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> PredictOptions:
+        """A copy with `changes` applied and validated; unknown names are a TypeError listing the accepted ones."""
+        unknown = sorted(set(changes) - set(FIELDS))
+        if unknown:
+            raise TypeError(f"unknown predict option(s) {unknown}; accepted: {list(FIELDS)}")
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PredictOptions))
+
+
+def _dtype(value: Any) -> torch.dtype | str | None:
+    """torch.float32 / bfloat16 / float16 from a dtype or its name; "auto" and None stay as they are."""
+    if value is None or value == "auto" or (isinstance(value, torch.dtype) and value in DTYPES.values()):
+        return value
+    if isinstance(value, str) and value in DTYPES:
+        return DTYPES[value]
+    raise ValueError(
+        f"dtype must be one of {[str(d) for d in DTYPES.values()]}, their names {list(DTYPES)}, 'auto' or None; "
+        f"got {value!r}"
+    )
+
+
+def make_options(options: PredictOptions | None = None, **overrides: Any) -> PredictOptions:
+    """`options` (default: all defaults) with keyword `overrides` of its fields applied."""
+    if options is None:
+        options = PredictOptions()
+    elif not isinstance(options, PredictOptions):
+        raise TypeError(
+            f"options must be a deeplabv3p.PredictOptions, got {type(options).__name__}; pass predict settings as "
+            "keyword arguments (mode='slide') or as PredictOptions(mode='slide')"
+        )
+    return options.replace(**overrides)

@@ -1,0 +1,105 @@
+"""Reading and resizing images ahead of the network, so that decoding never waits on the forward pass and back.
+
+Each image becomes a `Prepared` item: its index, its original size and the resized images the network will see
+(one per TTA ratio, else one), not yet normalized (uint8 stays uint8: a quarter of the bytes to move). With
+``num_workers=0`` one background thread prepares the next image while the current one is segmented; with more,
+torch DataLoader worker processes do (each with one torch thread). On CUDA the prepared images are in pinned memory,
+so the copies to the GPU can be asynchronous. Items come out in input order; an image that cannot be read raises
+its error when its turn comes, as it would without prefetching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .images import ImageItem
+from .resize import resize_image, scaled_test_size
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One image ready for the network: `views` are its resized images (one per TTA ratio), unnormalized."""
+
+    index: int
+    size: tuple[int, int]
+    views: tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """How an image becomes its views: the test scale, keep_ratio, the ratios (``(1.0,)`` without TTA) and the
+    model's input bands, which decide how a file is read (`ImageItem.read`)."""
+
+    test_scale: tuple[int, int] | None
+    keep_ratio: bool
+    ratios: tuple[float, ...]
+    in_chans: int = 3
+
+
+def prepare(item: ImageItem, index: int, spec: ViewSpec, pin: bool = False) -> Prepared:
+    """Read `item` and resize it to each of its network-input sizes."""
+    image = item.read(spec.in_chans)
+    height, width = image.shape[-2:]
+    sizes = [scaled_test_size(height, width, spec.test_scale, spec.keep_ratio, ratio) for ratio in spec.ratios]
+    views = tuple(resize_image(image, size) for size in sizes)
+    if pin:
+        views = tuple(v.pin_memory() for v in views)
+    return Prepared(index, (height, width), views)
+
+
+class _PreparedImages(Dataset):
+    """The items as a map-style dataset for DataLoader workers; a failure is returned, to be raised in order."""
+
+    def __init__(self, items: list[ImageItem], spec: ViewSpec) -> None:
+        self.items, self.spec = items, spec
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, tuple[int, int], tuple[torch.Tensor, ...]] | BaseException:
+        try:
+            p = prepare(self.items[index], index, self.spec)
+        except Exception as e:  # raised in the main process when this image's turn comes
+            return e
+        return p.index, p.size, p.views
+
+
+def prefetched(items: list[ImageItem], spec: ViewSpec, num_workers: int = 0, pin: bool = False) -> Iterator[Prepared]:
+    """`Prepared` items in input order, made ahead of use by a thread (``num_workers=0``) or worker processes."""
+    if not items:
+        return
+    if num_workers == 0:
+        if len(items) == 1:
+            yield prepare(items[0], 0, spec, pin)
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(prepare, items[0], 0, spec, pin)
+            for i in range(len(items)):
+                current = pending.result()
+                if i + 1 < len(items):
+                    pending = pool.submit(prepare, items[i + 1], i + 1, spec, pin)
+                yield current
+        return
+    on_gpu = [item for item in items if isinstance(item.source, torch.Tensor) and item.source.device.type != "cpu"]
+    if on_gpu:
+        raise ValueError(
+            f"num_workers={num_workers} prepares images in worker processes, which cannot take GPU tensors "
+            f"({on_gpu[0].name} is on {on_gpu[0].source.device}): pass CPU images or num_workers=0"
+        )
+    loader = DataLoader(
+        _PreparedImages(items, spec),
+        batch_size=None,
+        shuffle=False,
+        num_workers=min(num_workers, len(items)),
+        pin_memory=pin,
+    )
+    for sample in loader:
+        if isinstance(sample, BaseException):
+            raise sample
+        index, size, views = sample
+        yield Prepared(int(index), (int(size[0]), int(size[1])), tuple(views))

@@ -1,0 +1,140 @@
+"""INT8 for CPU deployment: static quantization of an exported ONNX model with onnxruntime's quantization tools.
+
+`quantize_onnx` calibrates activation ranges on real network inputs (`calibration_inputs`: images through the
+pipeline's own resize and normalization, or slide windows of them) and writes a QDQ model: int8 weights per output
+channel, uint8 activations (the u8s8 kernels of x86 VNNI). The file keeps the fp32 file's deeplabv3p metadata, so
+``OnnxSegmenter("model.int8.onnx")`` predicts with the same test-time settings. Whether it pays is a property of the
+machine: measure it (``benchmarks/run.py``, ``benchmarks/int8_demo.py``) before deploying it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..atomic import atomic_path
+from .export import META_CONFIG, require_package, set_metadata
+from .images import expand_inputs
+from .options import PredictOptions
+from .pipeline import preprocess, resolve_settings, slide_windows
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
+    from .backend import Backend
+
+CalibrationMethod = Literal["minmax", "entropy", "percentile"]
+
+
+def calibration_inputs(
+    model: DeepLabV3Plus | Backend, images: Any, limit: int = 32, options: PredictOptions | None = None
+) -> Iterator[np.ndarray]:
+    """Network inputs ``(1, C, h, w)`` float32 of up to `limit` images, as predict makes them: rescaled to the test
+    scale and normalized (whole mode), or cut into the slide windows (slide mode)."""
+    settings = resolve_settings(model, options)
+    in_chans = model.config.in_chans
+    items, _ = expand_inputs(images, name="calibration images", in_chans=in_chans)
+    for item in items[:limit]:
+        x = preprocess(item.read(in_chans), settings)
+        if settings.mode == "slide":
+            assert settings.crop_size is not None and settings.stride is not None
+            height, width = x.shape[-2], x.shape[-1]
+            for y1, y2, x1, x2 in slide_windows(height, width, settings.crop_size, settings.stride):
+                yield x[:, :, y1:y2, x1:x2].contiguous().numpy()
+        else:
+            yield x.numpy()
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over an iterable of network inputs."""
+
+    def __init__(self, inputs: Iterable[np.ndarray], name: str) -> None:
+        self._inputs = iter(inputs)
+        self._name = name
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._inputs, None)
+        if x is None:
+            return None
+        return {self._name: np.ascontiguousarray(x, dtype=np.float32)}
+
+
+def quantize_onnx(
+    fp32_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    calibration: Iterable[np.ndarray],
+    *,
+    method: CalibrationMethod = "minmax",
+    per_channel: bool = True,
+) -> Path:
+    """Write a statically quantized (QDQ, u8 activations, s8 per-channel weights) copy of an fp32 ONNX file.
+
+    Args:
+        fp32_path: a file from `deeplabv3p.export_onnx`.
+        out_path: where the INT8 model goes (written atomically).
+        calibration: network inputs ``(N, C, H, W)`` float32, normalized as predict feeds them
+            (`calibration_inputs`); a few dozen images cover the activation ranges.
+        method: how activation ranges are chosen from what calibration saw: ``"minmax"`` (the full range),
+            ``"percentile"`` (99.999% of it) or ``"entropy"`` (KL divergence); the last two keep histograms.
+        per_channel: one weight scale per output channel (False: per tensor).
+    """
+    onnx = require_package("onnx")
+    require_package("onnxruntime")
+    from onnxruntime.quantization import CalibrationMethod as Method
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {"minmax": Method.MinMax, "entropy": Method.Entropy, "percentile": Method.Percentile}
+    if method not in methods:
+        raise ValueError(f"method must be one of {list(methods)}, got {method!r}")
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    if not fp32_path.is_file():
+        raise FileNotFoundError(f"ONNX file {str(fp32_path)!r} does not exist")
+    if not out_path.parent.is_dir():
+        raise FileNotFoundError(f"folder {str(out_path.parent)!r} of the output path does not exist")
+    source = onnx.load(str(fp32_path))
+    metadata = {p.key: p.value for p in source.metadata_props}
+    input_name = source.graph.input[0].name
+    stream = iter(calibration)
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("calibration gave no inputs: pass at least one image")
+    reader = _Reader(itertools.chain([first], stream), input_name)
+    with tempfile.TemporaryDirectory(prefix="deeplabv3p-int8-") as work, atomic_path(out_path) as tmp:
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared))  # shape inference and graph clean-up, as ORT advises
+        quantize_static(
+            str(prepared),
+            str(tmp),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            calibration_cache_path=None,
+        )
+        quantized = onnx.load(str(tmp))
+        if META_CONFIG in metadata:
+            set_metadata(quantized, json.loads(metadata[META_CONFIG]))
+        onnx.save(quantized, str(tmp))
+    return out_path
+
+
+def label_agreement(
+    reference: DeepLabV3Plus | Backend, candidate: DeepLabV3Plus | Backend, images: Any, **options: Any
+) -> float:
+    """Share of pixels whose predicted label is the same with `candidate` as with `reference`, over `images`."""
+    from .pipeline import predict_iter
+
+    same = total = 0
+    for a, b in zip(predict_iter(reference, images, **options), predict_iter(candidate, images, **options)):
+        same += int(np.count_nonzero(a.labels == b.labels))
+        total += a.labels.size
+    return same / max(total, 1)

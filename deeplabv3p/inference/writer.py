@@ -1,0 +1,224 @@
+"""Predicting a folder (or list) of image files into an output folder: sharded over processes, resumable, with a
+manifest.
+
+`write_predictions` writes ``OUT/NAME.png`` (and ``OUT/NAME_overlay.jpg``) for every input ``NAME.EXT``:
+
+- under torchrun (or with ``shard=(rank, world_size)``) each process takes every world-th input from its rank and
+  writes only those;
+- outputs that already exist are skipped (a rerun after a crash or preemption does only what is missing), and every
+  file is written under a temporary name and renamed once complete, so none is ever half-written;
+- each process appends one JSON line per written image to its own ``OUT/.manifest.rank{R}.jsonl``; at the end
+  rank 0 merges them with the previous manifest into ``OUT/manifest.jsonl`` (``input``, ``output``, ``overlay``,
+  ``size`` as ``[height, width]``, ``seconds``, ``rank``), one line per input, in input order. An output found
+  already written without a record (a crash between the rename and the record) gets ``"seconds": null``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from ..atomic import atomic_write_text
+from .images import ImageItem, expand_inputs
+from .options import PredictOptions
+from .pipeline import predict_iter
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
+    from .backend import Backend
+
+MANIFEST = "manifest.jsonl"
+_PART_GLOB = ".manifest.rank*.jsonl"
+
+
+def _part(out: Path, rank: int) -> Path:
+    return out / f".manifest.rank{rank}.jsonl"
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """What one process did: of `total` inputs, `share` were its own; it wrote `written` and found `skipped`
+    already there. `manifest` is the merged manifest (None on ranks that do not merge)."""
+
+    total: int
+    share: int
+    written: int
+    skipped: int
+    manifest: Path | None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One input file and the files it is written to."""
+
+    input: Path
+    label: Path
+    overlay: Path | None
+
+    def done(self) -> bool:
+        return self.label.is_file() and (self.overlay is None or self.overlay.is_file())
+
+
+def output_paths(items: list[ImageItem], out: Path, overlay: bool) -> list[tuple[Path, Path | None]]:
+    """Label (and overlay) file of each input: named after it, never an input file, never shared."""
+    inputs = {item.path.resolve() for item in items if item.path is not None}
+    owners: dict[Path, Path] = {}
+    paths = []
+    for item in items:
+        if item.path is None:
+            raise ValueError(f"{item.name}: writing predictions needs image files (outputs are named after them)")
+        stem = item.path.stem
+        label = out / f"{stem}.png"
+        over = out / f"{stem}_overlay.jpg" if overlay else None
+        for target in (label, over):
+            if target is None:
+                continue
+            resolved = target.resolve()
+            if resolved in inputs:
+                raise ValueError(f"output {str(target)!r} would overwrite an input image: choose another output folder")
+            if resolved in owners:
+                raise ValueError(
+                    f"inputs {str(owners[resolved])!r} and {str(item.path)!r} would both be written to "
+                    f"{str(target)!r}: write them to different output folders"
+                )
+            owners[resolved] = item.path
+        paths.append((label, over))
+    return paths
+
+
+def _jobs(inputs: Any, out: Path, overlay: bool) -> list[_Job]:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} is a file, not a folder")
+    items, _ = expand_inputs(inputs)
+    return [
+        _Job(item.path, label, over)  # type: ignore[arg-type]  # output_paths checked that each has a path
+        for item, (label, over) in zip(items, output_paths(items, out, overlay))
+    ]
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a manifest file; a line cut short by a crash is skipped."""
+    records: list[dict[str, Any]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return records
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("output"), str):
+            records.append(record)
+    return records
+
+
+def _found_record(job: _Job) -> dict[str, Any]:
+    with Image.open(job.label) as im:
+        width, height = im.size
+    return {
+        "input": str(job.input),
+        "output": str(job.label),
+        "overlay": None if job.overlay is None else str(job.overlay),
+        "size": [height, width],
+        "seconds": None,
+        "rank": None,
+    }
+
+
+def _merge(out: Path, jobs: list[_Job]) -> Path:
+    parts = sorted(out.glob(_PART_GLOB))
+    records: dict[str, dict[str, Any]] = {}
+    for path in [out / MANIFEST, *parts]:  # later records (this run's) replace earlier ones
+        for record in _read_records(path):
+            records[record["output"]] = record
+    lines = []
+    for job in jobs:
+        if not job.done():
+            continue
+        key = str(job.label)
+        record = records.pop(key) if key in records else _found_record(job)
+        lines.append(json.dumps(record))
+    # Records of earlier runs on other inputs into the same folder stay while their outputs do.
+    lines += [json.dumps(r) for r in records.values() if Path(r["output"]).is_file()]
+    manifest = out / MANIFEST
+    atomic_write_text(manifest, "".join(line + "\n" for line in lines))
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return manifest
+
+
+def merge_manifest(inputs: Any, out: str | os.PathLike, overlay: bool = False) -> Path:
+    """Merge the per-process records in `out` into ``OUT/manifest.jsonl`` for the job `inputs` -> `out` (done by
+    `write_predictions` itself except when it was given an explicit `shard` outside a process group)."""
+    out = Path(out)
+    return _merge(out, _jobs(inputs, out, overlay))
+
+
+def write_predictions(
+    model: DeepLabV3Plus | Backend,
+    inputs: Any,
+    out: str | os.PathLike,
+    options: PredictOptions | None = None,
+    *,
+    overlay: bool = False,
+    alpha: float = 0.5,
+    resume: bool = True,
+    shard: tuple[int, int] | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> WriteSummary:
+    """Segment image files and write their label maps (and overlays) to `out`, as described in the module docstring.
+
+    Args:
+        model, options, overrides: as for `deeplabv3p.predict` (a `DeepLabV3Plus` or a `Backend`).
+        inputs: image files and/or folders of images, or a list of them.
+        out: output folder, created if missing.
+        overlay: also write ``NAME_overlay.jpg``, the labels blended over the image with opacity `alpha`.
+        resume: skip inputs whose outputs exist (False writes every one again).
+        shard: ``(rank, world_size)`` of this process; default: the process group's or torchrun's environment.
+            Without a process group the merge is left to a final `merge_manifest` call (unless the world is 1).
+        progress: show a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    from .. import distributed
+
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    out = Path(out)
+    jobs = _jobs(inputs, out, overlay)
+    rank, world = shard if shard is not None else distributed.process_share()
+    if not 0 <= rank < world:
+        raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
+    mine = jobs[rank::world]
+    todo = [job for job in mine if not (resume and job.done())]
+    # Options and model are checked (by predict_iter) before anything is written.
+    results = predict_iter(model, [job.input for job in todo] or [jobs[0].input], options, **overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    if todo:
+        with _part(out, rank).open("a", encoding="utf-8") as part:
+            for job, result in zip(tqdm(todo, unit="img", disable=not progress), results):
+                result.save(job.label)
+                if job.overlay is not None:
+                    result.save(job.overlay, kind="overlay", alpha=alpha)
+                record = {"input": str(job.input), "output": str(job.label),
+                          "overlay": None if job.overlay is None else str(job.overlay), "size": list(result.size),
+                          "seconds": result.seconds, "rank": rank}  # fmt: skip
+                part.write(json.dumps(record) + "\n")
+                part.flush()
+                os.fsync(part.fileno())
+                written += 1
+    grouped = world > 1 and distributed.current()[1] == world
+    manifest = None
+    if world == 1 or grouped:
+        distributed.barrier()
+        if rank == 0:
+            manifest = _merge(out, jobs)
+    return WriteSummary(len(jobs), len(mine), written, len(mine) - len(todo), manifest)

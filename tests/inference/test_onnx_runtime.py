@@ -1,0 +1,98 @@
+"""OnnxSegmenter: an exported file through the same predict pipeline as PyTorch; INT8 static quantization."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from parity import build
+
+import deeplabv3p
+from deeplabv3p.inference.onnx_runtime import OnnxSegmenter
+from deeplabv3p.inference.quantize import calibration_inputs, label_agreement, quantize_onnx
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+CASE = "r18_v1b_d8_slide"
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = build(CASE)
+    m.pretrained_cfg = m.pretrained_cfg.replace(classes=("sky", "road", "car"), test_scale=(80, 60))
+    return m
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    return deeplabv3p.export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx", input_size=(64, 64))
+
+
+def _images(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size=(50 + 7 * i, 70 - 3 * i, 3), dtype=np.uint8) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"mode": "slide", "crop_size": 32, "stride": 24}, {"tta": True, "tta_ratios": (0.75, 1.25)}],
+)
+def test_onnx_predictions_match_pytorch(model, exported, kwargs):
+    segmenter = OnnxSegmenter(exported, threads=1)
+    assert segmenter.pretrained_cfg == model.pretrained_cfg.replace(num_classes=3)  # read from the file's metadata
+    assert segmenter.config == model.config
+    images = _images(3)
+    ours = model.predict(images, return_probs=True, **kwargs)
+    theirs = segmenter.predict(images, return_probs=True, **kwargs)
+    for a, b in zip(ours, theirs):
+        assert b.classes == ("sky", "road", "car") and b.size == a.size
+        assert np.abs(a.probs - b.probs).max() < 1e-4
+        assert (a.labels == b.labels).mean() >= 0.999
+    stream = segmenter.predict_iter(images, batch_size=2, num_workers=1, **kwargs)
+    for a, b in zip(ours, stream):
+        np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_pytorch_only_options_and_foreign_files_are_refused(model, exported, tmp_path):
+    segmenter = OnnxSegmenter(exported)
+    image = _images(1)[0]
+    for kwargs, match in (
+        ({"dtype": torch.bfloat16}, "applies to the PyTorch backend"),
+        ({"channels_last": True}, "channels_last applies"),
+        ({"device": "cuda"}, "runs on the CPU"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            segmenter.predict(image, **kwargs)
+    assert segmenter.predict(image, dtype="auto").size == (50, 70)  # "auto" is whatever the file holds
+    with pytest.raises(ValueError, match="at least 8"):
+        segmenter.predict(np.zeros((5, 6, 3), np.uint8), resize=False)
+    bare = onnx.load(str(exported))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ValueError, match="no deeplabv3p metadata"):
+        OnnxSegmenter(tmp_path / "bare.onnx")
+    given = OnnxSegmenter(tmp_path / "bare.onnx", config=model.config, pretrained_cfg=model.pretrained_cfg)
+    np.testing.assert_array_equal(given.predict(image).labels, model.predict(image).labels)
+    with pytest.raises(FileNotFoundError):
+        OnnxSegmenter(tmp_path / "missing.onnx")
+
+
+def test_int8_quantization_keeps_the_labels(model, exported, tmp_path):
+    calibration = _images(6, seed=1)
+    inputs = list(calibration_inputs(model, calibration, limit=4))
+    assert len(inputs) == 4 and inputs[0].shape == (1, 3, 57, 80)  # 50x70 rescaled to the test scale (80, 60)
+    path = quantize_onnx(exported, tmp_path / "model.int8.onnx", inputs)
+    graph = onnx.load(str(path))
+    ops = {n.op_type for n in graph.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_weights = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 10  # every conv's weights
+    int8 = OnnxSegmenter(path)
+    assert int8.pretrained_cfg.classes == ("sky", "road", "car")  # the metadata survived quantization
+    held_out = _images(3, seed=2)
+    agreement = label_agreement(model, int8, held_out)
+    assert 0.95 <= agreement < 1.0  # close, and not the fp32 file by mistake
+    assert label_agreement(model, OnnxSegmenter(exported), held_out) >= 0.999
+    with pytest.raises(ValueError, match="no inputs"):
+        quantize_onnx(exported, tmp_path / "empty.onnx", [])
+    assert not (tmp_path / "empty.onnx").exists()
