@@ -200,3 +200,30 @@ def test_cli_predict_reads_multiband_tiffs(four_band, tmp_path, capsys):
     Image.fromarray(BANDS16[..., :3].astype(np.uint8)).save(tmp_path / "in" / "rgb.png")
     assert cli.main(["predict", str(tmp_path / "in" / "rgb.png"), "--model", str(folder), "--out", str(tmp_path)]) == 2
     assert "has 3 bands but the model takes in_chans=4" in capsys.readouterr().err
+
+
+def test_worker_processes_and_batches_read_the_model_bands(four_band, tmp_path):
+    """The prefetch path (DataLoader workers decoding files) reads as many bands as the model takes."""
+    rgba = [RNG.integers(0, 256, size=(20, 24, 4), dtype=np.uint8) for _ in range(3)]
+    for i, image in enumerate(rgba):
+        Image.fromarray(image, "RGBA").save(tmp_path / f"{i}.png")  # 4 bands for a 4-band model (alpha kept)
+    inline = four_band.predict(rgba, resize=False)
+    seen = _network_inputs(four_band, tmp_path, resize=False, num_workers=2, batch_size=3)
+    assert [x.shape[:2] for x in seen] == [(3, 4)]
+    for a, b in zip(inline, four_band.predict(tmp_path, resize=False, num_workers=2, batch_size=3)):
+        np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_an_exported_file_records_the_bands_and_their_statistics(four_band, tmp_path):
+    """What OnnxSegmenter reads an image with (band count, per-band mean/std) is in the file's metadata."""
+    onnx = pytest.importorskip("onnx")
+    import json
+
+    from deeplabv3p.inference.export import META_CONFIG
+    from deeplabv3p.pretrained.hub import parse_config
+
+    path = deeplabv3p.export_onnx(four_band, tmp_path / "m.onnx", input_size=(32, 32))
+    stored = {p.key: p.value for p in onnx.load(str(path)).metadata_props}[META_CONFIG]
+    config, cfg = parse_config(json.loads(stored), origin="test")
+    assert config.in_chans == 4 and cfg.mean == PER_BAND["mean"] and cfg.std == PER_BAND["std"]
+    assert resolve_settings(four_band).mean == cfg.mean
