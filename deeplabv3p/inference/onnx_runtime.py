@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.config import ModelConfig
-from ..pretrained.config import PretrainedCfg
+from ..models.config import ModelConfig, check_int
+from ..pretrained.config import PretrainedCfg, pretrained_cfg_for
 from ..pretrained.hub import parse_config
 from .backend import Backend
 from .export import INPUT_NAME, META_CONFIG, OUTPUT_NAME, require_package
@@ -55,8 +55,8 @@ class OnnxSegmenter(Backend):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX file {str(self.path)!r} does not exist")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+        if threads is not None:
+            check_int("threads", threads, 1)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -82,7 +82,7 @@ class OnnxSegmenter(Backend):
                 "pass config=ModelConfig(...) and pretrained_cfg=PretrainedCfg(...), or export it again"
             )
         else:
-            file_config, file_cfg = config, PretrainedCfg(num_classes=config.num_classes)
+            file_config, file_cfg = config, pretrained_cfg_for(config)  # the bare architecture's settings
         self.config = config or file_config
         self.pretrained_cfg = pretrained_cfg or file_cfg
         self.device = torch.device("cpu")

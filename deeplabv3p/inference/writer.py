@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from ..atomic import atomic_write_text
+from ..models.config import check_float
 from .images import ImageItem, expand_inputs
 from .options import PredictOptions
 from .pipeline import predict_iter
@@ -189,8 +190,7 @@ def write_predictions(
 
     from .. import distributed
 
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    check_float("alpha", alpha, 0.0, 1.0)
     out = Path(out)
     jobs = _jobs(inputs, out, overlay)
     rank, world = shard if shard is not None else distributed.process_share()
