@@ -85,7 +85,7 @@ def normalize(images: list[np.ndarray]) -> torch.Tensor:
 
 def image_batches(height: int, width: int, batch: int, count: int, seed: int) -> list[torch.Tensor]:
     """`count` normalized batches of `batch` dead-leaves images each."""
-    return [normalize([dead_leaves(height, width, seed + 1000 * i + j) for j in range(batch)]) for i in range(count)]
+    return [normalize([dead_leaves(height, width, seed + 1000 * i + j)[0] for j in range(batch)]) for i in range(count)]
 
 
 @torch.no_grad()
