@@ -290,7 +290,10 @@ def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) ->
 
 
 def reused_cases(path: Path, libraries: tuple[str, ...], models: list[str], size: tuple[int, int] | None) -> list:
-    """The inference rows of `libraries` in an earlier results file, for the same models and size, marked reused."""
+    """The inference rows of `libraries` in an earlier results file, for the same models and size, marked reused.
+
+    Each keeps the throughput of our fp32 eager path in that run (``reused_reference``), so that
+    `report.scale_reused` can carry the peer over to this machine's speed."""
     data = json.loads(path.read_text())
     date = data["meta"]["date"]
     kept = []
@@ -298,7 +301,15 @@ def reused_cases(path: Path, libraries: tuple[str, ...], models: list[str], size
         case = c["case"]
         same_size = size is None or tuple(case["size"]) == tuple(size)
         if case["task"] == "infer" and case["library"] in libraries and case["architecture"] in models and same_size:
-            kept.append({**c, "reused_from": f"{path.name} ({date} UTC, {data['meta']['device_name']})"})
+            ours = next(
+                (o for o in data["cases"] if o["case"]["task"] == "infer" and o["case"]["library"] == "ours"
+                 and o["case"]["dtype"] == "fp32" and not o["case"]["optimize"] and not o["case"]["compile"]
+                 and o["case"]["architecture"] == case["architecture"] and "batches" in o),
+                None,
+            )  # fmt: skip
+            reference = {b: e["images_per_s"] for b, e in ours["batches"].items()} if ours else None
+            source = f"{path.name} ({date} UTC, {data['meta']['device_name']})"
+            kept.append({**c, "reused_from": source, "reused_reference": reference})
     return kept
 
 
@@ -427,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     meta["loadavg_end"] = list(os.getloadavg())
+    report.scale_reused(results)
     report.add_ratios(results)
     results["targets"] = report.evaluate_targets(results)
     size = args.size or tuple(adapters.seed_cfg(models[0]).crop_size)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks import adapters, report
-from benchmarks.inputs import dead_leaves, labelled_batch, palette
+from benchmarks.inputs import dead_leaves, image_batches, labelled_batch, palette
 from benchmarks.timing import MAX_POOL, Stats, pool_size
 
 
@@ -39,6 +39,8 @@ def test_dead_leaves_is_deterministic_and_labelled():
     assert (nearest == labels).mean() > 0.8
     x, y = labelled_batch(32, 64, batch=2, seed=0)
     assert x.shape == (2, 3, 32, 64) and x.dtype == torch.float32 and y.shape == (2, 32, 64) and y.max() < 19
+    batches = image_batches(32, 64, batch=2, count=3, seed=0)
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 32, 64)] * 3 and torch.equal(batches[0], x)
 
 
 def _infer(library: str, dtype: str, fps: float, agreement: float | None = None, compiled: bool = False) -> dict:
@@ -74,14 +76,29 @@ def test_targets_use_the_fastest_path_that_agrees():
     assert vs_ort["value"] == pytest.approx(2.4 / 2.25)
 
 
-def test_report_renders_flop_rates_reused_rows_and_folder_runs():
+def test_reused_rows_are_carried_to_this_machines_speed():
+    ours = _infer("ours", "fp32", 0.15)
+    ours["case"].update(optimize=False)
+    reused = {**_infer("mmseg", "fp32", 0.32), "reused_from": "old.json", "reused_reference": {"1": 0.33}}
+    reused["batches"]["1"]["median_s"] = 1 / 0.32
+    results = {"meta": {"device_type": "cpu", "models": ["a"]}, "cases": [ours, reused]}
+    report.scale_reused(results)
+    report.scale_reused(results)  # once only
+    entry = reused["batches"]["1"]
+    assert entry["images_per_s"] == pytest.approx(0.32 * 0.15 / 0.33) and entry["reused_images_per_s"] == 0.32
+    assert entry["median_s"] == pytest.approx(1 / entry["images_per_s"])
+    assert reused["scaled_by"] == {"1": pytest.approx(0.15 / 0.33)}
+
+
+def test_report_renders_flop_rates_estimated_rows_and_folder_runs():
     prepare = {"case": {"architecture": "a", "task": "prepare", "library": "ours", "size": [8, 16], "dtype": "fp32"},
                "label": "ours fp32", "gflop_per_image": 10.0}  # fmt: skip
     auto = _infer("ours", "auto", 2.0, 0.999)
     auto["case"]["size"], auto["inference_dtype"] = [8, 16], "bfloat16"
     auto["batches"]["1"].update(median_s=0.5, p90_s=0.6, peak_mem_bytes=2**30)
     auto["check"]["rel_diff"] = 0.01
-    reused = {**_infer("mmseg", "fp32", 1.0, 1.0), "reused_from": "old.json (2026-11-24 01:18 UTC, X)"}
+    reused = {**_infer("mmseg", "fp32", 1.0, 1.0), "reused_from": "old.json (2026-11-24 01:18 UTC, X)",
+              "scaled_by": {"1": 0.5}}  # fmt: skip
     reused["batches"]["1"].update(median_s=1.0, p90_s=1.1, peak_mem_bytes=2**30)
     reused["check"]["rel_diff"] = 0.0
     folder = [
@@ -101,8 +118,10 @@ def test_report_renders_flop_rates_reused_rows_and_folder_runs():
     text = report.render(results)
     assert "| ours | auto (= bf16) | 1 | 2 |" in text and "| 2.00x |" in text
     assert "| 20 | 50% | 80% |" in text  # 10 GFLOP x 2 images/s against the 40 and 25 GFLOP/s peaks
-    assert "| mmseg | fp32 *reused* |" in text and "old.json (2026-11-24" in text
+    assert "| mmseg | fp32 *estimated* |" in text and "old.json (2026-11-24" in text and "(x0.500)" in text
     assert "| workers 1, batch 2 | 4 x 32x64 | 0.8 | 5.0 | 1.60x |" in text
+    targets = report.evaluate_targets(results)
+    assert targets[-1]["target"].endswith("(mmseg fp32 estimated from an earlier run)")
 
 
 def test_mmcv_ops_stand_in(monkeypatch):
