@@ -9,7 +9,6 @@ machine: measure it (``benchmarks/run.py``, ``benchmarks/int8_demo.py``) before 
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import tempfile
@@ -51,18 +50,36 @@ def calibration_inputs(
             yield x.numpy()
 
 
-class _Reader:
-    """onnxruntime's CalibrationDataReader over an iterable of network inputs."""
+class _SpooledInputs:
+    """onnxruntime's CalibrationDataReader over network inputs spooled to ``.npy`` files, one read at a time.
 
-    def __init__(self, inputs: Iterable[np.ndarray], name: str) -> None:
-        self._inputs = iter(inputs)
+    onnxruntime keeps every intermediate activation of every input it is handed in one ``collect_data`` call (gigabytes
+    an image for a DeepLabV3+ at full resolution). Its strided calibration (``CalibStridedMinMax``, any method)
+    calls ``collect_data`` once a range and merges the results; it needs the reader's length and ``set_range``, so
+    the inputs are written to disk first and read back one by one.
+    """
+
+    def __init__(self, inputs: Iterable[np.ndarray], name: str, folder: Path) -> None:
         self._name = name
+        self._files: list[Path] = []
+        for i, x in enumerate(inputs):
+            path = folder / f"input_{i:06d}.npy"
+            np.save(path, np.ascontiguousarray(x, dtype=np.float32))
+            self._files.append(path)
+        self._next, self._end = 0, len(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next, self._end = start_index, min(end_index, len(self._files))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        x = next(self._inputs, None)
-        if x is None:
+        if self._next >= self._end:
             return None
-        return {self._name: np.ascontiguousarray(x, dtype=np.float32)}
+        x = np.load(self._files[self._next])
+        self._next += 1
+        return {self._name: x}
 
 
 def quantize_onnx(
@@ -101,29 +118,28 @@ def quantize_onnx(
     source = onnx.load(str(fp32_path))
     metadata = {p.key: p.value for p in source.metadata_props}
     input_name = source.graph.input[0].name
-    stream = iter(calibration)
-    first = next(stream, None)
-    if first is None:
-        raise ValueError("calibration gave no inputs: pass at least one image")
-    reader = _Reader(itertools.chain([first], stream), input_name)
-    with tempfile.TemporaryDirectory(prefix="deeplabv3p-int8-") as work, atomic_path(out_path) as tmp:
+    with tempfile.TemporaryDirectory(prefix="deeplabv3p-int8-") as work:
+        reader = _SpooledInputs(calibration, input_name, Path(work))
+        if not len(reader):
+            raise ValueError("calibration gave no inputs: pass at least one image")
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))  # shape inference and graph clean-up, as ORT advises
-        quantize_static(
-            str(prepared),
-            str(tmp),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=methods[method],
-            calibration_cache_path=None,
-        )
-        quantized = onnx.load(str(tmp))
-        if META_CONFIG in metadata:
-            set_metadata(quantized, json.loads(metadata[META_CONFIG]))
-        onnx.save(quantized, str(tmp))
+        with atomic_path(out_path) as tmp:
+            quantize_static(
+                str(prepared),
+                str(tmp),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=methods[method],
+                extra_options={"CalibStridedMinMax": 1},  # one input's activations in memory at a time
+            )
+            quantized = onnx.load(str(tmp))
+            if META_CONFIG in metadata:
+                set_metadata(quantized, json.loads(metadata[META_CONFIG]))
+            onnx.save(quantized, str(tmp))
     return out_path
 
 

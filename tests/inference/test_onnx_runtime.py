@@ -96,3 +96,57 @@ def test_int8_quantization_keeps_the_labels(model, exported, tmp_path):
     with pytest.raises(ValueError, match="no inputs"):
         quantize_onnx(exported, tmp_path / "empty.onnx", [])
     assert not (tmp_path / "empty.onnx").exists()
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_streamed_calibration_gives_onnxruntimes_ranges(model, exported, tmp_path, method):
+    """Calibration feeds onnxruntime one input at a time (bounded memory); the ranges must be the ones it computes
+    from all the inputs at once."""
+    # fails if calibration drops inputs, e.g. onnxruntime's own CalibMaxIntermediateOutputs, which clears them
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    rng = np.random.default_rng(3)
+    # one size: onnxruntime cannot histogram inputs of different sizes all at once (ours can, one at a time)
+    images = [rng.integers(0, 256, size=(50, 70, 3), dtype=np.uint8) for _ in range(4)]
+    inputs = list(calibration_inputs(model, images, limit=4))
+    ours = onnx.load(str(quantize_onnx(exported, tmp_path / "ours.onnx", inputs, method=method)))
+
+    class AllAtOnce:
+        def __init__(self) -> None:
+            self.items = iter(inputs)
+
+        def get_next(self):
+            x = next(self.items, None)
+            return None if x is None else {"input": x}
+
+    prepared = tmp_path / "prepared.onnx"
+    quant_pre_process(str(exported), str(prepared))
+    quantize_static(
+        str(prepared), str(tmp_path / "plain.onnx"), AllAtOnce(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method],
+    )  # fmt: skip
+    plain = onnx.load(str(tmp_path / "plain.onnx"))
+
+    def ranges(graph) -> dict[str, np.ndarray]:
+        return {
+            t.name: onnx.numpy_helper.to_array(t)
+            for t in graph.graph.initializer
+            if t.name.endswith(("_scale", "_zero_point"))
+        }
+
+    got, want = ranges(ours), ranges(plain)
+    assert got.keys() == want.keys() and len(got) > 20
+    if method == "minmax":  # the same ranges, merged
+        differing = [name for name in got if not np.array_equal(got[name], want[name])]
+    else:  # histograms merged one input at a time are rebinned: the same ranges to within 0.1%
+        differing = [
+            name
+            for name in got
+            if not np.allclose(got[name].astype(np.float64), want[name], rtol=1e-3, atol=1 if "zero" in name else 0)
+        ]
+    assert not differing, differing[:5]
+    if method == "percentile":  # which onnxruntime cannot do for inputs of different sizes
+        varied = quantize_onnx(exported, tmp_path / "varied.onnx", calibration_inputs(model, _images(3)), method=method)
+        assert label_agreement(model, OnnxSegmenter(varied), _images(2, seed=4)) >= 0.9
