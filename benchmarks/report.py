@@ -217,8 +217,9 @@ def render(results: dict) -> str:
             )
         if meta.get("gemm_fp32_gflops"):
             peaks.append(
-                f"measured GEMM (4096^3, {meta['threads']} threads): fp32 {meta['gemm_fp32_gflops']:.0f}, bf16 "
-                f"{meta['gemm_bf16_gflops']:.0f} GFLOP/s"
+                f"measured GEMM ({meta.get('gemm_fp32_n', 4096)}^3, {meta['threads']} threads): fp32 "
+                f"{meta['gemm_fp32_gflops']:.0f}, bf16 {meta['gemm_bf16_gflops']:.0f} GFLOP/s"
+                + (f" (bf16 on {meta['gemm_bf16_n']}^3: emulated)" if meta.get("gemm_bf16_n", 4096) != 4096 else "")
             )
         if peaks:
             lines.insert(4, "- " + "; ".join(peaks))

@@ -71,7 +71,7 @@ class PredictOptions:
     num_workers: int = option(
         0,
         help="processes that read and resize images ahead of the network (torch DataLoader workers); 0 reads "
-        "them in one background thread",
+        "them in one background thread, or in turn when the network's CPU threads take every core",
         aliases=("--workers",),
     )
     device: str | None = option(

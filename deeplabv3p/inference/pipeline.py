@@ -34,7 +34,7 @@ from ..pretrained.config import PretrainedCfg, TestMode, pretrained_cfg_for
 from .backend import Backend, TorchBackend
 from .images import ImageItem, expand_inputs
 from .options import PredictOptions, make_options
-from .prefetch import Prepared, ViewSpec, prefetched
+from .prefetch import Prepared, ViewSpec, prefetched, reads_ahead
 from .resize import resize_image, scaled_test_size
 from .result import SegmentationResult, default_class_names, default_palette
 
@@ -402,7 +402,8 @@ def _segment(run: _Run, group: list[Prepared], items: list[ImageItem]) -> list[S
 
 def _results(run: _Run, items: list[ImageItem]) -> Iterator[SegmentationResult]:
     pin = run.backend.device.type == "cuda"
-    stream = prefetched(items, _view_spec(run.settings, run.backend.config.in_chans), run.num_workers, pin)
+    spec = _view_spec(run.settings, run.backend.config.in_chans)
+    stream = prefetched(items, spec, run.num_workers, pin, read_ahead=reads_ahead(run.backend.device))
     for group in _groups(stream, run.batch_size):
         yield from _segment(run, group, items)
 

@@ -79,3 +79,22 @@ def test_device_tensors_cannot_go_to_worker_processes():
     items, _ = expand_inputs([image])
     with pytest.raises(ValueError, match=r"cannot take GPU tensors \(inputs\[0\] is on meta\)"):
         next(prefetched(items, ViewSpec(None, True, (1.0,)), num_workers=1))
+
+
+def test_reading_ahead_only_where_it_leaves_the_network_its_cores(folder, monkeypatch):
+    import deeplabv3p.inference.prefetch as prefetch
+
+    cores = len(__import__("os").sched_getaffinity(0))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
+    assert not prefetch.reads_ahead(torch.device("cpu"))  # every core computes: a reading thread steals from it
+    assert prefetch.reads_ahead(torch.device("cuda"))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores - 1)
+    assert prefetch.reads_ahead(torch.device("cpu")) == (cores > 1)
+
+    read = []
+    real = prefetch.prepare
+    monkeypatch.setattr(prefetch, "prepare", lambda item, i, spec, pin=False: read.append(i) or real(item, i, spec))
+    items, _ = expand_inputs(folder)
+    stream = prefetched(items, ViewSpec(None, True, (1.0,)), read_ahead=False)
+    assert next(stream).index == 0 and read == [0]  # nothing read before it is asked for
+    assert [p.index for p in stream] == [1, 2, 3, 4] and read == [0, 1, 2, 3, 4]
