@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predict-runs", type=int, default=None, help="timed predict calls (default 3 CPU, 10 GPU)")
     p.add_argument("--train-steps", type=int, default=300, help="training steps of the benchmark network (cached)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
-    p.add_argument("--name", default=None, help="results file stem (default: device, models, size and date)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="results file stem (default: device, threads, ISA cap, models, size and date; then _2, _3 ... if taken)",
+    )
     p.add_argument(
         "--workdir",
         type=Path,
@@ -443,7 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = report.evaluate_targets(results)
     size = args.size or tuple(adapters.seed_cfg(models[0]).crop_size)
     short = "all" if args.models == "all" else "+".join(m.removeprefix("deeplabv3plus_") for m in models)
-    name = args.name or f"{args.device}-{meta['threads']}t_{short}_{size[0]}x{size[1]}_{meta['date'][:10]}"
+    isa = "" if args.cpu_isa == "native" else f"-{args.cpu_isa}"
+    name = args.name or f"{args.device}-{meta['threads']}t{isa}_{short}_{size[0]}x{size[1]}_{meta['date'][:10]}"
+    if not args.name:  # a second run on the same day does not overwrite the first
+        stem, n = name, 2
+        while (args.out / f"{name}.json").exists():
+            name, n = f"{stem}_{n}", n + 1
     report.write_atomic(args.out / f"{name}.json", json.dumps(results, indent=1) + "\n")
     text = report.render(results)
     report.write_atomic(args.out / f"{name}.md", text + "\n")
