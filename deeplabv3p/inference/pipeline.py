@@ -35,7 +35,7 @@ from .backend import Backend, TorchBackend
 from .images import ImageItem, expand_inputs
 from .options import PredictOptions, make_options
 from .prefetch import Prepared, ViewSpec, prefetched, reads_ahead
-from .resize import resize_image, scaled_test_size
+from .resize import resize_for_test
 from .result import SegmentationResult, default_class_names, default_palette
 
 if TYPE_CHECKING:
@@ -154,14 +154,11 @@ def _view_spec(settings: InferenceSettings, in_chans: int) -> ViewSpec:
     return ViewSpec(settings.test_scale, settings.keep_ratio, _ratios(settings), in_chans)
 
 
-def _resized(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
-    height, width = image.shape[-2:]
-    return resize_image(image, scaled_test_size(height, width, settings.test_scale, settings.keep_ratio, ratio))
-
-
 def preprocess(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
     """The network input for ``image`` ``(C, H, W)``: rescaled to the test scale (times ``ratio``), normalized."""
-    return normalize(_resized(image, settings, ratio), settings.mean, settings.std)
+    return normalize(
+        resize_for_test(image, settings.test_scale, settings.keep_ratio, ratio), settings.mean, settings.std
+    )
 
 
 def whole_inference(forward: Forward, x: torch.Tensor) -> torch.Tensor:
@@ -276,9 +273,8 @@ def segment_logits(
 ) -> torch.Tensor:
     """Single-scale logits ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size (mmseg simple_test)."""
     single = dataclasses.replace(settings, tta=False)
-    return scores_of_views(
-        forward, [_resized(image, settings)], (image.shape[-2], image.shape[-1]), single, window_batch_size, False
-    )
+    view = resize_for_test(image, settings.test_scale, settings.keep_ratio)
+    return scores_of_views(forward, [view], (image.shape[-2], image.shape[-1]), single, window_batch_size, False)
 
 
 def segment_probs(
@@ -286,7 +282,7 @@ def segment_probs(
 ) -> torch.Tensor:
     """Class probabilities ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size: the softmax of
     `segment_logits`, or with ``settings.tta`` mmseg 0.x ``--aug-test`` (see `scores_of_views`)."""
-    views = [_resized(image, settings, ratio) for ratio in _ratios(settings)]
+    views = [resize_for_test(image, settings.test_scale, settings.keep_ratio, r) for r in _ratios(settings)]
     return scores_of_views(forward, views, (image.shape[-2], image.shape[-1]), settings, window_batch_size, True)
 
 

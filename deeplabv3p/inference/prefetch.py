@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .images import ImageItem
-from .resize import resize_image, scaled_test_size
+from .resize import resize_for_test
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,7 @@ def prepare(item: ImageItem, index: int, spec: ViewSpec, pin: bool = False) -> P
     """Read `item` and resize it to each of its network-input sizes."""
     image = item.read(spec.in_chans)
     height, width = image.shape[-2:]
-    sizes = [scaled_test_size(height, width, spec.test_scale, spec.keep_ratio, ratio) for ratio in spec.ratios]
-    views = tuple(resize_image(image, size) for size in sizes)
+    views = tuple(resize_for_test(image, spec.test_scale, spec.keep_ratio, ratio) for ratio in spec.ratios)
     if pin:
         views = tuple(v.pin_memory() for v in views)
     return Prepared(index, (height, width), views)

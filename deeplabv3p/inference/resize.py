@@ -138,3 +138,11 @@ def scaled_test_size(
     if not keep_ratio:
         return b, a
     return rescale_size(height, width, (a, b))
+
+
+def resize_for_test(
+    image: torch.Tensor, scale: tuple[int, int] | None, keep_ratio: bool, ratio: float = 1.0
+) -> torch.Tensor:
+    """`image` ``(..., H, W)`` resized to its network-input size under the test resize (`scaled_test_size`)."""
+    height, width = image.shape[-2:]
+    return resize_image(image, scaled_test_size(height, width, scale, keep_ratio, ratio))
