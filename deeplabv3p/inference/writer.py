@@ -119,17 +119,22 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _found_record(job: _Job) -> dict[str, Any]:
-    with Image.open(job.label) as im:
-        width, height = im.size
+def _record(job: _Job, size: tuple[int, int], seconds: float | None, rank: int | None) -> dict[str, Any]:
+    """The manifest line of `job`: see the module docstring."""
     return {
         "input": str(job.input),
         "output": str(job.label),
         "overlay": None if job.overlay is None else str(job.overlay),
-        "size": [height, width],
-        "seconds": None,
-        "rank": None,
+        "size": list(size),
+        "seconds": seconds,
+        "rank": rank,
     }
+
+
+def _found_record(job: _Job) -> dict[str, Any]:
+    with Image.open(job.label) as im:
+        width, height = im.size
+    return _record(job, (height, width), None, None)
 
 
 def _merge(out: Path, jobs: list[_Job]) -> Path:
@@ -208,10 +213,7 @@ def write_predictions(
                 result.save(job.label)
                 if job.overlay is not None:
                     result.save(job.overlay, kind="overlay", alpha=alpha)
-                record = {"input": str(job.input), "output": str(job.label),
-                          "overlay": None if job.overlay is None else str(job.overlay), "size": list(result.size),
-                          "seconds": result.seconds, "rank": rank}  # fmt: skip
-                part.write(json.dumps(record) + "\n")
+                part.write(json.dumps(_record(job, result.size, result.seconds, rank)) + "\n")
                 part.flush()
                 os.fsync(part.fileno())
                 written += 1
