@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
-from ..models.config import ModelConfig, check_int, check_pair
+from ..fields import check_int, check_pair
+from ..models.config import ModelConfig
 from ..pretrained.config import pretrained_cfg_for
 from ..pretrained.hub import config_dict
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.config import ModelConfig, check_int
+from ..fields import check_int
+from ..models.config import ModelConfig
 from ..pretrained.config import PretrainedCfg, pretrained_cfg_for
 from ..pretrained.hub import parse_config
 from .backend import Backend

@@ -26,7 +26,7 @@ from timm.models._features import FeatureDictNet
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from ..models.config import check_bool
+from ..fields import check_bool
 from .precision import resolve_dtype
 
 # Documented tolerance of a BN-folded fp32 model against the original, relative to the largest |logit|.

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..models.config import check_bool, check_choice, check_float, check_int, check_pair, documented, option
+from ..fields import check_bool, check_choice, check_float, check_int, check_pair, documented, option
 from ..pretrained.config import TEST_MODES, TestMode
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.config import check_int, check_pair
+from ..fields import check_int, check_pair
 from ..pretrained.config import PretrainedCfg, TestMode, pretrained_cfg_for
 from .backend import Backend, TorchBackend
 from .images import ImageItem, expand_inputs

@@ -16,7 +16,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from ..models.config import check_float
+from ..fields import check_float
 
 # OpenCV's INTER_RESIZE_COEF_BITS: bilinear weights are integers out of 2**11.
 _COEF_BITS = 11

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_path
-from ..models.config import check_float
+from ..fields import check_float
 
 SAVE_KINDS = ("labels", "color", "overlay")
 

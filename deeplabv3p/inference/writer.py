@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from ..atomic import atomic_write_text
-from ..models.config import check_float
+from ..fields import check_float
 from .images import ImageItem, expand_inputs
 from .options import PredictOptions
 from .pipeline import predict_iter

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .config import OUTPUT_STRIDES, ModelConfig, OutputStride, check_choice
+from ..fields import check_choice
+from .config import OUTPUT_STRIDES, ModelConfig, OutputStride
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
 

@@ -6,7 +6,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..models.config import JsonRecord, ModelConfig, check_choice, check_float
+from ..fields import JsonRecord, check_choice, check_float
+from ..models.config import ModelConfig
 
 # Version of the saved ``config.json`` layout (architecture, model_config, pretrained_cfg, library_version).
 CONFIG_SCHEMA_VERSION = 1

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..atomic import atomic_folder, atomic_write_text, is_temporary, remove_stale
-from ..models.config import JsonRecord, ModelConfig, check_int
+from ..fields import JsonRecord, check_int
+from ..models.config import ModelConfig
 from ..version import __version__
 from .config import CONFIG_SCHEMA_VERSION, DESCRIPTIVE_FIELDS, PretrainedCfg, pretrained_cfg_for
 from .model_card import model_card

@@ -7,7 +7,7 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-from ..models.config import JsonRecord, check_bool, check_choice, check_float, check_int, check_pair, documented, option
+from ..fields import JsonRecord, check_bool, check_choice, check_float, check_int, check_pair, documented, option
 from ..pretrained.config import TEST_MODES, TestMode
 from .optim import OPTIMIZERS, OptimizerName
 from .transforms import training_transforms

@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from .layouts import ResolvedLayout
 
+from ..fields import check_bool, check_int
 from ..inference.images import IMAGE_EXTENSIONS, decode_image, open_image_file, to_input_scale
 from ..inference.result import default_class_names
-from ..models.config import check_bool, check_int
 
 __all__ = ["SegmentationDataset", "read_classes_file"]
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.config import check_float, check_int
+from ..fields import check_float, check_int
 
 __all__ = ["SegmentationLoss"]
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fields import check_int
 from ..inference.result import default_class_names
-from ..models.config import check_int
 
 __all__ = ["ConfusionMatrix", "format_table", "metrics_from_confusion"]
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from ..models.config import check_choice, check_float, check_int
+from ..fields import check_choice, check_float, check_int
 
 __all__ = ["OPTIMIZERS", "OptimizerName", "PolyLR", "build_optimizer"]
 

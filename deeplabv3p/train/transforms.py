@@ -27,8 +27,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._utils import query_size
 
+from ..fields import check_float, check_pair
 from ..inference.resize import rescale_size
-from ..models.config import check_float, check_pair
 
 __all__ = ["PhotoMetricDistortion", "RandomCrop", "RandomResize", "training_transforms"]
 
