@@ -4,10 +4,13 @@ starts at once, having everything imported already) and collect how it ended."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -38,3 +41,29 @@ def wait(pid: int, timeout: float = 60.0) -> int:
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.01)
+
+
+def on_a_full_disk(action: Callable[[], object], limit: int, timeout: float = 60.0) -> str:
+    """Run `action` in a forked child whose writes past `limit` bytes fail with EFBIG, as on a full disk
+    (RLIMIT_FSIZE with SIGXFSZ ignored); returns the message of the OSError it raised. Fails the test when `action`
+    returns normally or ends any other way."""
+    with tempfile.NamedTemporaryFile(suffix=".txt", delete=False) as handle:
+        report = Path(handle.name)
+
+    def child() -> int:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        try:
+            action()
+        except OSError as e:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            report.write_text(str(e))
+            return 3
+        return 0
+
+    try:
+        code = wait(fork(child), timeout)
+        assert code == 3, f"the action under a {limit}-byte file size limit ended with {code}, not an OSError"
+        return report.read_text()
+    finally:
+        report.unlink(missing_ok=True)

@@ -5,17 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from parity import build
 from PIL import Image
 
 import deeplabv3p
 from deeplabv3p.inference.images import expand_inputs
 from deeplabv3p.inference.prefetch import ViewSpec, prefetched
-
-
-@pytest.fixture(scope="module")
-def model():
-    return build("r18_v1b_d8_slide")
 
 
 @pytest.fixture

@@ -6,15 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from parity import build
 from PIL import Image
 
 from deeplabv3p.inference.writer import MANIFEST, merge_manifest, write_predictions
-
-
-@pytest.fixture(scope="module")
-def model():
-    return build("r18_v1b_d8_slide")
 
 
 @pytest.fixture
