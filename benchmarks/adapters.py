@@ -6,7 +6,7 @@
 - ``smp``: segmentation_models_pytorch's ``DeepLabV3Plus`` on the same timm ResNet (deep stem where mmseg has one),
   output stride and ASPP width. Its head differs from mmseg's (1x1 ASPP projection, one separable conv after the
   concat, no multi-grid), so it is the closest alternative, not the same network; its weights are its own random ones.
-- ``onnxruntime``: our model exported with `deeplabv3p.export_onnx` (and, for int8, quantized with
+- ``onnxruntime``: our model exported with `deeplabv3p.inference.export_onnx` (and, for int8, quantized with
   `deeplabv3p.inference.quantize`), run by `OnnxSegmenter`, the predict backend, on onnxruntime's CPU provider.
 
 Peers are optional: `available` says which import here, and nothing in deeplabv3p depends on them.
@@ -223,7 +223,7 @@ def build_mmseg(architecture: str, weights: Path, device: torch.device) -> Runne
 def build_smp(architecture: str, weights: Path, device: torch.device) -> Runner:
     import segmentation_models_pytorch as smp
 
-    config = deeplabv3p.get_model_config(architecture)
+    config = deeplabv3p.pretrained.get_model_config(architecture)
     if config.output_stride not in (8, 16):
         raise ValueError(f"smp supports output stride 8 or 16, not {config.output_stride}")
     rates = config.resolved_aspp_rates()
@@ -273,8 +273,9 @@ def build_onnxruntime(
     ours = build_ours(architecture, weights, device)
     path = workdir / f"{architecture}.onnx"
     if not path.is_file():
-        deeplabv3p.export_onnx(ours.model, path, input_size=(512, 512))
-    note = f"exported with deeplabv3p.export_onnx (opset {deeplabv3p.inference.export.DEFAULT_OPSET}), ORT_ENABLE_ALL"
+        deeplabv3p.inference.export_onnx(ours.model, path, input_size=(512, 512))
+    opset = deeplabv3p.inference.export.DEFAULT_OPSET
+    note = f"exported with deeplabv3p.inference.export_onnx (opset {opset}), ORT_ENABLE_ALL"
     if dtype == "int8":
         int8 = workdir / f"{architecture}_{size[0]}x{size[1]}.int8.onnx"
         if not int8.is_file():

@@ -79,7 +79,7 @@ def main() -> int:
     train_images = sorted((args.demo / "data" / "images" / "train").iterdir())
     work = args.demo / "onnx"
     work.mkdir(exist_ok=True)
-    fp32_file = deeplabv3p.export_onnx(model, work / "demo.onnx", input_size=(128, 128))
+    fp32_file = deeplabv3p.inference.export_onnx(model, work / "demo.onnx", input_size=(128, 128))
     int8_file = work / f"demo.int8.{args.method}.onnx"
     started = time.perf_counter()
     quantize_onnx(

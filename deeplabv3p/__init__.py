@@ -4,9 +4,10 @@ The mmsegmentation DeepLabV3+ model zoo with exact parity, any timm encoder, fas
 
 The package is layered, each layer importing only the ones before it:
 ``models`` (the network) -> ``pretrained`` (zoo, weights, Hub) -> ``inference`` (predict, fast paths, export) ->
-``train`` (datasets, fit, evaluate). The training layer is loaded on first use (``deeplabv3p.train``,
-``deeplabv3p.SegmentationDataset``) and every other public name on first access, so ``import deeplabv3p``
-stays light and importing one layer does not load the layers above it.
+``train`` (datasets, fit, evaluate) -> ``cli``. The top level holds what a timm or smp user reaches for; the rest
+lives in its subpackage (``deeplabv3p.inference.export_onnx``, ``deeplabv3p.train.fit``). Every name here is
+loaded on first access, so ``import deeplabv3p`` (and the command line's start) stays light and importing one
+layer does not load the layers above it.
 """
 
 from __future__ import annotations
@@ -16,52 +17,42 @@ from typing import TYPE_CHECKING, Any
 
 from .version import __version__
 
-if TYPE_CHECKING:
-    from . import train
-    from .inference.export import check_onnx, export_onnx
-    from .inference.onnx_runtime import OnnxSegmenter
-    from .inference.optimize import fold_batchnorm, optimize_for_inference
+if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (tests/test_layering.py keeps them equal)
     from .inference.options import PredictOptions
     from .inference.pipeline import predict, predict_iter
     from .inference.result import SegmentationResult
-    from .inference.writer import write_predictions
     from .models.config import ModelConfig
     from .models.model import DeepLabV3Plus
     from .pretrained.config import PretrainedCfg
     from .pretrained.factory import create_model
-    from .pretrained.registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
+    from .pretrained.registry import get_pretrained_cfg, list_models, list_pretrained
     from .pretrained.weights import WeightsUnavailableError
     from .train.datasets import SegmentationDataset
 
-# Public name -> the module that defines it. Resolved on first access, so importing one layer
-# (``deeplabv3p.models``) does not load the layers above it.
+# The module that defines each public name.
 _EXPORTS = {
     "DeepLabV3Plus": "deeplabv3p.models.model",
     "ModelConfig": "deeplabv3p.models.config",
     "PretrainedCfg": "deeplabv3p.pretrained.config",
     "WeightsUnavailableError": "deeplabv3p.pretrained.weights",
     "create_model": "deeplabv3p.pretrained.factory",
-    "get_model_config": "deeplabv3p.pretrained.registry",
     "get_pretrained_cfg": "deeplabv3p.pretrained.registry",
     "list_models": "deeplabv3p.pretrained.registry",
     "list_pretrained": "deeplabv3p.pretrained.registry",
-    "SegmentationResult": "deeplabv3p.inference.result",
     "PredictOptions": "deeplabv3p.inference.options",
-    "OnnxSegmenter": "deeplabv3p.inference.onnx_runtime",
-    "write_predictions": "deeplabv3p.inference.writer",
-    "check_onnx": "deeplabv3p.inference.export",
-    "export_onnx": "deeplabv3p.inference.export",
-    "fold_batchnorm": "deeplabv3p.inference.optimize",
-    "optimize_for_inference": "deeplabv3p.inference.optimize",
+    "SegmentationResult": "deeplabv3p.inference.result",
     "predict": "deeplabv3p.inference.pipeline",
     "predict_iter": "deeplabv3p.inference.pipeline",
     "SegmentationDataset": "deeplabv3p.train.datasets",
 }
+_SUBPACKAGES = ("models", "pretrained", "inference", "train", "cli")
+
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train":
-        return importlib.import_module("deeplabv3p.train")
+    if name in _SUBPACKAGES:  # ``deeplabv3p.train.fit`` after a plain ``import deeplabv3p``
+        return importlib.import_module(f"deeplabv3p.{name}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'deeplabv3p' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
@@ -70,30 +61,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-__all__ = [
-    "DeepLabV3Plus",
-    "ModelConfig",
-    "OnnxSegmenter",
-    "PredictOptions",
-    "PretrainedCfg",
-    "SegmentationDataset",
-    "SegmentationResult",
-    "WeightsUnavailableError",
-    "__version__",
-    "check_onnx",
-    "create_model",
-    "export_onnx",
-    "fold_batchnorm",
-    "get_model_config",
-    "get_pretrained_cfg",
-    "list_models",
-    "list_pretrained",
-    "optimize_for_inference",
-    "predict",
-    "predict_iter",
-    "train",
-    "write_predictions",
-]
+    return sorted({*__all__, *_SUBPACKAGES})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,25 @@ def test_every_public_name_resolves():
         assert getattr(deeplabv3p, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         deeplabv3p.nope  # noqa: B018
+
+
+def test_public_names_are_the_same_for_type_checkers_and_at_run_time():
+    """The names imported under TYPE_CHECKING in deeplabv3p/__init__.py (what IDEs and mypy see) are exactly the
+    lazily loaded `_EXPORTS`, from the same modules, and make `__all__` with `__version__`."""
+    import ast
+    import importlib
+
+    import deeplabv3p
+
+    tree = ast.parse(Path(deeplabv3p.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    typed = {
+        alias.name: "deeplabv3p." + node.module
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert typed == deeplabv3p._EXPORTS
+    assert sorted(deeplabv3p.__all__) == sorted(["__version__", *typed])
+    for name, module in typed.items():
+        assert getattr(deeplabv3p, name) is getattr(importlib.import_module(module), name)

@@ -2,7 +2,7 @@
 
 It is a `Backend`, so the predict pipeline is the same one the PyTorch model goes through: mmcv-exact resize,
 normalization, whole / slide / TTA, resize back and argmax; only the network call differs. The test-time settings
-come from the file's metadata (written by `deeplabv3p.export_onnx`), so
+come from the file's metadata (written by `deeplabv3p.inference.export_onnx`), so
 
     OnnxSegmenter("model.onnx").predict("street.png")
 
@@ -34,7 +34,7 @@ class OnnxSegmenter(Backend):
     """An ONNX DeepLabV3+ run by onnxruntime on the CPU (or the given execution providers).
 
     Args:
-        path: an ``.onnx`` file from `deeplabv3p.export_onnx` (or ``deeplabv3p export``, ``--int8`` included).
+        path: an ``.onnx`` file from `deeplabv3p.inference.export_onnx` (or ``deeplabv3p export``, ``--int8`` included).
         threads: intra-op threads of onnxruntime (default: torch's thread count, the same budget as PyTorch).
         providers: onnxruntime execution providers (default: ``["CPUExecutionProvider"]``).
         config, pretrained_cfg: the model's `ModelConfig` and `PretrainedCfg`, for files without deeplabv3p

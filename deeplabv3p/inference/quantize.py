@@ -93,7 +93,7 @@ def quantize_onnx(
     """Write a statically quantized (QDQ, u8 activations, s8 per-channel weights) copy of an fp32 ONNX file.
 
     Args:
-        fp32_path: a file from `deeplabv3p.export_onnx`.
+        fp32_path: a file from `deeplabv3p.inference.export_onnx`.
         out_path: where the INT8 model goes (written atomically).
         calibration: network inputs ``(N, C, H, W)`` float32, normalized as predict feeds them
             (`calibration_inputs`); a few dozen images cover the activation ranges.

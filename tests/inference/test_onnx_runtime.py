@@ -25,7 +25,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
-    return deeplabv3p.export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx", input_size=(64, 64))
+    return deeplabv3p.inference.export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx", input_size=(64, 64))
 
 
 def _images(n: int, seed: int = 0) -> list[np.ndarray]:

@@ -159,7 +159,7 @@ def test_in_chans():
 
 
 def test_config_json_round_trip():
-    cfg = deeplabv3p.get_model_config("deeplabv3plus_r101_d16_mg124")
+    cfg = deeplabv3p.pretrained.get_model_config("deeplabv3plus_r101_d16_mg124")
     again = ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
     assert DeepLabV3Plus(again.replace(**NARROW)).config.multi_grid == (1, 2, 4)

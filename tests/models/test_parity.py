@@ -67,6 +67,6 @@ def test_mmseg_dilation_policy_is_what_makes_parity():
 def test_golden_settings_are_what_the_cases_say():
     info = case_info("r101_v1c_d16_mg124")
     arch, _ = model_kwargs("r101_v1c_d16_mg124")
-    cfg = deeplabv3p.get_model_config(arch)
+    cfg = deeplabv3p.pretrained.get_model_config(arch)
     assert (cfg.output_stride, cfg.multi_grid) == (info["output_stride"], tuple(info["multi_grid"]))
     assert cfg.resolved_aspp_rates() == tuple(info["mmseg_model_cfg"]["decode_head"]["dilations"])

@@ -242,7 +242,7 @@ def test_push_to_hub_uploads_the_saved_format(golden, tmp_path, monkeypatch):
 
 def test_model_card_of_a_zoo_tag():
     cfg = deeplabv3p.get_pretrained_cfg("deeplabv3plus_r101_d8.cityscapes_769x769_80k")
-    config = deeplabv3p.get_model_config(cfg.architecture).replace(num_classes=19, align_corners=True)
+    config = deeplabv3p.pretrained.get_model_config(cfg.architecture).replace(num_classes=19, align_corners=True)
     card = model_card(config, cfg)
     assert card.startswith("---\nlibrary_name: deeplabv3p\n")
     assert "license: apache-2.0" in card

@@ -97,7 +97,7 @@ def test_tag_metadata_matches_reference_row(row):
 @pytest.mark.parametrize("row", ROWS, ids=_name)
 def test_tag_architecture_matches_row(row):
     cfg = deeplabv3p.get_pretrained_cfg(_name(row))
-    arch = deeplabv3p.get_model_config(cfg.architecture)
+    arch = deeplabv3p.pretrained.get_model_config(cfg.architecture)
     assert arch.output_stride == row["output_stride"]
     assert arch.multi_grid == _tuple(row["multi_grid"])
     assert arch.resolved_aspp_rates() == tuple(row["decode_head"]["dilations"])
