@@ -87,6 +87,26 @@ class OnnxSegmenter(Backend):
         self.config = config or file_config
         self.pretrained_cfg = pretrained_cfg or file_cfg
         self.device = torch.device("cpu")
+        self._check_channels(self.ort_session.get_inputs()[0].shape, self.ort_session.get_outputs()[0].shape)
+
+    def _check_channels(self, input_shape: Sequence[Any], output_shape: Sequence[Any]) -> None:
+        """The file's input bands and output class planes against its config, where the shapes say them (a
+        dynamic dimension is checked on the first call): a mismatch would give labels the config cannot name."""
+        for what, shape, expected, field in (
+            ("input", input_shape, self.config.in_chans, "in_chans"),
+            ("output", output_shape, self.config.num_classes, "num_classes"),
+        ):
+            if len(shape) != 4:
+                raise ValueError(
+                    f"{str(self.path)!r} has an {what} of shape {list(shape)}; a segmentation network's {what} is "
+                    "(N, C, H, W): export the model with deeplabv3p.inference.export_onnx"
+                )
+            found = shape[1]
+            if isinstance(found, int) and found != expected:
+                raise ValueError(
+                    f"{str(self.path)!r} has an {what} of {found} channels but its config says {field}={expected}: "
+                    f"pass config=ModelConfig(..., {field}={found}) for this file, or export the model again"
+                )
 
     def configure(self, options: PredictOptions) -> OnnxSegmenter:
         """Refuse the options that apply to PyTorch only: the file runs in the precision it holds, on the CPU."""
@@ -109,7 +129,9 @@ class OnnxSegmenter(Backend):
                 f"at least {m}"
             )
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.ort_session.run([OUTPUT_NAME], {INPUT_NAME: array})[0])
+        logits = self.ort_session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]
+        self._check_channels(array.shape, logits.shape)
+        return torch.from_numpy(logits)
 
     def predict(
         self, inputs: Any, options: PredictOptions | None = None, **overrides: Any

@@ -150,3 +150,29 @@ def test_streamed_calibration_gives_onnxruntimes_ranges(model, exported, tmp_pat
     if method == "percentile":  # which onnxruntime cannot do for inputs of different sizes
         varied = quantize_onnx(exported, tmp_path / "varied.onnx", calibration_inputs(model, _images(3)), method=method)
         assert label_agreement(model, OnnxSegmenter(varied), _images(2, seed=4)) >= 0.9
+
+
+def test_a_file_whose_class_planes_differ_from_its_config_is_refused(model, exported, tmp_path):
+    """Labels beyond the config's classes would reach colorize() and the class names: refuse at load where the
+    file's shape says the count, else at the first call, with both numbers."""
+    five = model.config.replace(num_classes=5)  # the file outputs 3 planes
+    with pytest.raises(ValueError, match="output of 3 channels but its config says num_classes=5"):
+        OnnxSegmenter(exported, config=five, pretrained_cfg=model.pretrained_cfg.replace(num_classes=5, classes=()))
+    with pytest.raises(ValueError, match="input of 3 channels but its config says in_chans=4"):
+        OnnxSegmenter(exported, config=model.config.replace(in_chans=4))
+
+    # Channels left dynamic in the file: the output (the input repeated twice, 6 planes) is checked on the call.
+    helper = onnx.helper
+    dims = ["N", "C", "H", "W"]
+    graph = helper.make_graph(
+        [helper.make_node("Concat", ["input", "input"], ["logits"], axis=1)],
+        "doubled",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", "K", "H", "W"])],
+    )
+    path = tmp_path / "doubled.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    config = model.config.replace(num_classes=3)
+    segmenter = OnnxSegmenter(path, config=config, pretrained_cfg=model.pretrained_cfg.replace(num_classes=3))
+    with pytest.raises(ValueError, match="output of 6 channels but its config says num_classes=3"):
+        segmenter.predict(_images(1)[0])
