@@ -119,12 +119,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically, flushed to disk before the rename."""
-    with atomic_path(path) as tmp, open(tmp, "x", encoding="utf-8") as f:
-        f.write(text)
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically: flushed to disk, and its size on disk checked, before the rename.
+
+    The check catches writers that lose the end of a file without an error (a short write at a full disk or a file
+    size limit, which some encoders ignore): a file that is not all there is never published.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
+        written = os.fstat(f.fileno()).st_size
+        if written != len(data):
+            raise OSError(errno.EIO, f"only {written} of {len(data)} bytes reached the disk (is it full?)", str(path))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically (`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from deeplabv3p import atomic
@@ -86,3 +87,23 @@ def test_an_old_folder_set_aside_is_kept_until_its_name_exists_again(tmp_path):
     assert remove_stale(tmp_path, ["model"]) == [] and old.exists()  # the only copy: the swap was interrupted
     (tmp_path / "model").mkdir()
     assert remove_stale(tmp_path, ["model"]) == [old] and not old.exists()
+
+
+def test_a_short_write_is_never_published(tmp_path):
+    """A JPEG encoder writing straight to the descriptor ignores a short write at a full disk: the size check
+    before the rename refuses the file (issue 18), for images and text alike, and leaves nothing behind."""
+    from fault_helpers import on_a_full_disk
+    from PIL import Image
+
+    from deeplabv3p.inference.result import save_image_atomic
+
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(128, 128, 3), dtype=np.uint8))
+    for name, write in (
+        ("x.jpg", lambda path: save_image_atomic(rgb, path, quality=95)),
+        ("x.png", lambda path: save_image_atomic(rgb, path)),
+        ("x.txt", lambda path: atomic_write_text(path, "a" * 20000)),
+    ):
+        target = tmp_path / name
+        error = on_a_full_disk(lambda target=target, write=write: write(target), 8192)
+        assert str(target) in error, error
+        assert list(tmp_path.iterdir()) == [], name

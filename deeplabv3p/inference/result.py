@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..atomic import atomic_path
+from ..atomic import atomic_write_bytes
 from ..fields import check_float
 
 SAVE_KINDS = ("labels", "color", "overlay")
@@ -41,7 +42,7 @@ def default_class_names(num_classes: int) -> tuple[str, ...]:
 
 
 def save_image_atomic(image: Image.Image, path: str | Path, **save_kwargs: Any) -> Path:
-    """Write ``image`` to ``path`` through a temporary file in the same folder and a rename: never half-written.
+    """Write ``image`` to ``path`` all or nothing (`deeplabv3p.atomic.atomic_write_bytes`): never half-written.
 
     The format follows the file extension, as in ``Image.save``.
     """
@@ -51,8 +52,9 @@ def save_image_atomic(image: Image.Image, path: str | Path, **save_kwargs: Any) 
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot save {str(path)!r}: unknown image file extension {path.suffix!r}")
-    with atomic_path(path) as tmp, open(tmp, "xb") as f:
-        image.save(f, format=fmt, **save_kwargs)
+    encoded = io.BytesIO()  # encoded in memory: PIL's encoders may ignore a short write to a file
+    image.save(encoded, format=fmt, **save_kwargs)
+    atomic_write_bytes(path, encoded.getvalue())
     return path
 
 

@@ -5,7 +5,8 @@ manifest.
 
 - under torchrun (or with ``shard=(rank, world_size)``) each process takes every world-th input from its rank and
   writes only those;
-- outputs that already exist are skipped (a rerun after a crash or preemption does only what is missing), and every
+- outputs that already exist and decode to the end are skipped (a rerun after a crash or preemption does only what
+  is missing or cut short), and every
   file is written under a temporary name and renamed once complete, so none is ever half-written;
 - each process appends one JSON line per written image to its own ``OUT/.manifest.rank{R}.jsonl``; at the end
   rank 0 merges them with the previous manifest into ``OUT/manifest.jsonl`` (``input``, ``output``, ``overlay``,
@@ -61,8 +62,23 @@ class _Job:
     label: Path
     overlay: Path | None
 
-    def done(self) -> bool:
+    def written(self) -> bool:
+        """Whether its files exist (this run's are complete: they were verified before the rename)."""
         return self.label.is_file() and (self.overlay is None or self.overlay.is_file())
+
+    def done(self) -> bool:
+        """Whether its files exist and decode to the end: a file that a full disk or an older writer cut short is
+        done again, never trusted (about 10 ms a label, 60 ms an overlay at 1024x2048)."""
+        return self.written() and all(_decodes(path) for path in (self.label, self.overlay) if path is not None)
+
+
+def _decodes(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+    return True
 
 
 def output_paths(items: list[ImageItem], out: Path, overlay: bool) -> list[tuple[Path, Path | None]]:
@@ -145,7 +161,7 @@ def _merge(out: Path, jobs: list[_Job]) -> Path:
             records[record["output"]] = record
     lines = []
     for job in jobs:
-        if not job.done():
+        if not job.written():
             continue
         key = str(job.label)
         record = records.pop(key) if key in records else _found_record(job)

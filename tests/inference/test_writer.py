@@ -51,13 +51,17 @@ def test_a_rerun_does_only_what_is_missing(model, folder, tmp_path):
     write_predictions(model, folder, out)
     first = _manifest(out)
     (out / "im3.png").unlink()
-    (out / "im1.png").write_bytes(b"stale")  # present: a rerun keeps it, --overwrite would not
+    Image.new("L", (56, 44)).save(out / "im1.png")  # a complete image: a rerun keeps it, resume=False would not
+    stale = (out / "im1.png").read_bytes()
+    complete = (out / "im2.png").read_bytes()
+    (out / "im2.png").write_bytes(complete[: len(complete) // 2])  # cut short (a full disk, an older writer)
     summary = write_predictions(model, folder, out)
-    assert (summary.written, summary.skipped) == (1, 4)
-    assert (out / "im1.png").read_bytes() == b"stale"
+    assert (summary.written, summary.skipped) == (2, 3)
+    assert (out / "im1.png").read_bytes() == stale and (out / "im2.png").read_bytes() == complete
     records = _manifest(out)
     assert [r["input"] for r in records] == [r["input"] for r in first]
     assert records[3]["seconds"] != first[3]["seconds"] and records[0] == first[0]
+    assert records[2]["seconds"] != first[2]["seconds"]
     assert write_predictions(model, folder, out, resume=False).written == 5
 
 
