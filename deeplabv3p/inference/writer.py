@@ -6,8 +6,8 @@ manifest.
 - under torchrun (or with ``shard=(rank, world_size)``) each process takes every world-th input from its rank and
   writes only those;
 - outputs that already exist and decode to the end are skipped (a rerun after a crash or preemption does only what
-  is missing or cut short), and every
-  file is written under a temporary name and renamed once complete, so none is ever half-written;
+  is missing or cut short), and every file is written under a temporary name, checked and renamed once complete,
+  so none is ever half-written;
 - each process appends one JSON line per written image to its own ``OUT/.manifest.rank{R}.jsonl``; at the end
   rank 0 merges them with the previous manifest into ``OUT/manifest.jsonl`` (``input``, ``output``, ``overlay``,
   ``size`` as ``[height, width]``, ``seconds``, ``rank``), one line per input, in input order. An output found
