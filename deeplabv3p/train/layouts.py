@@ -1,61 +1,58 @@
-"""The zoo's benchmark datasets as they unpack (or as mmseg's converters write them): one small record per dataset.
+"""Every dataset layout `SegmentationDataset` opens, in one table: the generic folder tree, mmseg's converted tree
+and the zoo's benchmark datasets as they unpack (or as mmseg's converters write them), one small record each.
 
-Each `Layout` says where a split's images and labels are and how they pair, following mmsegmentation 1.x's
-``BaseSegDataset``:
-
-- *scan* parts walk the image folder recursively, keep the files ending with the image suffix (names starting with
-  ``.`` skipped), find each label by replacing that suffix with the label suffix in the relative path, and sort by
-  image path;
-- *list* parts read one name per line from a split file (``ImageSets/.../train.txt``) and add the suffixes, in file
-  order.
+- ``folder``: ``ROOT/images/SPLIT/NAME.EXT`` + ``ROOT/masks/SPLIT/NAME.png`` (subfolders allowed, any extension
+  predict reads), classes in ``ROOT/classes.json``;
+- ``mmseg``: any ``ROOT/img_dir/SPLIT`` + ``ROOT/ann_dir/SPLIT`` tree (one image suffix, found or given);
+- the zoo's layouts (``cityscapes``, ``ade20k``, ...), following mmsegmentation 1.x's ``BaseSegDataset``: *scan*
+  parts walk the image folder recursively, keep the files ending with the image suffix (names starting with ``.``
+  skipped), find each label by replacing that suffix with the label suffix in the relative path, and sort by image
+  path; *list* parts read one name per line from a split file (``ImageSets/.../train.txt``) and add the suffixes, in
+  file order.
 
 A split may be several parts in a row (VOC + SBD ``train`` is VOC's ``train.txt`` followed by SBD's ``aug.txt``).
 A part may offer label alternatives (Cityscapes: ``_labelTrainIds.png`` when every image has one, else
-``_labelIds.png`` mapped to the 19 train ids with the official table). Classes, palette and ``reduce_zero_label``
-come from the zoo (`deeplabv3p.pretrained.zoo.DATASETS`); the official split sizes are here, to warn when a copy
-is incomplete. `resolve` turns (layout, root, split) into the checked pairs and label rules that
-`SegmentationDataset.from_layout` uses.
+``_labelIds.png`` mapped to the 19 train ids with the official table). A zoo layout's classes, palette and
+``reduce_zero_label`` come from the zoo (`deeplabv3p.pretrained.zoo.DATASETS`); the official split sizes are here,
+to warn when a copy is incomplete. ``LAYOUTS[name].resolve(root, split)`` turns a root and split into the checked
+pairs and label rules; `choose_layout` is the ``layout="auto"`` rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Protocol
 
 import numpy as np
 
+from ..inference.images import IMAGE_EXTENSIONS
 from ..pretrained.zoo import DATASETS, DatasetInfo
+from .classes import CLASSES_FILE
 
 __all__ = [
+    "AUTO",
     "CITYSCAPES_ID_TO_TRAIN_ID",
+    "FOLDER",
+    "IGNORE",
     "LAYOUTS",
-    "LayoutName",
+    "MAX_LISTED",
+    "MMSEG",
+    "Layout",
     "ResolvedLayout",
+    "choose_layout",
     "label_lut",
-    "layout_for_dataset",
-    "resolve",
-    "resolve_mmseg",
+    "listing",
     "zoo_dataset",
 ]
 
-LayoutName = Literal[
-    "cityscapes",
-    "ade20k",
-    "voc12aug",
-    "pascal_context",
-    "pascal_context_59",
-    "loveda",
-    "potsdam",
-    "vaihingen",
-    "isaid",
-    "mapillary_v1_65",
-    "mmseg",
-]
-
+AUTO = "auto"  # not a layout: `choose_layout` picks one
+FOLDER = "folder"
+MMSEG = "mmseg"
 IGNORE = 255
-_MAX_LISTED = 10
+MAX_LISTED = 10
 
 # cityscapesscripts' labels.py: labelId -> trainId for the 19 evaluated classes; every other id is ignored.
 CITYSCAPES_ID_TO_TRAIN_ID: dict[int, int] = {
@@ -71,6 +68,12 @@ def label_lut(mapping: Mapping[int, int], default: int | None = None) -> np.ndar
     for raw, label in mapping.items():
         lut[raw] = label
     return lut
+
+
+def listing(items: Sequence[object]) -> str:
+    """The first `MAX_LISTED` items, comma-separated, and how many more: a long list of files in an error message."""
+    shown = ", ".join(str(p) for p in items[:MAX_LISTED])
+    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,121 @@ class Part:
     list_file: str | None = None
 
 
+@dataclass
+class ResolvedLayout:
+    """A layout applied to a root and split: the pairs, where they were found and the label rules."""
+
+    layout: str
+    dataset: str | None
+    root: Path
+    split: str
+    pairs: list[tuple[Path, Path]]
+    label_sources: list[LabelSource]
+    official_count: int | None = None
+    prepare: str = ""
+
+    @property
+    def label_map(self) -> np.ndarray | None:
+        """The lookup table of the (single) label source, or None when labels are stored as the model's indices."""
+        source = self.label_sources[0]
+        if source.label_map is None:
+            return None
+        return label_lut(source.label_map, source.map_default)
+
+
+class Layout(Protocol):
+    """Where a split's images and labels are: ``name`` (the ``layout=`` value), the zoo ``dataset`` whose classes
+    and label rules it holds (None: the caller's or ``classes.json``), what it looks like (``expected``, for error
+    messages), and ``resolve(root, split)``, which finds and pairs the files or says what is missing."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dataset(self) -> str | None: ...
+
+    @property
+    def expected(self) -> str: ...
+
+    def resolve(self, root: Path, split: str) -> ResolvedLayout: ...
+
+
 @dataclass(frozen=True)
-class Layout:
-    """A dataset's folder layout. ``expected`` describes it for error messages; ``roots`` are the places under the
+class FolderLayout:
+    """The generic tree: ``images/SPLIT`` + ``masks/SPLIT`` (masks share the image's relative path and stem)."""
+
+    name: str = FOLDER
+    dataset: str | None = None
+    expected: str = f"images/SPLIT/NAME.EXT, masks/SPLIT/NAME.png and {CLASSES_FILE}"
+    mask_suffix: str = ".png"
+
+    def resolve(self, root: Path, split: str) -> ResolvedLayout:
+        images_dir, masks_dir = root / "images" / split, root / "masks" / split
+        if not images_dir.is_dir():
+            found = _subfolders(root / "images")
+            hint = f"splits found under {str(root / 'images')!r}: {found}" if found else f"{str(root)!r} has no images/"
+            raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist ({hint})")
+        images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not images:
+            kinds = "/".join(s[1:] for s in IMAGE_EXTENSIONS)
+            raise ValueError(f"split {split!r} is empty: no {kinds} images in {str(images_dir)!r}")
+        stems: dict[Path, Path] = {}
+        for image in images:
+            rel = image.relative_to(images_dir).with_suffix("")
+            if rel in stems:
+                raise ValueError(f"two images share the name {str(rel)!r}: {str(stems[rel])!r} and {str(image)!r}")
+            stems[rel] = image
+        pairs = [(image, masks_dir / (str(rel) + self.mask_suffix)) for rel, image in stems.items()]
+        missing = [str(mask) for _, mask in pairs if not mask.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of {len(pairs)} images in {str(images_dir)!r} have no mask (expected "
+                f"NAME{self.mask_suffix} under {str(masks_dir)!r} with the image's name): {listing(missing)}"
+            )
+        return ResolvedLayout(self.name, None, root, split, pairs, [LabelSource(self.mask_suffix)])
+
+
+@dataclass(frozen=True)
+class MmsegLayout:
+    """Any tree prepared for mmseg: ``img_dir/SPLIT`` + ``ann_dir/SPLIT`` (scan mode). `img_suffix` None takes the one
+    image suffix the folder uses (``.png``, ``.jpg``, ...)."""
+
+    name: str = MMSEG
+    dataset: str | None = None
+    expected: str = "img_dir/SPLIT/NAME.EXT and ann_dir/SPLIT/NAME.png"
+    img_suffix: str | None = None
+    seg_suffix: str = ".png"
+
+    def resolve(self, root: Path, split: str) -> ResolvedLayout:
+        where = f"mmseg layout split {split!r}"
+        img_dir = root / "img_dir" / split
+        if not img_dir.is_dir():
+            found = _subfolders(root / "img_dir")
+            hint = f"splits under img_dir/: {found}" if found else f"{str(root)!r} holds {_found(root)}"
+            raise FileNotFoundError(
+                f"{where}: expected img_dir/{split}/ and ann_dir/{split}/ under {str(root)!r} ({hint})"
+            )
+        img_suffix = self.img_suffix
+        if img_suffix is None:
+            suffixes = sorted({p.suffix for p in img_dir.rglob("*") if p.is_file() and not p.name.startswith(".")})
+            images = [s for s in suffixes if s.lower() in IMAGE_EXTENSIONS]
+            if len(images) != 1:
+                raise ValueError(
+                    f"{where}: cannot tell the image suffix of {str(img_dir)!r} (found {suffixes or 'no files'}); "
+                    "pass img_suffix= (e.g. '.jpg')"
+                )
+            img_suffix = images[0]
+        part = Part(f"img_dir/{split}", f"ann_dir/{split}", img_suffix, _png(self.seg_suffix))
+        pairs, source = _part_pairs(root, part, where)
+        return ResolvedLayout(self.name, self.dataset, root, split, pairs, [source])
+
+
+@dataclass(frozen=True)
+class ZooLayout:
+    """A zoo dataset's official layout (its ``name`` is the zoo dataset's). ``roots`` are the places under the
     given root that may hold it (``""`` is the root itself); ``counts`` are the official split sizes."""
 
     name: str
-    dataset: str
     expected: str
     splits: Mapping[str, tuple[Part, ...]]
     counts: Mapping[str, int] = field(default_factory=dict)
@@ -111,16 +222,36 @@ class Layout:
     marker: str = ""
     prepare: str = ""
 
+    @property
+    def dataset(self) -> str:
+        return self.name
+
+    def resolve(self, root: Path, split: str) -> ResolvedLayout:
+        base = _find_root(self, root)
+        key = self.aliases.get(split, split)
+        if key not in self.splits:
+            known = sorted({*self.splits, *self.aliases})
+            raise ValueError(f"the {self.name} layout has no split {split!r}; its splits are {known}")
+        pairs: list[tuple[Path, Path]] = []
+        sources: list[LabelSource] = []
+        for part in self.splits[key]:
+            part_pairs, source = _part_pairs(base, part, f"{self.name} split {split!r}")
+            pairs += part_pairs
+            sources.append(source)
+        if len({(s.label_map and tuple(sorted(s.label_map.items())), s.map_default) for s in sources}) > 1:
+            raise ValueError(f"{self.name} split {split!r}: its parts use different label encodings")
+        return ResolvedLayout(self.name, self.name, base, key, pairs, sources, self.counts.get(key), self.prepare)
+
 
 def _png(suffix: str = ".png", **kwargs: object) -> tuple[LabelSource, ...]:
     return (LabelSource(suffix, **kwargs),)  # type: ignore[arg-type]
 
 
-def _img_ann(name: str, splits: Sequence[str], img_suffix: str, seg_suffix: str, **kwargs: object) -> Layout:
-    """A layout in mmseg's converted ``img_dir/SPLIT`` + ``ann_dir/SPLIT`` form."""
+def _img_ann(name: str, splits: Sequence[str], img_suffix: str, seg_suffix: str, **kwargs: object) -> ZooLayout:
+    """A zoo layout in mmseg's converted ``img_dir/SPLIT`` + ``ann_dir/SPLIT`` form."""
     parts = {s: (Part(f"img_dir/{s}", f"ann_dir/{s}", img_suffix, _png(seg_suffix)),) for s in splits}
     expected = f"img_dir/{{{','.join(splits)}}}/NAME{img_suffix} and ann_dir/{{{','.join(splits)}}}/NAME{seg_suffix}"
-    return Layout(name, name, expected, parts, marker="img_dir", **kwargs)  # type: ignore[arg-type]
+    return ZooLayout(name, expected, parts, marker="img_dir", **kwargs)  # type: ignore[arg-type]
 
 
 _CITYSCAPES_SOURCES = (
@@ -145,13 +276,13 @@ _VOC_LISTS = "ImageSets/Segmentation"
 _CONTEXT_LISTS = "ImageSets/SegmentationContext"
 
 
-def _context(name: str) -> Layout:
+def _context(name: str) -> ZooLayout:
     parts = {
         s: (Part("JPEGImages", "SegmentationClassContext", ".jpg", _png(), f"{_CONTEXT_LISTS}/{s}.txt"),)
         for s in ("train", "val")
     }
-    return Layout(
-        name, name,
+    return ZooLayout(
+        name,
         "JPEGImages/NAME.jpg, SegmentationClassContext/NAME.png (label indices 0..59, written by mmseg's "
         f"pascal_context converter) and {_CONTEXT_LISTS}/{{train,val}}.txt",
         parts, counts={"train": 4996, "val": 5104}, roots=("", "VOC2010", "VOCdevkit/VOC2010"),
@@ -159,9 +290,8 @@ def _context(name: str) -> Layout:
     )  # fmt: skip
 
 
-LAYOUTS: dict[str, Layout] = {
-    "cityscapes": Layout(
-        "cityscapes",
+_ZOO_LAYOUTS: tuple[ZooLayout, ...] = (
+    ZooLayout(
         "cityscapes",
         "leftImg8bit/SPLIT/CITY/NAME_leftImg8bit.png with gtFine/SPLIT/CITY/NAME_gtFine_labelIds.png (or "
         "NAME_gtFine_labelTrainIds.png), as leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip unpack",
@@ -173,8 +303,7 @@ LAYOUTS: dict[str, Layout] = {
         marker="leftImg8bit",
         prepare="`deeplabv3p prepare cityscapes ROOT` writes the _labelTrainIds.png files (optional)",
     ),
-    "ade20k": Layout(
-        "ade20k",
+    ZooLayout(
         "ade20k",
         "images/{training,validation}/ADE_*.jpg and annotations/{training,validation}/ADE_*.png, as "
         "ADEChallengeData2016.zip unpacks",
@@ -184,8 +313,7 @@ LAYOUTS: dict[str, Layout] = {
         roots=("", "ADEChallengeData2016", "ade/ADEChallengeData2016"),
         marker="annotations",
     ),
-    "voc12aug": Layout(
-        "voc12aug",
+    ZooLayout(
         "voc12aug",
         "JPEGImages/NAME.jpg, SegmentationClass/NAME.png with ImageSets/Segmentation/{train,val}.txt (VOC 2012), "
         "plus SegmentationClassAug/NAME.png and ImageSets/Segmentation/aug.txt written by mmseg's voc_aug "
@@ -203,9 +331,9 @@ LAYOUTS: dict[str, Layout] = {
         prepare="SegmentationClassAug/ and aug.txt come from SBD's benchmark.tgz through mmseg's "
         "tools/dataset_converters/voc_aug.py",
     ),
-    "pascal_context": _context("pascal_context"),
-    "pascal_context_59": _context("pascal_context_59"),
-    "loveda": _img_ann(
+    _context("pascal_context"),
+    _context("pascal_context_59"),
+    _img_ann(
         "loveda",
         ("train", "val"),
         ".png",
@@ -214,7 +342,7 @@ LAYOUTS: dict[str, Layout] = {
         roots=("", "loveDA"),
         prepare="`deeplabv3p prepare loveda RAW OUT` (RAW holds Train.zip, Val.zip, Test.zip)",
     ),
-    "potsdam": _img_ann(
+    _img_ann(
         "potsdam",
         ("train", "val"),
         ".png",
@@ -222,7 +350,7 @@ LAYOUTS: dict[str, Layout] = {
         counts={"train": 3456, "val": 2016},
         prepare="`deeplabv3p prepare potsdam RAW OUT` (RAW holds 2_Ortho_RGB.zip and 5_Labels_all_noBoundary.zip)",
     ),
-    "vaihingen": _img_ann(
+    _img_ann(
         "vaihingen",
         ("train", "val"),
         ".png",
@@ -231,7 +359,7 @@ LAYOUTS: dict[str, Layout] = {
         prepare="`deeplabv3p prepare vaihingen RAW OUT` (RAW holds ISPRS_semantic_labeling_Vaihingen.zip and "
         "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE.zip)",
     ),
-    "isaid": _img_ann(
+    _img_ann(
         "isaid",
         ("train", "val"),
         ".png",
@@ -241,8 +369,7 @@ LAYOUTS: dict[str, Layout] = {
         prepare="`deeplabv3p prepare isaid RAW OUT` (RAW holds train/, val/ with images/*.zip and "
         "Semantic_masks/*.zip, as downloaded)",
     ),
-    "mapillary_v1_65": Layout(
-        "mapillary_v1_65",
+    ZooLayout(
         "mapillary_v1_65",
         "{training,validation}/images/ID.jpg with {training,validation}/v1.2/labels/ID.png (v1.2 palette PNGs), "
         "as the Mapillary Vistas zip unpacks",
@@ -255,55 +382,21 @@ LAYOUTS: dict[str, Layout] = {
         roots=("", "mapillary"),
         marker="training",
     ),
-}
+)
 
-MMSEG_LAYOUT = "mmseg"
-
-
-def zoo_dataset(name: str) -> DatasetInfo:
-    """The zoo's facts about a dataset: ``classes``, ``palette``, ``reduce_zero_label``, ``display_name``."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown zoo dataset {name!r}; known: {sorted(DATASETS)}")
-    return DATASETS[name]
+_ALL: tuple[Layout, ...] = (FolderLayout(), MmsegLayout(), *_ZOO_LAYOUTS)
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in _ALL}  # the one list of layout names
 
 
-def layout_for_dataset(dataset: str) -> str | None:
-    """The layout of a zoo dataset name (``"cityscapes"``), or None for a dataset with no layout of its own."""
-    return dataset if dataset in LAYOUTS else None
-
-
-@dataclass
-class ResolvedLayout:
-    """A layout applied to a root and split: the pairs, where they were found and the label rules."""
-
-    layout: str
-    dataset: str | None
-    root: Path
-    split: str
-    pairs: list[tuple[Path, Path]]
-    label_sources: list[LabelSource]
-    official_count: int | None = None
-    prepare: str = ""
-
-    @property
-    def label_map(self) -> np.ndarray | None:
-        """The lookup table of the (single) label source, or None when labels are stored as the model's indices."""
-        source = self.label_sources[0]
-        if source.label_map is None:
-            return None
-        return label_lut(source.label_map, source.map_default)
-
-
-def _listing(items: Sequence[object]) -> str:
-    shown = ", ".join(str(p) for p in items[:_MAX_LISTED])
-    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def _found(root: Path) -> str:
     if not root.is_dir():
         return "nothing (no such folder)"
     entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir() if not p.name.startswith("."))
-    return _listing(entries) if entries else "an empty folder"
+    return listing(entries) if entries else "an empty folder"
 
 
 def _scan(img_dir: Path, img_suffix: str) -> list[str]:
@@ -342,7 +435,7 @@ def _part_pairs(root: Path, part: Part, where: str) -> tuple[list[tuple[Path, Pa
         if absent:
             raise FileNotFoundError(
                 f"{where}: {len(absent)} of {len(images)} images named in {str(list_path)!r} do not exist: "
-                f"{_listing(absent)}"
+                f"{listing(absent)}"
             )
     else:
         images = _scan(img_dir, part.img_suffix)
@@ -368,11 +461,11 @@ def _part_pairs(root: Path, part: Part, where: str) -> tuple[list[tuple[Path, Pa
     suffixes = " or ".join(s.suffix for s in part.labels)
     raise FileNotFoundError(
         f"{where}: {len(missing)} of {len(stems)} images have no label (expected NAME{suffixes} under "
-        f"{str(ann_dir)!r} for NAME{part.img_suffix} under {str(img_dir)!r}): {_listing(missing)}"
+        f"{str(ann_dir)!r} for NAME{part.img_suffix} under {str(img_dir)!r}): {listing(missing)}"
     )
 
 
-def _find_root(layout: Layout, root: Path) -> Path:
+def _find_root(layout: ZooLayout, root: Path) -> Path:
     if not root.is_dir():
         raise FileNotFoundError(f"{layout.name} dataset folder {str(root)!r} does not exist")
     for sub in layout.roots:
@@ -386,61 +479,42 @@ def _find_root(layout: Layout, root: Path) -> Path:
     )
 
 
-def resolve(name: str, root: str | Path, split: str) -> ResolvedLayout:
-    """Pairs and label rules of one split of a named layout (not ``"mmseg"``, see `resolve_mmseg`).
+def zoo_dataset(name: str) -> DatasetInfo:
+    """The zoo's facts about a dataset: ``classes``, ``palette``, ``reduce_zero_label``, ``display_name``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown zoo dataset {name!r}; known: {sorted(DATASETS)}")
+    return DATASETS[name]
 
-    Raises FileNotFoundError / ValueError saying what was expected where and what was found.
+
+def choose_layout(
+    root: Path,
+    layout: str = AUTO,
+    dataset: str | None = None,
+    *,
+    img_suffix: str | None = None,
+    seg_suffix: str | None = None,
+) -> Layout:
+    """The layout to read `root` with, checked before any file is listed.
+
+    `layout` is a name of `LAYOUTS`, or ``"auto"``: the folder layout when `root` holds ``classes.json``, else the
+    official layout of the zoo `dataset`, else the folder layout. An ``"mmseg"`` tree takes `dataset`'s classes and
+    label rules (when given) and `img_suffix` / `seg_suffix`, which no other layout has. Raises ValueError for an
+    unknown name or an option the layout has no use for, and for a `root` that is not a folder.
     """
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown dataset layout {name!r}; known: {sorted([*LAYOUTS, MMSEG_LAYOUT])}")
-    layout = LAYOUTS[name]
-    base = _find_root(layout, Path(root))
-    if not isinstance(split, str) or not split:
-        raise ValueError(f"split must be a non-empty name, got {split!r}")
-    key = layout.aliases.get(split, split)
-    if key not in layout.splits:
-        known = sorted({*layout.splits, *layout.aliases})
-        raise ValueError(f"the {name} layout has no split {split!r}; its splits are {known}")
-    pairs: list[tuple[Path, Path]] = []
-    sources: list[LabelSource] = []
-    for part in layout.splits[key]:
-        part_pairs, source = _part_pairs(base, part, f"{name} split {split!r}")
-        pairs += part_pairs
-        sources.append(source)
-    if len({(s.label_map and tuple(sorted(s.label_map.items())), s.map_default) for s in sources}) > 1:
-        raise ValueError(f"{name} split {split!r}: its parts use different label encodings")
-    return ResolvedLayout(name, layout.dataset, base, key, pairs, sources, layout.counts.get(key), layout.prepare)
-
-
-def resolve_mmseg(
-    root: str | Path, split: str, img_suffix: str | None = None, seg_suffix: str = ".png"
-) -> ResolvedLayout:
-    """Pairs of any tree prepared for mmseg: ``ROOT/img_dir/SPLIT`` and ``ROOT/ann_dir/SPLIT`` (scan mode).
-
-    `img_suffix` None takes the one image suffix the folder uses (``.png``, ``.jpg``, ...).
-    """
-    root = Path(root)
-    where = f"mmseg layout split {split!r}"
+    if layout != AUTO and layout not in LAYOUTS:
+        raise ValueError(f"unknown dataset layout {layout!r}; known: {sorted(LAYOUTS)} or {AUTO!r}")
+    if dataset is not None:
+        zoo_dataset(dataset)
+    if layout == AUTO:
+        layout = dataset if dataset is not None and not (root / CLASSES_FILE).is_file() else FOLDER
+    chosen = LAYOUTS[layout]
+    suffixes = {k: v for k, v in (("img_suffix", img_suffix), ("seg_suffix", seg_suffix)) if v is not None}
+    if isinstance(chosen, MmsegLayout):
+        chosen = dataclasses.replace(chosen, dataset=dataset, **suffixes)
+    elif suffixes:
+        raise ValueError(f"{sorted(suffixes)} apply to the {MMSEG!r} layout only, not to the {layout!r} layout")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"root {str(root)!r} is a file; pass the dataset folder (the one holding {chosen.expected})")
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder {str(root)!r} does not exist")
-    img_dir = root / "img_dir" / split
-    if not img_dir.is_dir():
-        found = (
-            sorted(p.name for p in (root / "img_dir").iterdir() if p.is_dir()) if (root / "img_dir").is_dir() else []
-        )
-        hint = f"splits under img_dir/: {found}" if found else f"{str(root)!r} holds {_found(root)}"
-        raise FileNotFoundError(f"{where}: expected img_dir/{split}/ and ann_dir/{split}/ under {str(root)!r} ({hint})")
-    if img_suffix is None:
-        from ..inference.images import IMAGE_EXTENSIONS
-
-        suffixes = sorted({p.suffix for p in img_dir.rglob("*") if p.is_file() and not p.name.startswith(".")})
-        images = [s for s in suffixes if s.lower() in IMAGE_EXTENSIONS]
-        if len(images) != 1:
-            raise ValueError(
-                f"{where}: cannot tell the image suffix of {str(img_dir)!r} (found {suffixes or 'no files'}); "
-                "pass img_suffix= (e.g. '.jpg')"
-            )
-        img_suffix = images[0]
-    part = Part(f"img_dir/{split}", f"ann_dir/{split}", img_suffix, _png(seg_suffix))
-    pairs, source = _part_pairs(root, part, where)
-    return ResolvedLayout(MMSEG_LAYOUT, None, root, split, pairs, [source])
+        raise FileNotFoundError(f"{layout} dataset folder {str(root)!r} does not exist")
+    return chosen

@@ -469,7 +469,7 @@ def _prepare_cityscapes(raw: Path, progress: bool, report: PrepareReport) -> Non
 
 
 def prepare(name: str, raw: str | Path, out: str | Path | None = None, *, progress: bool = True) -> PrepareReport:
-    """Convert the official download of `name` in `raw` into the folder layout `SegmentationDataset.from_layout`
+    """Convert the official download of `name` in `raw` into the folder layout `SegmentationDataset(..., layout=name)`
     (and mmseg) reads, under `out` (Cityscapes: in place, `out` None or `raw`). Safe to run again: outputs that
     exist are skipped."""
     if name not in PREPARE_NAMES:

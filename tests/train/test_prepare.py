@@ -1,5 +1,5 @@
 """`prepare`: the converters reproduce mmseg's own scripts on fabricated downloads (names and pixels, from the goldens
-in tests/data/prepare_goldens.json), resume, refuse bad input before writing, and feed `from_layout`."""
+in tests/data/prepare_goldens.json), resume, refuse bad input before writing, and feed `SegmentationDataset`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_prepare_matches_mmsegs_converter(tmp_path: Path, name: str) -> None:
 def test_potsdam_patches_are_what_the_reader_reads(tmp_path: Path) -> None:
     tiles = raw_potsdam(tmp_path / "raw")
     prepare("potsdam", tmp_path / "raw", tmp_path / "out", progress=False)
-    ds = SegmentationDataset.from_layout("potsdam", tmp_path / "out", "train")
+    ds = SegmentationDataset(tmp_path / "out", "train", layout="potsdam")
     assert len(ds) == 6  # tile 2_10 (train) is 1100x700: 3 x 2 patches
     image, label = tiles["2_10"]
     names = [p.name for p, _ in ds.samples]
@@ -50,7 +50,7 @@ def test_potsdam_patches_are_what_the_reader_reads(tmp_path: Path) -> None:
     np.testing.assert_array_equal(patch, image[188:700, 588:1100])
     raw_index = isprs_indices(label[188:700, 588:1100]).astype(np.int64)
     np.testing.assert_array_equal(mask, np.where(raw_index == 0, 255, raw_index - 1))
-    assert len(SegmentationDataset.from_layout("potsdam", tmp_path / "out", "val")) == 2  # 2_13 is a val tile
+    assert len(SegmentationDataset(tmp_path / "out", "val", layout="potsdam")) == 2  # 2_13 is a val tile
 
 
 def test_isprs_geometry_and_colour_key() -> None:
@@ -105,7 +105,7 @@ def test_cityscapes_train_ids_in_place(tmp_path: Path) -> None:
     expected = make_cityscapes(tmp_path)
     report = prepare("cityscapes", tmp_path, progress=False)
     assert report.written == {"gtFine/train": 3, "gtFine/val": 2}
-    ds = SegmentationDataset.from_layout("cityscapes", tmp_path, "train")
+    ds = SegmentationDataset(tmp_path, "train", layout="cityscapes")
     assert all(str(m).endswith("_gtFine_labelTrainIds.png") for _, m in ds.samples) and ds.label_map is None
     for i, (_, mask) in enumerate(expected["train"]):
         np.testing.assert_array_equal(ds.load(i)[1], mask)
