@@ -136,7 +136,11 @@ def test_prepare_command(tmp_path: Path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_prepare_names_match_the_converters() -> None:
-    from deeplabv3p.cli.prepare import _PREPARE_NAMES
+def test_prepare_names_match_the_converters(capsys) -> None:
+    from deeplabv3p.train.prepare import CONVERTERS
 
-    assert _PREPARE_NAMES == PREPARE_NAMES
+    assert PREPARE_NAMES == tuple(CONVERTERS) == ("potsdam", "vaihingen", "isaid", "loveda", "cityscapes")
+    with pytest.raises(SystemExit):
+        main(["prepare", "ade20k", "raw"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'ade20k'" in err and all(name in err for name in PREPARE_NAMES)

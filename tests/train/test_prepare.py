@@ -21,8 +21,9 @@ from layout_trees import (
 )
 from PIL import Image
 
+from deeplabv3p.train import prepare as prepare_module
 from deeplabv3p.train.datasets import SegmentationDataset
-from deeplabv3p.train.prepare import isaid_windows, isprs_boxes, isprs_indices, prepare
+from deeplabv3p.train.prepare import PrepareReport, isaid_windows, isprs_boxes, isprs_indices, prepare
 
 GOLDENS = json.loads((DATA / "prepare_goldens.json").read_text())
 RAW = {"potsdam": raw_potsdam, "vaihingen": raw_vaihingen, "isaid": raw_isaid, "loveda": raw_loveda}
@@ -111,3 +112,39 @@ def test_cityscapes_train_ids_in_place(tmp_path: Path) -> None:
         np.testing.assert_array_equal(ds.load(i)[1], mask)
     with pytest.raises(ValueError, match="prepared in place"):
         prepare("cityscapes", tmp_path, tmp_path / "elsewhere", progress=False)
+
+
+def test_write_once_writes_a_missing_file_and_counts_both(tmp_path: Path) -> None:
+    report = PrepareReport("x", tmp_path)
+    calls: list[Path] = []
+    for _ in range(2):
+        report.write_once("a", tmp_path / "f.txt", lambda path: (calls.append(path), path.write_text("x")))
+    assert calls == [tmp_path / "f.txt"] and report.written == {"a": 1} and report.skipped == {"a": 1}
+
+
+def test_a_resumed_run_reads_only_the_sources_of_missing_patches(tmp_path: Path, monkeypatch) -> None:
+    raw_potsdam(tmp_path / "raw")
+    prepare("potsdam", tmp_path / "raw", tmp_path / "out", progress=False)
+    next((tmp_path / "out" / "ann_dir" / "val").iterdir()).unlink()
+    read: list[str] = []
+    original = prepare_module._read_rgb
+
+    def recording(member, kind: str, fix: str) -> np.ndarray:
+        read.append(kind)
+        return original(member, kind, fix)
+
+    monkeypatch.setattr(prepare_module, "_read_rgb", recording)
+    report = prepare("potsdam", tmp_path / "raw", tmp_path / "out", progress=False)
+    assert read == ["label"] and report.written == {"ann_dir/val": 1}
+    assert pixel_digests(tmp_path / "out") == GOLDENS["potsdam"]
+
+
+def test_isaid_mask_of_another_size_is_refused_before_its_patches(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "raw" / "val" / "images").mkdir(parents=True)
+    (tmp_path / "raw" / "val" / "Semantic_masks").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (600, 500, 3), np.uint8)).save(tmp_path / "raw/val/images/P0003.png")
+    Image.new("RGB", (400, 600)).save(tmp_path / "raw/val/Semantic_masks/P0003_instance_color_RGB.png")
+    with pytest.raises(ValueError, match=r"iSAID P0003: the mask .* is 400x600 but the image 500x600"):
+        prepare("isaid", tmp_path / "raw", tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out").rglob("*.png"))
