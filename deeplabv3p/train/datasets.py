@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 from ..fields import check_bool, check_int
 from ..inference.images import decode_image, open_image_file, to_input_scale
 from .classes import CLASSES_FILE, check_classes, check_palette, read_classes_file
-from .layouts import AUTO, FOLDER, IGNORE, MAX_LISTED, MMSEG, Layout, ResolvedLayout, choose_layout, label_lut, listing
+from .layouts import AUTO, FOLDER, IGNORE, MMSEG, Layout, ResolvedLayout, choose_layout, label_lut
 from .layouts import zoo_dataset as zoo
+from .pairing import MAX_LISTED, listing
 
 __all__ = ["SegmentationDataset"]
 

@@ -4,11 +4,8 @@ and the zoo's benchmark datasets as they unpack (or as mmseg's converters write 
 - ``folder``: ``ROOT/images/SPLIT/NAME.EXT`` + ``ROOT/masks/SPLIT/NAME.png`` (subfolders allowed, any extension
   predict reads), classes in ``ROOT/classes.json``;
 - ``mmseg``: any ``ROOT/img_dir/SPLIT`` + ``ROOT/ann_dir/SPLIT`` tree (one image suffix, found or given);
-- the zoo's layouts (``cityscapes``, ``ade20k``, ...), following mmsegmentation 1.x's ``BaseSegDataset``: *scan*
-  parts walk the image folder recursively, keep the files ending with the image suffix (names starting with ``.``
-  skipped), find each label by replacing that suffix with the label suffix in the relative path, and sort by image
-  path; *list* parts read one name per line from a split file (``ImageSets/.../train.txt``) and add the suffixes, in
-  file order.
+- the zoo's layouts (``cityscapes``, ``ade20k``, ...): each split one or more *parts*, scanned folders or split
+  lists paired as mmsegmentation 1.x's ``BaseSegDataset`` pairs them (`deeplabv3p.train.pairing`).
 
 A split may be several parts in a row (VOC + SBD ``train`` is VOC's ``train.txt`` followed by SBD's ``aug.txt``).
 A part may offer label alternatives (Cityscapes: ``_labelTrainIds.png`` when every image has one, else
@@ -31,6 +28,7 @@ import numpy as np
 from ..inference.images import IMAGE_EXTENSIONS
 from ..pretrained.zoo import DATASETS, DatasetInfo
 from .classes import CLASSES_FILE
+from .pairing import LabelSource, Part, describe_folder, listing, pair_part, subfolders
 
 __all__ = [
     "AUTO",
@@ -38,13 +36,11 @@ __all__ = [
     "FOLDER",
     "IGNORE",
     "LAYOUTS",
-    "MAX_LISTED",
     "MMSEG",
     "Layout",
     "ResolvedLayout",
     "choose_layout",
     "label_lut",
-    "listing",
     "zoo_dataset",
 ]
 
@@ -52,7 +48,6 @@ AUTO = "auto"  # not a layout: `choose_layout` picks one
 FOLDER = "folder"
 MMSEG = "mmseg"
 IGNORE = 255
-MAX_LISTED = 10
 
 # cityscapesscripts' labels.py: labelId -> trainId for the 19 evaluated classes; every other id is ignored.
 CITYSCAPES_ID_TO_TRAIN_ID: dict[int, int] = {
@@ -68,35 +63,6 @@ def label_lut(mapping: Mapping[int, int], default: int | None = None) -> np.ndar
     for raw, label in mapping.items():
         lut[raw] = label
     return lut
-
-
-def listing(items: Sequence[object]) -> str:
-    """The first `MAX_LISTED` items, comma-separated, and how many more: a long list of files in an error message."""
-    shown = ", ".join(str(p) for p in items[:MAX_LISTED])
-    return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    """One way a part's labels may be stored: a file suffix, how raw values map to labels, which raw values a
-    correct file holds (for the audit) and what to say when a file holds others."""
-
-    suffix: str
-    label_map: Mapping[int, int] | None = None
-    map_default: int | None = None
-    raw_values: frozenset[int] | None = None
-    mistake: str = ""
-
-
-@dataclass(frozen=True)
-class Part:
-    """Image/label pairs of one folder pair: scanned (``list_file`` None) or listed by a split file."""
-
-    img_dir: str
-    ann_dir: str
-    img_suffix: str
-    labels: tuple[LabelSource, ...]
-    list_file: str | None = None
 
 
 @dataclass
@@ -150,7 +116,7 @@ class FolderLayout:
     def resolve(self, root: Path, split: str) -> ResolvedLayout:
         images_dir, masks_dir = root / "images" / split, root / "masks" / split
         if not images_dir.is_dir():
-            found = _subfolders(root / "images")
+            found = subfolders(root / "images")
             hint = f"splits found under {str(root / 'images')!r}: {found}" if found else f"{str(root)!r} has no images/"
             raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist ({hint})")
         images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -188,8 +154,8 @@ class MmsegLayout:
         where = f"mmseg layout split {split!r}"
         img_dir = root / "img_dir" / split
         if not img_dir.is_dir():
-            found = _subfolders(root / "img_dir")
-            hint = f"splits under img_dir/: {found}" if found else f"{str(root)!r} holds {_found(root)}"
+            found = subfolders(root / "img_dir")
+            hint = f"splits under img_dir/: {found}" if found else f"{str(root)!r} holds {describe_folder(root)}"
             raise FileNotFoundError(
                 f"{where}: expected img_dir/{split}/ and ann_dir/{split}/ under {str(root)!r} ({hint})"
             )
@@ -204,7 +170,7 @@ class MmsegLayout:
                 )
             img_suffix = images[0]
         part = Part(f"img_dir/{split}", f"ann_dir/{split}", img_suffix, _png(self.seg_suffix))
-        pairs, source = _part_pairs(root, part, where)
+        pairs, source = pair_part(root, part, where)
         return ResolvedLayout(self.name, self.dataset, root, split, pairs, [source])
 
 
@@ -235,7 +201,7 @@ class ZooLayout:
         pairs: list[tuple[Path, Path]] = []
         sources: list[LabelSource] = []
         for part in self.splits[key]:
-            part_pairs, source = _part_pairs(base, part, f"{self.name} split {split!r}")
+            part_pairs, source = pair_part(base, part, f"{self.name} split {split!r}")
             pairs += part_pairs
             sources.append(source)
         if len({(s.label_map and tuple(sorted(s.label_map.items())), s.map_default) for s in sources}) > 1:
@@ -388,83 +354,6 @@ _ALL: tuple[Layout, ...] = (FolderLayout(), MmsegLayout(), *_ZOO_LAYOUTS)
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in _ALL}  # the one list of layout names
 
 
-def _subfolders(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-
-
-def _found(root: Path) -> str:
-    if not root.is_dir():
-        return "nothing (no such folder)"
-    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir() if not p.name.startswith("."))
-    return listing(entries) if entries else "an empty folder"
-
-
-def _scan(img_dir: Path, img_suffix: str) -> list[str]:
-    """Relative image paths ending with `img_suffix` under `img_dir` (recursively, hidden files skipped), sorted."""
-    rels = [
-        p.relative_to(img_dir).as_posix()
-        for p in img_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and p.relative_to(img_dir).as_posix().endswith(img_suffix)
-    ]
-    return sorted(rels, key=lambda rel: str(img_dir / rel))
-
-
-def _names(list_file: Path) -> list[str]:
-    """Non-blank, stripped lines of a split file, in file order."""
-    return [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _part_pairs(root: Path, part: Part, where: str) -> tuple[list[tuple[Path, Path]], LabelSource]:
-    img_dir, ann_dir = root / part.img_dir, root / part.ann_dir
-    if not img_dir.is_dir():
-        raise FileNotFoundError(
-            f"{where}: image folder {str(img_dir)!r} does not exist; {str(img_dir.parent)!r} holds "
-            f"{_found(img_dir.parent)}"
-        )
-    if part.list_file is not None:
-        list_path = root / part.list_file
-        if not list_path.is_file():
-            raise FileNotFoundError(
-                f"{where}: split list {str(list_path)!r} does not exist; {str(list_path.parent)!r} holds "
-                f"{_found(list_path.parent)}"
-            )
-        images = [(name + part.img_suffix) for name in _names(list_path)]
-        if not images:
-            raise ValueError(f"{where}: split list {str(list_path)!r} names no images")
-        absent = [str(img_dir / rel) for rel in images if not (img_dir / rel).is_file()]
-        if absent:
-            raise FileNotFoundError(
-                f"{where}: {len(absent)} of {len(images)} images named in {str(list_path)!r} do not exist: "
-                f"{listing(absent)}"
-            )
-    else:
-        images = _scan(img_dir, part.img_suffix)
-        if not images:
-            raise ValueError(
-                f"{where}: no *{part.img_suffix} images under {str(img_dir)!r} (it holds {_found(img_dir)})"
-            )
-    if not ann_dir.is_dir():
-        raise FileNotFoundError(
-            f"{where}: label folder {str(ann_dir)!r} does not exist; {str(ann_dir.parent)!r} holds "
-            f"{_found(ann_dir.parent)}"
-        )
-    stems = [rel[: -len(part.img_suffix)] if part.list_file else rel for rel in images]
-    missing: list[str] = []
-    for source in part.labels:  # the first kind every image has wins, so one rule holds for the whole part
-        if part.list_file:
-            labels = [ann_dir / (stem + source.suffix) for stem in stems]
-        else:
-            labels = [ann_dir / rel.replace(part.img_suffix, source.suffix) for rel in images]
-        missing = [str(p) for p in labels if not p.is_file()]
-        if not missing:
-            return [(img_dir / rel, label) for rel, label in zip(images, labels)], source
-    suffixes = " or ".join(s.suffix for s in part.labels)
-    raise FileNotFoundError(
-        f"{where}: {len(missing)} of {len(stems)} images have no label (expected NAME{suffixes} under "
-        f"{str(ann_dir)!r} for NAME{part.img_suffix} under {str(img_dir)!r}): {listing(missing)}"
-    )
-
-
 def _find_root(layout: ZooLayout, root: Path) -> Path:
     if not root.is_dir():
         raise FileNotFoundError(f"{layout.name} dataset folder {str(root)!r} does not exist")
@@ -475,7 +364,7 @@ def _find_root(layout: ZooLayout, root: Path) -> Path:
     places = " or ".join(repr(str(root / s)) if s else repr(str(root)) for s in layout.roots)
     raise FileNotFoundError(
         f"{str(root)!r} is not a {layout.name} dataset folder: expected {layout.expected} in {places}, found "
-        f"{_found(root)}." + (f" To make it: {layout.prepare}." if layout.prepare else "")
+        f"{describe_folder(root)}." + (f" To make it: {layout.prepare}." if layout.prepare else "")
     )
 
 
