@@ -17,7 +17,7 @@ from ..models.model import DeepLabV3Plus
 from ..pretrained.factory import create_model
 from ..pretrained.hub import is_hub_id
 from ..pretrained.registry import split_model_name
-from ..pretrained.zoo import DATASETS
+from ..train.layouts import LAYOUTS, ZooLayout
 
 
 def pretrained_argument(model: str, pretrained: bool | str | None, default: bool = False) -> bool | str | None:
@@ -58,15 +58,15 @@ def is_main_process() -> bool:
 
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
-    layouts = ["folder", "mmseg", *DATASETS]  # every zoo dataset has its official layout (train.layouts)
+    zoo = [name for name, layout in LAYOUTS.items() if isinstance(layout, ZooLayout)]
     p.add_argument(
         "--data", required=True,
         help="dataset folder: images/SPLIT, masks/SPLIT, classes.json; or a zoo dataset as it unpacks (see --layout)",
     )  # fmt: skip
     p.add_argument(
-        "--layout", choices=layouts, metavar="LAYOUT",
+        "--layout", choices=list(LAYOUTS), metavar="LAYOUT",
         help="how --data is laid out: folder (images/masks/classes.json), mmseg (img_dir/ann_dir), or a zoo "
-        f"dataset's official layout ({', '.join(layouts[2:])}); default: folder when --data has "
+        f"dataset's official layout ({', '.join(zoo)}); default: folder when --data has "
         "classes.json, else the layout of the weights' (or recipe's) dataset",
     )  # fmt: skip
     p.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-_PREPARE_NAMES = ("potsdam", "vaihingen", "isaid", "loveda", "cityscapes")  # train.prepare.PREPARE_NAMES
+from ..train.prepare import PREPARE_NAMES, prepare
 
 _INPUTS = """inputs (RAW), as downloaded:
   potsdam    2_Ortho_RGB.zip and 5_Labels_all_noBoundary.zip
@@ -26,15 +26,13 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         "there, so an interrupted run can simply be started again.",
         epilog=_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("name", choices=_PREPARE_NAMES, help="dataset to prepare")
+    p.add_argument("name", choices=PREPARE_NAMES, help="dataset to prepare")
     p.add_argument("raw", help="folder of the official download")
     p.add_argument("out", nargs="?", help="output folder (cityscapes: omit, it is prepared in place)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from ..train.prepare import prepare
-
     report = prepare(args.name, args.raw, args.out, progress=not args.no_progress)
     print(f"prepared {args.name} in {report.out}:\n{report.summary()}")
     return 0

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..train.config import TrainConfig
 from ..version import __version__
@@ -22,6 +22,9 @@ from .common import (
     parse_model_kwargs,
     pretrained_argument,
 )
+
+if TYPE_CHECKING:
+    from ..train.datasets import SegmentationDataset
 
 RECIPE_FILE = "recipe.json"
 
@@ -50,22 +53,38 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     add_options(p.add_argument_group("recipe (deeplabv3p.train.TrainConfig)"), TrainConfig)
 
 
+def _open_split(
+    args: argparse.Namespace, split: str, dataset: str, in_chans: int, model_rules: dict[str, Any] | None = None
+) -> SegmentationDataset:
+    """The `split` of --data in --layout (default "auto": the layout of the weights' or recipe's zoo `dataset`
+    unless --data holds classes.json). `model_rules` (evaluate: the weights' reduce_zero_label and ignore_index)
+    apply to trees without a zoo dataset's rules; --reduce-zero-label to every tree."""
+    from ..pretrained.zoo import DATASETS
+    from ..train.datasets import SegmentationDataset
+    from ..train.layouts import choose_layout
+
+    zoo = dataset if dataset in DATASETS else None  # a model trained on a folder names the folder
+    layout = args.layout or "auto"
+    rules = dict(model_rules or {})
+    if rules and choose_layout(Path(args.data), layout, zoo).dataset is not None:
+        rules = {}  # the zoo's rules
+    if args.reduce_zero_label is not None:
+        rules["reduce_zero_label"] = args.reduce_zero_label
+    return SegmentationDataset(args.data, split, layout=layout, dataset=zoo, in_chans=in_chans, **rules)
+
+
 def _train_data(args: argparse.Namespace, dataset: str, in_chans: int = 3) -> tuple[Any, Any]:
     """The training and validation splits of --data (in --layout, or the layout of the recipe's dataset), read for
     a model of `in_chans` bands."""
-    from ..train.reproduce import check_split_size, open_dataset
+    from ..train.reproduce import check_split_size
 
-    train_set = open_dataset(
-        args.data, args.train_split, args.layout, dataset, args.reduce_zero_label, in_chans=in_chans
-    )
+    train_set = _open_split(args, args.train_split, dataset, in_chans)
     if is_main_process() and (message := check_split_size(train_set)):
         print(f"deeplabv3p train: warning: {message}", file=sys.stderr)
     val_set = None
     if args.val_split.lower() != "none":
         try:
-            val_set = open_dataset(
-                args.data, args.val_split, args.layout, dataset, args.reduce_zero_label, in_chans=in_chans
-            )
+            val_set = _open_split(args, args.val_split, dataset, in_chans)
         except FileNotFoundError as e:
             if is_main_process():
                 print(f"deeplabv3p train: no {args.val_split!r} split ({e}); training without validation")
@@ -163,17 +182,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         compare_with_published,
         comparison_line,
         dataset_record,
-        open_dataset,
     )  # fmt: skip
     from ..train.trainer import evaluate
 
     model, weights_file = _weights(args.model, pretrained_argument(args.model, args.pretrained, default=True))
     cfg = model.pretrained_cfg
     assert cfg is not None  # create_model always sets it
-    reduce = cfg.reduce_zero_label if args.reduce_zero_label is None else args.reduce_zero_label
-    dataset = open_dataset(
-        args.data, args.split, args.layout, cfg.dataset, reduce, cfg.ignore_index, in_chans=model.config.in_chans
-    )
+    rules = {"reduce_zero_label": cfg.reduce_zero_label, "ignore_index": cfg.ignore_index}
+    dataset = _open_split(args, args.split, cfg.dataset, model.config.in_chans, rules)
     if dataset.num_classes != model.num_classes:
         raise ValueError(f"the model predicts {model.num_classes} classes but {args.data} has {dataset.num_classes}")
     settings = resolve_settings(model, mode=args.mode, tta=args.tta)

@@ -1,10 +1,15 @@
-"""`SegmentationDataset`: images and index masks from a folder layout or from explicit file lists.
+"""`SegmentationDataset`: images and index masks of one split, from a dataset folder in any layout of
+`deeplabv3p.train.layouts` or from explicit file lists.
 
-Folder layout (masks share the image's relative path and stem; subfolders are allowed)::
+The folder layout (masks share the image's relative path and stem; subfolders are allowed)::
 
     ROOT/classes.json                  ["background", "cat", ...]  or  {"classes": [...], "palette": [[r, g, b], ...]}
     ROOT/images/SPLIT/NAME.EXT         any extension predict reads (`deeplabv3p.inference.images.IMAGE_EXTENSIONS`)
     ROOT/masks/SPLIT/NAME.png          one class index per pixel (mode L, P or I); palette PNGs are read as indices
+
+The same constructor reads the zoo's benchmark datasets as they unpack (``layout="cityscapes"``, ``"ade20k"``,
+``"voc12aug"``, ``"pascal_context"``, ``"pascal_context_59"``, ``"loveda"``, ``"potsdam"``, ``"vaihingen"``,
+``"isaid"``, ``"mapillary_v1_65"``) and any tree prepared for mmseg (``layout="mmseg"``).
 
 Images are read as `predict` reads them (`deeplabv3p.inference.images`), for a model of ``in_chans`` bands: RGB
 rules for 3, the bands as stored otherwise (multi-band TIFFs with the ``tiff`` extra); uint8, 16-bit and float
@@ -16,140 +21,113 @@ and then ``label_map`` (a lookup table over the stored values) translates them, 
 Problems are reported with the file they come from: a missing mask and an empty split when the dataset is built,
 a size mismatch and out-of-range labels when a sample is read (`verify` checks every sample at once,
 `audit_labels` every label file).
-
-`SegmentationDataset.from_layout` reads the zoo's benchmark datasets as they unpack (Cityscapes, ADE20K, VOC+SBD,
-Pascal Context, LoveDA, Potsdam, Vaihingen, iSAID, Mapillary) and any tree prepared for mmseg; see `layouts`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
-    from .layouts import ResolvedLayout
-
 from ..fields import check_bool, check_int
-from ..inference.images import IMAGE_EXTENSIONS, decode_image, open_image_file, to_input_scale
-from ..inference.result import default_class_names
+from ..inference.images import decode_image, open_image_file, to_input_scale
+from .classes import CLASSES_FILE, check_classes, check_palette, read_classes_file
+from .layouts import AUTO, FOLDER, IGNORE, MMSEG, Layout, ResolvedLayout, choose_layout, label_lut
+from .layouts import zoo_dataset as zoo
+from .pairing import MAX_LISTED, listing
 
-__all__ = ["SegmentationDataset", "read_classes_file"]
+__all__ = ["SegmentationDataset"]
 
-MASK_SUFFIX = ".png"
-CLASSES_FILE = "classes.json"
 _INDEX_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
-_MAX_LISTED = 10
 
 
-def _listing(paths: Sequence[Any]) -> str:
-    shown = ", ".join(str(p) for p in paths[:_MAX_LISTED])
-    more = f" and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else ""
-    return shown + more
-
-
-def _check_classes(classes: Any, source: str) -> tuple[str, ...]:
-    if isinstance(classes, int) and not isinstance(classes, bool):
-        return default_class_names(check_int("classes", classes, 1))
-    if isinstance(classes, str) or not isinstance(classes, Sequence) or not classes:
-        raise ValueError(f"{source}: classes must be a non-empty list of names (or a class count), got {classes!r}")
-    if not all(isinstance(c, str) for c in classes):
-        raise ValueError(f"{source}: every class name must be a str, got {list(classes)!r}")
-    duplicates = sorted({c for c in classes if list(classes).count(c) > 1})
-    if duplicates:
-        raise ValueError(f"{source}: class names must be unique, repeated: {duplicates}")
-    return tuple(classes)
-
-
-def _check_palette(palette: Any, num_classes: int, source: str) -> tuple[tuple[int, int, int], ...]:
-    if palette is None or (isinstance(palette, Sequence) and len(palette) == 0):
-        return ()
-    ok = isinstance(palette, Sequence) and all(
-        isinstance(c, Sequence) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-        for c in palette
-    )
-    if not ok:
-        raise ValueError(f"{source}: palette must be a list of [r, g, b] integer triples in 0..255, got {palette!r}")
-    if len(palette) != num_classes:
-        raise ValueError(f"{source}: palette has {len(palette)} colours for {num_classes} classes")
-    return tuple(tuple(c) for c in palette)
-
-
-def read_classes_file(path: str | Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
-    """Class names and palette from ``classes.json``: a list of names, or ``{"classes": [...], "palette": [...]}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{str(path)!r} does not exist; write the class names there as a JSON list, "
-            'e.g. ["background", "road"], or pass classes= explicitly'
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from None
-    if isinstance(data, dict):
-        unknown = sorted(set(data) - {"classes", "palette"})
-        if unknown or "classes" not in data:
-            raise ValueError(f"{str(path)!r}: expected keys 'classes' and optionally 'palette', got {sorted(data)}")
-        classes = _check_classes(data["classes"], str(path))
-        return classes, _check_palette(data.get("palette"), len(classes), str(path))
-    return _check_classes(data, str(path)), ()
-
-
-def _find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
-    images_dir, masks_dir = root / "images" / split, root / "masks" / split
-    if not images_dir.is_dir():
-        found = sorted(p.name for p in (root / "images").iterdir() if p.is_dir()) if (root / "images").is_dir() else []
-        hint = f"splits found under {str(root / 'images')!r}: {found}" if found else f"{str(root)!r} has no images/"
-        raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist ({hint})")
-    images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not images:
+def _label_rules(
+    layout: Layout,
+    root: Path,
+    classes: Any,
+    palette: Any,
+    reduce_zero_label: bool | None,
+    ignore_index: int,
+    label_map: Any,
+    in_chans: int,
+) -> tuple[Any, Any, bool]:
+    """``(classes, palette, reduce_zero_label)`` of a split in `layout`: a zoo dataset's where the layout holds one
+    (the zoo's own layouts refuse other rules), else the given ones or ``ROOT/classes.json``."""
+    if in_chans != 3 and layout.name != FOLDER:
         raise ValueError(
-            f"split {split!r} is empty: no {'/'.join(s[1:] for s in IMAGE_EXTENSIONS)} images in {str(images_dir)!r}"
+            f"the {layout.name!r} layout holds RGB images, but the model takes in_chans={in_chans}: put multi-band "
+            f"data in the {FOLDER!r} layout (images/SPLIT, masks/SPLIT, {CLASSES_FILE})"
         )
-    stems: dict[Path, Path] = {}
-    for image in images:
-        rel = image.relative_to(images_dir).with_suffix("")
-        if rel in stems:
-            raise ValueError(f"two images share the name {str(rel)!r}: {str(stems[rel])!r} and {str(image)!r}")
-        stems[rel] = image
-    pairs = [(image, masks_dir / (str(rel) + MASK_SUFFIX)) for rel, image in stems.items()]
-    missing = [str(mask) for _, mask in pairs if not mask.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of {len(pairs)} images in {str(images_dir)!r} have no mask (expected NAME.png under "
-            f"{str(masks_dir)!r} with the image's name): {_listing(missing)}"
-        )
-    return pairs
+    if layout.dataset is None:  # the folder layout, or an mmseg tree of no zoo dataset
+        if classes is None:
+            classes, file_palette = read_classes_file(root / CLASSES_FILE)
+            palette = file_palette if palette is None else palette
+        return classes, palette, bool(reduce_zero_label)
+    meta = zoo(layout.dataset)
+    if layout.name != MMSEG:  # a zoo dataset's official layout
+        given = [k for k, v in (("classes", classes), ("palette", palette), ("label_map", label_map)) if v is not None]
+        if given:
+            raise ValueError(
+                f"{given} apply to the {FOLDER!r} and {MMSEG!r} layouts only; the {layout.name!r} layout takes its "
+                "classes and label rules from the zoo"
+            )
+        if reduce_zero_label is not None and reduce_zero_label != meta["reduce_zero_label"]:
+            raise ValueError(
+                f"reduce_zero_label={reduce_zero_label} contradicts the {layout.name!r} layout, whose labels are read "
+                f"with reduce_zero_label={meta['reduce_zero_label']} (the zoo's rule); leave it out"
+            )
+        if ignore_index != IGNORE:
+            raise ValueError(
+                f"ignore_index={ignore_index}: the {layout.name!r} layout marks ignored pixels with {IGNORE}; leave "
+                "it out"
+            )
+    return (
+        meta["classes"] if classes is None else classes,
+        meta["palette"] if palette is None else palette,
+        meta["reduce_zero_label"] if reduce_zero_label is None else reduce_zero_label,
+    )
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
-    """Image/mask pairs for semantic segmentation.
+    """Image/mask pairs for semantic segmentation: one split of a dataset folder, or explicit file pairs.
 
     Args:
         root: dataset folder (see the module docstring), or None with `pairs`.
-        split: subfolder of ``images/`` and ``masks/`` (``"train"``, ``"val"``, ...).
+        split: the split (``"train"``, ``"val"``, ...): a subfolder of ``images/`` and ``masks/`` in the folder
+            layout (ADE20K and Mapillary also take ``"training"`` / ``"validation"``).
+        layout: how `root` is laid out: ``"folder"``, ``"mmseg"`` (any ``ROOT/img_dir/SPLIT`` +
+            ``ROOT/ann_dir/SPLIT`` tree), a zoo dataset's official layout (``"cityscapes"``, ``"ade20k"``, ...,
+            `deeplabv3p.train.layouts.LAYOUTS`), or ``"auto"``: the folder layout when `root` holds
+            ``classes.json``, else `dataset`'s official layout, else the folder layout. A zoo layout's root may
+            be its usual parent (``VOCdevkit``, ``data/ade``, ...).
+        dataset: the zoo dataset the data is labelled for (``"potsdam"``, ...): ``"auto"`` picks its layout and an
+            ``"mmseg"`` tree takes its classes, palette and `reduce_zero_label` (unless given); the folder layout
+            reads ``classes.json`` and a zoo layout is its own dataset.
         pairs: explicit ``[(image_path, mask_path), ...]`` instead of `root`.
-        classes: class names, or a class count; defaults to ``ROOT/classes.json``. Required with `pairs`.
+        classes: class names, or a class count; defaults to ``ROOT/classes.json`` (or the zoo dataset's). Required
+            with `pairs`.
         palette: one ``(r, g, b)`` per class, for drawing; defaults to the one in ``classes.json`` if any.
-        reduce_zero_label: label 0 becomes ``ignore_index`` and labels 1..K become 0..K-1 (mmseg's option).
-        ignore_index: the label of pixels that count nowhere (mmseg: 255).
+        reduce_zero_label: label 0 becomes ``ignore_index`` and labels 1..K become 0..K-1 (mmseg's option); None:
+            the zoo dataset's rule, else False.
+        ignore_index: the label of pixels that count nowhere (mmseg: 255; the zoo layouts' is 255).
         label_map: stored value -> label, as a 256-entry lookup table or a ``{value: label}`` dict (values not in
-            the dict stay as they are), applied after `reduce_zero_label` (mmseg's order).
+            the dict stay as they are), applied after `reduce_zero_label` (mmseg's order). The zoo layouts bring
+            their own (Cityscapes labelIds -> train ids, Mapillary's 'Unlabeled' ignored).
+        img_suffix, seg_suffix: the file suffixes of the ``"mmseg"`` layout (image suffix: found when None; label
+            suffix: ``.png`` when None).
         transforms: ``f(image, mask) -> (image, mask)`` applied by ``__getitem__``; None returns samples as read.
             `deeplabv3p.train.fit` augments with mmseg's pipeline when this is None.
         in_chans: the band count of the model the images are for (see the module docstring); an image with
-            another count is an error naming both.
+            another count is an error naming both. The layouts other than the folder layout hold RGB images.
 
     ``dataset[i]`` is ``(tv_tensors.Image (in_chans, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`,
     the image on the 0..255 scale: uint8 for 8-bit files (and 16-bit RGB ones, high byte), float32 for 16-bit
-    multi-band and float files.
+    multi-band and float files. Every argument is checked before the files are listed.
     """
 
     def __init__(
@@ -157,129 +135,67 @@ class SegmentationDataset(torch.utils.data.Dataset):
         root: str | Path | None = None,
         split: str = "train",
         *,
+        layout: str = AUTO,
+        dataset: str | None = None,
         pairs: Sequence[tuple[str | Path, str | Path]] | None = None,
         classes: Sequence[str] | int | None = None,
         palette: Sequence[Sequence[int]] | None = None,
-        reduce_zero_label: bool = False,
+        reduce_zero_label: bool | None = None,
         ignore_index: int = 255,
         label_map: np.ndarray | Mapping[int, int] | None = None,
+        img_suffix: str | None = None,
+        seg_suffix: str | None = None,
         transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
         in_chans: int = 3,
     ) -> None:
         if (root is None) == (pairs is None):
             raise ValueError("pass exactly one of root= (a dataset folder) and pairs= (a list of (image, mask) paths)")
-        check_bool("reduce_zero_label", reduce_zero_label)
+        if reduce_zero_label is not None:
+            check_bool("reduce_zero_label", reduce_zero_label)
         check_int("ignore_index", ignore_index, 0)
         check_int("in_chans", in_chans, 1)
         if transforms is not None and not callable(transforms):
             raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
-        self.root = Path(root) if root is not None else None
         self.split = split
         self.in_chans = in_chans
-        if self.root is not None:
+        self.layout: ResolvedLayout | None = None
+        if root is not None:
             if not isinstance(split, str) or not split:
-                raise ValueError(f"split must be a non-empty folder name, got {split!r}")
-            if self.root.exists() and not self.root.is_dir():
-                raise ValueError(
-                    f"root {str(self.root)!r} is a file; pass the dataset folder (the one holding images/ and masks/)"
-                )
-            if not self.root.is_dir():
-                raise FileNotFoundError(f"dataset folder {str(self.root)!r} does not exist")
-            if classes is None:
-                file_classes, file_palette = read_classes_file(self.root / CLASSES_FILE)
-                classes, palette = file_classes, palette if palette is not None else file_palette
-            self.samples = _find_pairs(self.root, split)
+                raise ValueError(f"split must be a non-empty name, got {split!r}")
+            folder = Path(root)
+            chosen = choose_layout(folder, layout, dataset, img_suffix=img_suffix, seg_suffix=seg_suffix)
+            classes, palette, reduce_zero_label = _label_rules(
+                chosen, folder, classes, palette, reduce_zero_label, ignore_index, label_map, in_chans
+            )
+            self.layout = chosen.resolve(folder, split)
+            self.root: Path | None = self.layout.root
+            self.samples = self.layout.pairs
+            label_map = self.layout.label_map if label_map is None else label_map
         else:
+            if layout != AUTO or dataset is not None or img_suffix is not None or seg_suffix is not None:
+                raise ValueError("layout=, dataset=, img_suffix= and seg_suffix= describe a root= folder, not pairs=")
             if classes is None:
                 raise ValueError("classes= (names or a count) is required with pairs=")
+            self.root = None
             self.samples = self._check_pairs(pairs)
-        self.classes = _check_classes(classes, "classes")
-        self.palette = _check_palette(palette, len(self.classes), "palette")
-        self.reduce_zero_label = reduce_zero_label
+        self.classes = check_classes(classes, "classes")
+        self.palette = check_palette(palette, len(self.classes), "palette")
+        self.reduce_zero_label = bool(reduce_zero_label)
         self.ignore_index = ignore_index
         if ignore_index < len(self.classes):
             raise ValueError(f"ignore_index={ignore_index} collides with a class index (there are {len(self.classes)})")
         self.label_map = self._check_label_map(label_map)
         self.transforms = transforms
-        self.layout: ResolvedLayout | None = None
-
-    @classmethod
-    def from_layout(
-        cls,
-        name: str,
-        root: str | Path,
-        split: str = "train",
-        *,
-        img_suffix: str | None = None,
-        seg_suffix: str = ".png",
-        dataset: str | None = None,
-        classes: Sequence[str] | int | None = None,
-        palette: Sequence[Sequence[int]] | None = None,
-        reduce_zero_label: bool | None = None,
-        transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
-    ) -> SegmentationDataset:
-        """One split of a benchmark dataset in its official (or mmseg-converted) folder layout.
-
-        Args:
-            name: ``"cityscapes"``, ``"ade20k"``, ``"voc12aug"``, ``"pascal_context"``, ``"pascal_context_59"``,
-                ``"loveda"``, ``"potsdam"``, ``"vaihingen"``, ``"isaid"``, ``"mapillary_v1_65"``; or ``"mmseg"`` for
-                any ``ROOT/img_dir/SPLIT`` + ``ROOT/ann_dir/SPLIT`` tree.
-            root: the dataset folder (its usual parent, e.g. ``VOCdevkit`` or ``data/ade``, is accepted too).
-            split: ``"train"`` / ``"val"`` (ADE20K and Mapillary also take ``"training"`` / ``"validation"``).
-            img_suffix, seg_suffix: the file suffixes of the ``"mmseg"`` layout (image suffix: found when None).
-            dataset: the zoo dataset whose classes, palette and label rules an ``"mmseg"`` tree holds
-                (``"potsdam"``, ...); otherwise `classes` or ``ROOT/classes.json`` give them.
-            classes, palette, reduce_zero_label: for the ``"mmseg"`` layout (named layouts take the zoo's).
-            transforms: as for the constructor.
-
-        Samples are ``(RGB uint8 image, int64 mask)`` in the model's label space: the zoo's ``reduce_zero_label``
-        and ignore index 255 applied, Cityscapes labelIds mapped to train ids, Mapillary's 'Unlabeled' ignored.
-        """
-        from .layouts import MMSEG_LAYOUT, resolve, resolve_mmseg
-        from .layouts import zoo_dataset as zoo
-
-        if name == MMSEG_LAYOUT:
-            resolved = resolve_mmseg(root, split, img_suffix, seg_suffix)
-            meta = zoo(dataset) if dataset is not None else None
-            if meta is not None:
-                resolved.dataset = dataset
-                classes = meta["classes"] if classes is None else classes
-                palette = meta["palette"] if palette is None else palette
-                reduce_zero_label = meta["reduce_zero_label"] if reduce_zero_label is None else reduce_zero_label
-            elif classes is None:
-                classes, file_palette = read_classes_file(resolved.root / CLASSES_FILE)
-                palette = file_palette if palette is None else palette
-        else:
-            given = {"img_suffix": img_suffix, "dataset": dataset, "classes": classes, "palette": palette}
-            given["reduce_zero_label"] = reduce_zero_label
-            extra = sorted(k for k, v in given.items() if v is not None)
-            if extra:
-                raise ValueError(
-                    f"{extra} apply to the 'mmseg' layout only; the {name!r} layout takes its classes and label "
-                    "rules from the zoo"
-                )
-            resolved = resolve(name, root, split)
-            assert resolved.dataset is not None  # every named layout is a zoo dataset
-            meta = zoo(resolved.dataset)
-            classes, palette, reduce_zero_label = meta["classes"], meta["palette"], meta["reduce_zero_label"]
-        ds = cls(
-            pairs=resolved.pairs, classes=classes, palette=palette, reduce_zero_label=bool(reduce_zero_label),
-            label_map=resolved.label_map, transforms=transforms,
-        )  # fmt: skip
-        ds.root, ds.split, ds.layout = resolved.root, split, resolved
-        return ds
 
     @staticmethod
     def _check_label_map(label_map: Any) -> np.ndarray | None:
         if label_map is None:
             return None
         if isinstance(label_map, Mapping):
-            lut = np.arange(256, dtype=np.int64)
             for raw, label in label_map.items():
                 if not (isinstance(raw, int) and 0 <= raw <= 255 and isinstance(label, int) and label >= 0):
                     raise ValueError(f"label_map entries must map 0..255 to labels >= 0, got {raw!r}: {label!r}")
-                lut[raw] = label
-            return lut
+            return label_lut(label_map)
         lut = np.asarray(label_map)
         if lut.shape != (256,) or not np.issubdtype(lut.dtype, np.integer) or lut.min() < 0:
             raise ValueError(
@@ -301,7 +217,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         for kind, idx in (("image", 0), ("mask", 1)):
             missing = [str(p[idx]) for p in out if not p[idx].is_file()]
             if missing:
-                raise FileNotFoundError(f"{len(missing)} {kind} file(s) of pairs do not exist: {_listing(missing)}")
+                raise FileNotFoundError(f"{len(missing)} {kind} file(s) of pairs do not exist: {listing(missing)}")
         return out
 
     @property
@@ -340,9 +256,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
         """What the layout suggests when a label file is not what it expects (how to convert the raw release)."""
         if self.layout is None:
             return ""
-        return f" {self.layout.label_sources[0].mistake or ''}" + (
-            f" To convert the release: {self.layout.prepare}." if self.layout.prepare else ""
-        )
+        mistake = self.layout.label_sources[0].mistake
+        prepare = self.layout.prepare
+        return (f" {mistake}" if mistake else "") + (f" To convert the release: {prepare}." if prepare else "")
 
     def read_raw_mask(self, index: int) -> np.ndarray:
         """The label file's values as stored, ``(H, W)`` int64 (a single-channel index image is required)."""
@@ -382,9 +298,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
             return
         values = np.unique(mask[bad])
         hint = ""
-        if not self.reduce_zero_label and values.max() == k and self.layout is None:
+        if not self.reduce_zero_label and values.max() == k and (self.layout is None or self.layout.dataset is None):
             hint = " If the masks count classes from 1 with 0 as 'unlabelled', use reduce_zero_label=True."
-        shown = values[:_MAX_LISTED].tolist()
+        shown = values[:MAX_LISTED].tolist()
         raise ValueError(
             f"mask {str(path)!r} holds label(s) {shown} outside the {k} classes (valid: 0..{k - 1} and "
             f"ignore_index {self.ignore_index}{', after reduce_zero_label' if self.reduce_zero_label else ''}).{hint}"
@@ -401,7 +317,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
                 stray = sorted(set(np.unique(raw).tolist()) - allowed)
                 if stray:
                     path = self.samples[index][1]
-                    return f"mask {str(path)!r} holds value(s) {stray[:_MAX_LISTED]}:{self._hint()}"
+                    return f"mask {str(path)!r} holds value(s) {stray[:MAX_LISTED]}:{self._hint()}"
             self._check_labels(self.to_labels(raw), self.samples[index][1])
         except ValueError as e:
             return str(e)

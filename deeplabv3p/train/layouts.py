@@ -1,61 +1,53 @@
-"""The zoo's benchmark datasets as they unpack (or as mmseg's converters write them): one small record per dataset.
+"""Every dataset layout `SegmentationDataset` opens, in one table: the generic folder tree, mmseg's converted tree
+and the zoo's benchmark datasets as they unpack (or as mmseg's converters write them), one small record each.
 
-Each `Layout` says where a split's images and labels are and how they pair, following mmsegmentation 1.x's
-``BaseSegDataset``:
-
-- *scan* parts walk the image folder recursively, keep the files ending with the image suffix (names starting with
-  ``.`` skipped), find each label by replacing that suffix with the label suffix in the relative path, and sort by
-  image path;
-- *list* parts read one name per line from a split file (``ImageSets/.../train.txt``) and add the suffixes, in file
-  order.
+- ``folder``: ``ROOT/images/SPLIT/NAME.EXT`` + ``ROOT/masks/SPLIT/NAME.png`` (subfolders allowed, any extension
+  predict reads), classes in ``ROOT/classes.json``;
+- ``mmseg``: any ``ROOT/img_dir/SPLIT`` + ``ROOT/ann_dir/SPLIT`` tree (one image suffix, found or given);
+- the zoo's layouts (``cityscapes``, ``ade20k``, ...): each split one or more *parts*, scanned folders or split
+  lists paired as mmsegmentation 1.x's ``BaseSegDataset`` pairs them (`deeplabv3p.train.pairing`).
 
 A split may be several parts in a row (VOC + SBD ``train`` is VOC's ``train.txt`` followed by SBD's ``aug.txt``).
 A part may offer label alternatives (Cityscapes: ``_labelTrainIds.png`` when every image has one, else
-``_labelIds.png`` mapped to the 19 train ids with the official table). Classes, palette and ``reduce_zero_label``
-come from the zoo (`deeplabv3p.pretrained.zoo.DATASETS`); the official split sizes are here, to warn when a copy
-is incomplete. `resolve` turns (layout, root, split) into the checked pairs and label rules that
-`SegmentationDataset.from_layout` uses.
+``_labelIds.png`` mapped to the 19 train ids with the official table). A zoo layout's classes, palette and
+``reduce_zero_label`` come from the zoo (`deeplabv3p.pretrained.zoo.DATASETS`); the official split sizes are here,
+to warn when a copy is incomplete. ``LAYOUTS[name].resolve(root, split)`` turns a root and split into the checked
+pairs and label rules; `choose_layout` is the ``layout="auto"`` rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Protocol
 
 import numpy as np
 
+from ..inference.images import IMAGE_EXTENSIONS
 from ..pretrained.zoo import DATASETS, DatasetInfo
+from .classes import CLASSES_FILE
+from .pairing import LabelSource, Part, describe_folder, listing, pair_part, subfolders
 
 __all__ = [
+    "AUTO",
     "CITYSCAPES_ID_TO_TRAIN_ID",
+    "FOLDER",
+    "IGNORE",
     "LAYOUTS",
-    "LayoutName",
+    "MMSEG",
+    "Layout",
     "ResolvedLayout",
+    "choose_layout",
     "label_lut",
-    "layout_for_dataset",
-    "resolve",
-    "resolve_mmseg",
     "zoo_dataset",
 ]
 
-LayoutName = Literal[
-    "cityscapes",
-    "ade20k",
-    "voc12aug",
-    "pascal_context",
-    "pascal_context_59",
-    "loveda",
-    "potsdam",
-    "vaihingen",
-    "isaid",
-    "mapillary_v1_65",
-    "mmseg",
-]
-
+AUTO = "auto"  # not a layout: `choose_layout` picks one
+FOLDER = "folder"
+MMSEG = "mmseg"
 IGNORE = 255
-_MAX_LISTED = 10
 
 # cityscapesscripts' labels.py: labelId -> trainId for the 19 evaluated classes; every other id is ignored.
 CITYSCAPES_ID_TO_TRAIN_ID: dict[int, int] = {
@@ -71,205 +63,6 @@ def label_lut(mapping: Mapping[int, int], default: int | None = None) -> np.ndar
     for raw, label in mapping.items():
         lut[raw] = label
     return lut
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    """One way a part's labels may be stored: a file suffix, how raw values map to labels, which raw values a
-    correct file holds (for the audit) and what to say when a file holds others."""
-
-    suffix: str
-    label_map: Mapping[int, int] | None = None
-    map_default: int | None = None
-    raw_values: frozenset[int] | None = None
-    mistake: str = ""
-
-
-@dataclass(frozen=True)
-class Part:
-    """Image/label pairs of one folder pair: scanned (``list_file`` None) or listed by a split file."""
-
-    img_dir: str
-    ann_dir: str
-    img_suffix: str
-    labels: tuple[LabelSource, ...]
-    list_file: str | None = None
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A dataset's folder layout. ``expected`` describes it for error messages; ``roots`` are the places under the
-    given root that may hold it (``""`` is the root itself); ``counts`` are the official split sizes."""
-
-    name: str
-    dataset: str
-    expected: str
-    splits: Mapping[str, tuple[Part, ...]]
-    counts: Mapping[str, int] = field(default_factory=dict)
-    aliases: Mapping[str, str] = field(default_factory=dict)
-    roots: tuple[str, ...] = ("",)
-    marker: str = ""
-    prepare: str = ""
-
-
-def _png(suffix: str = ".png", **kwargs: object) -> tuple[LabelSource, ...]:
-    return (LabelSource(suffix, **kwargs),)  # type: ignore[arg-type]
-
-
-def _img_ann(name: str, splits: Sequence[str], img_suffix: str, seg_suffix: str, **kwargs: object) -> Layout:
-    """A layout in mmseg's converted ``img_dir/SPLIT`` + ``ann_dir/SPLIT`` form."""
-    parts = {s: (Part(f"img_dir/{s}", f"ann_dir/{s}", img_suffix, _png(seg_suffix)),) for s in splits}
-    expected = f"img_dir/{{{','.join(splits)}}}/NAME{img_suffix} and ann_dir/{{{','.join(splits)}}}/NAME{seg_suffix}"
-    return Layout(name, name, expected, parts, marker="img_dir", **kwargs)  # type: ignore[arg-type]
-
-
-_CITYSCAPES_SOURCES = (
-    LabelSource(
-        "_gtFine_labelTrainIds.png",
-        raw_values=frozenset([*range(19), IGNORE]),
-        mistake="these look like labelIds saved as _labelTrainIds.png (the classic mix-up): delete the "
-        "_labelTrainIds.png files (the reader maps _labelIds.png on the fly) or write them again with "
-        "`deeplabv3p prepare cityscapes ROOT`",
-    ),
-    LabelSource(
-        "_gtFine_labelIds.png",
-        label_map=CITYSCAPES_ID_TO_TRAIN_ID,
-        map_default=IGNORE,
-        raw_values=frozenset(range(CITYSCAPES_NUM_IDS)),
-        mistake="labelIds run from 0 to 33, so this file holds something else (trainIds saved as _labelIds.png?); "
-        "use the _gtFine_labelIds.png files of the official gtFine_trainvaltest.zip",
-    ),
-)
-
-_VOC_LISTS = "ImageSets/Segmentation"
-_CONTEXT_LISTS = "ImageSets/SegmentationContext"
-
-
-def _context(name: str) -> Layout:
-    parts = {
-        s: (Part("JPEGImages", "SegmentationClassContext", ".jpg", _png(), f"{_CONTEXT_LISTS}/{s}.txt"),)
-        for s in ("train", "val")
-    }
-    return Layout(
-        name, name,
-        "JPEGImages/NAME.jpg, SegmentationClassContext/NAME.png (label indices 0..59, written by mmseg's "
-        f"pascal_context converter) and {_CONTEXT_LISTS}/{{train,val}}.txt",
-        parts, counts={"train": 4996, "val": 5104}, roots=("", "VOC2010", "VOCdevkit/VOC2010"),
-        marker="SegmentationClassContext",
-    )  # fmt: skip
-
-
-LAYOUTS: dict[str, Layout] = {
-    "cityscapes": Layout(
-        "cityscapes",
-        "cityscapes",
-        "leftImg8bit/SPLIT/CITY/NAME_leftImg8bit.png with gtFine/SPLIT/CITY/NAME_gtFine_labelIds.png (or "
-        "NAME_gtFine_labelTrainIds.png), as leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip unpack",
-        {
-            s: (Part(f"leftImg8bit/{s}", f"gtFine/{s}", "_leftImg8bit.png", _CITYSCAPES_SOURCES),)
-            for s in ("train", "val", "test")
-        },
-        counts={"train": 2975, "val": 500, "test": 1525},
-        marker="leftImg8bit",
-        prepare="`deeplabv3p prepare cityscapes ROOT` writes the _labelTrainIds.png files (optional)",
-    ),
-    "ade20k": Layout(
-        "ade20k",
-        "ade20k",
-        "images/{training,validation}/ADE_*.jpg and annotations/{training,validation}/ADE_*.png, as "
-        "ADEChallengeData2016.zip unpacks",
-        {s: (Part(f"images/{s}", f"annotations/{s}", ".jpg", _png()),) for s in ("training", "validation")},
-        counts={"training": 20210, "validation": 2000},
-        aliases={"train": "training", "val": "validation"},
-        roots=("", "ADEChallengeData2016", "ade/ADEChallengeData2016"),
-        marker="annotations",
-    ),
-    "voc12aug": Layout(
-        "voc12aug",
-        "voc12aug",
-        "JPEGImages/NAME.jpg, SegmentationClass/NAME.png with ImageSets/Segmentation/{train,val}.txt (VOC 2012), "
-        "plus SegmentationClassAug/NAME.png and ImageSets/Segmentation/aug.txt written by mmseg's voc_aug "
-        "converter from SBD",
-        {
-            "train": (
-                Part("JPEGImages", "SegmentationClass", ".jpg", _png(), f"{_VOC_LISTS}/train.txt"),
-                Part("JPEGImages", "SegmentationClassAug", ".jpg", _png(), f"{_VOC_LISTS}/aug.txt"),
-            ),
-            "val": (Part("JPEGImages", "SegmentationClass", ".jpg", _png(), f"{_VOC_LISTS}/val.txt"),),
-        },
-        counts={"train": 10582, "val": 1449},
-        roots=("", "VOC2012", "VOCdevkit/VOC2012"),
-        marker="JPEGImages",
-        prepare="SegmentationClassAug/ and aug.txt come from SBD's benchmark.tgz through mmseg's "
-        "tools/dataset_converters/voc_aug.py",
-    ),
-    "pascal_context": _context("pascal_context"),
-    "pascal_context_59": _context("pascal_context_59"),
-    "loveda": _img_ann(
-        "loveda",
-        ("train", "val"),
-        ".png",
-        ".png",
-        counts={"train": 2522, "val": 1669},
-        roots=("", "loveDA"),
-        prepare="`deeplabv3p prepare loveda RAW OUT` (RAW holds Train.zip, Val.zip, Test.zip)",
-    ),
-    "potsdam": _img_ann(
-        "potsdam",
-        ("train", "val"),
-        ".png",
-        ".png",
-        counts={"train": 3456, "val": 2016},
-        prepare="`deeplabv3p prepare potsdam RAW OUT` (RAW holds 2_Ortho_RGB.zip and 5_Labels_all_noBoundary.zip)",
-    ),
-    "vaihingen": _img_ann(
-        "vaihingen",
-        ("train", "val"),
-        ".png",
-        ".png",
-        counts={"train": 344, "val": 398},
-        prepare="`deeplabv3p prepare vaihingen RAW OUT` (RAW holds ISPRS_semantic_labeling_Vaihingen.zip and "
-        "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE.zip)",
-    ),
-    "isaid": _img_ann(
-        "isaid",
-        ("train", "val"),
-        ".png",
-        "_instance_color_RGB.png",
-        counts={"train": 33978, "val": 11644},
-        roots=("", "iSAID"),
-        prepare="`deeplabv3p prepare isaid RAW OUT` (RAW holds train/, val/ with images/*.zip and "
-        "Semantic_masks/*.zip, as downloaded)",
-    ),
-    "mapillary_v1_65": Layout(
-        "mapillary_v1_65",
-        "mapillary_v1_65",
-        "{training,validation}/images/ID.jpg with {training,validation}/v1.2/labels/ID.png (v1.2 palette PNGs), "
-        "as the Mapillary Vistas zip unpacks",
-        {
-            s: (Part(f"{s}/images", f"{s}/v1.2/labels", ".jpg", _png(label_map={65: IGNORE})),)
-            for s in ("training", "validation")
-        },
-        counts={"training": 18000, "validation": 2000},
-        aliases={"train": "training", "val": "validation"},
-        roots=("", "mapillary"),
-        marker="training",
-    ),
-}
-
-MMSEG_LAYOUT = "mmseg"
-
-
-def zoo_dataset(name: str) -> DatasetInfo:
-    """The zoo's facts about a dataset: ``classes``, ``palette``, ``reduce_zero_label``, ``display_name``."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown zoo dataset {name!r}; known: {sorted(DATASETS)}")
-    return DATASETS[name]
-
-
-def layout_for_dataset(dataset: str) -> str | None:
-    """The layout of a zoo dataset name (``"cityscapes"``), or None for a dataset with no layout of its own."""
-    return dataset if dataset in LAYOUTS else None
 
 
 @dataclass
@@ -294,85 +87,274 @@ class ResolvedLayout:
         return label_lut(source.label_map, source.map_default)
 
 
-def _listing(items: Sequence[object]) -> str:
-    shown = ", ".join(str(p) for p in items[:_MAX_LISTED])
-    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+class Layout(Protocol):
+    """Where a split's images and labels are: ``name`` (the ``layout=`` value), the zoo ``dataset`` whose classes
+    and label rules it holds (None: the caller's or ``classes.json``), what it looks like (``expected``, for error
+    messages), and ``resolve(root, split)``, which finds and pairs the files or says what is missing."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dataset(self) -> str | None: ...
+
+    @property
+    def expected(self) -> str: ...
+
+    def resolve(self, root: Path, split: str) -> ResolvedLayout: ...
 
 
-def _found(root: Path) -> str:
-    if not root.is_dir():
-        return "nothing (no such folder)"
-    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir() if not p.name.startswith("."))
-    return _listing(entries) if entries else "an empty folder"
+@dataclass(frozen=True)
+class FolderLayout:
+    """The generic tree: ``images/SPLIT`` + ``masks/SPLIT`` (masks share the image's relative path and stem)."""
 
+    name: str = FOLDER
+    dataset: str | None = None
+    expected: str = f"images/SPLIT/NAME.EXT, masks/SPLIT/NAME.png and {CLASSES_FILE}"
+    mask_suffix: str = ".png"
 
-def _scan(img_dir: Path, img_suffix: str) -> list[str]:
-    """Relative image paths ending with `img_suffix` under `img_dir` (recursively, hidden files skipped), sorted."""
-    rels = [
-        p.relative_to(img_dir).as_posix()
-        for p in img_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and p.relative_to(img_dir).as_posix().endswith(img_suffix)
-    ]
-    return sorted(rels, key=lambda rel: str(img_dir / rel))
-
-
-def _names(list_file: Path) -> list[str]:
-    """Non-blank, stripped lines of a split file, in file order."""
-    return [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _part_pairs(root: Path, part: Part, where: str) -> tuple[list[tuple[Path, Path]], LabelSource]:
-    img_dir, ann_dir = root / part.img_dir, root / part.ann_dir
-    if not img_dir.is_dir():
-        raise FileNotFoundError(
-            f"{where}: image folder {str(img_dir)!r} does not exist; {str(img_dir.parent)!r} holds "
-            f"{_found(img_dir.parent)}"
-        )
-    if part.list_file is not None:
-        list_path = root / part.list_file
-        if not list_path.is_file():
-            raise FileNotFoundError(
-                f"{where}: split list {str(list_path)!r} does not exist; {str(list_path.parent)!r} holds "
-                f"{_found(list_path.parent)}"
-            )
-        images = [(name + part.img_suffix) for name in _names(list_path)]
+    def resolve(self, root: Path, split: str) -> ResolvedLayout:
+        images_dir, masks_dir = root / "images" / split, root / "masks" / split
+        if not images_dir.is_dir():
+            found = subfolders(root / "images")
+            hint = f"splits found under {str(root / 'images')!r}: {found}" if found else f"{str(root)!r} has no images/"
+            raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist ({hint})")
+        images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not images:
-            raise ValueError(f"{where}: split list {str(list_path)!r} names no images")
-        absent = [str(img_dir / rel) for rel in images if not (img_dir / rel).is_file()]
-        if absent:
+            kinds = "/".join(s[1:] for s in IMAGE_EXTENSIONS)
+            raise ValueError(f"split {split!r} is empty: no {kinds} images in {str(images_dir)!r}")
+        stems: dict[Path, Path] = {}
+        for image in images:
+            rel = image.relative_to(images_dir).with_suffix("")
+            if rel in stems:
+                raise ValueError(f"two images share the name {str(rel)!r}: {str(stems[rel])!r} and {str(image)!r}")
+            stems[rel] = image
+        pairs = [(image, masks_dir / (str(rel) + self.mask_suffix)) for rel, image in stems.items()]
+        missing = [str(mask) for _, mask in pairs if not mask.is_file()]
+        if missing:
             raise FileNotFoundError(
-                f"{where}: {len(absent)} of {len(images)} images named in {str(list_path)!r} do not exist: "
-                f"{_listing(absent)}"
+                f"{len(missing)} of {len(pairs)} images in {str(images_dir)!r} have no mask (expected "
+                f"NAME{self.mask_suffix} under {str(masks_dir)!r} with the image's name): {listing(missing)}"
             )
-    else:
-        images = _scan(img_dir, part.img_suffix)
-        if not images:
-            raise ValueError(
-                f"{where}: no *{part.img_suffix} images under {str(img_dir)!r} (it holds {_found(img_dir)})"
-            )
-    if not ann_dir.is_dir():
-        raise FileNotFoundError(
-            f"{where}: label folder {str(ann_dir)!r} does not exist; {str(ann_dir.parent)!r} holds "
-            f"{_found(ann_dir.parent)}"
-        )
-    stems = [rel[: -len(part.img_suffix)] if part.list_file else rel for rel in images]
-    missing: list[str] = []
-    for source in part.labels:  # the first kind every image has wins, so one rule holds for the whole part
-        if part.list_file:
-            labels = [ann_dir / (stem + source.suffix) for stem in stems]
-        else:
-            labels = [ann_dir / rel.replace(part.img_suffix, source.suffix) for rel in images]
-        missing = [str(p) for p in labels if not p.is_file()]
-        if not missing:
-            return [(img_dir / rel, label) for rel, label in zip(images, labels)], source
-    suffixes = " or ".join(s.suffix for s in part.labels)
-    raise FileNotFoundError(
-        f"{where}: {len(missing)} of {len(stems)} images have no label (expected NAME{suffixes} under "
-        f"{str(ann_dir)!r} for NAME{part.img_suffix} under {str(img_dir)!r}): {_listing(missing)}"
-    )
+        return ResolvedLayout(self.name, None, root, split, pairs, [LabelSource(self.mask_suffix)])
 
 
-def _find_root(layout: Layout, root: Path) -> Path:
+@dataclass(frozen=True)
+class MmsegLayout:
+    """Any tree prepared for mmseg: ``img_dir/SPLIT`` + ``ann_dir/SPLIT`` (scan mode). `img_suffix` None takes the one
+    image suffix the folder uses (``.png``, ``.jpg``, ...)."""
+
+    name: str = MMSEG
+    dataset: str | None = None
+    expected: str = "img_dir/SPLIT/NAME.EXT and ann_dir/SPLIT/NAME.png"
+    img_suffix: str | None = None
+    seg_suffix: str = ".png"
+
+    def resolve(self, root: Path, split: str) -> ResolvedLayout:
+        where = f"mmseg layout split {split!r}"
+        img_dir = root / "img_dir" / split
+        if not img_dir.is_dir():
+            found = subfolders(root / "img_dir")
+            hint = f"splits under img_dir/: {found}" if found else f"{str(root)!r} holds {describe_folder(root)}"
+            raise FileNotFoundError(
+                f"{where}: expected img_dir/{split}/ and ann_dir/{split}/ under {str(root)!r} ({hint})"
+            )
+        img_suffix = self.img_suffix
+        if img_suffix is None:
+            suffixes = sorted({p.suffix for p in img_dir.rglob("*") if p.is_file() and not p.name.startswith(".")})
+            images = [s for s in suffixes if s.lower() in IMAGE_EXTENSIONS]
+            if len(images) != 1:
+                raise ValueError(
+                    f"{where}: cannot tell the image suffix of {str(img_dir)!r} (found {suffixes or 'no files'}); "
+                    "pass img_suffix= (e.g. '.jpg')"
+                )
+            img_suffix = images[0]
+        part = Part(f"img_dir/{split}", f"ann_dir/{split}", img_suffix, _png(self.seg_suffix))
+        pairs, source = pair_part(root, part, where)
+        return ResolvedLayout(self.name, self.dataset, root, split, pairs, [source])
+
+
+@dataclass(frozen=True)
+class ZooLayout:
+    """A zoo dataset's official layout (its ``name`` is the zoo dataset's). ``roots`` are the places under the
+    given root that may hold it (``""`` is the root itself); ``counts`` are the official split sizes."""
+
+    name: str
+    expected: str
+    splits: Mapping[str, tuple[Part, ...]]
+    counts: Mapping[str, int] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    roots: tuple[str, ...] = ("",)
+    marker: str = ""
+    prepare: str = ""
+
+    @property
+    def dataset(self) -> str:
+        return self.name
+
+    def resolve(self, root: Path, split: str) -> ResolvedLayout:
+        base = _find_root(self, root)
+        key = self.aliases.get(split, split)
+        if key not in self.splits:
+            known = sorted({*self.splits, *self.aliases})
+            raise ValueError(f"the {self.name} layout has no split {split!r}; its splits are {known}")
+        pairs: list[tuple[Path, Path]] = []
+        sources: list[LabelSource] = []
+        for part in self.splits[key]:
+            part_pairs, source = pair_part(base, part, f"{self.name} split {split!r}")
+            pairs += part_pairs
+            sources.append(source)
+        if len({(s.label_map and tuple(sorted(s.label_map.items())), s.map_default) for s in sources}) > 1:
+            raise ValueError(f"{self.name} split {split!r}: its parts use different label encodings")
+        return ResolvedLayout(self.name, self.name, base, key, pairs, sources, self.counts.get(key), self.prepare)
+
+
+def _png(suffix: str = ".png", **kwargs: object) -> tuple[LabelSource, ...]:
+    return (LabelSource(suffix, **kwargs),)  # type: ignore[arg-type]
+
+
+def _img_ann(name: str, splits: Sequence[str], img_suffix: str, seg_suffix: str, **kwargs: object) -> ZooLayout:
+    """A zoo layout in mmseg's converted ``img_dir/SPLIT`` + ``ann_dir/SPLIT`` form."""
+    parts = {s: (Part(f"img_dir/{s}", f"ann_dir/{s}", img_suffix, _png(seg_suffix)),) for s in splits}
+    expected = f"img_dir/{{{','.join(splits)}}}/NAME{img_suffix} and ann_dir/{{{','.join(splits)}}}/NAME{seg_suffix}"
+    return ZooLayout(name, expected, parts, marker="img_dir", **kwargs)  # type: ignore[arg-type]
+
+
+_CITYSCAPES_SOURCES = (
+    LabelSource(
+        "_gtFine_labelTrainIds.png",
+        raw_values=frozenset([*range(19), IGNORE]),
+        mistake="these look like labelIds saved as _labelTrainIds.png (the classic mix-up): delete the "
+        "_labelTrainIds.png files (the reader maps _labelIds.png on the fly) or write them again with "
+        "`deeplabv3p prepare cityscapes ROOT`",
+    ),
+    LabelSource(
+        "_gtFine_labelIds.png",
+        label_map=CITYSCAPES_ID_TO_TRAIN_ID,
+        map_default=IGNORE,
+        raw_values=frozenset(range(CITYSCAPES_NUM_IDS)),
+        mistake="labelIds run from 0 to 33, so this file holds something else (trainIds saved as _labelIds.png?); "
+        "use the _gtFine_labelIds.png files of the official gtFine_trainvaltest.zip",
+    ),
+)
+
+_VOC_LISTS = "ImageSets/Segmentation"
+_CONTEXT_LISTS = "ImageSets/SegmentationContext"
+
+
+def _context(name: str) -> ZooLayout:
+    parts = {
+        s: (Part("JPEGImages", "SegmentationClassContext", ".jpg", _png(), f"{_CONTEXT_LISTS}/{s}.txt"),)
+        for s in ("train", "val")
+    }
+    return ZooLayout(
+        name,
+        "JPEGImages/NAME.jpg, SegmentationClassContext/NAME.png (label indices 0..59, written by mmseg's "
+        f"pascal_context converter) and {_CONTEXT_LISTS}/{{train,val}}.txt",
+        parts, counts={"train": 4996, "val": 5104}, roots=("", "VOC2010", "VOCdevkit/VOC2010"),
+        marker="SegmentationClassContext",
+    )  # fmt: skip
+
+
+_ZOO_LAYOUTS: tuple[ZooLayout, ...] = (
+    ZooLayout(
+        "cityscapes",
+        "leftImg8bit/SPLIT/CITY/NAME_leftImg8bit.png with gtFine/SPLIT/CITY/NAME_gtFine_labelIds.png (or "
+        "NAME_gtFine_labelTrainIds.png), as leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip unpack",
+        {
+            s: (Part(f"leftImg8bit/{s}", f"gtFine/{s}", "_leftImg8bit.png", _CITYSCAPES_SOURCES),)
+            for s in ("train", "val", "test")
+        },
+        counts={"train": 2975, "val": 500, "test": 1525},
+        marker="leftImg8bit",
+        prepare="`deeplabv3p prepare cityscapes ROOT` writes the _labelTrainIds.png files (optional)",
+    ),
+    ZooLayout(
+        "ade20k",
+        "images/{training,validation}/ADE_*.jpg and annotations/{training,validation}/ADE_*.png, as "
+        "ADEChallengeData2016.zip unpacks",
+        {s: (Part(f"images/{s}", f"annotations/{s}", ".jpg", _png()),) for s in ("training", "validation")},
+        counts={"training": 20210, "validation": 2000},
+        aliases={"train": "training", "val": "validation"},
+        roots=("", "ADEChallengeData2016", "ade/ADEChallengeData2016"),
+        marker="annotations",
+    ),
+    ZooLayout(
+        "voc12aug",
+        "JPEGImages/NAME.jpg, SegmentationClass/NAME.png with ImageSets/Segmentation/{train,val}.txt (VOC 2012), "
+        "plus SegmentationClassAug/NAME.png and ImageSets/Segmentation/aug.txt written by mmseg's voc_aug "
+        "converter from SBD",
+        {
+            "train": (
+                Part("JPEGImages", "SegmentationClass", ".jpg", _png(), f"{_VOC_LISTS}/train.txt"),
+                Part("JPEGImages", "SegmentationClassAug", ".jpg", _png(), f"{_VOC_LISTS}/aug.txt"),
+            ),
+            "val": (Part("JPEGImages", "SegmentationClass", ".jpg", _png(), f"{_VOC_LISTS}/val.txt"),),
+        },
+        counts={"train": 10582, "val": 1449},
+        roots=("", "VOC2012", "VOCdevkit/VOC2012"),
+        marker="JPEGImages",
+        prepare="SegmentationClassAug/ and aug.txt come from SBD's benchmark.tgz through mmseg's "
+        "tools/dataset_converters/voc_aug.py",
+    ),
+    _context("pascal_context"),
+    _context("pascal_context_59"),
+    _img_ann(
+        "loveda",
+        ("train", "val"),
+        ".png",
+        ".png",
+        counts={"train": 2522, "val": 1669},
+        roots=("", "loveDA"),
+        prepare="`deeplabv3p prepare loveda RAW OUT` (RAW holds Train.zip, Val.zip, Test.zip)",
+    ),
+    _img_ann(
+        "potsdam",
+        ("train", "val"),
+        ".png",
+        ".png",
+        counts={"train": 3456, "val": 2016},
+        prepare="`deeplabv3p prepare potsdam RAW OUT` (RAW holds 2_Ortho_RGB.zip and 5_Labels_all_noBoundary.zip)",
+    ),
+    _img_ann(
+        "vaihingen",
+        ("train", "val"),
+        ".png",
+        ".png",
+        counts={"train": 344, "val": 398},
+        prepare="`deeplabv3p prepare vaihingen RAW OUT` (RAW holds ISPRS_semantic_labeling_Vaihingen.zip and "
+        "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE.zip)",
+    ),
+    _img_ann(
+        "isaid",
+        ("train", "val"),
+        ".png",
+        "_instance_color_RGB.png",
+        counts={"train": 33978, "val": 11644},
+        roots=("", "iSAID"),
+        prepare="`deeplabv3p prepare isaid RAW OUT` (RAW holds train/, val/ with images/*.zip and "
+        "Semantic_masks/*.zip, as downloaded)",
+    ),
+    ZooLayout(
+        "mapillary_v1_65",
+        "{training,validation}/images/ID.jpg with {training,validation}/v1.2/labels/ID.png (v1.2 palette PNGs), "
+        "as the Mapillary Vistas zip unpacks",
+        {
+            s: (Part(f"{s}/images", f"{s}/v1.2/labels", ".jpg", _png(label_map={65: IGNORE})),)
+            for s in ("training", "validation")
+        },
+        counts={"training": 18000, "validation": 2000},
+        aliases={"train": "training", "val": "validation"},
+        roots=("", "mapillary"),
+        marker="training",
+    ),
+)
+
+_ALL: tuple[Layout, ...] = (FolderLayout(), MmsegLayout(), *_ZOO_LAYOUTS)
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in _ALL}  # the one list of layout names
+
+
+def _find_root(layout: ZooLayout, root: Path) -> Path:
     if not root.is_dir():
         raise FileNotFoundError(f"{layout.name} dataset folder {str(root)!r} does not exist")
     for sub in layout.roots:
@@ -382,65 +364,46 @@ def _find_root(layout: Layout, root: Path) -> Path:
     places = " or ".join(repr(str(root / s)) if s else repr(str(root)) for s in layout.roots)
     raise FileNotFoundError(
         f"{str(root)!r} is not a {layout.name} dataset folder: expected {layout.expected} in {places}, found "
-        f"{_found(root)}." + (f" To make it: {layout.prepare}." if layout.prepare else "")
+        f"{describe_folder(root)}." + (f" To make it: {layout.prepare}." if layout.prepare else "")
     )
 
 
-def resolve(name: str, root: str | Path, split: str) -> ResolvedLayout:
-    """Pairs and label rules of one split of a named layout (not ``"mmseg"``, see `resolve_mmseg`).
+def zoo_dataset(name: str) -> DatasetInfo:
+    """The zoo's facts about a dataset: ``classes``, ``palette``, ``reduce_zero_label``, ``display_name``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown zoo dataset {name!r}; known: {sorted(DATASETS)}")
+    return DATASETS[name]
 
-    Raises FileNotFoundError / ValueError saying what was expected where and what was found.
+
+def choose_layout(
+    root: Path,
+    layout: str = AUTO,
+    dataset: str | None = None,
+    *,
+    img_suffix: str | None = None,
+    seg_suffix: str | None = None,
+) -> Layout:
+    """The layout to read `root` with, checked before any file is listed.
+
+    `layout` is a name of `LAYOUTS`, or ``"auto"``: the folder layout when `root` holds ``classes.json``, else the
+    official layout of the zoo `dataset`, else the folder layout. An ``"mmseg"`` tree takes `dataset`'s classes and
+    label rules (when given) and `img_suffix` / `seg_suffix`, which no other layout has. Raises ValueError for an
+    unknown name or an option the layout has no use for, and for a `root` that is not a folder.
     """
-    if name not in LAYOUTS:
-        raise ValueError(f"unknown dataset layout {name!r}; known: {sorted([*LAYOUTS, MMSEG_LAYOUT])}")
-    layout = LAYOUTS[name]
-    base = _find_root(layout, Path(root))
-    if not isinstance(split, str) or not split:
-        raise ValueError(f"split must be a non-empty name, got {split!r}")
-    key = layout.aliases.get(split, split)
-    if key not in layout.splits:
-        known = sorted({*layout.splits, *layout.aliases})
-        raise ValueError(f"the {name} layout has no split {split!r}; its splits are {known}")
-    pairs: list[tuple[Path, Path]] = []
-    sources: list[LabelSource] = []
-    for part in layout.splits[key]:
-        part_pairs, source = _part_pairs(base, part, f"{name} split {split!r}")
-        pairs += part_pairs
-        sources.append(source)
-    if len({(s.label_map and tuple(sorted(s.label_map.items())), s.map_default) for s in sources}) > 1:
-        raise ValueError(f"{name} split {split!r}: its parts use different label encodings")
-    return ResolvedLayout(name, layout.dataset, base, key, pairs, sources, layout.counts.get(key), layout.prepare)
-
-
-def resolve_mmseg(
-    root: str | Path, split: str, img_suffix: str | None = None, seg_suffix: str = ".png"
-) -> ResolvedLayout:
-    """Pairs of any tree prepared for mmseg: ``ROOT/img_dir/SPLIT`` and ``ROOT/ann_dir/SPLIT`` (scan mode).
-
-    `img_suffix` None takes the one image suffix the folder uses (``.png``, ``.jpg``, ...).
-    """
-    root = Path(root)
-    where = f"mmseg layout split {split!r}"
+    if layout != AUTO and layout not in LAYOUTS:
+        raise ValueError(f"unknown dataset layout {layout!r}; known: {sorted(LAYOUTS)} or {AUTO!r}")
+    if dataset is not None:
+        zoo_dataset(dataset)
+    if layout == AUTO:
+        layout = dataset if dataset is not None and not (root / CLASSES_FILE).is_file() else FOLDER
+    chosen = LAYOUTS[layout]
+    suffixes = {k: v for k, v in (("img_suffix", img_suffix), ("seg_suffix", seg_suffix)) if v is not None}
+    if isinstance(chosen, MmsegLayout):
+        chosen = dataclasses.replace(chosen, dataset=dataset, **suffixes)
+    elif suffixes:
+        raise ValueError(f"{sorted(suffixes)} apply to the {MMSEG!r} layout only, not to the {layout!r} layout")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"root {str(root)!r} is a file; pass the dataset folder (the one holding {chosen.expected})")
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset folder {str(root)!r} does not exist")
-    img_dir = root / "img_dir" / split
-    if not img_dir.is_dir():
-        found = (
-            sorted(p.name for p in (root / "img_dir").iterdir() if p.is_dir()) if (root / "img_dir").is_dir() else []
-        )
-        hint = f"splits under img_dir/: {found}" if found else f"{str(root)!r} holds {_found(root)}"
-        raise FileNotFoundError(f"{where}: expected img_dir/{split}/ and ann_dir/{split}/ under {str(root)!r} ({hint})")
-    if img_suffix is None:
-        from ..inference.images import IMAGE_EXTENSIONS
-
-        suffixes = sorted({p.suffix for p in img_dir.rglob("*") if p.is_file() and not p.name.startswith(".")})
-        images = [s for s in suffixes if s.lower() in IMAGE_EXTENSIONS]
-        if len(images) != 1:
-            raise ValueError(
-                f"{where}: cannot tell the image suffix of {str(img_dir)!r} (found {suffixes or 'no files'}); "
-                "pass img_suffix= (e.g. '.jpg')"
-            )
-        img_suffix = images[0]
-    part = Part(f"img_dir/{split}", f"ann_dir/{split}", img_suffix, _png(seg_suffix))
-    pairs, source = _part_pairs(root, part, where)
-    return ResolvedLayout(MMSEG_LAYOUT, None, root, split, pairs, [source])
+        raise FileNotFoundError(f"{layout} dataset folder {str(root)!r} does not exist")
+    return chosen

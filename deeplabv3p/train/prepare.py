@@ -24,8 +24,8 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache, partial
 from pathlib import Path, PurePosixPath
-from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -34,10 +34,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from .layouts import CITYSCAPES_ID_TO_TRAIN_ID, IGNORE, label_lut
 
-__all__ = ["PREPARE_NAMES", "PrepareName", "PrepareReport", "isaid_windows", "isprs_boxes", "prepare"]
-
-PrepareName = Literal["potsdam", "vaihingen", "isaid", "loveda", "cityscapes"]
-PREPARE_NAMES: tuple[str, ...] = ("potsdam", "vaihingen", "isaid", "loveda", "cityscapes")
+__all__ = ["CONVERTERS", "PREPARE_NAMES", "PrepareReport", "isaid_windows", "isprs_boxes", "prepare"]
 
 # The official ISPRS splits (the tiles mmseg's converters put in train; val lists the rest).
 POTSDAM_SPLITS = {
@@ -74,6 +71,15 @@ class PrepareReport:
     def count(self, key: str, written: bool) -> None:
         table = self.written if written else self.skipped
         table[key] = table.get(key, 0) + 1
+
+    def write_once(self, key: str, path: Path, write: Callable[[Path], None]) -> None:
+        """``write(path)`` unless `path` exists, counted under `key` as written or already there. Every writer here
+        writes through a temporary name (`deeplabv3p.atomic`), so a file that exists is complete: a run that
+        stopped is finished by running it again."""
+        done = path.is_file()
+        if not done:
+            write(path)
+        self.count(key, written=not done)
 
     def summary(self) -> str:
         keys = sorted({*self.written, *self.skipped})
@@ -172,6 +178,13 @@ def _save_png(array: np.ndarray, path: Path, palette: tuple[tuple[int, int, int]
         image.save(tmp, format="PNG")
 
 
+def _save_crop(
+    pixels: Callable[[], np.ndarray], window: tuple[slice, slice], palette: tuple | None, path: Path
+) -> None:
+    """Write the `window` (rows, columns) of ``pixels()`` as a PNG; `pixels` reads its source on the first call."""
+    _save_png(pixels()[window], path, palette)
+
+
 def _copy(member: _Member, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(member.read())
@@ -264,39 +277,52 @@ def _vaihingen_parse(member: _Member) -> tuple[str, str] | None:
     return (match[1], "image") if member.path.parent.name == "top" else None
 
 
-def _prepare_isprs(name: str, raw: Path, out: Path, progress: bool, report: PrepareReport) -> None:
-    if name == "potsdam":
-        tiles = _isprs_tiles(raw, name, _potsdam_parse, POTSDAM_SPLITS, report)
-        fix = "Use 2_Ortho_RGB.zip for the images (mmseg's choice) and 5_Labels_all_noBoundary.zip for the labels."
-    else:
-        tiles = _isprs_tiles(raw, name, _vaihingen_parse, VAIHINGEN_SPLITS, report)
-        fix = "Use the top/ tiles of ISPRS_semantic_labeling_Vaihingen.zip and the eroded ground truth zip."
+@dataclass(frozen=True)
+class _Isprs:
+    """What tells the two ISPRS downloads apart: tile names, the official split lists, the fix for a wrong input."""
+
+    name: str
+    parse: Callable[[_Member], tuple[str, str] | None]
+    splits: dict[str, list[str]]
+    fix: str
+
+
+_POTSDAM = _Isprs(
+    "potsdam", _potsdam_parse, POTSDAM_SPLITS,
+    "Use 2_Ortho_RGB.zip for the images (mmseg's choice) and 5_Labels_all_noBoundary.zip for the labels.",
+)  # fmt: skip
+_VAIHINGEN = _Isprs(
+    "vaihingen", _vaihingen_parse, VAIHINGEN_SPLITS,
+    "Use the top/ tiles of ISPRS_semantic_labeling_Vaihingen.zip and the eroded ground truth zip.",
+)  # fmt: skip
+
+
+def _isprs_pixels(member: _Member, kind: str, fix: str) -> np.ndarray:
+    """An image tile as RGB, or a label tile as raw indices."""
+    array = _read_rgb(member, kind, fix)
+    return isprs_indices(array) if kind == "label" else array
+
+
+def _prepare_isprs(spec: _Isprs, raw: Path, out: Path, report: PrepareReport, progress: bool) -> None:
+    tiles = _isprs_tiles(raw, spec.name, spec.parse, spec.splits, report)
     for split in ("train", "val"):
         for folder in ("img_dir", "ann_dir"):
             (out / folder / split).mkdir(parents=True, exist_ok=True)
-    for tile in tqdm(tiles, desc=f"prepare {name}", unit="tile", disable=not progress):
+    for tile in tqdm(tiles, desc=f"prepare {spec.name}", unit="tile", disable=not progress):
         assert tile.image is not None and tile.label is not None
         width, height = tile.image.image_size()
         if tile.label.image_size() != (width, height):
             raise ValueError(
-                f"{name} tile {tile.tile}: the label tile {tile.label.where} is not the size of the image tile "
+                f"{spec.name} tile {tile.tile}: the label tile {tile.label.where} is not the size of the image tile "
                 f"{tile.image.where} ({width}x{height})"
             )
         boxes = isprs_boxes(height, width)
-        patch_names = [f"{tile.tile}_{x0}_{y0}_{x1}_{y1}.png" for x0, y0, x1, y1 in boxes]
         for kind, member, folder in (("image", tile.image, "img_dir"), ("label", tile.label, "ann_dir")):
-            target, key = out / folder / tile.split, f"{folder}/{tile.split}"
-            todo = [(n, box) for n, box in zip(patch_names, boxes) if not (target / n).is_file()]
-            for _ in range(len(boxes) - len(todo)):
-                report.count(key, written=False)
-            if not todo:
-                continue
-            array = _read_rgb(member, kind, fix)
-            if kind == "label":
-                array = isprs_indices(array)
-            for patch_name, (x0, y0, x1, y1) in todo:
-                _save_png(array[y0:y1, x0:x1], target / patch_name)
-                report.count(key, written=True)
+            pixels = cache(partial(_isprs_pixels, member, kind, spec.fix))  # read once, if a patch is missing
+            for x0, y0, x1, y1 in boxes:
+                path = out / folder / tile.split / f"{tile.tile}_{x0}_{y0}_{x1}_{y1}.png"
+                window = (slice(y0, y1), slice(x0, x1))
+                report.write_once(f"{folder}/{tile.split}", path, partial(_save_crop, pixels, window, None))
 
 
 # ----- iSAID -------------------------------------------------------------------------------------------------------
@@ -330,7 +356,7 @@ def isaid_indices(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
-def _prepare_isaid(raw: Path, out: Path, progress: bool, report: PrepareReport) -> None:
+def _prepare_isaid(raw: Path, out: Path, report: PrepareReport, progress: bool) -> None:
     present = [s for s in ("train", "val", "test") if (raw / s).is_dir()]
     if not present:
         raise FileNotFoundError(
@@ -365,44 +391,42 @@ def _prepare_isaid(raw: Path, out: Path, progress: bool, report: PrepareReport) 
         (out / "img_dir" / split).mkdir(parents=True, exist_ok=True)
         if split != "test":
             (out / "ann_dir" / split).mkdir(parents=True, exist_ok=True)
-    fix = "Use the iSAID semantic masks (Semantic_masks/images.zip), not the instance masks."
     for split, stem, image_member, label_member in tqdm(jobs, desc="prepare isaid", unit="image", disable=not progress):
-        img_dir = out / "img_dir" / split
+        img_dir, ann_dir = out / "img_dir" / split, out / "ann_dir" / split
         if label_member is None:  # test: the images as they are
-            done = (img_dir / image_member.name).is_file()
-            if not done:
-                _copy(image_member, img_dir / image_member.name)
-            report.count(f"img_dir/{split}", written=not done)
+            report.write_once(f"img_dir/{split}", img_dir / image_member.name, partial(_copy, image_member))
             continue
         width, height = image_member.image_size()
-        windows = isaid_windows(height, width)
-        names = [f"{stem}_{y0}_{y1}_{x0}_{x1}" for y0, y1, x0, x1 in windows]
-        outputs = [(img_dir / f"{n}.png", out / "ann_dir" / split / f"{n}_instance_color_RGB.png") for n in names]
-        if all(a.is_file() and b.is_file() for a, b in outputs):
-            for key in ("img_dir", "ann_dir"):
-                for _ in outputs:
-                    report.count(f"{key}/{split}", written=False)
-            continue
-        image = _pad(_read_rgb(image_member, "image", fix), ISAID_PATCH, 0)
-        label_rgb = _read_rgb(label_member, "label", fix)
-        if label_rgb.shape[:2] != (height, width):
-            raise ValueError(
-                f"iSAID {stem}: the mask {label_member.where} is {label_rgb.shape[1]}x{label_rgb.shape[0]} but the "
-                f"image {width}x{height}"
-            )
-        label = _pad(isaid_indices(label_rgb), ISAID_PATCH, IGNORE)
-        for (y0, y1, x0, x1), (img_path, ann_path) in zip(windows, outputs):
-            for array, path, palette, key in (
-                (image, img_path, None, "img_dir"), (label, ann_path, ISAID_COLOURS, "ann_dir"),
-            ):  # fmt: skip
-                done = path.is_file()
-                if not done:
-                    _save_png(array[y0:y1, x0:x1], path, palette)
-                report.count(f"{key}/{split}", written=not done)
+        arrays = cache(partial(_isaid_arrays, stem, image_member, label_member, (width, height)))
+        image, label = partial(_nth, arrays, 0), partial(_nth, arrays, 1)  # both read when the first is needed
+        for y0, y1, x0, x1 in isaid_windows(height, width):
+            name, window = f"{stem}_{y0}_{y1}_{x0}_{x1}", (slice(y0, y1), slice(x0, x1))
+            report.write_once(f"img_dir/{split}", img_dir / f"{name}.png", partial(_save_crop, image, window, None))
+            label_path = ann_dir / f"{name}_instance_color_RGB.png"
+            report.write_once(f"ann_dir/{split}", label_path, partial(_save_crop, label, window, ISAID_COLOURS))
+
+
+def _nth(arrays: Callable[[], tuple[np.ndarray, ...]], index: int) -> np.ndarray:
+    return arrays()[index]
+
+
+def _isaid_arrays(
+    stem: str, image_member: _Member, label_member: _Member, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The padded image and class-index label of one iSAID scene; a label of another size is an error."""
+    fix = "Use the iSAID semantic masks (Semantic_masks/images.zip), not the instance masks."
+    image = _pad(_read_rgb(image_member, "image", fix), ISAID_PATCH, 0)
+    label_rgb = _read_rgb(label_member, "label", fix)
+    if label_rgb.shape[1::-1] != size:
+        raise ValueError(
+            f"iSAID {stem}: the mask {label_member.where} is {label_rgb.shape[1]}x{label_rgb.shape[0]} but the "
+            f"image {size[0]}x{size[1]}"
+        )
+    return image, _pad(isaid_indices(label_rgb), ISAID_PATCH, IGNORE)
 
 
 # ----- LoveDA ------------------------------------------------------------------------------------------------------
-def _prepare_loveda(raw: Path, out: Path, progress: bool, report: PrepareReport) -> None:
+def _prepare_loveda(raw: Path, out: Path, report: PrepareReport, progress: bool) -> None:
     pattern = re.compile(r"(?:.*/)?(Train|Val|Test)/(Rural|Urban)/(images_png|masks_png)/([^/]+\.png)")
     found: dict[tuple[str, str, str], _Member] = {}
     for member in _members(raw):
@@ -433,15 +457,13 @@ def _prepare_loveda(raw: Path, out: Path, progress: bool, report: PrepareReport)
     for (split, kind, file_name), member in tqdm(sorted(found.items()), desc="prepare loveda", disable=not progress):
         folder = out / ("img_dir" if kind == "images_png" else "ann_dir") / split
         folder.mkdir(parents=True, exist_ok=True)
-        done = (folder / file_name).is_file()
-        if not done:
-            _copy(member, folder / file_name)
-        report.count(f"{folder.parent.name}/{split}", written=not done)
+        report.write_once(f"{folder.parent.name}/{split}", folder / file_name, partial(_copy, member))
 
 
 # ----- Cityscapes --------------------------------------------------------------------------------------------------
-def _prepare_cityscapes(raw: Path, progress: bool, report: PrepareReport) -> None:
-    """``*_gtFine_labelTrainIds.png`` beside each ``*_gtFine_labelIds.png``, in place (as mmseg's script).
+def _prepare_cityscapes(raw: Path, out: Path, report: PrepareReport, progress: bool) -> None:
+    """``*_gtFine_labelTrainIds.png`` beside each ``*_gtFine_labelIds.png``, in place (`out` is `raw`), as mmseg's
+    script does.
 
     mmseg rasterises the polygons with cityscapesscripts; mapping labelIds through the official table gives the
     same pixels (same rasteriser, same drawing order) without that dependency.
@@ -453,53 +475,66 @@ def _prepare_cityscapes(raw: Path, progress: bool, report: PrepareReport) -> Non
             f"no gtFine/SPLIT/CITY/*_gtFine_labelIds.png under {str(raw)!r}: pass the folder where "
             "gtFine_trainvaltest.zip was unpacked"
         )
-    lut = label_lut(CITYSCAPES_ID_TO_TRAIN_ID, IGNORE)
     for path in tqdm(files, desc="prepare cityscapes", disable=not progress):
         target = path.with_name(path.name.replace("_gtFine_labelIds.png", "_gtFine_labelTrainIds.png"))
-        key = f"gtFine/{path.relative_to(gt).parts[0]}"
-        if target.is_file():
-            report.count(key, written=False)
-            continue
-        with Image.open(path) as img:
-            if img.mode not in ("L", "P"):
-                raise ValueError(f"{str(path)!r} is a {img.mode} image; labelIds PNGs are 8-bit single-channel")
-            ids = np.asarray(img)
-        _save_png(lut[ids].astype(np.uint8), target)
-        report.count(key, written=True)
+        report.write_once(f"gtFine/{path.relative_to(gt).parts[0]}", target, partial(_save_train_ids, path))
+
+
+_TRAIN_IDS = label_lut(CITYSCAPES_ID_TO_TRAIN_ID, IGNORE)
+
+
+def _save_train_ids(label_ids: Path, path: Path) -> None:
+    with Image.open(label_ids) as img:
+        if img.mode not in ("L", "P"):
+            raise ValueError(f"{str(label_ids)!r} is a {img.mode} image; labelIds PNGs are 8-bit single-channel")
+        ids = np.asarray(img)
+    _save_png(_TRAIN_IDS[ids].astype(np.uint8), path)
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How one download is prepared: ``convert(raw, out, report, progress)``; `in_place` ones write beside their
+    inputs (`out` is `raw`)."""
+
+    convert: Callable[[Path, Path, PrepareReport, bool], None]
+    in_place: bool = False
+
+
+CONVERTERS: dict[str, Converter] = {
+    "potsdam": Converter(partial(_prepare_isprs, _POTSDAM)),
+    "vaihingen": Converter(partial(_prepare_isprs, _VAIHINGEN)),
+    "isaid": Converter(_prepare_isaid),
+    "loveda": Converter(_prepare_loveda),
+    "cityscapes": Converter(_prepare_cityscapes, in_place=True),
+}
+PREPARE_NAMES: tuple[str, ...] = tuple(CONVERTERS)  # the one list of the names prepare knows
 
 
 def prepare(name: str, raw: str | Path, out: str | Path | None = None, *, progress: bool = True) -> PrepareReport:
-    """Convert the official download of `name` in `raw` into the folder layout `SegmentationDataset.from_layout`
+    """Convert the official download of `name` in `raw` into the layout `SegmentationDataset(..., layout=name)`
     (and mmseg) reads, under `out` (Cityscapes: in place, `out` None or `raw`). Safe to run again: outputs that
     exist are skipped."""
-    if name not in PREPARE_NAMES:
+    if name not in CONVERTERS:
         raise ValueError(
             f"nothing to prepare for {name!r}: prepare knows {list(PREPARE_NAMES)}; the other zoo datasets are "
             "read as they unpack"
         )
+    converter = CONVERTERS[name]
     raw = Path(raw)
     if not raw.is_dir():
         raise FileNotFoundError(f"input folder {str(raw)!r} does not exist")
-    if name == "cityscapes":
+    if converter.in_place:
         if out is not None and Path(out).resolve() != raw.resolve():
             raise ValueError(
-                "cityscapes is prepared in place (the _labelTrainIds.png files go beside the _labelIds.png ones): "
+                f"{name} is prepared in place (the _labelTrainIds.png files go beside the _labelIds.png ones): "
                 f"give no OUT, or OUT equal to RAW ({str(raw)!r}), got {str(out)!r}"
             )
-        report = PrepareReport(name, raw)
-        _prepare_cityscapes(raw, progress, report)
-        return report
-    if out is None:
+        out = raw
+    elif out is None:
         raise ValueError(f"prepare {name} needs an output folder")
-    out = Path(out)
-    if out.resolve() == raw.resolve():
+    elif Path(out).resolve() == raw.resolve():
         raise ValueError(f"the output folder must differ from the input folder {str(raw)!r}")
-    report = PrepareReport(name, out)
+    report = PrepareReport(name, Path(out))
     with _large_images():
-        if name in ("potsdam", "vaihingen"):
-            _prepare_isprs(name, raw, out, progress, report)
-        elif name == "isaid":
-            _prepare_isaid(raw, out, progress, report)
-        else:
-            _prepare_loveda(raw, out, progress, report)
+        converter.convert(raw, Path(out), report, progress)
     return report

@@ -1,5 +1,6 @@
-"""Checking a published number on the published dataset: open the split in the tag's layout, compare its size with
-the official one, audit its labels before the long run, and set the measured mIoU beside the published one.
+"""Checking a published number on the published dataset (opened by `SegmentationDataset` in the tag's layout):
+compare the split's size with the official one, audit its labels before the long run, and set the measured mIoU
+beside the published one.
 
 Used by ``deeplabv3p evaluate`` (and the dataset part by ``deeplabv3p train``); every function works the same in a
 single process and under torchrun (each rank audits its share of the files and the findings are gathered).
@@ -9,66 +10,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 from typing import Any
 
 from .. import distributed
 from ..pretrained.config import PretrainedCfg
-from .datasets import CLASSES_FILE, SegmentationDataset
-from .layouts import LAYOUTS, MMSEG_LAYOUT, layout_for_dataset
+from .datasets import SegmentationDataset
+from .layouts import FOLDER
 from .layouts import zoo_dataset as zoo
 
-__all__ = [
-    "FOLDER_LAYOUT",
-    "LAYOUT_CHOICES",
-    "audit_split",
-    "check_split_size",
-    "compare_with_published",
-    "open_dataset",
-]
-
-FOLDER_LAYOUT = "folder"  # the generic images/SPLIT + masks/SPLIT + classes.json tree
-LAYOUT_CHOICES: tuple[str, ...] = (FOLDER_LAYOUT, MMSEG_LAYOUT, *LAYOUTS)
-
-
-def open_dataset(
-    data: str | Path,
-    split: str,
-    layout: str | None = None,
-    dataset: str = "",
-    reduce_zero_label: bool | None = None,
-    ignore_index: int = 255,
-    *,
-    in_chans: int = 3,
-) -> SegmentationDataset:
-    """The split of `data` as a `SegmentationDataset`, read for a model of `in_chans` bands.
-
-    `layout` None infers it: a folder with ``classes.json`` is the generic tree; otherwise the layout of `dataset`
-    (the zoo dataset of the weights, e.g. ``"cityscapes"``); otherwise the generic tree. ``"mmseg"`` reads an
-    ``img_dir``/``ann_dir`` tree with `dataset`'s classes when it is a zoo dataset. `reduce_zero_label` applies to
-    the generic trees only (the named layouts take the zoo's). Multi-band images (`in_chans` other than 3) are read
-    from the generic tree only: the benchmark layouts hold RGB images.
-    """
-    if layout is not None and layout not in LAYOUT_CHOICES:
-        raise ValueError(f"unknown layout {layout!r}; choose from {list(LAYOUT_CHOICES)}")
-    root = Path(data)
-    if layout is None:
-        inferred = layout_for_dataset(dataset) if dataset else None
-        layout = FOLDER_LAYOUT if (root / CLASSES_FILE).is_file() or inferred is None else inferred
-    if layout == FOLDER_LAYOUT:
-        return SegmentationDataset(
-            root, split, reduce_zero_label=bool(reduce_zero_label), ignore_index=ignore_index, in_chans=in_chans
-        )
-    if in_chans != 3:
-        raise ValueError(
-            f"the {layout!r} layout holds RGB images, but the model takes in_chans={in_chans}: put multi-band data "
-            "in the generic tree (images/SPLIT, masks/SPLIT, classes.json)"
-        )
-    if layout == MMSEG_LAYOUT:
-        known = dataset if dataset in LAYOUTS else None
-        reduce = reduce_zero_label if known is None else None
-        return SegmentationDataset.from_layout(MMSEG_LAYOUT, root, split, dataset=known, reduce_zero_label=reduce)
-    return SegmentationDataset.from_layout(layout, root, split)
+__all__ = ["audit_split", "check_split_size", "compare_with_published"]
 
 
 def check_split_size(dataset: SegmentationDataset) -> str | None:
@@ -127,7 +77,7 @@ def warn(message: str | None) -> None:
 def dataset_record(dataset: SegmentationDataset) -> dict[str, Any]:
     """What was evaluated: layout, root, split, image count and the official count."""
     return {
-        "layout": dataset.layout.layout if dataset.layout is not None else FOLDER_LAYOUT,
+        "layout": dataset.layout.layout if dataset.layout is not None else FOLDER,
         "dataset": dataset.name,
         "root": str(dataset.root),
         "split": dataset.split,

@@ -3,6 +3,7 @@ tag, published vs measured, split-size warning, label audit, --json), ``train --
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -90,6 +91,17 @@ def test_evaluate_tta_compares_with_the_ms_flip_number(cityscapes_tag, tmp_path:
     assert "published mIoU_ms_flip 6.00, measured" in capsys.readouterr().out
 
 
+def test_evaluate_reads_a_zoo_layout_with_the_zoos_label_rules(cityscapes_tag, tmp_path: Path, capsys, monkeypatch):
+    """The weights' reduce_zero_label is for trees without rules of their own (folder, mmseg); a flag that
+    contradicts a zoo layout's rule is refused."""
+    monkeypatch.setitem(zoo.PRETRAINED_CFGS, NAME, dataclasses.replace(cityscapes_tag, reduce_zero_label=True))
+    make_cityscapes(tmp_path / "cs", counts={"val": 1}, seed=4)
+    assert main(["evaluate", "--model", NAME, "--data", str(tmp_path / "cs"), "--no-audit", *QUIET]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", NAME, "--data", str(tmp_path / "cs"), "--reduce-zero-label", *QUIET]) == 2
+    assert "reduce_zero_label=True contradicts the 'cityscapes' layout" in capsys.readouterr().err
+
+
 def test_evaluate_audits_labels_before_the_run(cityscapes_tag, tmp_path: Path, capsys, monkeypatch) -> None:
     make_cityscapes(tmp_path / "cs", counts={"val": 2}, train_ids=True, seed=5)
     wrong = sorted((tmp_path / "cs" / "gtFine" / "val").rglob("*_labelTrainIds.png"))[1]
@@ -136,7 +148,11 @@ def test_prepare_command(tmp_path: Path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_prepare_names_match_the_converters() -> None:
-    from deeplabv3p.cli.prepare import _PREPARE_NAMES
+def test_prepare_names_match_the_converters(capsys) -> None:
+    from deeplabv3p.train.prepare import CONVERTERS
 
-    assert _PREPARE_NAMES == PREPARE_NAMES
+    assert PREPARE_NAMES == tuple(CONVERTERS) == ("potsdam", "vaihingen", "isaid", "loveda", "cityscapes")
+    with pytest.raises(SystemExit):
+        main(["prepare", "ade20k", "raw"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'ade20k'" in err and all(name in err for name in PREPARE_NAMES)

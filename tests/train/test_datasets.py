@@ -12,7 +12,8 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from deeplabv3p.inference.images import read_image
-from deeplabv3p.train.datasets import SegmentationDataset, read_classes_file
+from deeplabv3p.train.classes import read_classes_file
+from deeplabv3p.train.datasets import SegmentationDataset
 
 
 def _write(root: Path, split: str, name: str, image: np.ndarray, mask: np.ndarray | None, suffix: str = ".png") -> None:

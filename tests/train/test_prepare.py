@@ -1,5 +1,5 @@
 """`prepare`: the converters reproduce mmseg's own scripts on fabricated downloads (names and pixels, from the goldens
-in tests/data/prepare_goldens.json), resume, refuse bad input before writing, and feed `from_layout`."""
+in tests/data/prepare_goldens.json), resume, refuse bad input before writing, and feed `SegmentationDataset`."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from layout_trees import (
 )
 from PIL import Image
 
+from deeplabv3p.train import prepare as prepare_module
 from deeplabv3p.train.datasets import SegmentationDataset
-from deeplabv3p.train.prepare import isaid_windows, isprs_boxes, isprs_indices, prepare
+from deeplabv3p.train.prepare import PrepareReport, isaid_windows, isprs_boxes, isprs_indices, prepare
 
 GOLDENS = json.loads((DATA / "prepare_goldens.json").read_text())
 RAW = {"potsdam": raw_potsdam, "vaihingen": raw_vaihingen, "isaid": raw_isaid, "loveda": raw_loveda}
@@ -41,7 +42,7 @@ def test_prepare_matches_mmsegs_converter(tmp_path: Path, name: str) -> None:
 def test_potsdam_patches_are_what_the_reader_reads(tmp_path: Path) -> None:
     tiles = raw_potsdam(tmp_path / "raw")
     prepare("potsdam", tmp_path / "raw", tmp_path / "out", progress=False)
-    ds = SegmentationDataset.from_layout("potsdam", tmp_path / "out", "train")
+    ds = SegmentationDataset(tmp_path / "out", "train", layout="potsdam")
     assert len(ds) == 6  # tile 2_10 (train) is 1100x700: 3 x 2 patches
     image, label = tiles["2_10"]
     names = [p.name for p, _ in ds.samples]
@@ -50,7 +51,7 @@ def test_potsdam_patches_are_what_the_reader_reads(tmp_path: Path) -> None:
     np.testing.assert_array_equal(patch, image[188:700, 588:1100])
     raw_index = isprs_indices(label[188:700, 588:1100]).astype(np.int64)
     np.testing.assert_array_equal(mask, np.where(raw_index == 0, 255, raw_index - 1))
-    assert len(SegmentationDataset.from_layout("potsdam", tmp_path / "out", "val")) == 2  # 2_13 is a val tile
+    assert len(SegmentationDataset(tmp_path / "out", "val", layout="potsdam")) == 2  # 2_13 is a val tile
 
 
 def test_isprs_geometry_and_colour_key() -> None:
@@ -105,9 +106,45 @@ def test_cityscapes_train_ids_in_place(tmp_path: Path) -> None:
     expected = make_cityscapes(tmp_path)
     report = prepare("cityscapes", tmp_path, progress=False)
     assert report.written == {"gtFine/train": 3, "gtFine/val": 2}
-    ds = SegmentationDataset.from_layout("cityscapes", tmp_path, "train")
+    ds = SegmentationDataset(tmp_path, "train", layout="cityscapes")
     assert all(str(m).endswith("_gtFine_labelTrainIds.png") for _, m in ds.samples) and ds.label_map is None
     for i, (_, mask) in enumerate(expected["train"]):
         np.testing.assert_array_equal(ds.load(i)[1], mask)
     with pytest.raises(ValueError, match="prepared in place"):
         prepare("cityscapes", tmp_path, tmp_path / "elsewhere", progress=False)
+
+
+def test_write_once_writes_a_missing_file_and_counts_both(tmp_path: Path) -> None:
+    report = PrepareReport("x", tmp_path)
+    calls: list[Path] = []
+    for _ in range(2):
+        report.write_once("a", tmp_path / "f.txt", lambda path: (calls.append(path), path.write_text("x")))
+    assert calls == [tmp_path / "f.txt"] and report.written == {"a": 1} and report.skipped == {"a": 1}
+
+
+def test_a_resumed_run_reads_only_the_sources_of_missing_patches(tmp_path: Path, monkeypatch) -> None:
+    raw_potsdam(tmp_path / "raw")
+    prepare("potsdam", tmp_path / "raw", tmp_path / "out", progress=False)
+    next((tmp_path / "out" / "ann_dir" / "val").iterdir()).unlink()
+    read: list[str] = []
+    original = prepare_module._read_rgb
+
+    def recording(member, kind: str, fix: str) -> np.ndarray:
+        read.append(kind)
+        return original(member, kind, fix)
+
+    monkeypatch.setattr(prepare_module, "_read_rgb", recording)
+    report = prepare("potsdam", tmp_path / "raw", tmp_path / "out", progress=False)
+    assert read == ["label"] and report.written == {"ann_dir/val": 1}
+    assert pixel_digests(tmp_path / "out") == GOLDENS["potsdam"]
+
+
+def test_isaid_mask_of_another_size_is_refused_before_its_patches(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "raw" / "val" / "images").mkdir(parents=True)
+    (tmp_path / "raw" / "val" / "Semantic_masks").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (600, 500, 3), np.uint8)).save(tmp_path / "raw/val/images/P0003.png")
+    Image.new("RGB", (400, 600)).save(tmp_path / "raw/val/Semantic_masks/P0003_instance_color_RGB.png")
+    with pytest.raises(ValueError, match=r"iSAID P0003: the mask .* is 400x600 but the image 500x600"):
+        prepare("isaid", tmp_path / "raw", tmp_path / "out", progress=False)
+    assert not list((tmp_path / "out").rglob("*.png"))
