@@ -17,14 +17,12 @@ import contextlib
 import json
 import math
 import time
-import typing
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -34,8 +32,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..atomic import atomic_write_text
 from ..inference.pipeline import normalize
-from ..inference.result import default_class_names
-from ..pretrained.config import PretrainedCfg, TestMode
+from ..pretrained.config import PretrainedCfg
 from .checkpoint import (
     find_checkpoint,
     read_training_state,
@@ -43,14 +40,15 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .config import RUNTIME_FIELDS, AmpMode, TrainConfig
+from .evaluation import evaluate
 from .loader import AugmentedDataset, PadCollate, TrainSampler
 from .losses import SegmentationLoss
-from .metrics import ConfusionMatrix, format_table
+from .metrics import format_table
 from .optim import PolyLR, build_optimizer
+from .samples import check_bands, check_labels, dataset_info, evaluation_sample, sample_spec, weights_cfg
 from .transforms import training_transforms
 
 if TYPE_CHECKING:
-    from ..inference.result import SegmentationResult
     from ..models.model import DeepLabV3Plus
 
 __all__ = ["FitResult", "TrainConfig", "evaluate", "fit"]
@@ -61,17 +59,6 @@ LOG_FILE = "log.jsonl"
 # A logged loss this many times the larger of the first iteration's loss and ln(num_classes) (a uniform guess) means
 # the run has diverged: no healthy run climbs orders of magnitude above where it started.
 DIVERGENCE_FACTOR = 100.0
-
-
-def _check_labels(mask: torch.Tensor, num_classes: int, ignore_index: int, where: str) -> None:
-    """Every label a class index or `ignore_index` (cross-entropy would fail deep inside, or assert on CUDA)."""
-    bad = ((mask < 0) | (mask >= num_classes)) & (mask != ignore_index)
-    if bool(bad.any()):
-        values = torch.unique(mask[bad])[:10].tolist()
-        raise ValueError(
-            f"{where} holds label(s) {values} outside the {num_classes} classes (valid: 0..{num_classes - 1} and "
-            f"ignore_index {ignore_index})"
-        )
 
 
 @dataclass
@@ -90,99 +77,6 @@ class FitResult:
     best_path: Path | None = None
     last_checkpoint: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
-    """``model.pretrained_cfg``, which training and evaluation read (mean/std, ignore index, class names)."""
-    cfg = model.pretrained_cfg
-    if cfg is None:
-        raise TypeError("model.pretrained_cfg is None: build the model with deeplabv3p.create_model")
-    return cfg
-
-
-def _check_bands(dataset: Any, role: str, in_chans: int) -> None:
-    """A dataset that says how many bands it reads (SegmentationDataset) must read the model's."""
-    bands = getattr(dataset, "in_chans", in_chans)
-    if bands != in_chans:
-        raise ValueError(
-            f"the {role} set reads {bands}-band images but the model takes in_chans={in_chans}; build it with "
-            f"SegmentationDataset(..., in_chans={in_chans})"
-        )
-
-
-def _class_names(dataset: Any, model: DeepLabV3Plus, num_classes: int) -> list[str]:
-    for names in (getattr(dataset, "classes", None), getattr(model.pretrained_cfg, "classes", None)):
-        if names and len(names) == num_classes:
-            return list(names)
-    return list(default_class_names(num_classes))
-
-
-def _eval_sample(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """A raw sample as an (H, W, C) image as stored and an (H, W) mask: `load` when the dataset has it (no
-    transforms). The image goes to ``model.predict``, which reads it by the same rules as training does."""
-    image, mask = dataset.load(index) if callable(getattr(dataset, "load", None)) else dataset[index]
-    if isinstance(mask, torch.Tensor):
-        mask = mask.as_subclass(torch.Tensor).cpu().numpy()
-    mask = np.asarray(mask)
-    if isinstance(image, torch.Tensor):
-        image = image.as_subclass(torch.Tensor)
-        image = image.permute(1, 2, 0) if image.dim() == 3 and tuple(image.shape[1:]) == mask.shape else image
-        image = image.cpu().numpy()
-    image = np.asarray(image)
-    stored = image.dtype in (np.uint8, np.uint16) or np.issubdtype(image.dtype, np.floating)
-    if not stored or image.ndim not in (2, 3) or image.shape[:2] != mask.shape:
-        raise ValueError(
-            f"evaluation sample {index} must be an (H, W, C) image (uint8, uint16 or float in [0, 1]) with an "
-            f"(H, W) mask, got image {image.dtype} {image.shape} and mask {mask.shape}"
-        )
-    return image, mask
-
-
-@torch.no_grad()
-def evaluate(
-    model: DeepLabV3Plus,
-    dataset: Any,
-    *,
-    mode: TestMode | None = None,
-    tta: bool = False,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """mmseg's ``IoUMetric`` over `dataset`: each image goes through ``model.predict`` (whole/slide, optional TTA, as
-    the model's pretrained_cfg says unless `mode` is given) and its labels are compared with the ground truth at
-    the original resolution.
-
-    Returns ``{"aAcc", "mIoU", "mAcc"}`` plus per-class ``"IoU"`` and ``"Acc"`` dicts, in percent; NaN marks a
-    class with no pixels to judge it by (left out of the means). In a process group each rank evaluates its share
-    of the images and the counts are summed, so every rank returns the same numbers.
-    """
-    if not hasattr(model, "predict"):
-        raise TypeError(f"model must be a deeplabv3p model with predict(), got {type(model).__name__}")
-    if len(dataset) == 0:
-        raise ValueError("the evaluation dataset is empty")
-    in_chans = getattr(getattr(model, "config", None), "in_chans", None)  # any object with predict() will do
-    if in_chans is not None:
-        _check_bands(dataset, "evaluation", in_chans)
-    if device is not None:
-        model.to(distributed.resolve_device(device))
-    was_training = model.training
-    model.eval()
-    rank, world = distributed.current()
-    num_classes = model.num_classes
-    ignore_index = getattr(dataset, "ignore_index", _weights_cfg(model).ignore_index)
-    matrix = ConfusionMatrix(num_classes, ignore_index)
-    kwargs: dict[str, Any] = {"tta": tta}
-    if mode is not None:
-        kwargs["mode"] = mode
-    indices = range(rank, len(dataset), world)
-    for i in tqdm(indices, desc="evaluate", disable=not (progress and rank == 0), leave=False):
-        image, mask = _eval_sample(dataset, i)
-        result = typing.cast("SegmentationResult", model.predict(image, **kwargs))  # one image in, one result out
-        labels = result.labels
-        matrix.update(torch.as_tensor(np.asarray(labels)), torch.from_numpy(mask.astype(np.int64)))
-    distributed.all_reduce_sum(matrix.matrix)
-    model.train(was_training)
-    return matrix.compute(_class_names(dataset, model, num_classes))
 
 
 def _schedule(cfg: TrainConfig) -> tuple[int, float, float]:
@@ -230,22 +124,26 @@ class _Run:
         """Check everything that can be checked before anything is written or the model is changed, then set up."""
         cfg, model, ctx = self.cfg, self.model, self.ctx
         num_classes = model.num_classes
-        train_classes = getattr(self.train_set, "num_classes", num_classes)
+        self.info = dataset_info(self.train_set, model)
+        self.val_info = dataset_info(self.val_set, model) if self.val_set is not None else None
+        train_classes = self.info.num_classes
         if train_classes != num_classes:
             raise ValueError(
                 f"the model predicts {num_classes} classes but the training set has {train_classes}; build it with "
                 f"create_model(..., num_classes={train_classes})"
             )
-        val_classes = getattr(self.val_set, "num_classes", num_classes)
-        if self.val_set is not None and val_classes != num_classes:
-            raise ValueError(f"the validation set has {val_classes} classes but the model predicts {num_classes}")
+        if self.val_info is not None and self.val_info.num_classes != num_classes:
+            raise ValueError(
+                f"the validation set has {self.val_info.num_classes} classes but the model predicts {num_classes}"
+            )
         if cfg.class_weight is not None and len(cfg.class_weight) != num_classes:
             raise ValueError(f"class_weight has {len(cfg.class_weight)} entries for {num_classes} classes")
         in_chans = model.config.in_chans
-        _check_bands(self.train_set, "training", in_chans)
-        if self.val_set is not None:
-            _check_bands(self.val_set, "validation", in_chans)
-        self.statistics = _weights_cfg(model).for_in_chans(in_chans)
+        check_bands(self.info, "training", in_chans)
+        if self.val_info is not None:
+            check_bands(self.val_info, "validation", in_chans)
+        self.spec = sample_spec(in_chans)
+        self.statistics = weights_cfg(model).for_in_chans(in_chans)
         sync_bn = ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn
         min_batch = 1 if sync_bn else model.min_train_batch
         if cfg.batch_size < min_batch:
@@ -254,9 +152,8 @@ class _Run:
                 "image-pool branch are undefined for a single image (with one image per step, train on several "
                 "GPUs with SyncBatchNorm)"
             )
-        self.ignore_index = getattr(self.train_set, "ignore_index", 255)
-        own = getattr(self.train_set, "transforms", None)
-        self.transform = None if own is not None else training_transforms(
+        self.ignore_index = self.info.ignore_index
+        self.transform = None if self.info.transforms is not None else training_transforms(
             cfg.crop_size, cfg.scale, cfg.ratio_range, cfg.cat_max_ratio, cfg.flip_prob, cfg.photometric,
             self.ignore_index,
         )  # fmt: skip
@@ -289,26 +186,24 @@ class _Run:
         """Read the first training sample (augmented) and the first validation sample, so that a dataset of the
         wrong form or with labels outside the classes fails now rather than after files were written."""
         k = self.model.num_classes
-        _, mask = AugmentedDataset(self.train_set, self.transform)[(0, self.cfg.seed)]
-        _check_labels(mask, k, self.ignore_index, "training sample 0 (its mask)")
-        if self.val_set is not None:
-            _, val_mask = _eval_sample(self.val_set, 0)
-            ignore = getattr(self.val_set, "ignore_index", _weights_cfg(self.model).ignore_index)
-            _check_labels(torch.from_numpy(val_mask.astype(np.int64)), k, ignore, "validation sample 0 (its mask)")
+        _, mask = AugmentedDataset(self.train_set, self.transform, self.spec)[(0, self.cfg.seed)]
+        check_labels(mask, k, self.ignore_index, "training sample 0 (its mask)")
+        if self.val_set is not None and self.val_info is not None:
+            _, val_mask = evaluation_sample(self.val_set, self.val_info, 0, "validation")
+            ignore = self.val_info.ignore_index
+            check_labels(torch.from_numpy(val_mask), k, ignore, "validation sample 0 (its mask)")
 
     def _trained_cfg(self) -> PretrainedCfg:
         """The model's weights metadata after this run: the training set's classes, the test-time resize trained
         for, whole-image inference; mean/std and align_corners are kept."""
-        cfg, base, data = self.cfg, _weights_cfg(self.model), self.train_set
+        cfg, base, info = self.cfg, weights_cfg(self.model), self.info
         k = self.model.num_classes
-        classes = tuple(getattr(data, "classes", ()) or ())
-        palette = tuple(getattr(data, "palette", ()) or ())
-        dataset = str(getattr(data, "name", "custom"))
+        classes, palette, dataset = info.classes, info.palette, info.name
         origin = f" from {base.name}" if base.tag else ""
         return base.replace(
             tag="", dataset=dataset, num_classes=k,
             classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
-            reduce_zero_label=bool(getattr(data, "reduce_zero_label", False)), ignore_index=self.ignore_index,
+            reduce_zero_label=info.reduce_zero_label, ignore_index=self.ignore_index,
             crop_size=cfg.crop_size, test_scale=cfg.test_scale or cfg.scale, test_mode=cfg.test_mode,
             slide_crop=cfg.slide_crop, slide_stride=cfg.slide_stride,
             metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
@@ -362,7 +257,7 @@ class _Run:
         consumed = self.iteration * cfg.accum_steps * cfg.batch_size
         sampler = TrainSampler(len(self.train_set), cfg.seed, ctx.rank, ctx.world_size, start=consumed)
         loader = DataLoader(
-            AugmentedDataset(self.train_set, self.transform),
+            AugmentedDataset(self.train_set, self.transform, self.spec),
             batch_size=cfg.batch_size,
             sampler=sampler,
             collate_fn=PadCollate(cfg.pad_size or cfg.crop_size, self.ignore_index),
@@ -398,7 +293,7 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             for micro in range(cfg.accum_steps):
                 images, masks, sizes = next(batches)
-                _check_labels(
+                check_labels(
                     masks, self.num_classes, self.ignore_index, f"a training batch at iteration {self.iteration + 1}"
                 )
                 x = normalize(images.to(ctx.device, non_blocking=True), mean, std, sizes)
@@ -425,7 +320,7 @@ class _Run:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            weights = _weights_cfg(self.model)
+            weights = weights_cfg(self.model)
             if weights.metrics:  # the weights changed: the last validation no longer describes them
                 self.model.pretrained_cfg = weights.replace(metrics={})
             self.iteration += 1
@@ -483,7 +378,7 @@ class _Run:
         metrics = evaluate(model, self.val_set, progress=self.progress)
         self.last_metrics = metrics
         summary = {k: round(metrics[k], 2) for k in ("aAcc", "mIoU", "mAcc")}
-        model.pretrained_cfg = _weights_cfg(model).replace(metrics=summary)
+        model.pretrained_cfg = weights_cfg(model).replace(metrics=summary)
         self.history.append({"iter": self.iteration, **{k: metrics[k] for k in ("aAcc", "mIoU", "mAcc")}})
         self.log.record({"iter": self.iteration, "val": metrics})
         self.log.say(f"validation at iteration {self.iteration}:\n{format_table(metrics)}")
@@ -555,8 +450,9 @@ def fit(
     Args:
         model: a deeplabv3p model whose ``num_classes`` matches the training set.
         train: a `SegmentationDataset` (with the model's ``in_chans``), or any dataset of ``(image, integer
-            mask)`` pairs, the image uint8 or float32 on the 0..255 scale with ``in_chans`` bands. Its samples are
-            augmented with mmseg's pipeline unless it has its own ``transforms``.
+            mask)`` pairs, the image on the 0..255 scale with ``in_chans`` bands (`deeplabv3p.train.samples`:
+            uint8, uint16 or float in [0, 255]). Its samples are augmented with mmseg's pipeline unless it has its
+            own ``transforms``.
         val: evaluation dataset (through ``model.predict``), or None for no validation.
         out: run folder: ``log.jsonl``, ``train_config.json``, ``checkpoints/`` and ``best/``.
         config: a `TrainConfig`; keyword `overrides` (any TrainConfig field, e.g. ``iters=2000``) apply on top.

@@ -108,7 +108,7 @@ def test_bad_inputs_fail_clearly_before_reading(value, error, match):
 
 def test_float_out_of_range_and_unreadable_files(tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 1\].*max 255"):
-        read_image(np.full((4, 4, 3), 255.0, dtype=np.float32), "img")
+        read_image(np.full((4, 4, 3), 255.0, dtype=np.float32), name="img")
     with pytest.raises(ValueError, match="min -2"):
         read_image(torch.full((3, 4, 4), -2.0))
     with pytest.raises(ValueError, match="nan"):
