@@ -104,8 +104,8 @@ class AugmentedDataset(Dataset):
 
 
 def _augmented(image: Any, index: int) -> torch.Tensor:
-    """The transform's image as a plain ``(C, H, W)`` uint8 or float32 tensor (a dataset's own transforms may
-    return anything)."""
+    """The augmented image as a plain ``(C, H, W)`` uint8 or float32 tensor, checked: a `transform` of one's own
+    may return something else."""
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.dtype not in (torch.uint8, torch.float32):
         shape = tuple(image.shape) if hasattr(image, "shape") else None
         raise TypeError(
