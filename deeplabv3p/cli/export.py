@@ -72,11 +72,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _int8(args: argparse.Namespace, model: DeepLabV3Plus, fp32: Path) -> None:
-    from ..inference.images import expand_inputs
+    from ..inference.images import ImageSpec, expand_inputs
     from ..inference.onnx_runtime import OnnxSegmenter
     from ..inference.quantize import calibration_inputs, label_agreement, quantize_onnx
 
-    items, _ = expand_inputs(args.calibration, name="--calibration", in_chans=model.config.in_chans)
+    items, _ = expand_inputs(args.calibration, ImageSpec(model.config.in_chans), name="--calibration")
     paths = [item.path for item in items]
     n = args.calibration_images
     target = fp32.with_name(fp32.name.removesuffix(".onnx") + ".int8.onnx")

@@ -175,6 +175,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..inference.pipeline import resolve_settings
     from ..pretrained.download import sha256_file
     from ..train.checkpoint import json_safe
+    from ..train.evaluation import evaluate
     from ..train.metrics import format_table
     from ..train.reproduce import (
         audit_split,
@@ -183,7 +184,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         comparison_line,
         dataset_record,
     )  # fmt: skip
-    from ..train.trainer import evaluate
 
     model, weights_file = _weights(args.model, pretrained_argument(args.model, args.pretrained, default=True))
     cfg = model.pretrained_cfg

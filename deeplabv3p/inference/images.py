@@ -17,35 +17,40 @@ How bands are read depends on the model's ``in_chans``:
   ``in_chans`` (an error names both counts otherwise). TIFFs are read by tifffile, the ``tiff`` extra
   (``pip install "deeplabv3p[tiff]"``): pixel-interleaved, planar and page-per-band files all work.
 
-Value rules (what the model's mean/std, also on the 0..255 scale, are applied to):
+Value rules (what the model's mean/std, also on the 0..255 scale, are applied to), one `ImageSpec` deciding them:
 
 - uint8 is 0..255 as is.
 - uint16 (arrays, tensors, 16-bit files): RGB models keep the high byte (``value >> 8``), which is what OpenCV's
   PNG reader (and so mmseg) does with 16-bit files; multi-band models keep every bit, as float32
   ``value * 255 / 65535``, because sensors store information in the low byte.
-- Floating point must lie in [0, 1] (torchvision's convention) and is scaled by 255 without rounding; anything
-  else is refused, because a normalized tensor or a 0..255 float image would be silently mis-read.
+- Floating point is on the scale the spec names. ``"0..1"`` (`predict`'s inputs and image files: torchvision's
+  convention) must lie in [0, 1] and is scaled by 255 without rounding. ``"0..255"`` (a dataset's samples, as
+  `fit` and `evaluate` read them) must lie in [0, 255] and is taken as it is, except that an image whose values all
+  lie in (0, 1] is refused as the 0..1 scale. Anything else is refused, because a normalized tensor or an image on
+  the other scale would be silently mis-read.
 - Files read by PIL are oriented by their EXIF tag (what a viewer shows, and what OpenCV's reader does); in-memory
   images are taken as given.
 
 Reading is two steps, so that a dataset can hand out the pixels as stored and predict read them the same way:
 `decode_image` (layout: bands, orientation; the stored dtype) and `to_input_scale` (the value rules).
-`read_image` is both. A read image is uint8 or float32 on the CPU (tensors keep their device).
+`read_image` is both: the one conversion of any image or sample to the network's input scale, used by `predict`,
+`evaluate` and the training loader. A read image is uint8 or float32 on the CPU (tensors keep their device).
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..fields import check_int
+from ..fields import check_choice, check_int
 from .tiff import is_tiff, read_tiff
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
@@ -54,21 +59,67 @@ _PIL_16_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _PIL_AS_STORED = ("L", "LA", "RGB", "RGBA", "CMYK")
 _UINT16_SCALE = 255.0 / 65535.0
 
+FloatScale = Literal["0..1", "0..255"]
+FLOAT_SCALES: tuple[FloatScale, ...] = typing.get_args(FloatScale)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How an image becomes network input: the bands the network reads and the scale floating-point pixels are on.
+
+    ``in_chans``: 3 reads by the RGB rules (gray repeated, alpha dropped), any other count takes the bands as
+    stored, exactly that many; None keeps whatever bands are stored (for display). ``floats``: ``"0..1"`` for
+    `predict`'s inputs and image files, ``"0..255"`` for a dataset's samples (see the module docstring).
+    """
+
+    in_chans: int | None = 3
+    floats: FloatScale = "0..1"
+
+    def __post_init__(self) -> None:
+        if self.in_chans is not None:
+            check_int("in_chans", self.in_chans, 1)
+        check_choice("floats", self.floats, FLOAT_SCALES)
+
+    @property
+    def accepted_dtypes(self) -> str:
+        """The accepted dtypes, in words, for error messages."""
+        floats = "in [0, 1]" if self.floats == "0..1" else "on the 0..255 scale"
+        return f"uint8 (0..255), uint16 (0..65535) or floating point {floats}"
+
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One image of a `predict` input, not read yet: what the user passed for it and how to name it."""
+    """One image of a `predict` input, not read yet: what the user passed for it, how to name it in errors and
+    results, and how to read it (`spec`; `evaluate` passes dataset samples with ``floats="0..255"``)."""
 
     source: Any
     name: str
+    spec: ImageSpec = field(default_factory=ImageSpec)
 
     @property
     def path(self) -> Path | None:
         return self.source if isinstance(self.source, Path) else None
 
-    def read(self, in_chans: int = 3) -> torch.Tensor:
+    def read(self) -> torch.Tensor:
         """The image as a ``(in_chans, H, W)`` uint8 or float32 (0..255) tensor."""
-        return read_image(self.source, self.name, in_chans)
+        return read_image(self.source, self.spec, self.name)
+
+
+class _UnnamedImageError(Exception):
+    """A problem with one image, worded without its name: `_naming` adds the name, which is only for error text."""
+
+    def __init__(self, message: str, kind: type[Exception] = ValueError) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@contextmanager
+def _naming(name: str) -> Iterator[None]:
+    """Raise a `_UnnamedImageError` of the block as its own kind of error, prefixed with the image's name."""
+    try:
+        yield
+    except _UnnamedImageError as e:
+        raise e.kind(f"{name}: {e}") from None
 
 
 def _describe(value: Any) -> str:
@@ -77,14 +128,9 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_in_chans(in_chans: Any) -> None:
-    if in_chans is not None:  # None: the bands as stored
-        check_int("in_chans", in_chans, 1)
-
-
-def _band_count_error(name: str, bands: int, in_chans: int) -> ValueError:
-    return ValueError(
-        f"{name}: the image has {bands} band{'s' if bands != 1 else ''} but the model takes in_chans={in_chans}; "
+def _band_count_error(bands: int, in_chans: int) -> _UnnamedImageError:
+    return _UnnamedImageError(
+        f"the image has {bands} band{'s' if bands != 1 else ''} but the model takes in_chans={in_chans}; "
         f"pass images of {in_chans} bands (or build the model with in_chans={bands})"
     )
 
@@ -99,27 +145,34 @@ def list_image_files(directory: Path) -> list[Path]:
     return files
 
 
-def _expand_one(value: Any, name: str, in_chans: int) -> tuple[list[ImageItem], bool]:
+def _expand_one(value: Any, name: str, spec: ImageSpec) -> tuple[list[ImageItem], bool]:
     """Items of one input and whether it was a batch (a directory or a 4-D array)."""
+    if isinstance(value, ImageItem):  # already an item, with its own reading rule (evaluate's samples)
+        if value.spec.in_chans != spec.in_chans:
+            raise ValueError(
+                f"{value.name}: read for in_chans={value.spec.in_chans} but the model takes in_chans={spec.in_chans}"
+            )
+        return [value], False
     if isinstance(value, str | Path):
         path = Path(value)
         if path.is_dir():
-            return [ImageItem(p, str(p)) for p in list_image_files(path)], True
+            return [ImageItem(p, str(p), spec) for p in list_image_files(path)], True
         if not path.is_file():
             raise FileNotFoundError(f"{name}: image file {str(path)!r} does not exist")
-        return [ImageItem(path, str(path))], False
+        return [ImageItem(path, str(path), spec)], False
     if isinstance(value, Image.Image):
-        return [ImageItem(value, name)], False
+        return [ImageItem(value, name, spec)], False
     if isinstance(value, np.ndarray | torch.Tensor):
         batched = value.ndim == 4
         if batched:
             if value.shape[0] == 0:
                 raise ValueError(f"{name}: empty batch ({_describe(value)})")
-            items = [ImageItem(value[i], f"{name}[{i}]") for i in range(value.shape[0])]
+            items = [ImageItem(value[i], f"{name}[{i}]", spec) for i in range(value.shape[0])]
         else:
-            items = [ImageItem(value, name)]
+            items = [ImageItem(value, name, spec)]
         for item in items:
-            _check_array_layout(item.source, item.name, in_chans)
+            with _naming(item.name):
+                _check_array_layout(item.source, spec)
         return items, batched
     raise TypeError(
         f"{name}: unsupported image type {_describe(value)}; accepted: a file or directory path, a PIL image, "
@@ -127,26 +180,28 @@ def _expand_one(value: Any, name: str, in_chans: int) -> tuple[list[ImageItem], 
     )
 
 
-def expand_inputs(inputs: Any, name: str = "inputs", in_chans: int = 3) -> tuple[list[ImageItem], bool]:
-    """All single images of ``inputs`` (nothing read yet) and whether the input was a batch.
+def expand_inputs(inputs: Any, spec: ImageSpec | None = None, name: str = "inputs") -> tuple[list[ImageItem], bool]:
+    """All single images of ``inputs`` (nothing read yet, each to be read by `spec`) and whether the input was a
+    batch.
 
     A list, a tuple, a directory and a 4-D array or tensor are batches; predict returns a list for them.
-    Files are checked to exist and in-memory images to have a valid shape (for a model of `in_chans` bands) and
-    dtype, so a bad input fails before any work is done.
+    Files are checked to exist and in-memory images to have a valid shape (for a model of ``spec.in_chans``
+    bands) and dtype, so a bad input fails before any work is done.
     """
-    _check_in_chans(in_chans)
+    spec = spec or ImageSpec()
     if isinstance(inputs, list | tuple):
         if not inputs:
             raise ValueError(f"{name} is an empty {type(inputs).__name__}: pass at least one image")
         items: list[ImageItem] = []
         for i, value in enumerate(inputs):
-            items.extend(_expand_one(value, f"{name}[{i}]", in_chans)[0])
+            items.extend(_expand_one(value, f"{name}[{i}]", spec)[0])
         return items, True
-    return _expand_one(inputs, name, in_chans)
+    return _expand_one(inputs, name, spec)
 
 
-def _check_array_layout(value: np.ndarray | torch.Tensor, name: str, in_chans: int | None = 3) -> None:
+def _check_array_layout(value: np.ndarray | torch.Tensor, spec: ImageSpec) -> None:
     """Shape and dtype of one in-memory image, before reading it."""
+    in_chans = spec.in_chans
     is_tensor = isinstance(value, torch.Tensor)
     shape = tuple(value.shape)
     layout = "(H, W), (C, H, W) or (N, C, H, W)" if is_tensor else "(H, W), (H, W, C) or (N, H, W, C)"
@@ -162,106 +217,130 @@ def _check_array_layout(value: np.ndarray | torch.Tensor, name: str, in_chans: i
                     if is_tensor
                     else "numpy images are channels-last (H, W, C): use np.transpose(a, (1, 2, 0)) or torch.from_numpy"
                 )
-                raise ValueError(f"{name}: cannot read {_describe(value)} as an image; {hint}")
+                raise _UnnamedImageError(f"cannot read {_describe(value)} as an image; {hint}")
             if in_chans == 3:
-                raise ValueError(
-                    f"{name}: cannot read {_describe(value)} as an image; expected 1, 3 or 4 channels for an RGB "
+                raise _UnnamedImageError(
+                    f"cannot read {_describe(value)} as an image; expected 1, 3 or 4 channels for an RGB "
                     f"model (in_chans=3), got {shape[channel_axis]}"
                 )
             assert in_chans is not None
-            raise _band_count_error(name, shape[channel_axis], in_chans)
+            raise _band_count_error(shape[channel_axis], in_chans)
     elif len(shape) == 2:
         if in_chans not in (None, 1, 3):
-            raise _band_count_error(name, 1, in_chans)
+            raise _band_count_error(1, in_chans)
     else:
-        raise ValueError(f"{name}: cannot read {_describe(value)} as an image; expected {layout}")
+        raise _UnnamedImageError(f"cannot read {_describe(value)} as an image; expected {layout}")
     if min(shape) == 0:
-        raise ValueError(f"{name}: empty image ({_describe(value)})")
+        raise _UnnamedImageError(f"empty image ({_describe(value)})")
     if isinstance(value, torch.Tensor):
         ok = value.dtype in (torch.uint8, torch.uint16) or value.is_floating_point()
     else:
         ok = value.dtype in (np.uint8, np.uint16) or np.issubdtype(value.dtype, np.floating)
     if not ok:
-        raise TypeError(
-            f"{name}: unsupported image dtype in {_describe(value)}; accepted: uint8 (0..255), uint16 (0..65535) "
-            "or floating point in [0, 1]"
+        raise _UnnamedImageError(
+            f"unsupported image dtype in {_describe(value)}; accepted: {spec.accepted_dtypes}", TypeError
         )
 
 
-def read_image(source: Any, name: str = "image", in_chans: int = 3) -> torch.Tensor:
-    """One image in any accepted form, for a model of `in_chans` bands: ``(in_chans, H, W)``, uint8 or float32 on
-    the 0..255 scale."""
-    return to_input_scale(decode_image(source, name, in_chans), name, in_chans)
+def read_image(source: Any, spec: ImageSpec | None = None, name: str = "image") -> torch.Tensor:
+    """One image or sample in any accepted form, read by `spec` (default: an RGB model's input, floats in [0, 1]):
+    ``(in_chans, H, W)``, uint8 or float32 on the 0..255 scale. The one conversion to the network's input scale."""
+    spec = spec or ImageSpec()
+    return to_input_scale(decode_image(source, spec, name), spec, name)
 
 
-def decode_image(source: Any, name: str = "image", in_chans: int | None = 3) -> torch.Tensor:
-    """One image as ``(C, H, W)`` in its stored dtype (uint8, uint16 or floating point), bands laid out for a
-    model of `in_chans` bands (see the module docstring); ``in_chans=None`` keeps the bands as stored."""
-    _check_in_chans(in_chans)
+def decode_image(source: Any, spec: ImageSpec | None = None, name: str = "image") -> torch.Tensor:
+    """One image as ``(C, H, W)`` in its stored dtype (uint8, uint16 or floating point), bands laid out for
+    ``spec.in_chans`` (see the module docstring; None keeps the bands as stored)."""
+    spec = spec or ImageSpec()
     if isinstance(source, str | Path):
-        pixels = _decode_file(Path(source), in_chans)
         name = str(source)
-    elif isinstance(source, Image.Image):
-        pixels = _from_pil(source, name, in_chans)
-    elif isinstance(source, np.ndarray):
-        _check_array_layout(source, name, in_chans)
-        array = source if source.ndim == 2 else np.moveaxis(source, -1, 0)
-        pixels = torch.from_numpy(np.ascontiguousarray(array))
-    elif isinstance(source, torch.Tensor):
-        _check_array_layout(source, name, in_chans)
-        pixels = source.detach()
-    else:
-        raise TypeError(f"{name}: unsupported image type {_describe(source)}")
-    return _lay_out(pixels if pixels.dim() == 3 else pixels[None], name, in_chans)
+    with _naming(name):
+        if isinstance(source, str | Path):
+            pixels = _decode_file(Path(source), spec.in_chans)
+        elif isinstance(source, Image.Image):
+            pixels = _from_pil(source, spec.in_chans)
+        elif isinstance(source, np.ndarray):
+            _check_array_layout(source, spec)
+            array = source if source.ndim == 2 else np.moveaxis(source, -1, 0)
+            pixels = torch.from_numpy(np.ascontiguousarray(array))
+        elif isinstance(source, torch.Tensor):
+            _check_array_layout(source, spec)
+            pixels = source.detach().as_subclass(torch.Tensor)
+        else:
+            raise _UnnamedImageError(f"unsupported image type {_describe(source)}", TypeError)
+        return _lay_out(pixels if pixels.dim() == 3 else pixels[None], spec.in_chans)
 
 
-def _lay_out(pixels: torch.Tensor, name: str, in_chans: int | None) -> torch.Tensor:
+def _lay_out(pixels: torch.Tensor, in_chans: int | None) -> torch.Tensor:
     """``(C, H, W)`` -> the bands a model of `in_chans` reads: RGB rules for 3, the same count otherwise."""
     bands = pixels.shape[0]
     if in_chans is None:
         return pixels
     if in_chans == 3:
         if bands not in RGB_CHANNELS:
-            raise ValueError(
-                f"{name}: cannot read a {bands}-band image for an RGB model (in_chans=3); expected 1, 3 or 4 channels"
+            raise _UnnamedImageError(
+                f"cannot read a {bands}-band image for an RGB model (in_chans=3); expected 1, 3 or 4 channels"
             )
         return pixels.expand(3, -1, -1) if bands == 1 else pixels[:3]
     if bands != in_chans:
-        raise _band_count_error(name, bands, in_chans)
+        raise _band_count_error(bands, in_chans)
     return pixels
 
 
-def to_input_scale(pixels: torch.Tensor, name: str = "image", in_chans: int | None = 3) -> torch.Tensor:
-    """Decoded ``(C, H, W)`` pixels -> uint8 or float32 on the 0..255 scale (the value rules of the module
-    docstring; 16-bit keeps its high byte for RGB models, every bit otherwise)."""
-    if pixels.dtype == torch.uint16:
-        if in_chans == 3:
-            return (pixels.to(torch.int32) >> 8).to(torch.uint8)
-        return pixels.to(torch.float32) * _UINT16_SCALE
-    if pixels.is_floating_point():
-        pixels = pixels.to(torch.float32)
-        lo, hi = (float(v) for v in torch.aminmax(pixels))
+def to_input_scale(pixels: torch.Tensor, spec: ImageSpec | None = None, name: str = "image") -> torch.Tensor:
+    """Decoded ``(C, H, W)`` pixels -> uint8 or float32 on the 0..255 scale by the value rules of the module
+    docstring (16-bit keeps its high byte for RGB models, every bit otherwise; floats on ``spec.floats``)."""
+    spec = spec or ImageSpec()
+    with _naming(name):
+        if pixels.dtype == torch.uint16:
+            if spec.in_chans == 3:
+                return (pixels.to(torch.int32) >> 8).to(torch.uint8)
+            return pixels.to(torch.float32) * _UINT16_SCALE
+        if pixels.is_floating_point():
+            return _float_to_input_scale(pixels.to(torch.float32), spec.floats)
+        if pixels.dtype != torch.uint8:
+            raise _UnnamedImageError(
+                f"unsupported image dtype {pixels.dtype}; accepted: {spec.accepted_dtypes}", TypeError
+            )
+        return pixels
+
+
+def _float_to_input_scale(pixels: torch.Tensor, floats: FloatScale) -> torch.Tensor:
+    """Float32 pixels on the `floats` scale -> the 0..255 scale; a value off the scale is refused, not guessed."""
+    lo, hi = (float(v) for v in torch.aminmax(pixels))
+    if floats == "0..1":
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
-            raise ValueError(
-                f"{name}: floating-point images must hold values in [0, 1], got min {lo:g} and max {hi:g}. "
+            raise _UnnamedImageError(
+                f"floating-point images must hold values in [0, 1], got min {lo:g} and max {hi:g}. "
                 "Pass uint8 for 0..255 images (uint16 for 16-bit data); a normalized network input goes to "
                 "model(x) directly."
             )
         return pixels * 255.0
-    if pixels.dtype != torch.uint8:
-        raise TypeError(f"{name}: unsupported image dtype {pixels.dtype}; accepted: uint8, uint16 or floating point")
+    if not (lo >= 0.0 and hi <= 255.0):  # also catches NaN
+        raise _UnnamedImageError(
+            f"a float sample must hold values on the 0..255 scale, got min {lo:g} and max {hi:g}; samples are "
+            "uint8, or float32 on the 0..255 scale, not normalized (training normalises with the model's mean/std)"
+        )
+    if 0.0 < hi <= 1.0:
+        raise _UnnamedImageError(
+            f"a float image whose values all lie in [0, 1] (max {hi:g}) looks like the 0..1 scale; samples are on "
+            "the 0..255 scale: uint8, or float32 multiplied by 255"
+        )
     return pixels
 
 
 def display_image(source: Any, name: str = "image") -> torch.Tensor:
     """An image of any band count as ``(3, H, W)`` on the 0..255 scale, for drawing on: what an RGB model reads
     for 1, 3 or 4 bands; the first three bands of more (the first band, as gray, of two)."""
-    pixels = decode_image(source, name, None)
+    pixels = decode_image(source, ImageSpec(None), name)
     bands = pixels.shape[0]
     if bands in RGB_CHANNELS:
-        return to_input_scale(_lay_out(pixels, name, 3), name, 3)
+        with _naming(name):
+            pixels = _lay_out(pixels, 3)
+        return to_input_scale(pixels, ImageSpec(3), name)
     shown = pixels[:3] if bands > 3 else pixels[:1].expand(3, -1, -1)
-    return to_input_scale(shown, name, bands)
+    return to_input_scale(shown, ImageSpec(bands), name)
 
 
 @contextmanager
@@ -293,8 +372,8 @@ def _decode_file(path: Path, in_chans: int | None) -> torch.Tensor:
         with open_image_file(path) as file:
             im = ImageOps.exif_transpose(file)
             im.load()
-            return _from_pil(im, str(path), in_chans)
-    except ValueError as e:
+            return _from_pil(im, in_chans)
+    except (ValueError, _UnnamedImageError) as e:
         if not is_tiff(path):
             raise
         return _tiff_instead_of_pil(path, str(e))  # a TIFF whose data PIL could not decode
@@ -333,13 +412,13 @@ def _tiff_pixels(path: Path) -> np.ndarray:
     )
 
 
-def _from_pil(im: Image.Image, name: str, in_chans: int | None) -> torch.Tensor:
+def _from_pil(im: Image.Image, in_chans: int | None) -> torch.Tensor:
     """A PIL image as ``(C, H, W)`` pixels: converted to RGB for RGB models, bands as stored otherwise."""
     if im.mode in _PIL_16_BIT:
         array = np.array(im)
         if array.dtype != np.uint16:
             if array.min() < 0 or array.max() > 65535:
-                raise ValueError(f"{name}: PIL mode {im.mode!r} image holds values outside 0..65535; cannot read it")
+                raise _UnnamedImageError(f"PIL mode {im.mode!r} image holds values outside 0..65535; cannot read it")
             array = array.astype(np.uint16)
         return torch.from_numpy(np.ascontiguousarray(array))
     if im.mode == "F":

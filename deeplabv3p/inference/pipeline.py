@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..fields import check_int, check_pair
 from ..pretrained.config import PretrainedCfg, TestMode, pretrained_cfg_for
 from .backend import Backend, TorchBackend
-from .images import ImageItem, expand_inputs
+from .images import ImageItem, ImageSpec, expand_inputs
 from .options import PredictOptions, make_options
 from .prefetch import Prepared, ViewSpec, prefetched, reads_ahead
 from .resize import resize_for_test
@@ -150,8 +150,8 @@ def _ratios(settings: InferenceSettings) -> tuple[float, ...]:
     return settings.tta_ratios if settings.tta else (1.0,)
 
 
-def _view_spec(settings: InferenceSettings, in_chans: int) -> ViewSpec:
-    return ViewSpec(settings.test_scale, settings.keep_ratio, _ratios(settings), in_chans)
+def _view_spec(settings: InferenceSettings) -> ViewSpec:
+    return ViewSpec(settings.test_scale, settings.keep_ratio, _ratios(settings))
 
 
 def preprocess(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
@@ -323,7 +323,7 @@ def _start(
 
     opts = make_options(options, **overrides)
     backend = _as_backend(model)
-    items, batched = expand_inputs(inputs, in_chans=backend.config.in_chans)
+    items, batched = expand_inputs(inputs, ImageSpec(backend.config.in_chans))
     if shard:
         rank, world = process_share()
         items = items[rank::world]
@@ -398,7 +398,7 @@ def _segment(run: _Run, group: list[Prepared], items: list[ImageItem]) -> list[S
 
 def _results(run: _Run, items: list[ImageItem]) -> Iterator[SegmentationResult]:
     pin = run.backend.device.type == "cuda"
-    spec = _view_spec(run.settings, run.backend.config.in_chans)
+    spec = _view_spec(run.settings)
     stream = prefetched(items, spec, run.num_workers, pin, read_ahead=reads_ahead(run.backend.device))
     for group in _groups(stream, run.batch_size):
         yield from _segment(run, group, items)

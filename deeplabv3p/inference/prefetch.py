@@ -34,18 +34,17 @@ class Prepared:
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """How an image becomes its views: the test scale, keep_ratio, the ratios (``(1.0,)`` without TTA) and the
-    model's input bands, which decide how a file is read (`ImageItem.read`)."""
+    """How a read image becomes its views: the test scale, keep_ratio and the ratios (``(1.0,)`` without TTA).
+    How it is read is the item's own `ImageSpec` (`ImageItem.read`)."""
 
     test_scale: tuple[int, int] | None
     keep_ratio: bool
     ratios: tuple[float, ...]
-    in_chans: int = 3
 
 
 def prepare(item: ImageItem, index: int, spec: ViewSpec, pin: bool = False) -> Prepared:
     """Read `item` and resize it to each of its network-input sizes."""
-    image = item.read(spec.in_chans)
+    image = item.read()
     height, width = image.shape[-2:]
     views = tuple(resize_for_test(image, spec.test_scale, spec.keep_ratio, ratio) for ratio in spec.ratios)
     if pin:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from .export import META_CONFIG, require_package, set_metadata
-from .images import expand_inputs
+from .images import ImageSpec, expand_inputs
 from .options import PredictOptions
 from .pipeline import preprocess, resolve_settings, slide_windows
 
@@ -37,10 +37,9 @@ def calibration_inputs(
     """Network inputs ``(1, C, h, w)`` float32 of up to `limit` images, as predict makes them: rescaled to the test
     scale and normalized (whole mode), or cut into the slide windows (slide mode)."""
     settings = resolve_settings(model, options)
-    in_chans = model.config.in_chans
-    items, _ = expand_inputs(images, name="calibration images", in_chans=in_chans)
+    items, _ = expand_inputs(images, ImageSpec(model.config.in_chans), name="calibration images")
     for item in items[:limit]:
-        x = preprocess(item.read(in_chans), settings)
+        x = preprocess(item.read(), settings)
         if settings.mode == "slide":
             assert settings.crop_size is not None and settings.stride is not None
             height, width = x.shape[-2], x.shape[-1]

@@ -3,6 +3,7 @@
 
 from .config import TrainConfig
 from .datasets import SegmentationDataset
-from .trainer import FitResult, evaluate, fit
+from .evaluation import evaluate
+from .trainer import FitResult, fit
 
 __all__ = ["FitResult", "SegmentationDataset", "TrainConfig", "evaluate", "fit"]

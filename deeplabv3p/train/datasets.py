@@ -35,7 +35,7 @@ from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
 from ..fields import check_bool, check_int
-from ..inference.images import decode_image, open_image_file, to_input_scale
+from ..inference.images import ImageSpec, decode_image, open_image_file, to_input_scale
 from .classes import CLASSES_FILE, check_classes, check_palette, read_classes_file
 from .layouts import AUTO, FOLDER, IGNORE, MMSEG, Layout, ResolvedLayout, choose_layout, label_lut
 from .layouts import zoo_dataset as zoo
@@ -249,7 +249,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         """The image as stored, ``(H, W, in_chans)`` in its file's dtype (uint8, uint16 or float), bands laid out
         as `predict` lays them out (RGB rules for 3 bands; EXIF orientation applied, as OpenCV's reader does)."""
         path = self.samples[index][0]
-        pixels = decode_image(path, str(path), self.in_chans)
+        pixels = decode_image(path, ImageSpec(self.in_chans), str(path))
         return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
 
     def _hint(self) -> str:
@@ -348,7 +348,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         image, mask = self.load(index)
-        pixels = to_input_scale(torch.from_numpy(image).permute(2, 0, 1), str(self.samples[index][0]), self.in_chans)
+        pixels = to_input_scale(
+            torch.from_numpy(image).permute(2, 0, 1), ImageSpec(self.in_chans), str(self.samples[index][0])
+        )
         sample = (tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(mask)))
         return self.transforms(*sample) if self.transforms is not None else sample
 

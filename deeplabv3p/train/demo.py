@@ -193,6 +193,7 @@ def _run_demo(
     out: Path, iters: int | None, seed: int, device: str | None, num_overlays: int, progress: bool
 ) -> DemoResult:
     from . import trainer as training
+    from .evaluation import evaluate
 
     start = time.perf_counter()
     data_root = make_synthetic_dataset(out / "data", seed=seed)  # seconds to make; always matches `seed`
@@ -205,7 +206,7 @@ def _run_demo(
     if (run / training.TRAIN_CONFIG_FILE).is_file():
         shutil.rmtree(run)  # a previous demo's run: the demo starts afresh every time
     result = training.fit(model, train_set, val_set, out=run, device=device, progress=progress, **recipe)
-    metrics = result.metrics or training.evaluate(model, val_set, progress=progress)  # fit's last validation
+    metrics = result.metrics or evaluate(model, val_set, progress=progress)  # fit's last validation
     overlays = _write_overlays(model, val_set, out / "overlays", num_overlays)
     model_path = result.best_path or result.last_checkpoint
     assert model_path is not None  # fit checkpoints its last iteration

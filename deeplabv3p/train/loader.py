@@ -10,7 +10,7 @@ samples already consumed.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import count
 from typing import Any, cast
@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 from torchvision import tv_tensors
+
+from ..inference.images import ImageSpec
+from .samples import read_mask, training_sample
 
 __all__ = ["AugmentedDataset", "PadCollate", "TrainSampler"]
 
@@ -74,18 +77,18 @@ class TrainSampler(Sampler[tuple[int, int]]):
 
 
 class AugmentedDataset(Dataset):
-    """``dataset[index]`` passed through `transform` under the key's seed, returned as (image, int64 mask).
+    """``dataset[index]`` read by `spec` (`training_sample`: the one image rule, floats on the 0..255 scale), passed
+    through `transform` under the key's seed, returned as (image, int64 mask).
 
-    Samples must come as ``(image, mask)``: the image on the 0..255 scale, a uint8 or float32 tensor ``(C, H, W)``
-    or array ``(H, W, C)``, the mask ``(H, W)`` integers (array or tensor). Whatever their form, they reach
-    `transform` as ``tv_tensors.Image`` and ``tv_tensors.Mask``, so every geometric step moves both alike
-    (torchvision treats a plain tensor as an image only when it comes first, and leaves any other plain tensor as
-    it is).
+    Whatever their form, samples reach `transform` as ``tv_tensors.Image`` and ``tv_tensors.Mask``, so every
+    geometric step moves both alike (torchvision treats a plain tensor as an image only when it comes first, and
+    leaves any other plain tensor as it is).
     """
 
-    def __init__(self, dataset: Any, transform: Callable[[Any, Any], tuple[Any, Any]] | None) -> None:
+    def __init__(self, dataset: Any, transform: Callable[[Any, Any], tuple[Any, Any]] | None, spec: ImageSpec) -> None:
         self.dataset = dataset
         self.transform = transform
+        self.spec = spec
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -93,51 +96,23 @@ class AugmentedDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
         with seeded(seed):
-            sample = self.dataset[index]
-            if not isinstance(sample, Sequence) or len(sample) != 2:
-                raise TypeError(f"training samples must be (image, mask) pairs, got {type(sample).__name__}")
-            image, mask = _as_image(sample[0], index), _as_mask(sample[1], index)
-            _check_scale(image, index)
-            if image.shape[1:] != mask.shape:
-                raise ValueError(
-                    f"sample {index}: the image is {tuple(image.shape[1:])} but its mask {tuple(mask.shape)} (H, W); "
-                    "they must be the same size"
-                )
-            if self.transform is not None:
-                image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
-        return _as_image(image, index), _as_mask(mask, index)
+            image, mask = training_sample(self.dataset, index, self.spec)
+            if self.transform is None:
+                return image, mask
+            image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        return _augmented(image, index), read_mask(mask, f"training sample {index} (augmented)")
 
 
-def _as_image(image: Any, index: int) -> torch.Tensor:
-    if isinstance(image, np.ndarray) and image.ndim == 3:
-        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+def _augmented(image: Any, index: int) -> torch.Tensor:
+    """The augmented image as a plain ``(C, H, W)`` uint8 or float32 tensor, checked: a `transform` of one's own
+    may return something else."""
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.dtype not in (torch.uint8, torch.float32):
         shape = tuple(image.shape) if hasattr(image, "shape") else None
         raise TypeError(
-            f"sample {index}: the image must be (C, H, W) - (3, H, W) for RGB - uint8 or float32 on the 0..255 "
-            f"scale (or an (H, W, C) array) before normalisation, got {type(image).__name__} "
-            f"{getattr(image, 'dtype', '')} {shape}; training normalises with the model's mean/std itself"
+            f"training sample {index}: the augmented image must be (C, H, W) uint8 or float32 on the 0..255 scale, "
+            f"got {type(image).__name__} {getattr(image, 'dtype', '')} {shape}"
         )
     return image.as_subclass(torch.Tensor)
-
-
-def _check_scale(image: torch.Tensor, index: int) -> None:
-    """A float sample, as the dataset gives it, must be on the 0..255 scale: a torchvision-style 0..1 image would
-    train on what the normalisation makes of near-black."""
-    if image.is_floating_point() and 0.0 < float(image.max()) <= 1.0:
-        raise ValueError(
-            f"sample {index}: a float image whose values all lie in [0, 1] (max {float(image.max()):g}) looks like "
-            "the 0..1 scale; training takes images on the 0..255 scale: uint8, or float32 multiplied by 255"
-        )
-
-
-def _as_mask(mask: Any, index: int) -> torch.Tensor:
-    mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
-    if mask.dim() == 3 and mask.shape[0] == 1:
-        mask = mask[0]
-    if mask.dim() != 2 or mask.is_floating_point():
-        raise TypeError(f"sample {index}: the mask must be integer (H, W), got {mask.dtype} {tuple(mask.shape)}")
-    return mask.as_subclass(torch.Tensor).long()
 
 
 class PadCollate:

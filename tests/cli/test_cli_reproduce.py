@@ -106,9 +106,9 @@ def test_evaluate_audits_labels_before_the_run(cityscapes_tag, tmp_path: Path, c
     make_cityscapes(tmp_path / "cs", counts={"val": 2}, train_ids=True, seed=5)
     wrong = sorted((tmp_path / "cs" / "gtFine" / "val").rglob("*_labelTrainIds.png"))[1]
     Image.open(str(wrong).replace("TrainIds", "Ids")).save(wrong)  # labelIds given as trainIds
-    import deeplabv3p.train.trainer as trainer
+    import deeplabv3p.train.evaluation as evaluation
 
-    monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: pytest.fail("the run started despite bad labels"))
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("the run started despite bad labels"))
     assert main(["evaluate", "--model", NAME, "--data", str(tmp_path / "cs"), *QUIET]) == 2
     err = capsys.readouterr().err
     assert "1 of 2 label files" in err and str(wrong) in err and "labelIds saved as _labelTrainIds" in err

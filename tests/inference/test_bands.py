@@ -14,7 +14,7 @@ from train_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 import deeplabv3p
 from deeplabv3p import cli
-from deeplabv3p.inference.images import decode_image, expand_inputs, read_image
+from deeplabv3p.inference.images import ImageSpec, decode_image, expand_inputs, read_image
 from deeplabv3p.inference.pipeline import resolve_settings
 
 RNG = np.random.default_rng(0)
@@ -38,17 +38,17 @@ def _network_inputs(model: torch.nn.Module, *args: object, **kwargs: object) -> 
 
 
 def test_multiband_values_keep_every_bit_on_the_0_255_scale():
-    out = read_image(BANDS16, in_chans=4)
+    out = read_image(BANDS16, ImageSpec(4))
     assert out.shape == (4, 40, 52) and out.dtype == torch.float32
     expected = torch.from_numpy(BANDS16.astype(np.float32) * np.float32(255 / 65535)).permute(2, 0, 1)
     torch.testing.assert_close(out, expected)
     low = np.zeros((2, 2, 4), np.uint16)
     low[0, 0, 0] = 1  # a low-byte difference an RGB reading (high byte) would lose
-    assert read_image(low, in_chans=4)[0, 0, 0] > 0 and read_image(low[..., :3])[0, 0, 0] == 0
+    assert read_image(low, ImageSpec(4))[0, 0, 0] > 0 and read_image(low[..., :3])[0, 0, 0] == 0
     uint8 = RNG.integers(0, 256, size=(5, 6, 4), dtype=np.uint8)
-    assert torch.equal(read_image(uint8, in_chans=4), torch.from_numpy(uint8).permute(2, 0, 1))
-    assert read_image(np.full((3, 3, 5), 0.5, np.float32), in_chans=5).unique().tolist() == [127.5]
-    assert read_image(torch.zeros(4, 3, 3, dtype=torch.uint16), in_chans=4).dtype == torch.float32
+    assert torch.equal(read_image(uint8, ImageSpec(4)), torch.from_numpy(uint8).permute(2, 0, 1))
+    assert read_image(np.full((3, 3, 5), 0.5, np.float32), ImageSpec(5)).unique().tolist() == [127.5]
+    assert read_image(torch.zeros(4, 3, 3, dtype=torch.uint16), ImageSpec(4)).dtype == torch.float32
 
 
 def test_predict_normalises_each_band_with_its_own_statistics(four_band):
@@ -106,7 +106,7 @@ def test_float_images_outside_0_1_are_refused(four_band):
 def test_multiband_png_keeps_its_alpha_band_as_a_band(four_band, tmp_path):
     rgba = RNG.integers(0, 256, size=(20, 24, 4), dtype=np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    np.testing.assert_array_equal(decode_image(tmp_path / "a.png", in_chans=4).permute(1, 2, 0).numpy(), rgba)
+    np.testing.assert_array_equal(decode_image(tmp_path / "a.png", ImageSpec(4)).permute(1, 2, 0).numpy(), rgba)
     assert read_image(tmp_path / "a.png").shape[0] == 3  # an RGB model drops alpha, as before
 
 
@@ -120,7 +120,7 @@ def test_multiband_tiffs_read_the_same_in_every_layout(four_band, tmp_path, layo
         tifffile.imwrite(path, np.moveaxis(BANDS16, -1, 0), planarconfig="separate", photometric="minisblack")
     else:
         tifffile.imwrite(path, np.moveaxis(BANDS16, -1, 0), photometric="minisblack")  # one page per band
-    torch.testing.assert_close(read_image(path, in_chans=4), read_image(BANDS16, in_chans=4))
+    torch.testing.assert_close(read_image(path, ImageSpec(4)), read_image(BANDS16, ImageSpec(4)))
     from_file, from_array = four_band.predict(path), four_band.predict(BANDS16)
     np.testing.assert_array_equal(from_file.labels, from_array.labels)
     assert from_file.name == str(path)
@@ -131,10 +131,10 @@ def test_tiff_axes_that_are_not_one_band_axis_are_refused(tmp_path):
     path = tmp_path / "stack.tif"
     tifffile.imwrite(path, np.zeros((2, 3, 8, 8), np.uint8), photometric="minisblack")
     with pytest.raises(ValueError, match="at most one band axis"):
-        read_image(path, in_chans=3 * 2)
+        read_image(path, ImageSpec(3 * 2))
     tifffile.imwrite(tmp_path / "int.tif", np.zeros((4, 8, 8), np.int32), photometric="minisblack")
     with pytest.raises(TypeError, match="int32 pixels"):
-        read_image(tmp_path / "int.tif", in_chans=4)
+        read_image(tmp_path / "int.tif", ImageSpec(4))
 
 
 def test_a_tiff_without_the_extra_names_it(tmp_path, monkeypatch):
@@ -147,7 +147,7 @@ def test_a_tiff_without_the_extra_names_it(tmp_path, monkeypatch):
     np.testing.assert_array_equal(as_rgb.numpy(), np.moveaxis(BANDS16[..., :3] >> 8, -1, 0))
     monkeypatch.setitem(sys.modules, "tifffile", None)  # as if not installed: `import tifffile` raises
     with pytest.raises(ImportError, match=r'needs the optional package tifffile: pip install "deeplabv3p\[tiff\]"'):
-        read_image(tmp_path / "b.tif", in_chans=4)
+        read_image(tmp_path / "b.tif", ImageSpec(4))
     assert read_image(tmp_path / "rgb.tif").shape == (3, 40, 52)  # 8-bit RGB TIFFs need no extra (PIL)
     with pytest.raises(ImportError, match=r"PIL cannot decode the TIFF file .*only at 8 bits.*deeplabv3p\[tiff\]"):
         read_image(tmp_path / "b.tif")  # an RGB model, but 16-bit samples PIL would cut to 8 bits

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deeplabv3p.inference.images import expand_inputs, read_image
+from deeplabv3p.inference.images import ImageItem, ImageSpec, expand_inputs, read_image
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
@@ -108,7 +108,7 @@ def test_bad_inputs_fail_clearly_before_reading(value, error, match):
 
 def test_float_out_of_range_and_unreadable_files(tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 1\].*max 255"):
-        read_image(np.full((4, 4, 3), 255.0, dtype=np.float32), "img")
+        read_image(np.full((4, 4, 3), 255.0, dtype=np.float32), name="img")
     with pytest.raises(ValueError, match="min -2"):
         read_image(torch.full((3, 4, 4), -2.0))
     with pytest.raises(ValueError, match="nan"):
@@ -120,6 +120,34 @@ def test_float_out_of_range_and_unreadable_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image files"):
         expand_inputs(tmp_path / "empty")
+
+
+def test_one_spec_decides_the_float_scale():
+    byte = ImageSpec(3, "0..255")  # a dataset's samples
+    image = torch.full((3, 4, 4), 200.0, dtype=torch.float64)
+    assert torch.equal(read_image(image, byte), torch.full((3, 4, 4), 200.0))  # taken as is, as float32
+    assert read_image(torch.zeros(3, 4, 4), byte).dtype == torch.float32  # an all-zero tile is not "0..1"
+    with pytest.raises(ValueError, match=r"^sample 3: a float image whose values all lie in \[0, 1\]"):
+        read_image(image / 255, byte, "sample 3")
+    with pytest.raises(ValueError, match=r"0\.\.255 scale, got min -2"):
+        read_image(torch.full((3, 4, 4), -2.0), byte)
+    with pytest.raises(ValueError, match=r"got min 200 and max 200"):
+        read_image(image, ImageSpec())  # the same image as a predict input: floats in [0, 1]
+    with pytest.raises(TypeError, match=r"int32.*floating point on the 0\.\.255 scale"):
+        read_image(image.int(), byte)
+    with pytest.raises(ValueError, match="floats must be one of"):
+        ImageSpec(3, "0..100")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="in_chans"):
+        ImageSpec(0)
+
+
+def test_an_item_keeps_its_own_rule_through_expand_inputs():
+    item = ImageItem(torch.full((3, 4, 4), 200.0), "sample 0", ImageSpec(3, "0..255"))
+    items, batched = expand_inputs([item, RGB])
+    assert items[0] is item and items[1].spec == ImageSpec() and batched
+    assert items[0].read().max() == 200.0
+    with pytest.raises(ValueError, match="sample 0: read for in_chans=3 but the model takes in_chans=4"):
+        expand_inputs(item, ImageSpec(4))
 
 
 def test_oversized_files_fail_with_a_hint(tmp_path, monkeypatch):

@@ -73,20 +73,20 @@ def test_xception65_model_normalises_with_half_in_predict_and_config(timm_loads,
 
 def test_encoder_statistics_reach_fit_and_evaluate(timm_loads, tmp_path, monkeypatch):
     from deeplabv3p import train as training
-    from deeplabv3p.train import trainer
+    from deeplabv3p.train import step
 
     data = make_synthetic_dataset(tmp_path / "data", num_train=2, num_val=1, size=48, seed=0)
     model = deeplabv3p.create_model(
         "deeplabv3plus", encoder="test_resnet", encoder_pretrained=True, num_classes=5, decoder_channels=16
     )
     used = []
-    real = trainer.normalize
+    real = step.normalize
 
     def recording(x: torch.Tensor, mean: tuple, std: tuple, sizes: torch.Tensor | None = None) -> torch.Tensor:
         used.append((mean, std))
         return real(x, mean, std, sizes)
 
-    monkeypatch.setattr(trainer, "normalize", recording)
+    monkeypatch.setattr(step, "normalize", recording)
     train_set = deeplabv3p.SegmentationDataset(data, "train")
     result = training.fit(
         model, train_set, deeplabv3p.SegmentationDataset(data, "val"), out=tmp_path / "run",

@@ -18,6 +18,7 @@ from train_helpers import TINY, one_thread  # noqa: F401  (one_thread: autouse f
 
 from deeplabv3p.train.datasets import SegmentationDataset
 from deeplabv3p.train.loader import AugmentedDataset
+from deeplabv3p.train.samples import sample_spec
 from deeplabv3p.train.trainer import TrainConfig, fit
 from deeplabv3p.train.transforms import training_transforms
 
@@ -141,11 +142,12 @@ DATA_CASES = [
     ("train-labels-negative", Pairs(lambda i, m: (i, m - 9)), None, ValueError, ["training sample 0", "-9"]),
     ("val-labels-out-of-range", Pairs(), Val(labels=7), ValueError, ["validation sample 0", "[7]"]),
     ("train-float-image", Pairs(lambda i, m: (i.float() / 255, m)), None, ValueError, ["sample 0", "0..1 scale"]),
-    ("train-float64-image", Pairs(lambda i, m: (i.double(), m)), None, TypeError, ["sample 0", "uint8"]),
+    ("train-int32-image", Pairs(lambda i, m: (i.int(), m)), None, TypeError, ["sample 0", "uint8"]),
+    ("train-normalized-image", Pairs(lambda i, m: (i.float() / 64 - 2, m)), None, ValueError, ["sample 0", "0..255"]),
     ("train-float-mask", Pairs(lambda i, m: (i, m.float())), None, TypeError, ["sample 0", "mask"]),
     ("train-not-a-pair", Pairs(lambda i, m: i), None, TypeError, ["(image, mask) pairs"]),
     ("train-size-mismatch", Pairs(lambda i, m: (i, m[:30])), None, ValueError, ["sample 0", "(30, 40)"]),
-    ("train-image-2d", Pairs(lambda i, m: (i[0], m)), None, TypeError, ["sample 0", "(3, H, W)"]),
+    ("train-image-4d", Pairs(lambda i, m: (i[None], m)), None, ValueError, ["sample 0", "(3, H, W)"]),
     ("train-empty", Pairs(n=0), None, ValueError, ["training set is empty"]),
     ("val-empty", Pairs(), Pairs(n=0), ValueError, ["validation set is empty"]),
     ("train-classes-differ", type("P3", (Pairs,), {"num_classes": 3})(), None, ValueError, ["num_classes=3"]),
@@ -185,6 +187,11 @@ FORMS = {
     "array-tensor": lambda i, m: (i.permute(1, 2, 0).numpy(), m.int()),
     "tv-tensors": lambda i, m: (tv_tensors.Image(i), tv_tensors.Mask(m)),
     "mask-1hw": lambda i, m: (i, m[None]),
+    # the one image rule of predict, on the 0..255 scale: any dtype it reads, gray, PIL
+    "float64-tensor": lambda i, m: (i.double(), m),
+    "uint16-tensor": lambda i, m: ((i.to(torch.int32) * 257).to(torch.uint16), m),  # RGB: the high byte, i again
+    "gray-array": lambda i, m: (i[0].numpy(), m),
+    "pil-image": lambda i, m: (Image.fromarray(i.permute(1, 2, 0).numpy()), m),
 }
 
 
@@ -193,7 +200,7 @@ FORMS = {
 def test_every_sample_form_stays_aligned(form, ratio_range):
     data = Pairs(lambda i, m: FORMS[form](*_coded(i, m)))
     transform = training_transforms((24, 24), None, ratio_range, 1.0, flip_prob=1.0, photometric=False)
-    stream = AugmentedDataset(data, transform)
+    stream = AugmentedDataset(data, transform, sample_spec(3))
     for key in [(i, 1000 + i) for i in range(4)]:
         image, mask = stream[key]
         assert image.shape[1:] == mask.shape

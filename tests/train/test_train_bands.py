@@ -17,9 +17,10 @@ from train_helpers import TINY, one_thread  # noqa: F401  (one_thread: autouse f
 import deeplabv3p
 from deeplabv3p import cli
 from deeplabv3p import train as training
-from deeplabv3p.inference.images import read_image
+from deeplabv3p.inference.images import ImageSpec, read_image
 from deeplabv3p.train.datasets import SegmentationDataset
 from deeplabv3p.train.loader import AugmentedDataset, PadCollate
+from deeplabv3p.train.samples import sample_spec
 from deeplabv3p.train.transforms import PhotoMetricDistortion
 
 tifffile = pytest.importorskip("tifffile")
@@ -60,7 +61,7 @@ def test_dataset_reads_multiband_tiffs_as_predict_does(data_root):
     assert raw.shape == (48, 48, 4) and raw.dtype == np.uint16 and mask.shape == (48, 48)
     image, target = dataset[0]
     assert isinstance(image, tv_tensors.Image) and image.dtype == torch.float32 and image.shape == (4, 48, 48)
-    torch.testing.assert_close(image.as_subclass(torch.Tensor), read_image(raw, in_chans=4))
+    torch.testing.assert_close(image.as_subclass(torch.Tensor), read_image(raw, ImageSpec(4)))
     assert target.dtype == torch.int64
 
 
@@ -99,9 +100,10 @@ def test_loader_and_augmentation_carry_float_bands():
     assert images.dtype == torch.float32 and images.shape == (2, 4, 20, 20) and sizes.tolist() == [[16, 16]] * 2
     assert bool((masks[:, 16:] == 255).all()) and bool((images[:, :, 16:] == 0).all())
     zeros = [(torch.zeros(4, 8, 8), torch.zeros(8, 8, dtype=torch.long))]  # a no-data tile is not "0..1 scale"
-    assert AugmentedDataset(zeros, None)[(0, 0)][0].dtype == torch.float32
+    assert AugmentedDataset(zeros, None, sample_spec(4))[(0, 0)][0].dtype == torch.float32
     with pytest.raises(ValueError, match=r"sample 0: a float image whose values all lie in \[0, 1\]"):
-        AugmentedDataset([(torch.full((4, 8, 8), 0.5), torch.zeros(8, 8, dtype=torch.long))], None)[(0, 0)]
+        half = [(torch.full((4, 8, 8), 0.5), torch.zeros(8, 8, dtype=torch.long))]
+        AugmentedDataset(half, None, sample_spec(4))[(0, 0)]
     with pytest.raises(ValueError, match="different band counts"):
         PadCollate()([(torch.zeros(4, 4, 4), torch.zeros(4, 4)), (torch.zeros(3, 4, 4), torch.zeros(4, 4))])
 

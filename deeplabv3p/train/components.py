@@ -1,0 +1,205 @@
+"""The parts a `fit` run trains with, built once: every check that can fail before anything is written or the model
+is changed, then the datasets' attributes, the augmentation and the sample stream, the model placed on its device
+(frozen encoder, channels_last, SyncBatchNorm), the optimiser and its schedule, the losses and the grad scaler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from .. import distributed
+from ..inference.images import ImageSpec
+from ..pretrained.config import PretrainedCfg
+from .config import TrainConfig
+from .loader import AugmentedDataset, PadCollate, TrainSampler
+from .losses import SegmentationLoss
+from .optim import PolyLR, build_optimizer
+from .samples import DatasetInfo, check_bands, check_labels, dataset_info, evaluation_sample, sample_spec, weights_cfg
+from .transforms import training_transforms
+
+if TYPE_CHECKING:
+    from ..models.model import DeepLabV3Plus
+
+
+@dataclass
+class Components:
+    """What one run trains with (built by `build_components`)."""
+
+    info: DatasetInfo  # the training set's attributes
+    val_info: DatasetInfo | None  # the validation set's, or None without one
+    spec: ImageSpec  # how samples are read
+    statistics: PretrainedCfg  # mean/std for the model's bands
+    transform: Callable[[Any, Any], tuple[Any, Any]] | None  # mmseg's augmentation, or None: the dataset's own
+    optimizer: torch.optim.Optimizer
+    scheduler: PolyLR
+    scaler: torch.amp.GradScaler
+    loss: SegmentationLoss
+    aux_loss: SegmentationLoss
+    use_aux: bool  # the auxiliary head's loss is added
+    requires_grad: dict[str, bool]  # before the run, restored by `release`
+    restore_bn: Callable[[], None] | None  # turns SyncBatchNorm back into BatchNorm
+
+    @property
+    def ignore_index(self) -> int:
+        return self.info.ignore_index
+
+
+def schedule(cfg: TrainConfig) -> tuple[int, float, float]:
+    """PolyLR's (total_iters, power, eta_min) for a recipe."""
+    return cfg.iters, cfg.power, cfg.min_lr
+
+
+def _uses_sync_bn(cfg: TrainConfig, ctx: distributed.DistContext) -> bool:
+    return ctx.distributed and ctx.device.type == "cuda" and cfg.sync_bn
+
+
+def _check_run(
+    model: DeepLabV3Plus, train: Any, val: Any, cfg: TrainConfig, ctx: distributed.DistContext
+) -> tuple[DatasetInfo, DatasetInfo | None]:
+    """The datasets' attributes, checked against the model and the recipe."""
+    num_classes = model.num_classes
+    info = dataset_info(train, model)
+    val_info = dataset_info(val, model) if val is not None else None
+    if info.num_classes != num_classes:
+        raise ValueError(
+            f"the model predicts {num_classes} classes but the training set has {info.num_classes}; build it with "
+            f"create_model(..., num_classes={info.num_classes})"
+        )
+    if val_info is not None and val_info.num_classes != num_classes:
+        raise ValueError(f"the validation set has {val_info.num_classes} classes but the model predicts {num_classes}")
+    if cfg.class_weight is not None and len(cfg.class_weight) != num_classes:
+        raise ValueError(f"class_weight has {len(cfg.class_weight)} entries for {num_classes} classes")
+    in_chans = model.config.in_chans
+    check_bands(info, "training", in_chans)
+    if val_info is not None:
+        check_bands(val_info, "validation", in_chans)
+    min_batch = 1 if _uses_sync_bn(cfg, ctx) else model.min_train_batch
+    if cfg.batch_size < min_batch:
+        raise ValueError(
+            f"batch_size must be >= {min_batch} for training, got {cfg.batch_size}: BatchNorm statistics of the "
+            "image-pool branch are undefined for a single image (with one image per step, train on several "
+            "GPUs with SyncBatchNorm)"
+        )
+    return info, val_info
+
+
+def _check_first_samples(
+    model: DeepLabV3Plus, train: Any, val: Any, info: DatasetInfo, val_info: DatasetInfo | None,
+    transform: Callable[[Any, Any], tuple[Any, Any]] | None, spec: ImageSpec, seed: int,
+) -> None:  # fmt: skip
+    """Read the first training sample (augmented) and the first validation sample, so that a dataset of the
+    wrong form or with labels outside the classes fails now rather than after files were written."""
+    k = model.num_classes
+    _, mask = AugmentedDataset(train, transform, spec)[(0, seed)]
+    check_labels(mask, k, info.ignore_index, "training sample 0 (its mask)")
+    if val is not None and val_info is not None:
+        _, val_mask = evaluation_sample(val, val_info, 0, "validation")
+        check_labels(torch.from_numpy(val_mask), k, val_info.ignore_index, "validation sample 0 (its mask)")
+
+
+def trained_cfg(base: PretrainedCfg, info: DatasetInfo, cfg: TrainConfig, num_classes: int) -> PretrainedCfg:
+    """The model's weights metadata after this run: the training set's classes, the test-time resize trained
+    for, whole-image inference; mean/std and align_corners are kept."""
+    k = num_classes
+    classes, palette, dataset = info.classes, info.palette, info.name
+    origin = f" from {base.name}" if base.tag else ""
+    return base.replace(
+        tag="", dataset=dataset, num_classes=k,
+        classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
+        reduce_zero_label=info.reduce_zero_label, ignore_index=info.ignore_index,
+        crop_size=cfg.crop_size, test_scale=cfg.test_scale or cfg.scale, test_mode=cfg.test_mode,
+        slide_crop=cfg.slide_crop, slide_stride=cfg.slide_stride,
+        metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
+        notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),
+    )  # fmt: skip
+
+
+def build_components(
+    model: DeepLabV3Plus, train: Any, val: Any, cfg: TrainConfig, ctx: distributed.DistContext
+) -> Components:
+    """Check the run, then set it up: the model gets its trained-for metadata, is placed on ``ctx.device`` and
+    seeded per rank; the optimiser, schedule, losses and scaler are made for it."""
+    info, val_info = _check_run(model, train, val, cfg, ctx)
+    in_chans = model.config.in_chans
+    ignore_index = info.ignore_index
+    statistics = weights_cfg(model).for_in_chans(in_chans)
+    spec = sample_spec(in_chans)
+    transform = None if info.transforms is not None else training_transforms(
+        cfg.crop_size, cfg.scale, cfg.ratio_range, cfg.cat_max_ratio, cfg.flip_prob, cfg.photometric,
+        ignore_index,
+    )  # fmt: skip
+    _check_first_samples(model, train, val, info, val_info, transform, spec, cfg.seed)
+    model.pretrained_cfg = trained_cfg(weights_cfg(model), info, cfg, model.num_classes)
+    requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
+    restore_bn = _place(model, cfg, ctx)
+    optimizer = build_optimizer(
+        model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult, cfg.optimizer, cfg.betas
+    )
+    parts = Components(
+        info=info,
+        val_info=val_info,
+        spec=spec,
+        statistics=statistics,
+        transform=transform,
+        optimizer=optimizer,
+        scheduler=PolyLR(optimizer, *schedule(cfg)),
+        scaler=torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16"),
+        loss=SegmentationLoss(
+            ignore_index, cfg.class_weight, cfg.avg_non_ignore, cfg.ohem_min_kept, cfg.ohem_thresh
+        ).to(ctx.device),
+        aux_loss=SegmentationLoss(ignore_index, cfg.class_weight, cfg.avg_non_ignore).to(ctx.device),
+        use_aux=getattr(model, "aux_head", None) is not None and cfg.aux_weight > 0,
+        requires_grad=requires_grad,
+        restore_bn=restore_bn,
+    )
+    torch.manual_seed(cfg.seed * 1000 + ctx.rank)
+    if ctx.device.type == "cuda":
+        torch.cuda.manual_seed(cfg.seed * 1000 + ctx.rank)
+    return parts
+
+
+def _place(model: DeepLabV3Plus, cfg: TrainConfig, ctx: distributed.DistContext) -> Callable[[], None] | None:
+    """Freeze the encoder if asked, move the model to the device (channels_last if asked) and convert it to
+    SyncBatchNorm on GPUs under torchrun; returns what turns SyncBatchNorm back, if converted."""
+    if cfg.freeze_encoder:
+        model.freeze_encoder(True)
+    model.to(ctx.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return distributed.convert_sync_batchnorm(model) if _uses_sync_bn(cfg, ctx) else None
+
+
+def release(model: DeepLabV3Plus, parts: Components) -> None:
+    """Undo the run's placement: plain BatchNorm again (holding the trained statistics), the parameters'
+    ``requires_grad`` as before, eval mode."""
+    distributed.broadcast_buffers(model)
+    if parts.restore_bn is not None:
+        parts.restore_bn()
+    for name, p in model.named_parameters():
+        p.requires_grad_(parts.requires_grad.get(name, True))
+    model.eval()
+
+
+def sample_stream(
+    train: Any, parts: Components, cfg: TrainConfig, ctx: distributed.DistContext, iteration: int
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """This rank's endless stream of padded batches ``(images, masks, sizes)``, from the sample after the
+    `iteration` steps already taken."""
+    consumed = iteration * cfg.accum_steps * cfg.batch_size
+    sampler = TrainSampler(len(train), cfg.seed, ctx.rank, ctx.world_size, start=consumed)
+    loader = DataLoader(
+        AugmentedDataset(train, parts.transform, parts.spec),
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=PadCollate(cfg.pad_size or cfg.crop_size, parts.ignore_index),
+        num_workers=cfg.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+        drop_last=True,
+        persistent_workers=cfg.num_workers > 0,
+        generator=torch.Generator().manual_seed(cfg.seed),  # workers' seeds; keeps the global RNG untouched
+    )
+    return iter(loader)
