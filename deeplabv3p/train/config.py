@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..fields import JsonRecord, check_bool, check_choice, check_float, check_int, check_pair, documented, option
-from ..pretrained.config import TEST_MODES, TestMode
+from ..pretrained.test_settings import TestSettings
 from .optim import OPTIMIZERS, OptimizerName
 from .transforms import training_transforms
 
@@ -22,7 +22,8 @@ RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interv
 @dataclass(frozen=True)
 class TrainConfig(JsonRecord):
     """The recipe of a fine-tuning run (mmseg's defaults). Every field is also a keyword argument of `fit` and a
-    flag of ``deeplabv3p train`` (``--field-name``)."""
+    flag of ``deeplabv3p train`` (``--field-name``); the fields of a sub-record such as ``test`` by their flat names
+    (``test_mode="slide"``, ``--test-mode slide``)."""
 
     iters: int = option(2000, help="optimiser steps")
     batch_size: int = option(
@@ -59,14 +60,9 @@ class TrainConfig(JsonRecord):
         None, help="pad every batch to at least this (h, w) (mmseg's preprocessor size; default: crop_size)",
         metavar=("H", "W"),
     )  # fmt: skip
-    test_scale: tuple[int, int] | None = option(
-        None, help="the test-time resize (a, b) of validation and the saved model (default: scale)",
-        metavar=("A", "B"),
-    )  # fmt: skip
-    test_mode: TestMode = option("whole", help="how validation (and the saved model) tests images: whole or slide")
-    slide_crop: tuple[int, int] | None = option(None, help="slide window (h, w) of test_mode slide", metavar=("H", "W"))
-    slide_stride: tuple[int, int] | None = option(
-        None, help="slide stride (h, w) of test_mode slide", metavar=("H", "W")
+    test: TestSettings = option(
+        default_factory=TestSettings,
+        help="how validation and the saved model test images (its test_scale defaults to scale)",
     )
     freeze_encoder: bool = option(
         False, help="train the decoder and classifier only (the encoder's BatchNorm statistics still adapt)"
@@ -108,7 +104,7 @@ class TrainConfig(JsonRecord):
                 check_int(name, getattr(self, name), 1)
         check_int("keep_checkpoints", self.keep_checkpoints)
         object.__setattr__(self, "crop_size", check_pair("crop_size", self.crop_size))
-        for name in ("scale", "pad_size", "test_scale", "slide_crop", "slide_stride"):
+        for name in ("scale", "pad_size"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, check_pair(name, getattr(self, name)))
         for name in ("momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
@@ -125,9 +121,8 @@ class TrainConfig(JsonRecord):
         object.__setattr__(self, "betas", betas)
         if self.clip_grad_norm is not None:
             check_float("clip_grad_norm", self.clip_grad_norm, 0.0, min_open=True)
-        check_choice("test_mode", self.test_mode, TEST_MODES)
-        if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
-            raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
+        if not isinstance(self.test, TestSettings):
+            raise TypeError(f"test must be a TestSettings, got {self.test!r} ({type(self.test).__name__})")
         if isinstance(self.ratio_range, list):
             object.__setattr__(self, "ratio_range", tuple(self.ratio_range))
         # the augmentation checks its own settings (ratio_range, cat_max_ratio, flip_prob): build it once to ask
@@ -142,6 +137,11 @@ class TrainConfig(JsonRecord):
             object.__setattr__(self, "class_weight", tuple(float(w) for w in weights))
         for name in ("photometric", "freeze_encoder", "avg_non_ignore", "channels_last", "sync_bn"):
             check_bool(name, getattr(self, name))
+
+    @property
+    def resolved_test(self) -> TestSettings:
+        """The test settings of validation and the saved model: ``test`` with its scale defaulting to ``scale``."""
+        return self.test if self.test.scale is not None else self.test.replace(scale=self.scale)
 
     @property
     def resolved_val_interval(self) -> int:

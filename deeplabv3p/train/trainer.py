@@ -33,9 +33,11 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
+from ..fields import flat_fields
 from ..inference.pipeline import normalize
 from ..inference.result import default_class_names
-from ..pretrained.config import PretrainedCfg, TestMode
+from ..pretrained.config import PretrainedCfg
+from ..pretrained.test_settings import TestMode
 from .checkpoint import (
     find_checkpoint,
     read_training_state,
@@ -309,8 +311,7 @@ class _Run:
             tag="", dataset=dataset, num_classes=k,
             classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
             reduce_zero_label=bool(getattr(data, "reduce_zero_label", False)), ignore_index=self.ignore_index,
-            crop_size=cfg.crop_size, test_scale=cfg.test_scale or cfg.scale, test_mode=cfg.test_mode,
-            slide_crop=cfg.slide_crop, slide_stride=cfg.slide_stride,
+            crop_size=cfg.crop_size, test=cfg.resolved_test,
             metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
             notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),
         )  # fmt: skip
@@ -336,7 +337,7 @@ class _Run:
         self.scheduler.total_iters, self.scheduler.power, self.scheduler.eta_min = _schedule(self.cfg)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        saved = TrainConfig.from_dict(state["config"])
+        saved = TrainConfig.from_flat(state["config"])  # flat or nested layout
         changed = {
             k: (getattr(saved, k), getattr(self.cfg, k))
             for k in TrainConfig.__dataclass_fields__
@@ -572,11 +573,10 @@ def fit(
         raise TypeError(f"model must be a deeplabv3p model (from create_model), got {type(model).__name__}")
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    unknown = sorted(set(overrides) - set(TrainConfig.__dataclass_fields__))
+    accepted = {*flat_fields(TrainConfig), *TrainConfig.__dataclass_fields__}
+    unknown = sorted(set(overrides) - accepted)
     if unknown:
-        raise TypeError(
-            f"fit() got unknown argument(s) {unknown}; accepted: {sorted(TrainConfig.__dataclass_fields__)}"
-        )
+        raise TypeError(f"fit() got unknown argument(s) {unknown}; accepted: {sorted(accepted)}")
     cfg = (config or TrainConfig()).replace(**overrides)
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(

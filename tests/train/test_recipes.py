@@ -14,7 +14,7 @@ def test_every_row_has_a_recipe() -> None:
         config, _ = resolve_recipe(recipe, world_size=recipe.gpus)
         assert config.iters == cfg.iters and config.batch_size == recipe.batch_per_gpu, name
         assert config.val_interval == config.checkpoint_interval == cfg.iters // 10
-        assert config.aux_weight == 0.4 and config.test_scale == cfg.test_scale and config.test_mode == cfg.test_mode
+        assert config.aux_weight == 0.4 and config.test.scale == cfg.test.scale and config.test.mode == cfg.test.mode
 
 
 def test_cityscapes_schedule() -> None:
@@ -27,7 +27,7 @@ def test_cityscapes_schedule() -> None:
     assert record["published_batch"] == {"gpus": 4, "per_gpu": 2, "total": 8}
     assert record["source_config"] == "deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024"
     slide = resolve_recipe(recipe_for("deeplabv3plus_r50_d8.cityscapes_769x769_80k"), 4)[0]
-    assert slide.scale == (2049, 1025) and slide.test_mode == "slide" and slide.slide_stride == (513, 513)
+    assert slide.scale == (2049, 1025) and slide.test.mode == "slide" and slide.test.stride == (513, 513)
 
 
 def test_row_specific_overrides() -> None:
@@ -44,7 +44,7 @@ def test_row_specific_overrides() -> None:
     amp = resolve_recipe(recipe_for("deeplabv3plus_r101_d8.cityscapes_512x1024_80k_amp"), 4)[0]
     assert amp.amp == "fp16"
     loveda = resolve_recipe(recipe_for("deeplabv3plus_r50_d8.loveda_512x512_80k"), 4)[0]
-    assert loveda.scale == (2048, 512) and loveda.test_scale == (1024, 1024)
+    assert loveda.scale == (2048, 512) and loveda.test.scale == (1024, 1024)
 
 
 def test_batch_sharing_and_overrides() -> None:

@@ -89,7 +89,7 @@ def test_model_metadata_after_fit(train_set: SegmentationDataset, tmp_path: Path
     training.fit(model, train_set, out=tmp_path, scale=(64, 64), **TINY)
     cfg = model.pretrained_cfg
     assert cfg.classes == train_set.classes and cfg.palette == train_set.palette
-    assert cfg.test_scale == (64, 64) and cfg.crop_size == (48, 48) and cfg.test_mode == "whole"
+    assert cfg.test.scale == (64, 64) and cfg.crop_size == (48, 48) and cfg.test.mode == "whole"
     assert not model.training
 
 
