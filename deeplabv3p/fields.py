@@ -165,6 +165,25 @@ def flat_fields(cls: type, holder: str | None = None) -> dict[str, tuple[str | N
     return view
 
 
+def flat_values(record: Any) -> dict[str, Any]:
+    """The values of the dataclass `record` in its flat view (`flat_fields`): ``{"lr": 0.01, "test_mode": ...}``."""
+    return {
+        flat: getattr(record if holder is None else getattr(record, holder), f.name)
+        for flat, (holder, f) in flat_fields(type(record)).items()
+    }
+
+
+def check_records(record: Any) -> None:
+    """A TypeError naming the field when a sub-record field of the dataclass `record` holds anything but its
+    record class (a dict from JSON belongs in ``from_dict``; flat names in ``replace``)."""
+    hints = typing.get_type_hints(type(record))
+    for f in dataclasses.fields(record):
+        sub = record_type(hints[f.name])
+        value = getattr(record, f.name)
+        if sub is not None and not isinstance(value, sub):
+            raise TypeError(f"{f.name} must be a {sub.__name__}, got {value!r} ({type(value).__name__})")
+
+
 def nest(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     """`data` in the flat view of `cls` (`flat_fields`), the nested layout, or a mix, as the nested layout: each
     flat name of a sub-record's field moved into that sub-record's dict. Other keys are kept as they are, so that

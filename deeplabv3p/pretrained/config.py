@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..fields import JsonRecord, check_float
+from ..fields import JsonRecord, check_float, check_records
 from ..models.config import ModelConfig
 from .test_settings import TestSettings
 
@@ -86,8 +86,7 @@ class PretrainedCfg(JsonRecord):
         mean, std = _check_statistics(self.mean, self.std)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        if not isinstance(self.test, TestSettings):
-            raise TypeError(f"test must be a TestSettings, got {self.test!r} ({type(self.test).__name__})")
+        check_records(self)
         if self.classes and self.num_classes is not None and len(self.classes) != self.num_classes:
             raise ValueError(f"{len(self.classes)} class names given for num_classes={self.num_classes}")
         if self.palette and self.classes and len(self.palette) != len(self.classes):

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
-from ..fields import flat_fields
+from ..fields import flat_fields, flat_values
 from ..inference.pipeline import normalize
 from ..inference.result import default_class_names
 from ..pretrained.config import PretrainedCfg
@@ -189,7 +189,7 @@ def evaluate(
 
 def _schedule(cfg: TrainConfig) -> tuple[int, float, float]:
     """PolyLR's (total_iters, power, eta_min) for a recipe."""
-    return cfg.iters, cfg.power, cfg.min_lr
+    return cfg.iters, cfg.optim.power, cfg.optim.min_lr
 
 
 class _Log:
@@ -241,8 +241,9 @@ class _Run:
         val_classes = getattr(self.val_set, "num_classes", num_classes)
         if self.val_set is not None and val_classes != num_classes:
             raise ValueError(f"the validation set has {val_classes} classes but the model predicts {num_classes}")
-        if cfg.class_weight is not None and len(cfg.class_weight) != num_classes:
-            raise ValueError(f"class_weight has {len(cfg.class_weight)} entries for {num_classes} classes")
+        class_weight = cfg.loss.class_weight
+        if class_weight is not None and len(class_weight) != num_classes:
+            raise ValueError(f"class_weight has {len(class_weight)} entries for {num_classes} classes")
         in_chans = model.config.in_chans
         _check_bands(self.train_set, "training", in_chans)
         if self.val_set is not None:
@@ -258,10 +259,7 @@ class _Run:
             )
         self.ignore_index = getattr(self.train_set, "ignore_index", 255)
         own = getattr(self.train_set, "transforms", None)
-        self.transform = None if own is not None else training_transforms(
-            cfg.crop_size, cfg.scale, cfg.ratio_range, cfg.cat_max_ratio, cfg.flip_prob, cfg.photometric,
-            self.ignore_index,
-        )  # fmt: skip
+        self.transform = None if own is not None else training_transforms(cfg.augment, self.ignore_index)
         self._check_first_samples()
         model.pretrained_cfg = self._trained_cfg()
         self.requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
@@ -273,16 +271,12 @@ class _Run:
         self.restore_bn = None
         if sync_bn:
             self.restore_bn = distributed.convert_sync_batchnorm(model)
-        self.optimizer = build_optimizer(
-            model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult, cfg.optimizer, cfg.betas
-        )
+        self.optimizer = build_optimizer(model, cfg.optim)
         self.scheduler = PolyLR(self.optimizer, *_schedule(cfg))
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16")
-        self.loss = SegmentationLoss(
-            self.ignore_index, cfg.class_weight, cfg.avg_non_ignore, cfg.ohem_min_kept, cfg.ohem_thresh
-        ).to(ctx.device)
-        self.aux_loss = SegmentationLoss(self.ignore_index, cfg.class_weight, cfg.avg_non_ignore).to(ctx.device)
-        self.use_aux = getattr(model, "aux_head", None) is not None and cfg.aux_weight > 0
+        self.loss = SegmentationLoss(self.ignore_index, cfg.loss).to(ctx.device)
+        self.aux_loss = SegmentationLoss(self.ignore_index, cfg.loss.without_ohem()).to(ctx.device)
+        self.use_aux = getattr(model, "aux_head", None) is not None and cfg.loss.aux_weight > 0
         torch.manual_seed(cfg.seed * 1000 + ctx.rank)
         if ctx.device.type == "cuda":
             torch.cuda.manual_seed(cfg.seed * 1000 + ctx.rank)
@@ -311,7 +305,7 @@ class _Run:
             tag="", dataset=dataset, num_classes=k,
             classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
             reduce_zero_label=bool(getattr(data, "reduce_zero_label", False)), ignore_index=self.ignore_index,
-            crop_size=cfg.crop_size, test=cfg.resolved_test,
+            crop_size=cfg.augment.crop_size, test=cfg.resolved_test,
             metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
             notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),
         )  # fmt: skip
@@ -337,12 +331,9 @@ class _Run:
         self.scheduler.total_iters, self.scheduler.power, self.scheduler.eta_min = _schedule(self.cfg)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        saved = TrainConfig.from_flat(state["config"])  # flat or nested layout
-        changed = {
-            k: (getattr(saved, k), getattr(self.cfg, k))
-            for k in TrainConfig.__dataclass_fields__
-            if k not in RUNTIME_FIELDS and getattr(saved, k) != getattr(self.cfg, k)
-        }
+        saved = flat_values(TrainConfig.from_flat(state["config"]))  # flat or nested layout
+        now = flat_values(self.cfg)
+        changed = {k: (saved[k], now[k]) for k in now if k not in RUNTIME_FIELDS and saved[k] != now[k]}
         if changed:
             warnings.warn(f"resuming with a changed recipe (checkpoint, now): {changed}", stacklevel=3)
         rng = state.get("rng") or []
@@ -366,7 +357,7 @@ class _Run:
             AugmentedDataset(self.train_set, self.transform),
             batch_size=cfg.batch_size,
             sampler=sampler,
-            collate_fn=PadCollate(cfg.pad_size or cfg.crop_size, self.ignore_index),
+            collate_fn=PadCollate(cfg.resolved_pad_size, self.ignore_index),
             num_workers=cfg.num_workers,
             pin_memory=ctx.device.type == "cuda",
             drop_last=True,
@@ -415,12 +406,12 @@ class _Run:
                         logits, aux = net(x, return_aux=True)
                     loss = self.loss(logits, y)
                     if self.use_aux and aux is not None:
-                        loss = loss + cfg.aux_weight * self.aux_loss(aux, y)
+                        loss = loss + cfg.loss.aux_weight * self.aux_loss(aux, y)
                     self.scaler.scale(loss / cfg.accum_steps).backward()
                 running += loss.detach() / cfg.accum_steps
-            if cfg.clip_grad_norm is not None:
+            if cfg.optim.clip_grad_norm is not None:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
             if self.reference_loss is None and math.isfinite(first := float(running)):
                 self.reference_loss = max(first, math.log(max(self.num_classes, 2)))
             self.scaler.step(self.optimizer)
@@ -451,14 +442,14 @@ class _Run:
         loss = float(running) / max(count, 1)
         if not math.isfinite(loss):
             raise FloatingPointError(
-                f"the loss is {loss} at iteration {self.iteration}: training diverged. Lower lr (now {cfg.lr}), or "
-                "use amp='bf16' instead of 'fp16'"
+                f"the loss is {loss} at iteration {self.iteration}: training diverged. Lower lr (now "
+                f"{cfg.optim.lr}), or use amp='bf16' instead of 'fp16'"
             )
         if self.reference_loss is not None and loss > DIVERGENCE_FACTOR * self.reference_loss:
             raise FloatingPointError(
                 f"the loss is {loss:.4g} at iteration {self.iteration}, over {DIVERGENCE_FACTOR:g} times where it "
-                f"started ({self.reference_loss:.4g}): training diverged. Lower lr (now {cfg.lr}) or momentum (now "
-                f"{cfg.momentum})"
+                f"started ({self.reference_loss:.4g}): training diverged. Lower lr (now {cfg.optim.lr}) or momentum "
+                f"(now {cfg.optim.momentum})"
             )
         now = time.perf_counter()
         seconds = (now - tick) / max(count, 1)

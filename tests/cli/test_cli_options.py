@@ -64,8 +64,8 @@ def test_train_flags_build_the_config():
     args = parser.parse_args([*flags.split(), "--no-photometric", "--freeze-encoder", "--ratio-range", "0.75", "1.5",
                               "--ohem-min-kept", "100"])  # fmt: skip
     values = option_values(args, TrainConfig)
-    config = TrainConfig(**values)
-    assert config == TrainConfig(
+    config = TrainConfig().replace(**values)
+    assert config == TrainConfig().replace(
         iters=7, crop_size=(48, 64), scale=(2048, 512), class_weight=(1.0, 0.5), amp="bf16", sync_bn=False,
         photometric=False, freeze_encoder=True, ratio_range=(0.75, 1.5), ohem_min_kept=100,
     )  # fmt: skip

@@ -120,9 +120,10 @@ def test_train_recipe_uses_the_rows_schedule(cityscapes_tag, tmp_path: Path, cap
     assert record["published_batch"] == {"gpus": 4, "per_gpu": 2, "total": 8}
     assert record["overrides"] == {"iters": 1, "batch_size": 2, "crop_size": [24, 24], "num_workers": 0}
     config = json.loads((out / "train_config.json").read_text())["train"]
-    assert (config["iters"], config["batch_size"], config["crop_size"]) == (1, 2, [24, 24])
-    assert (config["scale"], config["lr"], config["weight_decay"], config["min_lr"]) == ([2048, 1024], 0.01, 5e-4, 1e-4)
-    assert config["test"]["scale"] == [64, 32] and config["aux_weight"] == 0.4
+    augment, optim = config["augment"], config["optim"]
+    assert (config["iters"], config["batch_size"], augment["crop_size"]) == (1, 2, [24, 24])
+    assert (augment["scale"], optim["lr"], optim["weight_decay"], optim["min_lr"]) == ([2048, 1024], 0.01, 5e-4, 1e-4)
+    assert config["test"]["scale"] == [64, 32] and config["loss"]["aux_weight"] == 0.4
     saved = json.loads((out / "best" / "config.json").read_text())["pretrained_cfg"]
     assert saved["dataset"] == "cityscapes" and saved["num_classes"] == 19 and saved["test"]["scale"] == [64, 32]
 

@@ -159,7 +159,7 @@ def test_fit_argument_errors(train_set: SegmentationDataset, tmp_path: Path) -> 
     with pytest.raises(ValueError, match="class_weight has 2 entries"):
         training.fit(tiny_model(), train_set, out=tmp_path, class_weight=[1, 2], **TINY)
     with pytest.raises(ValueError, match="crop_size"):
-        training.TrainConfig(crop_size=(0, 4))
+        training.TrainConfig().replace(crop_size=(0, 4))
     with pytest.raises(TypeError, match="deeplabv3p model"):
         training.fit(torch.nn.Linear(2, 2), train_set, out=tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
