@@ -54,7 +54,7 @@ class TestSettings(JsonRecord):
     scale: tuple[int, int] | None = option(
         None,
         help="the test-time rescale target (a, b): with keep_ratio, mmcv's long side at most max(a, b) and short "
-        "side at most min(a, b); None tests images at their own size",
+        "side at most min(a, b) (default: none, images at their own size; fit's default: the training scale)",
         flat="test_scale", metavar=("A", "B"),
     )  # fmt: skip
     keep_ratio: bool = option(True, help="keep the aspect ratio when rescaling to the test scale")
