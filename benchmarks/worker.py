@@ -348,7 +348,7 @@ def run_predict(case: Case) -> dict[str, Any]:
     stats = Stats.of(times)
     return {
         "image_size": list(case.predict_size),
-        "test_mode": seed_cfg(case.architecture).test_mode,
+        "test_mode": seed_cfg(case.architecture).test.mode,
         **stats.to_dict(),
         "images_per_s": 1 / stats.median_s,
         "first_call_s": first,

@@ -86,7 +86,8 @@ def check_pair(name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **cli: Any) -> Any:
     """A dataclass field that documents itself: `help` is the one description of the field, shown in the class
     docstring (`documented`) and as the help of its command-line flag. `cli` holds flag details for
-    ``deeplabv3p.cli.common.add_options`` (``metavar``, ``aliases``, ``cli=False`` to keep it off the command line).
+    ``deeplabv3p.cli.common.add_options`` (``metavar``, ``aliases``, ``cli=False`` to keep it off the command line)
+    and ``flat``: the field's name in the flat view of a record that holds this one (see `flat_fields`).
     """
     metadata = {"help": help, **cli}
     if default_factory is not MISSING:
@@ -98,12 +99,21 @@ _C = TypeVar("_C")
 
 
 def documented(cls: _C) -> _C:
-    """Append an ``Attributes:`` section to a dataclass's docstring, from the ``help`` of each `option` field."""
-    lines = [
-        f"    {f.name}: {f.metadata['help']}"
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-        if "help" in f.metadata
-    ]
+    """Append an ``Attributes:`` section to a dataclass's docstring, from the ``help`` of each `option` field; the
+    fields of a sub-record (a `JsonRecord` field) are listed under it by their flat names (`flat_fields`)."""
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if "help" not in f.metadata:
+            continue
+        lines.append(f"    {f.name}: {f.metadata['help']}")
+        sub = record_type(hints[f.name])
+        if sub is not None:
+            lines += [
+                f"        {flat}: {g.metadata['help']}"
+                for flat, (_, g) in flat_fields(sub, holder=f.name).items()
+                if "help" in g.metadata
+            ]
     if lines:
         doc = (cls.__doc__ or "").rstrip()
         cls.__doc__ = doc + "\n\n    Attributes:\n" + "\n".join("    " + line for line in lines) + "\n"
@@ -128,6 +138,74 @@ def _listed(value: Any) -> Any:
 _Record = TypeVar("_Record", bound="JsonRecord")
 
 
+def record_type(hint: Any) -> type[JsonRecord] | None:
+    """The `JsonRecord` class of a field annotated with one (a sub-record), else None."""
+    return hint if isinstance(hint, type) and issubclass(hint, JsonRecord) else None
+
+
+def flat_fields(cls: type, holder: str | None = None) -> dict[str, tuple[str | None, dataclasses.Field[Any]]]:
+    """The flat view of a record class: ``{flat name: (sub-record field or None, field)}``.
+
+    A record's own fields keep their names; the fields of its sub-records (fields annotated with a `JsonRecord`
+    class) are lifted to the top under their ``flat`` name (`option(flat=...)`, default: their own name). This is
+    the view users see: the keyword arguments of `fit`, the ``deeplabv3p train`` flags and the flat layout of
+    earlier files. With `holder`, the fields of `cls` as the sub-record held in that field.
+    """
+    if holder is not None:
+        return {f.metadata.get("flat", f.name): (holder, f) for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    view: dict[str, tuple[str | None, dataclasses.Field[Any]]] = {}
+    for f in dataclasses.fields(cls):
+        sub = record_type(hints[f.name])
+        entries = flat_fields(sub, holder=f.name) if sub is not None else {f.name: (None, f)}
+        for flat, entry in entries.items():
+            if flat in view:
+                raise TypeError(f"{cls.__name__}: the flat name {flat!r} is used twice")
+            view[flat] = entry
+    return view
+
+
+def flat_values(record: Any) -> dict[str, Any]:
+    """The values of the dataclass `record` in its flat view (`flat_fields`): ``{"lr": 0.01, "test_mode": ...}``."""
+    return {
+        flat: getattr(record if holder is None else getattr(record, holder), f.name)
+        for flat, (holder, f) in flat_fields(type(record)).items()
+    }
+
+
+def check_records(record: Any) -> None:
+    """A TypeError naming the field when a sub-record field of the dataclass `record` holds anything but its
+    record class (a dict from JSON belongs in ``from_dict``; flat names in ``replace``)."""
+    hints = typing.get_type_hints(type(record))
+    for f in dataclasses.fields(record):
+        sub = record_type(hints[f.name])
+        value = getattr(record, f.name)
+        if sub is not None and not isinstance(value, sub):
+            raise TypeError(f"{f.name} must be a {sub.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def nest(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` in the flat view of `cls` (`flat_fields`), the nested layout, or a mix, as the nested layout: each
+    flat name of a sub-record's field moved into that sub-record's dict. Other keys are kept as they are, so that
+    `JsonRecord.from_dict` reports unknown ones; a setting given both ways is an error."""
+    nested: dict[str, Any] = {}
+    view = flat_fields(cls)
+    for key, value in data.items():
+        holder, f = view.get(key, (None, None))
+        if holder is None or f is None:
+            if key in nested:  # a sub-record's dict after some of its fields by their flat names
+                if not isinstance(value, dict) or set(value) & set(nested[key]):
+                    raise ValueError(f"{cls.__name__}: settings of {key!r} are given both by name and inside it")
+                value = {**value, **nested[key]}
+            nested[key] = value
+            continue
+        sub = nested.setdefault(holder, {})
+        if not isinstance(sub, dict) or f.name in sub:
+            raise ValueError(f"{cls.__name__}: {key!r} is given both by name and inside {holder!r}")
+        sub[f.name] = value
+    return nested
+
+
 class JsonRecord:
     """JSON round trip shared by the config dataclasses: unknown keys are an error, not silently dropped."""
 
@@ -135,7 +213,12 @@ class JsonRecord:
         __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _listed(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The record as JSON-ready data; a sub-record as a nested dict."""
+        return {
+            f.name: value.to_dict() if isinstance(value, JsonRecord) else _listed(value)
+            for f in dataclasses.fields(self)
+            for value in (getattr(self, f.name),)
+        }
 
     @classmethod
     def from_dict(cls: type[_Record], data: dict[str, Any]) -> _Record:
@@ -151,16 +234,33 @@ class JsonRecord:
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for key, value in data.items():
-            if _is_tuple_type(hints[key]):
+            sub = record_type(hints[key])
+            if sub is not None:
+                value = sub.from_dict(value) if not isinstance(value, JsonRecord) else value
+            elif _is_tuple_type(hints[key]):
                 value = _tupled(value)
             elif isinstance(value, dict):  # e.g. encoder_kwargs={"channels": [8, 16]} from JSON -> (8, 16)
                 value = {k: _tupled(v) for k, v in value.items()}
             kwargs[key] = value
         return cls(**kwargs)
 
+    @classmethod
+    def from_flat(cls: type[_Record], data: dict[str, Any]) -> _Record:
+        """`from_dict` of data in the flat view (`flat_fields`), the nested layout or a mix (`nest`)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}.from_flat expects a dict, got {type(data).__name__}")
+        return cls.from_dict(nest(cls, data))
+
     def replace(self: _Record, **changes: Any) -> _Record:
-        """A copy with `changes` applied and validated."""
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes` applied and validated. A sub-record's fields may be changed by their flat names
+        (`flat_fields`): ``train_config.replace(test_mode="slide", slide_crop=(512, 512))``."""
+        direct: dict[str, Any] = {}
+        for key, value in nest(type(self), changes).items():
+            current = getattr(self, key, None)
+            if isinstance(current, JsonRecord) and isinstance(value, dict):
+                value = current.replace(**value)  # the sub-record's other fields are kept
+            direct[key] = value
+        return dataclasses.replace(self, **direct)
 
 
 def _is_tuple_type(hint: Any) -> bool:

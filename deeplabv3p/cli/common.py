@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..fields import flat_fields
 from ..models.model import DeepLabV3Plus
 from ..pretrained.factory import create_model
 from ..pretrained.hub import is_hub_id
@@ -158,23 +159,28 @@ def _flag_help(field: dataclasses.Field) -> str:
     return f"{text} (default: {shown})"
 
 
-def _cli_fields(cls: type) -> list[tuple[dataclasses.Field, _Flag]]:
+def _cli_fields(cls: type) -> list[tuple[str, dataclasses.Field, _Flag]]:
+    """``(flat name, field, flag)`` of each documented field of `cls`'s flat view (`flat_fields`: a sub-record's
+    fields by their flat names, in place of the sub-record)."""
     hints = typing.get_type_hints(cls)
-    return [
-        (f, _flag(f.name, hints[f.name], f.metadata))
-        for f in dataclasses.fields(cls)
-        if f.metadata.get("cli", True) and "help" in f.metadata
-    ]
+    flags = []
+    for flat, (holder, f) in flat_fields(cls).items():
+        if f.metadata.get("cli", True) and "help" in f.metadata:
+            hint = typing.get_type_hints(hints[holder])[f.name] if holder is not None else hints[f.name]
+            flags.append((flat, f, _flag(flat, hint, f.metadata)))
+    return flags
 
 
 def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
-    """One flag per documented field of the dataclass `cls`: ``--field-name`` (plus its ``aliases``), typed from
-    the annotation, the field's help and default. Unset flags stay out of the namespace (see `option_values`)."""
-    for f, flag in _cli_fields(cls):
-        names = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
-        parser.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, help=_flag_help(f), **flag.kwargs)
+    """One flag per documented field of the dataclass `cls`'s flat view: ``--field-name`` (plus its ``aliases``),
+    typed from the annotation, the field's help and default. Unset flags stay out of the namespace (see
+    `option_values`)."""
+    for flat, f, flag in _cli_fields(cls):
+        names = ["--" + flat.replace("_", "-"), *f.metadata.get("aliases", ())]
+        parser.add_argument(*names, dest=flat, default=argparse.SUPPRESS, help=_flag_help(f), **flag.kwargs)
 
 
 def option_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of `cls` given on the command line, converted to the field's type (the rest keep defaults)."""
-    return {f.name: flag.convert(getattr(args, f.name)) for f, flag in _cli_fields(cls) if hasattr(args, f.name)}
+    """The fields of `cls` given on the command line by their flat names (`flat_fields`), converted to the field's
+    type (the rest keep defaults)."""
+    return {flat: flag.convert(getattr(args, flat)) for flat, _, flag in _cli_fields(cls) if hasattr(args, flat)}

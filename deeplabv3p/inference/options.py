@@ -2,8 +2,10 @@
 
 `predict`, `predict_iter`, ``model.predict`` and ``deeplabv3p predict`` all take these options: the Python calls as
 ``options=PredictOptions(...)`` and/or keyword overrides of its fields, the command line as flags built from the
-fields (names, types, defaults and help). A value of None means "as the weights say" (``model.pretrained_cfg``).
-Everything that can be checked without a model is checked here, when the options are made.
+fields (names, types, defaults and help). The test-time fields are an overlay on the weights' `TestSettings`
+(``model.pretrained_cfg.test``): None means "as the weights say", and `settings_in_force` gives the settings in force.
+Everything that can be checked without a model is checked here, when the options are made (the test-time fields by
+`TestSettings`' own checks).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any, Literal
 
 import torch
 
-from ..fields import check_bool, check_choice, check_float, check_int, check_pair, documented, option
-from ..pretrained.config import TEST_MODES, TestMode
+from ..fields import check_bool, check_int, documented, option
+from ..pretrained.test_settings import TestMode, TestSettings, check_test_setting
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -81,26 +83,15 @@ class PredictOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.mode is not None:
-            check_choice("mode", self.mode, TEST_MODES)
         for name in ("tta", "resize", "return_probs", "channels_last"):
             check_bool(name, getattr(self, name))
-        if self.test_scale is not None:
-            if not self.resize:
-                raise ValueError("test_scale given with resize=False: pass one or the other")
-            self._set("test_scale", check_pair("test_scale", self.test_scale))
-        for name in ("crop_size", "stride"):
-            if getattr(self, name) is not None:
-                self._set(name, check_pair(name, getattr(self, name)))
+        if self.test_scale is not None and not self.resize:
+            raise ValueError("test_scale given with resize=False: pass one or the other")
         if not self.tta and (self.tta_ratios is not None or self.tta_flip is not None):
             raise ValueError("tta_ratios and tta_flip apply when tta=True")
-        if self.tta_ratios is not None:
-            ratios = self.tta_ratios
-            if not isinstance(ratios, tuple | list) or not ratios:
-                raise ValueError(f"tta_ratios must be a non-empty sequence of positive numbers, got {ratios!r}")
-            self._set("tta_ratios", tuple(check_float("tta_ratios entries", r, 0.0, min_open=True) for r in ratios))
-        if self.tta_flip is not None:
-            check_bool("tta_flip", self.tta_flip)
+        for name, setting in _OVERLAY.items():
+            if getattr(self, name) is not None:
+                self._set(name, check_test_setting(setting, getattr(self, name), name))
         self._set("dtype", _dtype(self.dtype))
         check_int("window_batch_size", self.window_batch_size, 1)
         check_int("batch_size", self.batch_size, 1)
@@ -123,6 +114,41 @@ class PredictOptions:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PredictOptions))
+# The options that overlay a `TestSettings` field: option name -> field.
+_OVERLAY = {"mode": "mode", "test_scale": "scale", "crop_size": "window", "stride": "stride"}
+_OVERLAY |= {"tta_ratios": "tta_ratios", "tta_flip": "tta_flip"}
+
+
+def settings_in_force(
+    weights: TestSettings, options: PredictOptions, crop_size: tuple[int, int] | None = None
+) -> TestSettings:
+    """The test settings in force: the weights' `TestSettings` with the `options` laid over them.
+
+    A slide window the options ask for without giving one is the weights' (else their training crop
+    `crop_size`); a window of the options' own comes with their stride or its default (`TestSettings`), never the
+    weights' stride. ``resize=False`` tests images at their own size. Whole mode keeps no window.
+    """
+    mode = weights.mode if options.mode is None else options.mode
+    changes: dict[str, Any] = {"mode": mode}
+    if options.test_scale is not None or not options.resize:
+        changes["scale"] = options.test_scale
+    if mode == "slide":
+        window = options.crop_size or weights.window or crop_size
+        if window is None:
+            raise ValueError(
+                "mode='slide' needs a window: these weights define none, pass crop_size=(h, w) (and stride=(h, w))"
+            )
+        own = options.crop_size is not None or weights.window is None
+        changes.update(window=window, stride=options.stride or (None if own else weights.stride))
+    elif options.crop_size is not None or options.stride is not None:
+        raise ValueError(f"crop_size and stride apply to mode='slide', but mode is {mode!r}")
+    else:
+        changes.update(window=None, stride=None)
+    if options.tta_ratios is not None:
+        changes["tta_ratios"] = options.tta_ratios
+    if options.tta_flip is not None:
+        changes["tta_flip"] = options.tta_flip
+    return weights.replace(**changes)
 
 
 def _dtype(value: Any) -> torch.dtype | str | None:

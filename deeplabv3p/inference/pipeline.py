@@ -2,7 +2,8 @@
 
 The steps are plain functions so that each can be used and tested alone:
 
-- `resolve_settings`: the test-time settings of the model's weights (``model.pretrained_cfg``) with the options;
+- `resolve_settings`: the test settings of the model's weights (``model.pretrained_cfg.test``) with the options
+  laid over them (`deeplabv3p.inference.options.settings_in_force`), plus the weights' normalisation;
 - `preprocess`: mmcv keep-ratio rescale (OpenCV-exact, see `resize.py`) and mean/std normalization;
 - `whole_inference` / `slide_inference`: network logits at the network-input size (slide: windows placed and
   clipped as mmseg does, logits summed and divided by the per-pixel window count);
@@ -19,7 +20,6 @@ torchrun `predict_iter(..., shard=True)` takes every world-th image.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from ..fields import check_int, check_pair
-from ..pretrained.config import PretrainedCfg, TestMode, pretrained_cfg_for
+from ..pretrained.config import PretrainedCfg, pretrained_cfg_for
+from ..pretrained.test_settings import TestSettings
 from .backend import Backend, TorchBackend
 from .images import ImageItem, ImageSpec, expand_inputs
-from .options import PredictOptions, make_options
+from .options import PredictOptions, make_options, settings_in_force
 from .prefetch import Prepared, ViewSpec, prefetched, reads_ahead
 from .resize import resize_for_test
 from .result import SegmentationResult, default_class_names, default_palette
@@ -47,22 +48,14 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """How images are tested: mmseg's ``test_cfg`` and test pipeline for one set of weights.
+    """What the pipeline applies to the images of one predict call: the test settings in force (`TestSettings`:
+    mmseg's ``test_cfg`` and test pipeline), whether TTA is on, and the weights' normalisation and
+    ``align_corners``."""
 
-    ``test_scale`` is the mmcv rescale target ``(a, b)`` or None for no resize; ``crop_size`` and ``stride`` are the
-    slide window ``(h, w)``; ``tta_ratios`` multiply ``test_scale`` (mmseg 0.x), or the image size without one.
-    """
-
+    test: TestSettings
+    tta: bool
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    test_scale: tuple[int, int] | None
-    keep_ratio: bool
-    mode: TestMode
-    crop_size: tuple[int, int] | None
-    stride: tuple[int, int] | None
-    tta: bool
-    tta_ratios: tuple[float, ...]
-    tta_flip: bool
     align_corners: bool
 
 
@@ -75,49 +68,19 @@ def _weights_cfg(model: DeepLabV3Plus | Backend) -> PretrainedCfg:
 def resolve_settings(
     model: DeepLabV3Plus | Backend, options: PredictOptions | None = None, **overrides: Any
 ) -> InferenceSettings:
-    """The test-time settings of `model`'s weights (``model.pretrained_cfg``) with the `PredictOptions` applied.
+    """The test settings of `model`'s weights (``model.pretrained_cfg.test``) with the `PredictOptions` laid over
+    them (`deeplabv3p.inference.options.settings_in_force`), and the weights' normalisation.
 
     `model` is a `DeepLabV3Plus` or a `Backend`: anything with a ``config`` (`ModelConfig`) and a
-    ``pretrained_cfg``.
-
-    A slide window not set by the weights defaults to the weights' training crop, with a stride of two thirds
-    of it rounded up (mmseg's own 769 -> 513 and 480 -> 320).
+    ``pretrained_cfg``. A slide window not set by the weights defaults to their training crop.
     """
     opts = make_options(options, **overrides)
     cfg = _weights_cfg(model)
-    mode = cfg.test_mode if opts.mode is None else opts.mode
-    scale = opts.test_scale if opts.test_scale is not None else (cfg.test_scale if opts.resize else None)
-
-    crop_hw = stride_hw = None
-    if mode == "slide":
-        crop = opts.crop_size if opts.crop_size is not None else (cfg.slide_crop or cfg.crop_size)
-        if crop is None:
-            raise ValueError(
-                "mode='slide' needs a window: these weights define none, pass crop_size=(h, w) (and stride=(h, w))"
-            )
-        crop_hw = check_pair("crop_size", crop)
-        stride = opts.stride
-        if stride is None and opts.crop_size is None and cfg.slide_crop is not None and cfg.slide_stride is not None:
-            stride = cfg.slide_stride
-        elif stride is None:
-            stride = (math.ceil(crop_hw[0] * 2 / 3), math.ceil(crop_hw[1] * 2 / 3))
-        stride_hw = check_pair("stride", stride)
-    elif opts.crop_size is not None or opts.stride is not None:
-        raise ValueError(f"crop_size and stride apply to mode='slide', but mode is {mode!r}")
-
-    ratios = tuple(cfg.tta_ratios if opts.tta_ratios is None else opts.tta_ratios)
-    flip = cfg.tta_flip if opts.tta_flip is None else opts.tta_flip
     return InferenceSettings(
+        test=settings_in_force(cfg.test, opts, cfg.crop_size),
+        tta=opts.tta,
         mean=cfg.mean,  # one value per band of the model (pretrained_cfg_for)
         std=cfg.std,
-        test_scale=scale,
-        keep_ratio=cfg.keep_ratio,
-        mode=mode,
-        crop_size=crop_hw,
-        stride=stride_hw,
-        tta=opts.tta,
-        tta_ratios=tuple(float(r) for r in ratios),
-        tta_flip=flip,
         align_corners=model.config.align_corners,
     )
 
@@ -147,17 +110,17 @@ def normalize(
 
 def _ratios(settings: InferenceSettings) -> tuple[float, ...]:
     """The rescale ratios an image is inferred at: the TTA ratios, or 1."""
-    return settings.tta_ratios if settings.tta else (1.0,)
+    return settings.test.tta_ratios if settings.tta else (1.0,)
 
 
 def _view_spec(settings: InferenceSettings) -> ViewSpec:
-    return ViewSpec(settings.test_scale, settings.keep_ratio, _ratios(settings))
+    return ViewSpec(settings.test.scale, settings.test.keep_ratio, _ratios(settings))
 
 
 def preprocess(image: torch.Tensor, settings: InferenceSettings, ratio: float = 1.0) -> torch.Tensor:
     """The network input for ``image`` ``(C, H, W)``: rescaled to the test scale (times ``ratio``), normalized."""
     return normalize(
-        resize_for_test(image, settings.test_scale, settings.keep_ratio, ratio), settings.mean, settings.std
+        resize_for_test(image, settings.test.scale, settings.test.keep_ratio, ratio), settings.mean, settings.std
     )
 
 
@@ -223,9 +186,10 @@ def infer_logits(
     forward: Forward, x: torch.Tensor, settings: InferenceSettings, window_batch_size: int = 4
 ) -> torch.Tensor:
     """Logits at the network-input size, in the settings' mode."""
-    if settings.mode == "slide":
-        assert settings.crop_size is not None and settings.stride is not None
-        return slide_inference(forward, x, settings.crop_size, settings.stride, window_batch_size)
+    test = settings.test
+    if test.mode == "slide":
+        assert test.window is not None and test.stride is not None  # TestSettings: slide has both
+        return slide_inference(forward, x, test.window, test.stride, window_batch_size)
     return whole_inference(forward, x)
 
 
@@ -245,16 +209,16 @@ def scores_of_views(
 ) -> torch.Tensor:
     """Scores ``(N, K, H, W)`` at the original size `size` from the resized images the network sees.
 
-    `views` holds, for each ratio (`settings.tta_ratios` with TTA, else just 1), the image(s) rescaled for it,
+    `views` holds, for each ratio (``settings.test.tta_ratios`` with TTA, else just 1), the image(s) rescaled for it,
     not yet normalized: ``(C, h, w)`` or ``(N, C, h, w)`` on the network's device. Without TTA the result is the
     logits (their softmax with `probs`); with TTA it is mmseg 0.x ``--aug-test``: every view is inferred as is and
-    (with ``tta_flip``) mirrored, its logits resized to `size`, softmaxed, mirrored back, and all are averaged.
+    (with ``test.tta_flip``) mirrored, its logits resized to `size`, softmaxed, mirrored back, and all are averaged.
     """
     if not settings.tta:
         x = normalize(views[0], settings.mean, settings.std)
         logits = _to_size(infer_logits(forward, x, settings, window_batch_size), size, settings.align_corners)
         return logits.softmax(dim=1) if probs else logits
-    flips = (False, True) if settings.tta_flip else (False,)
+    flips = (False, True) if settings.test.tta_flip else (False,)
     total: torch.Tensor | None = None
     for view in views:
         x = normalize(view, settings.mean, settings.std)
@@ -273,7 +237,7 @@ def segment_logits(
 ) -> torch.Tensor:
     """Single-scale logits ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size (mmseg simple_test)."""
     single = dataclasses.replace(settings, tta=False)
-    view = resize_for_test(image, settings.test_scale, settings.keep_ratio)
+    view = resize_for_test(image, settings.test.scale, settings.test.keep_ratio)
     return scores_of_views(forward, [view], (image.shape[-2], image.shape[-1]), single, window_batch_size, False)
 
 
@@ -282,7 +246,7 @@ def segment_probs(
 ) -> torch.Tensor:
     """Class probabilities ``(1, K, H, W)`` of one image ``(C, H, W)`` at its original size: the softmax of
     `segment_logits`, or with ``settings.tta`` mmseg 0.x ``--aug-test`` (see `scores_of_views`)."""
-    views = [resize_for_test(image, settings.test_scale, settings.keep_ratio, r) for r in _ratios(settings)]
+    views = [resize_for_test(image, settings.test.scale, settings.test.keep_ratio, r) for r in _ratios(settings)]
     return scores_of_views(forward, views, (image.shape[-2], image.shape[-1]), settings, window_batch_size, True)
 
 
@@ -340,7 +304,7 @@ def _start(
         palette=default_palette(num_classes) if palette is None else palette,
         return_probs=opts.return_probs,
         window_batch_size=opts.window_batch_size,
-        batch_size=opts.batch_size if settings.mode == "whole" and not settings.tta else 1,
+        batch_size=opts.batch_size if settings.test.mode == "whole" and not settings.tta else 1,
         num_workers=opts.num_workers,
     )
     return items, batched, run

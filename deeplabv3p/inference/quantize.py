@@ -40,10 +40,11 @@ def calibration_inputs(
     items, _ = expand_inputs(images, ImageSpec(model.config.in_chans), name="calibration images")
     for item in items[:limit]:
         x = preprocess(item.read(), settings)
-        if settings.mode == "slide":
-            assert settings.crop_size is not None and settings.stride is not None
+        test = settings.test
+        if test.mode == "slide":
+            assert test.window is not None and test.stride is not None
             height, width = x.shape[-2], x.shape[-1]
-            for y1, y2, x1, x2 in slide_windows(height, width, settings.crop_size, settings.stride):
+            for y1, y2, x1, x2 in slide_windows(height, width, test.window, test.stride):
                 yield x[:, :, y1:y2, x1:x2].contiguous().numpy()
         else:
             yield x.numpy()

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from ..fields import JsonRecord, check_choice, check_float
+from ..fields import JsonRecord, check_float, check_records
 from ..models.config import ModelConfig
+from .test_settings import TestSettings
 
 # Version of the saved ``config.json`` layout (architecture, model_config, pretrained_cfg, library_version).
-CONFIG_SCHEMA_VERSION = 1
-
-TestMode = Literal["whole", "slide"]
-TEST_MODES: tuple[TestMode, ...] = typing.get_args(TestMode)
+# 2: the test-time settings nested as ``pretrained_cfg.test`` (`TestSettings`); 1 had them as flat fields.
+CONFIG_SCHEMA_VERSION = 2
 
 # Fields that describe where weights come from and what their classes are called, without changing what the model
 # predicts: a saved config may leave these out (see `deeplabv3p.pretrained.hub.parse_config`).
@@ -57,10 +55,9 @@ class PretrainedCfg(JsonRecord):
     """What a set of weights is: where it comes from, what it predicts and how it was tested.
 
     ``mean`` / ``std`` hold one value per input band, on the 0..255 scale (mmseg's convention; `for_in_chans`
-    spreads three RGB values over another band count). Test-time fields follow mmseg's semantics: ``test_scale``
-    is mmcv's keep-ratio rescale target ``(a, b)`` (long and short side bounds), ``test_mode`` is ``"whole"`` or
-    ``"slide"`` with ``slide_crop`` / ``slide_stride`` as (h, w), and ``tta_ratios`` multiply ``test_scale``
-    (mmseg 0.x ``--aug-test``).
+    spreads three RGB values over another band count). ``test`` holds how the weights are tested (`TestSettings`,
+    mmseg's semantics); ``crop_size`` is the training crop, the slide window when a predict call asks for slide
+    inference of weights that define none.
     """
 
     architecture: str = ""
@@ -74,13 +71,7 @@ class PretrainedCfg(JsonRecord):
     reduce_zero_label: bool = False
     ignore_index: int = 255
     crop_size: tuple[int, int] | None = None
-    test_scale: tuple[int, int] | None = None
-    keep_ratio: bool = True
-    test_mode: TestMode = "whole"
-    slide_crop: tuple[int, int] | None = None
-    slide_stride: tuple[int, int] | None = None
-    tta_ratios: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-    tta_flip: bool = True
+    test: TestSettings = field(default_factory=TestSettings)
     align_corners: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
     hf_hub_id: str | None = None
@@ -95,9 +86,7 @@ class PretrainedCfg(JsonRecord):
         mean, std = _check_statistics(self.mean, self.std)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        check_choice("test_mode", self.test_mode, TEST_MODES)
-        if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
-            raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
+        check_records(self)
         if self.classes and self.num_classes is not None and len(self.classes) != self.num_classes:
             raise ValueError(f"{len(self.classes)} class names given for num_classes={self.num_classes}")
         if self.palette and self.classes and len(self.palette) != len(self.classes):
@@ -137,8 +126,7 @@ class PretrainedCfg(JsonRecord):
         reduction, metrics and download sources describe the old weights and are dropped.
         """
         origin = self.name if self.tag else (self.hf_hub_id or self.architecture or "other weights")
-        kept: tuple[str, ...] = ("mean", "std", "ignore_index", "crop_size", "test_scale", "keep_ratio", "test_mode")
-        kept += ("slide_crop", "slide_stride", "tta_ratios", "tta_flip", "align_corners", "license")
+        kept = ("mean", "std", "ignore_index", "crop_size", "test", "align_corners", "license")
         return PretrainedCfg(
             architecture=architecture or self.architecture,
             num_classes=num_classes,

@@ -10,7 +10,6 @@ downloads nothing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,12 +43,7 @@ def from_timm(base: PretrainedCfg, timm_cfg: Mapping[str, Any]) -> PretrainedCfg
     input_size = timm_cfg.get("input_size")
     if timm_cfg.get("fixed_input_size") and input_size:
         window = (int(input_size[-2]), int(input_size[-1]))
-        changes.update(
-            crop_size=window,
-            test_mode="slide",
-            slide_crop=window,
-            slide_stride=(math.ceil(window[0] * 2 / 3), math.ceil(window[1] * 2 / 3)),
-        )
+        changes.update(crop_size=window, test=base.test.replace(mode="slide", window=window, stride=None))
         notes.append(f"the encoder takes {window[0]}x{window[1]} inputs only: slide inference with that window")
     if base.license is None and timm_cfg.get("license"):
         changes["license"] = str(timm_cfg["license"])

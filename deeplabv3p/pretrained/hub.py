@@ -18,11 +18,12 @@ import json
 import os
 import shutil
 import tempfile
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..atomic import atomic_folder, atomic_write_text, is_temporary, remove_stale
-from ..fields import JsonRecord, check_int
+from ..fields import JsonRecord, check_int, nest, record_type
 from ..models.config import ModelConfig
 from ..version import __version__
 from .config import CONFIG_SCHEMA_VERSION, DESCRIPTIVE_FIELDS, PretrainedCfg, pretrained_cfg_for
@@ -39,11 +40,13 @@ _CONFIG_KEYS = frozenset({"schema_version", "architecture", "model_config", "pre
 SAVED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
 _Record = TypeVar("_Record", bound=JsonRecord)
 
-# What a config.json of each schema version may leave out (and so takes its default). Version 1 writes every field;
-# of those, only the descriptive metadata of the weights may be missing: a missing field that shapes the network or
-# its predictions means a damaged or hand-edited file, and guessing it would give another model.
-_OPTIONAL_FIELDS: dict[int, dict[str, frozenset[str]]] = {
-    1: {"model_config": frozenset(), "pretrained_cfg": frozenset(DESCRIPTIVE_FIELDS)},
+# What a config.json may leave out (and so takes its default). Every version writes every field; of those, only the
+# descriptive metadata of the weights may be missing: a missing field that shapes the network or its predictions
+# means a damaged or hand-edited file, and guessing it would give another model. Version 1 wrote the test settings
+# as flat fields of pretrained_cfg (``test_scale``, ``test_mode``...), read here into version 2's nested ``test``.
+_OPTIONAL_FIELDS: dict[str, frozenset[str]] = {
+    "model_config": frozenset(),
+    "pretrained_cfg": frozenset(DESCRIPTIVE_FIELDS),
 }
 
 
@@ -95,12 +98,27 @@ def check_saved_encoder(encoder: str, origin: str) -> None:
         )
 
 
+def _missing(cls: type[JsonRecord], data: dict[str, Any], optional: frozenset[str] = frozenset()) -> list[str]:
+    """The fields of `cls` (and, as ``record.field``, of its sub-records) that `data` lacks, less `optional`."""
+    hints = typing.get_type_hints(cls)
+    missing = []
+    for f in dataclasses.fields(cls):
+        if f.name in optional:
+            continue
+        if f.name not in data:
+            missing.append(f.name)
+        elif (sub := record_type(hints[f.name])) is not None and isinstance(data[f.name], dict):
+            missing += [f"{f.name}.{name}" for name in _missing(sub, data[f.name])]
+    return missing
+
+
 def _record(cls: type[_Record], data: Any, section: str, version: int, origin: str) -> _Record:
     """`cls.from_dict(data)` of one section of a config.json, with every field it needs present."""
     if not isinstance(data, dict):
         raise ValueError(f"{origin}: {section} must be a JSON object, got {type(data).__name__}")
-    required = [f.name for f in dataclasses.fields(cls) if f.name not in _OPTIONAL_FIELDS[version][section]]
-    missing = [name for name in required if name not in data]
+    if version == 1:
+        data = nest(cls, data)  # flat test settings -> the nested record
+    missing = _missing(cls, data, _OPTIONAL_FIELDS[section])
     if missing:
         raise ValueError(
             f"{origin}: {section} lacks the field(s) {missing}, which config schema {version} requires (they "

@@ -47,15 +47,16 @@ def _encoder_text(config: ModelConfig) -> str:
 
 
 def _test_time_text(cfg: PretrainedCfg) -> str:
+    test = cfg.test
     resize = (
-        f"resize to fit {cfg.test_scale[0]}x{cfg.test_scale[1]} (long x short side, keep ratio)"
-        if cfg.test_scale and cfg.keep_ratio
-        else f"resize to {cfg.test_scale[0]}x{cfg.test_scale[1]}"
-        if cfg.test_scale
+        f"resize to fit {test.scale[0]}x{test.scale[1]} (long x short side, keep ratio)"
+        if test.scale and test.keep_ratio
+        else f"resize to {test.scale[0]}x{test.scale[1]}"
+        if test.scale
         else "no resize"
     )
-    if cfg.test_mode == "slide":
-        mode = f"sliding window {_size(cfg.slide_crop)}, stride {_size(cfg.slide_stride)}"
+    if test.mode == "slide":
+        mode = f"sliding window {_size(test.window)}, stride {_size(test.stride)}"
     else:
         mode = "whole image"
     return f"{resize}; {mode}; align_corners={cfg.align_corners}"
@@ -89,9 +90,9 @@ def _test_settings(config: ModelConfig, cfg: PretrainedCfg) -> list[str]:
         ("input", f"{bands} on the 0-255 scale, normalised with mean {list(cfg.mean)}, std {list(cfg.std)}"),
         ("labels", f"ignore index {cfg.ignore_index}, reduce_zero_label={cfg.reduce_zero_label}"),
     ]
-    if cfg.tta_ratios:
-        flip = " + horizontal flip" if cfg.tta_flip else ""
-        ratios = ", ".join(f"{r:g}" for r in cfg.tta_ratios)
+    if cfg.test.tta_ratios:
+        flip = " + horizontal flip" if cfg.test.tta_flip else ""
+        ratios = ", ".join(f"{r:g}" for r in cfg.test.tta_ratios)
         rows.append(("multi-scale test (ms+flip)", f"ratios {ratios} of the test scale{flip}, softmax averaged"))
     out = ["", "## Test settings", ""]
     if cfg.metrics.get("mIoU") is not None:

@@ -4,17 +4,18 @@
 ``datasets`` (display name, class names, RGB palette, ``reduce_zero_label``, test settings by training crop
 ``"HxW"``; ``derive`` makes one from another, e.g. Pascal Context 59 is Pascal Context less its first class),
 ``defaults`` shared by every row (mmseg's mean/std, ignore index, ``--aug-test`` ratios, licence) and ``models``,
-one record a row keyed by `PretrainedCfg` field names; a row's keys override its crop's settings, which override the
+one record a row keyed by `PretrainedCfg`'s flat field names (its test settings as ``test_scale``, ``test_mode``,
+``slide_crop``..., see `deeplabv3p.fields.flat_fields`); a row's keys override its crop's settings, which override the
 defaults. Tags are ``DATASET_CROP_ITERS`` (``_amp`` for the FP16 row). Nothing here builds or downloads anything.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from importlib import resources
 from typing import Any, NamedTuple, TypedDict
 
+from ..fields import flat_fields
 from ..models.config import ModelConfig, OutputStride
 from .config import PretrainedCfg
 
@@ -71,13 +72,16 @@ class Zoo(NamedTuple):
     pretrained_cfgs: dict[str, PretrainedCfg]
 
 
-_TEST_FIELDS: tuple[str, ...] = ("test_scale", "keep_ratio", "test_mode", "slide_crop", "slide_stride", "tta_ratios")
-_TEST_FIELDS += ("tta_flip", "align_corners")
-# Row fields: PretrainedCfg's, less those its dataset and its name determine.
+# Row fields: PretrainedCfg's flat view, less those its dataset and its name determine; a dataset's settings by
+# crop: the test settings and align_corners.
 _ROW_FIELDS = tuple(
-    f.name
-    for f in dataclasses.fields(PretrainedCfg)
-    if f.name not in ("num_classes", "classes", "palette", "reduce_zero_label", "hf_hub_id")
+    name
+    for name in flat_fields(PretrainedCfg)
+    if name not in ("num_classes", "classes", "palette", "reduce_zero_label", "hf_hub_id")
+)
+_TEST_FIELDS = (
+    *(name for name, (holder, _) in flat_fields(PretrainedCfg).items() if holder == "test"),
+    "align_corners",
 )
 _ROW_REQUIRED = ("architecture", "tag", "dataset", "crop_size", "iters")
 _METRICS = ("mIoU", "mIoU_ms_flip", "train_mem_gb", "fps", "fps_device")
@@ -139,7 +143,7 @@ def _pretrained_cfg(index: int, row: Any, zoo: dict[str, Any], datasets: dict[st
         raise ValueError(f"zoo.json {where}: the tag must start with DATASET_CROP_ITERS, {row['dataset']}_{crop}_..k")
     derived = {"num_classes": len(info["classes"]), "hf_hub_id": f"{zoo['hub_org']}/{row['architecture']}.{row['tag']}"}
     facts = {k: v for k, v in info.items() if k != "display_name"}
-    return PretrainedCfg.from_dict({**zoo["defaults"], **test_by_crop[crop], **row, **facts, **derived})
+    return PretrainedCfg.from_flat({**zoo["defaults"], **test_by_crop[crop], **row, **facts, **derived})
 
 
 def parse_zoo(data: Any) -> Zoo:

@@ -50,7 +50,7 @@ class Components:
 
 def schedule(cfg: TrainConfig) -> tuple[int, float, float]:
     """PolyLR's (total_iters, power, eta_min) for a recipe."""
-    return cfg.iters, cfg.power, cfg.min_lr
+    return cfg.iters, cfg.optim.power, cfg.optim.min_lr
 
 
 def _uses_sync_bn(cfg: TrainConfig, ctx: distributed.DistContext) -> bool:
@@ -71,8 +71,9 @@ def _check_run(
         )
     if val_info is not None and val_info.num_classes != num_classes:
         raise ValueError(f"the validation set has {val_info.num_classes} classes but the model predicts {num_classes}")
-    if cfg.class_weight is not None and len(cfg.class_weight) != num_classes:
-        raise ValueError(f"class_weight has {len(cfg.class_weight)} entries for {num_classes} classes")
+    class_weight = cfg.loss.class_weight
+    if class_weight is not None and len(class_weight) != num_classes:
+        raise ValueError(f"class_weight has {len(class_weight)} entries for {num_classes} classes")
     in_chans = model.config.in_chans
     check_bands(info, "training", in_chans)
     if val_info is not None:
@@ -111,8 +112,7 @@ def trained_cfg(base: PretrainedCfg, info: DatasetInfo, cfg: TrainConfig, num_cl
         tag="", dataset=dataset, num_classes=k,
         classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
         reduce_zero_label=info.reduce_zero_label, ignore_index=info.ignore_index,
-        crop_size=cfg.crop_size, test_scale=cfg.test_scale or cfg.scale, test_mode=cfg.test_mode,
-        slide_crop=cfg.slide_crop, slide_stride=cfg.slide_stride,
+        crop_size=cfg.augment.crop_size, test=cfg.resolved_test,
         metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
         notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),
     )  # fmt: skip
@@ -128,17 +128,12 @@ def build_components(
     ignore_index = info.ignore_index
     statistics = weights_cfg(model).for_in_chans(in_chans)
     spec = sample_spec(in_chans)
-    transform = None if info.transforms is not None else training_transforms(
-        cfg.crop_size, cfg.scale, cfg.ratio_range, cfg.cat_max_ratio, cfg.flip_prob, cfg.photometric,
-        ignore_index,
-    )  # fmt: skip
+    transform = None if info.transforms is not None else training_transforms(cfg.augment, ignore_index)
     _check_first_samples(model, train, val, info, val_info, transform, spec, cfg.seed)
     model.pretrained_cfg = trained_cfg(weights_cfg(model), info, cfg, model.num_classes)
     requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
     restore_bn = _place(model, cfg, ctx)
-    optimizer = build_optimizer(
-        model, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.encoder_lr_mult, cfg.optimizer, cfg.betas
-    )
+    optimizer = build_optimizer(model, cfg.optim)
     parts = Components(
         info=info,
         val_info=val_info,
@@ -148,11 +143,9 @@ def build_components(
         optimizer=optimizer,
         scheduler=PolyLR(optimizer, *schedule(cfg)),
         scaler=torch.amp.GradScaler(ctx.device.type, enabled=cfg.amp == "fp16"),
-        loss=SegmentationLoss(
-            ignore_index, cfg.class_weight, cfg.avg_non_ignore, cfg.ohem_min_kept, cfg.ohem_thresh
-        ).to(ctx.device),
-        aux_loss=SegmentationLoss(ignore_index, cfg.class_weight, cfg.avg_non_ignore).to(ctx.device),
-        use_aux=getattr(model, "aux_head", None) is not None and cfg.aux_weight > 0,
+        loss=SegmentationLoss(ignore_index, cfg.loss).to(ctx.device),
+        aux_loss=SegmentationLoss(ignore_index, cfg.loss.without_ohem()).to(ctx.device),
+        use_aux=getattr(model, "aux_head", None) is not None and cfg.loss.aux_weight > 0,
         requires_grad=requires_grad,
         restore_bn=restore_bn,
     )
@@ -195,7 +188,7 @@ def sample_stream(
         AugmentedDataset(train, parts.transform, parts.spec),
         batch_size=cfg.batch_size,
         sampler=sampler,
-        collate_fn=PadCollate(cfg.pad_size or cfg.crop_size, parts.ignore_index),
+        collate_fn=PadCollate(cfg.resolved_pad_size, parts.ignore_index),
         num_workers=cfg.num_workers,
         pin_memory=ctx.device.type == "cuda",
         drop_last=True,

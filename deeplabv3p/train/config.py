@@ -1,5 +1,6 @@
-"""`TrainConfig`: the recipe of a fine-tuning run, one documented field per setting (the fields are also the
-keyword arguments of `fit` and the flags of ``deeplabv3p train``)."""
+"""`TrainConfig`: the recipe of a fine-tuning run, one documented field per setting. The settings of each component
+are a record of that component's module (`AugmentSettings`, `OptimSettings`, `LossSettings`, `TestSettings`); their
+fields, by flat name, are the keyword arguments of `fit` and the flags of ``deeplabv3p train``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-from ..fields import JsonRecord, check_bool, check_choice, check_float, check_int, check_pair, documented, option
-from ..pretrained.config import TEST_MODES, TestMode
-from .optim import OPTIMIZERS, OptimizerName
-from .transforms import training_transforms
+from ..fields import JsonRecord, check_bool, check_choice, check_int, check_pair, check_records, documented, option
+from ..pretrained.test_settings import TestSettings
+from .losses import LossSettings
+from .optim import OptimSettings
+from .transforms import AugmentSettings
 
 AmpMode = Literal["bf16", "fp16"]
 AMP_MODES: tuple[AmpMode, ...] = typing.get_args(AmpMode)
@@ -22,65 +24,29 @@ RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interv
 @dataclass(frozen=True)
 class TrainConfig(JsonRecord):
     """The recipe of a fine-tuning run (mmseg's defaults). Every field is also a keyword argument of `fit` and a
-    flag of ``deeplabv3p train`` (``--field-name``)."""
+    flag of ``deeplabv3p train`` (``--field-name``); the fields of a sub-record such as ``test`` by their flat names
+    (``lr=0.02``, ``--lr 0.02``, ``test_mode="slide"``, ``--test-mode slide``)."""
 
     iters: int = option(2000, help="optimiser steps")
     batch_size: int = option(
         8, help="images per step and process (the global batch is batch_size * world size * accum_steps)"
     )
-    crop_size: tuple[int, int] = option((512, 512), help="training crop (h, w)", metavar=("H", "W"))
-    scale: tuple[int, int] | None = option(
-        None,
-        help="mmseg's resize target (a, b) that ratio_range multiplies, e.g. 2048 512; also the test-time resize "
-        "recorded with the model (default: each image's own size)",
-        metavar=("A", "B"),
+    augment: AugmentSettings = option(default_factory=AugmentSettings, help="the training augmentation")
+    optim: OptimSettings = option(
+        default_factory=OptimSettings, help="the optimiser, its learning-rate schedule and gradient clipping"
     )
-    ratio_range: tuple[float, float] = option(
-        (0.5, 2.0), help="random resize ratios (min, max) of the scale", metavar=("MIN", "MAX")
-    )
-    cat_max_ratio: float = option(0.75, help="random crop: the largest share one class may take of a crop")
-    flip_prob: float = option(0.5, help="probability of a horizontal flip")
-    photometric: bool = option(True, help="photometric distortion (brightness, contrast, saturation, hue)")
-    optimizer: OptimizerName = option("sgd", help="the optimiser: sgd (mmseg's default) or adamw (with betas)")
-    betas: tuple[float, float] = option(
-        (0.9, 0.999), help="AdamW's coefficients of the running averages (b1, b2)", metavar=("B1", "B2")
-    )
-    lr: float = option(0.01, help="learning rate")
-    momentum: float = option(0.9, help="SGD momentum, in [0, 1)")
-    weight_decay: float = option(5e-4, help="weight decay")
-    power: float = option(0.9, help="PolyLR power")
-    min_lr: float = option(1e-4, help="PolyLR floor")
-    encoder_lr_mult: float = option(1.0, help="encoder learning rate = lr * encoder_lr_mult")
-    clip_grad_norm: float | None = option(
-        None, help="clip the gradients' global L2 norm to this (mmseg's clip_grad; default: no clipping)",
-        metavar="NORM",
-    )  # fmt: skip
     pad_size: tuple[int, int] | None = option(
-        None, help="pad every batch to at least this (h, w) (mmseg's preprocessor size; default: crop_size)",
+        None, help="pad every batch to at least this (h, w) (mmseg's preprocessor size; default: the crop size)",
         metavar=("H", "W"),
     )  # fmt: skip
-    test_scale: tuple[int, int] | None = option(
-        None, help="the test-time resize (a, b) of validation and the saved model (default: scale)",
-        metavar=("A", "B"),
-    )  # fmt: skip
-    test_mode: TestMode = option("whole", help="how validation (and the saved model) tests images: whole or slide")
-    slide_crop: tuple[int, int] | None = option(None, help="slide window (h, w) of test_mode slide", metavar=("H", "W"))
-    slide_stride: tuple[int, int] | None = option(
-        None, help="slide stride (h, w) of test_mode slide", metavar=("H", "W")
+    test: TestSettings = option(
+        default_factory=TestSettings,
+        help="how validation and the saved model test images (its test_scale defaults to scale)",
     )
     freeze_encoder: bool = option(
         False, help="train the decoder and classifier only (the encoder's BatchNorm statistics still adapt)"
     )
-    aux_weight: float = option(0.4, help="weight of the auxiliary head's loss (when the model has one)")
-    class_weight: tuple[float, ...] | None = option(None, help="one loss weight per class", metavar="W")
-    avg_non_ignore: bool = option(
-        False, help="average the loss over labelled pixels instead of all pixels (mmseg's default is off)"
-    )
-    ohem_min_kept: int | None = option(
-        None, help="OHEM: keep at least N hardest pixels per image on the main head's loss (default: no OHEM)",
-        metavar="N",
-    )  # fmt: skip
-    ohem_thresh: float | None = option(None, help="OHEM probability threshold (with ohem_min_kept)")
+    loss: LossSettings = option(default_factory=LossSettings, help="the training loss")
     amp: AmpMode | None = option(
         None, help="mixed precision: bf16, or fp16 with a gradient scaler (default: full precision)"
     )
@@ -107,41 +73,23 @@ class TrainConfig(JsonRecord):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 1)
         check_int("keep_checkpoints", self.keep_checkpoints)
-        object.__setattr__(self, "crop_size", check_pair("crop_size", self.crop_size))
-        for name in ("scale", "pad_size", "test_scale", "slide_crop", "slide_stride"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, check_pair(name, getattr(self, name)))
-        for name in ("momentum", "weight_decay", "min_lr", "encoder_lr_mult", "aux_weight", "power"):
-            check_float(name, getattr(self, name), 0.0)
-        check_float("lr", self.lr, 0.0, min_open=True)
-        if not self.momentum < 1:
-            raise ValueError(
-                f"momentum must be in [0, 1) (SGD diverges from 1 on; mmseg uses 0.9), got {self.momentum!r}"
-            )
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not (isinstance(self.betas, tuple | list) and len(self.betas) == 2):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        betas = tuple(check_float("betas entries", b, 0.0, 1.0, max_open=True) for b in self.betas)
-        object.__setattr__(self, "betas", betas)
-        if self.clip_grad_norm is not None:
-            check_float("clip_grad_norm", self.clip_grad_norm, 0.0, min_open=True)
-        check_choice("test_mode", self.test_mode, TEST_MODES)
-        if self.test_mode == "slide" and (self.slide_crop is None or self.slide_stride is None):
-            raise ValueError("test_mode 'slide' needs slide_crop and slide_stride as (h, w)")
-        if isinstance(self.ratio_range, list):
-            object.__setattr__(self, "ratio_range", tuple(self.ratio_range))
-        # the augmentation checks its own settings (ratio_range, cat_max_ratio, flip_prob): build it once to ask
-        training_transforms(self.crop_size, self.scale, self.ratio_range, self.cat_max_ratio, self.flip_prob)
+        if self.pad_size is not None:
+            object.__setattr__(self, "pad_size", check_pair("pad_size", self.pad_size))
+        check_records(self)
         check_choice("amp", self.amp, (None, *AMP_MODES))
-        if self.class_weight is not None:
-            weights = self.class_weight
-            if isinstance(weights, str) or not isinstance(weights, tuple | list) or not weights:
-                raise ValueError(f"class_weight must be a non-empty list of numbers (one per class), got {weights!r}")
-            for w in weights:
-                check_float("class_weight entries", w, 0.0)
-            object.__setattr__(self, "class_weight", tuple(float(w) for w in weights))
-        for name in ("photometric", "freeze_encoder", "avg_non_ignore", "channels_last", "sync_bn"):
+        for name in ("freeze_encoder", "channels_last", "sync_bn"):
             check_bool(name, getattr(self, name))
+
+    @property
+    def resolved_test(self) -> TestSettings:
+        """The test settings of validation and the saved model: ``test`` with its scale defaulting to the
+        augmentation's ``scale``."""
+        return self.test if self.test.scale is not None else self.test.replace(scale=self.augment.scale)
+
+    @property
+    def resolved_pad_size(self) -> tuple[int, int]:
+        """What every batch is padded to at least: ``pad_size``, else the training crop."""
+        return self.pad_size or self.augment.crop_size
 
     @property
     def resolved_val_interval(self) -> int:

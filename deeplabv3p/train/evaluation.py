@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..inference.result import default_class_names
-from ..pretrained.config import TestMode
+from ..pretrained.test_settings import TestMode
 from .metrics import ConfusionMatrix
 from .samples import DatasetInfo, check_bands, dataset_info, evaluation_sample
 

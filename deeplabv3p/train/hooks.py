@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed
+from ..fields import flat_values
 from .checkpoint import find_checkpoint, read_training_state, write_best, write_checkpoint
 from .components import Components, schedule
 from .config import RUNTIME_FIELDS, TrainConfig
@@ -95,14 +96,14 @@ class DivergenceCheck:
         loss = float(state.running) / max(state.count, 1)
         if not math.isfinite(loss):
             raise FloatingPointError(
-                f"the loss is {loss} at iteration {state.iteration}: training diverged. Lower lr (now {cfg.lr}), or "
-                "use amp='bf16' instead of 'fp16'"
+                f"the loss is {loss} at iteration {state.iteration}: training diverged. Lower lr (now "
+                f"{cfg.optim.lr}), or use amp='bf16' instead of 'fp16'"
             )
         if self.reference is not None and loss > DIVERGENCE_FACTOR * self.reference:
             raise FloatingPointError(
                 f"the loss is {loss:.4g} at iteration {state.iteration}, over {DIVERGENCE_FACTOR:g} times where it "
-                f"started ({self.reference:.4g}): training diverged. Lower lr (now {cfg.lr}) or momentum (now "
-                f"{cfg.momentum})"
+                f"started ({self.reference:.4g}): training diverged. Lower lr (now {cfg.optim.lr}) or momentum "
+                f"(now {cfg.optim.momentum})"
             )
 
 
@@ -223,12 +224,9 @@ class Checkpointing:
         parts.scheduler.total_iters, parts.scheduler.power, parts.scheduler.eta_min = schedule(cfg)
         if saved_state.get("scaler"):
             parts.scaler.load_state_dict(saved_state["scaler"])
-        saved = TrainConfig.from_dict(saved_state["config"])
-        changed = {
-            k: (getattr(saved, k), getattr(cfg, k))
-            for k in TrainConfig.__dataclass_fields__
-            if k not in RUNTIME_FIELDS and getattr(saved, k) != getattr(cfg, k)
-        }
+        saved = flat_values(TrainConfig.from_flat(saved_state["config"]))  # flat or nested layout
+        now = flat_values(cfg)
+        changed = {k: (saved[k], now[k]) for k in now if k not in RUNTIME_FIELDS and saved[k] != now[k]}
         if changed:
             warnings.warn(f"resuming with a changed recipe (checkpoint, now): {changed}", stacklevel=4)
         rng = saved_state.get("rng") or []

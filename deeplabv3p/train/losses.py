@@ -12,15 +12,54 @@ the true class is below ``max(thresh, the min_kept-th smallest probability)``; t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fields import check_float, check_int
+from ..fields import JsonRecord, check_bool, check_float, check_int, documented, option
 
-__all__ = ["SegmentationLoss"]
+__all__ = ["LossSettings", "SegmentationLoss"]
+
+
+@documented
+@dataclass(frozen=True)
+class LossSettings(JsonRecord):
+    """The training loss (`SegmentationLoss`) and the auxiliary head's share of it, mmseg's defaults. Frozen and
+    validated."""
+
+    aux_weight: float = option(0.4, help="weight of the auxiliary head's loss (when the model has one)")
+    class_weight: tuple[float, ...] | None = option(None, help="one loss weight per class", metavar="W")
+    avg_non_ignore: bool = option(
+        False, help="average the loss over labelled pixels instead of all pixels (mmseg's default is off)"
+    )
+    ohem_min_kept: int | None = option(
+        None, help="OHEM: keep at least N hardest pixels per image on the main head's loss (default: no OHEM)",
+        metavar="N",
+    )  # fmt: skip
+    ohem_thresh: float | None = option(None, help="OHEM probability threshold (with ohem_min_kept)")
+
+    def __post_init__(self) -> None:
+        check_float("aux_weight", self.aux_weight, 0.0)
+        if self.class_weight is not None:
+            weights = self.class_weight
+            if isinstance(weights, str) or not isinstance(weights, tuple | list) or not weights:
+                raise ValueError(f"class_weight must be a non-empty list of numbers (one per class), got {weights!r}")
+            for w in weights:
+                check_float("class_weight entries", w, 0.0)
+            object.__setattr__(self, "class_weight", tuple(float(w) for w in weights))
+        check_bool("avg_non_ignore", self.avg_non_ignore)
+        if self.ohem_min_kept is not None:
+            check_int("ohem_min_kept", self.ohem_min_kept, 1)
+        if self.ohem_thresh is not None:
+            if self.ohem_min_kept is None:
+                raise ValueError(f"ohem_thresh={self.ohem_thresh!r} needs ohem_min_kept (OHEM is off without it)")
+            check_float("ohem_thresh", self.ohem_thresh, 0.0, 1.0, min_open=True, max_open=True)
+
+    def without_ohem(self) -> LossSettings:
+        """These settings for the auxiliary head, whose loss mmseg computes without the OHEM sampler."""
+        return self.replace(ohem_min_kept=None, ohem_thresh=None)
 
 
 class SegmentationLoss(nn.Module):
@@ -28,38 +67,20 @@ class SegmentationLoss(nn.Module):
 
     Args:
         ignore_index: target value of pixels that count nowhere.
-        class_weight: one weight per class, or None.
-        avg_non_ignore: average over labelled pixels instead of all pixels (see module docstring).
-        ohem_min_kept: enable OHEM, keeping at least this many pixels per image; None disables it.
-        ohem_thresh: OHEM probability threshold (mmseg's ``thresh``); None ranks by loss instead.
+        settings: class weights, averaging and OHEM (`LossSettings`; default: mmseg's, no class weights or OHEM).
     """
 
     class_weight: torch.Tensor | None  # a buffer: moves with .to(device)
 
-    def __init__(
-        self,
-        ignore_index: int = 255,
-        class_weight: Sequence[float] | torch.Tensor | None = None,
-        avg_non_ignore: bool = False,
-        ohem_min_kept: int | None = None,
-        ohem_thresh: float | None = None,
-    ) -> None:
+    def __init__(self, ignore_index: int = 255, settings: LossSettings | None = None) -> None:
         super().__init__()
+        settings = settings or LossSettings()
         self.ignore_index = ignore_index
-        self.avg_non_ignore = avg_non_ignore
-        if class_weight is not None:
-            class_weight = torch.as_tensor(class_weight, dtype=torch.float32)
-            if class_weight.dim() != 1 or not len(class_weight) or bool((class_weight < 0).any()):
-                raise ValueError(f"class_weight must be a list of non-negative floats, got {class_weight.tolist()}")
-        self.register_buffer("class_weight", class_weight, persistent=False)
-        if ohem_min_kept is not None:
-            check_int("ohem_min_kept", ohem_min_kept, 1)
-        if ohem_thresh is not None:
-            if ohem_min_kept is None:
-                raise ValueError(f"ohem_thresh={ohem_thresh!r} needs ohem_min_kept (OHEM is off without it)")
-            check_float("ohem_thresh", ohem_thresh, 0.0, 1.0, min_open=True, max_open=True)
-        self.ohem_min_kept = ohem_min_kept
-        self.ohem_thresh = ohem_thresh
+        self.avg_non_ignore = settings.avg_non_ignore
+        weight = None if settings.class_weight is None else torch.tensor(settings.class_weight, dtype=torch.float32)
+        self.register_buffer("class_weight", weight, persistent=False)
+        self.ohem_min_kept = settings.ohem_min_kept
+        self.ohem_thresh = settings.ohem_thresh
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.dim() != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):

@@ -74,10 +74,7 @@ def recipe_for(tag: str | PretrainedCfg) -> Recipe:
         "aux_weight": 0.4,
         "val_interval": cfg.iters // 10,
         "checkpoint_interval": cfg.iters // 10,
-        "test_scale": cfg.test_scale,
-        "test_mode": cfg.test_mode,
-        "slide_crop": cfg.slide_crop,
-        "slide_stride": cfg.slide_stride,
+        "test": cfg.test,
         **table,
     }
     if cfg.dataset == "cityscapes" and cfg.crop_size == (769, 769):
@@ -114,11 +111,12 @@ def resolve_recipe(
                 "--accum-steps that divides it, or set --batch-size"
             )
         batch = recipe.total_batch // share
-    fields = {**recipe.fields, "batch_size": batch, **{k: v for k, v in overrides.items() if k != "batch_size"}}
+    fields = {**recipe.fields, "batch_size": batch}
     if "iters" in overrides and "val_interval" not in overrides:  # keep mmseg's ten validations per run
         fields["val_interval"] = max(1, int(overrides["iters"]) // 10)
         fields["checkpoint_interval"] = overrides.get("checkpoint_interval", fields["val_interval"])
-    config = TrainConfig().replace(**fields)
+    # the overrides go on top of the recipe (a flat --test-mode over the row's test settings)
+    config = TrainConfig().replace(**fields).replace(**{k: v for k, v in overrides.items() if k != "batch_size"})
     record = {
         "recipe": recipe.name,
         "source_config": recipe.source_config,

@@ -67,12 +67,12 @@ class TrainStep:
                     logits, aux = net(x, return_aux=True)
                 loss = parts.loss(logits, y)
                 if parts.use_aux and aux is not None:
-                    loss = loss + cfg.aux_weight * parts.aux_loss(aux, y)
+                    loss = loss + cfg.loss.aux_weight * parts.aux_loss(aux, y)
                 parts.scaler.scale(loss / cfg.accum_steps).backward()
             running += loss.detach() / cfg.accum_steps
-        if cfg.clip_grad_norm is not None:
+        if cfg.optim.clip_grad_norm is not None:
             parts.scaler.unscale_(parts.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
         parts.scheduler.step()

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
+from ..fields import flat_fields
 from .checkpoint import find_checkpoint
 from .components import build_components, release, sample_stream
 from .config import TrainConfig
@@ -167,11 +168,10 @@ def fit(
         raise TypeError(f"model must be a deeplabv3p model (from create_model), got {type(model).__name__}")
     if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    unknown = sorted(set(overrides) - set(TrainConfig.__dataclass_fields__))
+    accepted = {*flat_fields(TrainConfig), *TrainConfig.__dataclass_fields__}
+    unknown = sorted(set(overrides) - accepted)
     if unknown:
-        raise TypeError(
-            f"fit() got unknown argument(s) {unknown}; accepted: {sorted(TrainConfig.__dataclass_fields__)}"
-        )
+        raise TypeError(f"fit() got unknown argument(s) {unknown}; accepted: {sorted(accepted)}")
     cfg = (config or TrainConfig()).replace(**overrides)
     if Path(out).exists() and not Path(out).is_dir():
         raise ValueError(

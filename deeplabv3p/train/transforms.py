@@ -19,6 +19,7 @@ mmseg's data preprocessor does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,10 +28,10 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._utils import query_size
 
-from ..fields import check_float, check_pair
+from ..fields import JsonRecord, check_bool, check_float, check_pair, documented, option
 from ..inference.resize import rescale_size
 
-__all__ = ["PhotoMetricDistortion", "RandomCrop", "RandomResize", "training_transforms"]
+__all__ = ["AugmentSettings", "PhotoMetricDistortion", "RandomCrop", "RandomResize", "training_transforms"]
 
 
 def _uniform(low: float, high: float) -> float:
@@ -192,22 +193,44 @@ def _scale_saturation(img: torch.Tensor, factor: float) -> torch.Tensor:
     return _clip(v - (v - x) * k, img.dtype)
 
 
-def training_transforms(
-    crop_size: int | tuple[int, int],
-    scale: tuple[int, int] | None = None,
-    ratio_range: tuple[float, float] = (0.5, 2.0),
-    cat_max_ratio: float = 0.75,
-    flip_prob: float = 0.5,
-    photometric: bool = True,
-    ignore_index: int = 255,
-) -> v2.Compose:
+@documented
+@dataclass(frozen=True)
+class AugmentSettings(JsonRecord):
+    """mmseg's training augmentation (`training_transforms`): random resize, random crop, flip and photometric
+    distortion. Frozen and validated."""
+
+    crop_size: tuple[int, int] = option((512, 512), help="training crop (h, w)", metavar=("H", "W"))
+    scale: tuple[int, int] | None = option(
+        None,
+        help="mmseg's resize target (a, b) that ratio_range multiplies, e.g. 2048 512; also the test-time resize "
+        "recorded with the model (default: each image's own size)",
+        metavar=("A", "B"),
+    )
+    ratio_range: tuple[float, float] = option(
+        (0.5, 2.0), help="random resize ratios (min, max) of the scale", metavar=("MIN", "MAX")
+    )
+    cat_max_ratio: float = option(0.75, help="random crop: the largest share one class may take of a crop")
+    flip_prob: float = option(0.5, help="probability of a horizontal flip")
+    photometric: bool = option(True, help="photometric distortion (brightness, contrast, saturation, hue)")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "crop_size", check_pair("crop_size", self.crop_size))
+        if self.scale is not None:
+            object.__setattr__(self, "scale", check_pair("scale", self.scale))
+        if isinstance(self.ratio_range, list):
+            object.__setattr__(self, "ratio_range", tuple(self.ratio_range))
+        check_bool("photometric", self.photometric)
+        training_transforms(self)  # the transforms check their own settings (ratio_range, cat_max_ratio, flip_prob)
+
+
+def training_transforms(augment: AugmentSettings, ignore_index: int = 255) -> v2.Compose:
     """mmseg's training pipeline: random resize -> random crop -> horizontal flip -> photometric distortion."""
-    check_float("flip_prob", flip_prob, 0.0, 1.0)
+    check_float("flip_prob", augment.flip_prob, 0.0, 1.0)
     steps: list[v2.Transform] = [
-        RandomResize(scale, ratio_range),
-        RandomCrop(crop_size, cat_max_ratio, ignore_index),
-        v2.RandomHorizontalFlip(flip_prob),
+        RandomResize(augment.scale, augment.ratio_range),
+        RandomCrop(augment.crop_size, augment.cat_max_ratio, ignore_index),
+        v2.RandomHorizontalFlip(augment.flip_prob),
     ]
-    if photometric:
+    if augment.photometric:
         steps.append(PhotoMetricDistortion())
     return v2.Compose(steps)

@@ -80,7 +80,7 @@ def test_evaluate_a_tag_on_the_cityscapes_tree(cityscapes_tag, tmp_path: Path, c
     weights = converted_path(cityscapes_tag)
     assert record["weights"]["file"] == str(weights) and record["weights"]["sha256"] == sha256(weights)
     assert record["weights"]["source_sha256_prefix"] == cityscapes_tag.sha256_prefix
-    assert record["settings"]["test_scale"] == [64, 32] and record["settings"]["tta"] is False
+    assert record["settings"]["test"]["scale"] == [64, 32] and record["settings"]["tta"] is False
     assert record["data"]["layout"] == "cityscapes" and record["data"]["images"] == 2
     assert record["data"]["official_images"] == 500
 
@@ -132,11 +132,12 @@ def test_train_recipe_uses_the_rows_schedule(cityscapes_tag, tmp_path: Path, cap
     assert record["published_batch"] == {"gpus": 4, "per_gpu": 2, "total": 8}
     assert record["overrides"] == {"iters": 1, "batch_size": 2, "crop_size": [24, 24], "num_workers": 0}
     config = json.loads((out / "train_config.json").read_text())["train"]
-    assert (config["iters"], config["batch_size"], config["crop_size"]) == (1, 2, [24, 24])
-    assert (config["scale"], config["lr"], config["weight_decay"], config["min_lr"]) == ([2048, 1024], 0.01, 5e-4, 1e-4)
-    assert config["test_scale"] == [64, 32] and config["aux_weight"] == 0.4
+    augment, optim = config["augment"], config["optim"]
+    assert (config["iters"], config["batch_size"], augment["crop_size"]) == (1, 2, [24, 24])
+    assert (augment["scale"], optim["lr"], optim["weight_decay"], optim["min_lr"]) == ([2048, 1024], 0.01, 5e-4, 1e-4)
+    assert config["test"]["scale"] == [64, 32] and config["loss"]["aux_weight"] == 0.4
     saved = json.loads((out / "best" / "config.json").read_text())["pretrained_cfg"]
-    assert saved["dataset"] == "cityscapes" and saved["num_classes"] == 19 and saved["test_scale"] == [64, 32]
+    assert saved["dataset"] == "cityscapes" and saved["num_classes"] == 19 and saved["test"]["scale"] == [64, 32]
 
 
 def test_prepare_command(tmp_path: Path, capsys) -> None:

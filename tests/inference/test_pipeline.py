@@ -227,17 +227,17 @@ def test_weights_test_settings_are_the_defaults(model):
     model.pretrained_cfg = model.pretrained_cfg.replace(
         test_mode="slide", slide_crop=(64, 64), slide_stride=(33, 33), crop_size=(64, 64), test_scale=(120, 90)
     )
-    settings = resolve_settings(model)
-    assert (settings.mode, settings.crop_size, settings.stride, settings.test_scale) == (
+    test = resolve_settings(model).test
+    assert (test.mode, test.window, test.stride, test.scale) == (
         "slide",
         (64, 64),
         (33, 33),
         (120, 90),
     )
-    assert resolve_settings(model, mode="whole").crop_size is None
+    assert resolve_settings(model, mode="whole").test.window is None
     model.pretrained_cfg = model.pretrained_cfg.replace(test_mode="whole", slide_crop=None, slide_stride=None)
-    assert resolve_settings(model, mode="slide").stride == (43, 43)  # the training crop, stride 2/3 rounded up
-    assert resolve_settings(model, resize=False).test_scale is None
+    assert resolve_settings(model, mode="slide").test.stride == (43, 43)  # the training crop, stride 2/3 rounded up
+    assert resolve_settings(model, resize=False).test.scale is None
 
 
 # --- inputs and results -------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def timm_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_timm_configs_give_the_weights_statistics_on_the_0_255_scale(encoder, expected):
     cfg = from_timm(PretrainedCfg(), timm_pretrained_cfg(encoder))  # timm's configs are data: nothing downloaded
     assert (cfg.mean, cfg.std) == expected
-    assert cfg.test_mode == "whole" and cfg.crop_size is None
+    assert cfg.test.mode == "whole" and cfg.crop_size is None
     assert any("timm's pretrained config" in note for note in cfg.notes)
 
 
@@ -50,8 +50,8 @@ def test_a_fixed_size_encoder_gets_its_input_size_as_crop_and_slide_window():
     timm_cfg = timm_pretrained_cfg("botnet26t_256")
     assert timm_cfg["fixed_input_size"]
     cfg = from_timm(PretrainedCfg(), timm_cfg)
-    assert cfg.crop_size == (256, 256) and cfg.test_mode == "slide"
-    assert cfg.slide_crop == (256, 256) and cfg.slide_stride == (171, 171)
+    assert cfg.crop_size == (256, 256) and cfg.test.mode == "slide"
+    assert cfg.test.window == (256, 256) and cfg.test.stride == (171, 171)
 
 
 def test_xception65_model_normalises_with_half_in_predict_and_config(timm_loads, tmp_path):

@@ -40,4 +40,4 @@ def test_tag_sets_classes_and_align_corners_without_loading_weights():
 def test_other_num_classes_drops_class_metadata_but_keeps_test_settings():
     model = narrow_model("deeplabv3plus_r18_d8.cityscapes_769x769_80k", num_classes=4)
     assert model.num_classes == 4
-    assert model.pretrained_cfg.classes == () and model.pretrained_cfg.test_mode == "slide"
+    assert model.pretrained_cfg.classes == () and model.pretrained_cfg.test.mode == "slide"

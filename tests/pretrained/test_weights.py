@@ -147,7 +147,7 @@ def test_fine_tuning_load_reinitialises_only_the_classifiers(monkeypatch):
             assert torch.equal(state[key], value), key
     cfg = model.pretrained_cfg
     assert cfg.num_classes == 3 and cfg.classes == () and cfg.metrics == {} and cfg.url is None and cfg.tag == ""
-    assert cfg.test_scale == (2048, 1024) and cfg.crop_size == (512, 1024)
+    assert cfg.test.scale == (2048, 1024) and cfg.crop_size == (512, 1024)
     assert cfg.mean == (123.675, 116.28, 103.53) and GOLDEN_NAME in cfg.notes[0]
 
 

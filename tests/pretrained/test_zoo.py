@@ -78,11 +78,11 @@ def test_tag_metadata_matches_reference_row(row):
     assert cfg.reduce_zero_label == row["reduce_zero_label"] == dataset["reduce_zero_label"]
     assert cfg.ignore_index == row["ignore_index"]
     assert cfg.crop_size == tuple(row["crop_size"])
-    assert cfg.test_scale == tuple(row["test_resize_scale"])
-    assert cfg.keep_ratio == row["keep_ratio"]
-    assert cfg.test_mode == row["test_mode"]
-    assert cfg.slide_crop == _tuple(row["test_crop_size"]) and cfg.slide_stride == _tuple(row["test_stride"])
-    assert cfg.tta_ratios == tuple(row["tta_ratios"]) and cfg.tta_flip == row["tta_flip"]
+    assert cfg.test.scale == tuple(row["test_resize_scale"])
+    assert cfg.test.keep_ratio == row["keep_ratio"]
+    assert cfg.test.mode == row["test_mode"]
+    assert cfg.test.window == _tuple(row["test_crop_size"]) and cfg.test.stride == _tuple(row["test_stride"])
+    assert cfg.test.tta_ratios == tuple(row["tta_ratios"]) and cfg.test.tta_flip == row["tta_flip"]
     assert cfg.align_corners == row["decode_head"]["align_corners"] == row["auxiliary_head"]["align_corners"]
     assert cfg.metrics == {k: v for k, v in expected_metrics.items() if v is not None}
     assert cfg.url == row["checkpoint_url"] and cfg.url.endswith(f"-{row['sha256_prefix']}.pth")

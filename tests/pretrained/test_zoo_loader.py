@@ -33,8 +33,8 @@ def test_every_row_loads_once_and_in_file_order(data):
 def test_row_takes_defaults_then_crop_settings_then_its_own_keys(data):
     cfg = zoo.PRETRAINED_CFGS["deeplabv3plus_r50_d8.cityscapes_769x769_80k"]
     crop = data["datasets"]["cityscapes"]["test_by_crop"]["769x769"]
-    assert cfg.test_mode == crop["test_mode"] == "slide" and cfg.align_corners is True
-    assert cfg.tta_ratios == tuple(data["defaults"]["tta_ratios"]) and cfg.mean == tuple(data["defaults"]["mean"])
+    assert cfg.test.mode == crop["test_mode"] == "slide" and cfg.align_corners is True
+    assert cfg.test.tta_ratios == tuple(data["defaults"]["tta_ratios"]) and cfg.mean == tuple(data["defaults"]["mean"])
     _row(data, cfg.name)["tta_flip"] = False
     _row(data, cfg.name)["slide_stride"] = [400, 400]
     changed = zoo.parse_zoo(data).pretrained_cfgs[cfg.name]
@@ -57,7 +57,7 @@ def test_derived_dataset_follows_its_source(data):
     datasets["pascal_context"]["test_by_crop"]["480x480"]["test_scale"] = [600, 600]
     parsed = zoo.parse_zoo(data)
     assert parsed.datasets["pascal_context_59"]["classes"][0] == "aeroplane (renamed)"
-    assert parsed.pretrained_cfgs["deeplabv3plus_r101_d8.pascal_context_59_480x480_80k"].test_scale == (600, 600)
+    assert parsed.pretrained_cfgs["deeplabv3plus_r101_d8.pascal_context_59_480x480_80k"].test.scale == (600, 600)
     datasets["vaihingen"]["derive"]["drop_first_class"] = True
     assert zoo.parse_zoo(data).datasets["vaihingen"]["classes"] == zoo.DATASETS["potsdam"]["classes"][1:]
 

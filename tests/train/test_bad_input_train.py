@@ -20,7 +20,7 @@ from deeplabv3p.train.datasets import SegmentationDataset
 from deeplabv3p.train.loader import AugmentedDataset
 from deeplabv3p.train.samples import sample_spec
 from deeplabv3p.train.trainer import TrainConfig, fit
-from deeplabv3p.train.transforms import training_transforms
+from deeplabv3p.train.transforms import AugmentSettings, training_transforms
 
 K = 5  # classes of tiny_model()
 
@@ -106,9 +106,9 @@ def test_bad_setting_is_refused_before_writing(tmp_path, overrides, exc, words):
 
 def test_train_config_itself_refuses_bad_values():
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
-        TrainConfig(momentum=5.0)
+        TrainConfig().replace(momentum=5.0)
     with pytest.raises(ValueError, match=r"flip_prob"):
-        TrainConfig(flip_prob=2.0)
+        TrainConfig().replace(flip_prob=2.0)
 
 
 def test_out_that_is_a_file_is_refused(tmp_path):
@@ -199,7 +199,8 @@ FORMS = {
 @pytest.mark.parametrize("ratio_range", [(1.0, 1.0), (0.75, 1.5)], ids=["crop-flip", "resize-crop-flip"])
 def test_every_sample_form_stays_aligned(form, ratio_range):
     data = Pairs(lambda i, m: FORMS[form](*_coded(i, m)))
-    transform = training_transforms((24, 24), None, ratio_range, 1.0, flip_prob=1.0, photometric=False)
+    augment = AugmentSettings((24, 24), None, ratio_range, 1.0, flip_prob=1.0, photometric=False)
+    transform = training_transforms(augment)
     stream = AugmentedDataset(data, transform, sample_spec(3))
     for key in [(i, 1000 + i) for i in range(4)]:
         image, mask = stream[key]

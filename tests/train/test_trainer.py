@@ -89,7 +89,7 @@ def test_model_metadata_after_fit(train_set: SegmentationDataset, tmp_path: Path
     training.fit(model, train_set, out=tmp_path, scale=(64, 64), **TINY)
     cfg = model.pretrained_cfg
     assert cfg.classes == train_set.classes and cfg.palette == train_set.palette
-    assert cfg.test_scale == (64, 64) and cfg.crop_size == (48, 48) and cfg.test_mode == "whole"
+    assert cfg.test.scale == (64, 64) and cfg.crop_size == (48, 48) and cfg.test.mode == "whole"
     assert not model.training
 
 
@@ -159,7 +159,7 @@ def test_fit_argument_errors(train_set: SegmentationDataset, tmp_path: Path) -> 
     with pytest.raises(ValueError, match="class_weight has 2 entries"):
         training.fit(tiny_model(), train_set, out=tmp_path, class_weight=[1, 2], **TINY)
     with pytest.raises(ValueError, match="crop_size"):
-        training.TrainConfig(crop_size=(0, 4))
+        training.TrainConfig().replace(crop_size=(0, 4))
     with pytest.raises(TypeError, match="deeplabv3p model"):
         training.fit(torch.nn.Linear(2, 2), train_set, out=tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):

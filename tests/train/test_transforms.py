@@ -10,6 +10,7 @@ import torch
 from torchvision import tv_tensors
 
 from deeplabv3p.train.transforms import (
+    AugmentSettings,
     PhotoMetricDistortion,
     RandomCrop,
     RandomResize,
@@ -41,7 +42,7 @@ def _interior(mask: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("seed", range(6))
 def test_geometric_pipeline_keeps_image_and_mask_aligned(seed: int) -> None:
     image, mask = _blocky_sample(seed)
-    pipeline = training_transforms((40, 40), scale=None, photometric=False)
+    pipeline = training_transforms(AugmentSettings(crop_size=(40, 40), scale=None, photometric=False))
     torch.manual_seed(seed)
     out_image, out_mask = pipeline(image, mask)
     assert isinstance(out_mask, tv_tensors.Mask) and out_mask.dtype == torch.int64
@@ -57,7 +58,9 @@ def test_flip_moves_image_and_mask_together() -> None:
     flips = 0
     for seed in range(8):
         torch.manual_seed(seed)
-        out_image, out_mask = training_transforms((48, 64), ratio_range=(1.0, 1.0), photometric=False)(image, mask)
+        out_image, out_mask = training_transforms(
+            AugmentSettings(crop_size=(48, 64), ratio_range=(1.0, 1.0), photometric=False)
+        )(image, mask)
         flips += torch.equal(out_mask, mask.flip(-1))
         assert torch.equal(_derived(out_image), out_mask)  # no resize, no crop: every pixel must agree
     assert 0 < flips < 8
@@ -79,7 +82,7 @@ def test_augmentation_is_reproducible_from_the_seed() -> None:
     rng = np.random.default_rng(0)
     image = tv_tensors.Image(torch.from_numpy(rng.integers(0, 256, (3, 50, 70), dtype=np.uint8)))
     mask = tv_tensors.Mask(torch.from_numpy(rng.integers(0, 4, (50, 70))))
-    pipeline = training_transforms((32, 32), scale=(80, 60))
+    pipeline = training_transforms(AugmentSettings(crop_size=(32, 32), scale=(80, 60)))
     outputs = []
     for seed in (5, 5, 6):
         torch.manual_seed(seed)
