@@ -95,3 +95,12 @@ def http_server(monkeypatch: pytest.MonkeyPatch):
     )
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The R-18-D8 slide-mode parity network (mmseg's weights), one per test module; modules that need another
+    network define their own `model`."""
+    from parity import build
+
+    return build("r18_v1b_d8_slide")
