@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from .models.model import DeepLabV3Plus
     from .pretrained.config import PretrainedCfg
     from .pretrained.factory import create_model
+    from .pretrained.fetch import WeightsUnavailableError
     from .pretrained.registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
-    from .pretrained.weights import WeightsUnavailableError
     from .train.datasets import SegmentationDataset
 
 # Public name -> the module that defines it. Resolved on first access, so importing one layer
@@ -39,7 +39,7 @@ _EXPORTS = {
     "DeepLabV3Plus": "deeplabv3p.models.model",
     "ModelConfig": "deeplabv3p.models.config",
     "PretrainedCfg": "deeplabv3p.pretrained.config",
-    "WeightsUnavailableError": "deeplabv3p.pretrained.weights",
+    "WeightsUnavailableError": "deeplabv3p.pretrained.fetch",
     "create_model": "deeplabv3p.pretrained.factory",
     "get_model_config": "deeplabv3p.pretrained.registry",
     "get_pretrained_cfg": "deeplabv3p.pretrained.registry",

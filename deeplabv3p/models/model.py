@@ -192,8 +192,8 @@ class DeepLabV3Plus(nn.Module):
 
     def save_pretrained(self, save_directory: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a README model card, all or nothing;
-        ``create_model(folder)`` reloads it. See `deeplabv3p.pretrained.hub.save_pretrained` (and `overwrite`)."""
-        from ..pretrained.hub import save_pretrained
+        ``create_model(folder)`` reloads it. See `deeplabv3p.pretrained.saved.save_pretrained` (and `overwrite`)."""
+        from ..pretrained.saved import save_pretrained
 
         return save_pretrained(self, save_directory, overwrite=overwrite)
 

@@ -26,9 +26,9 @@ from ..version import __version__
 from .config import PretrainedCfg
 from .download import ChecksumError, sha256_file
 from .factory import create_model
-from .hub import save_pretrained
 from .registry import get_pretrained_cfg, list_pretrained, split_model_name
-from .weights import load_into, read_state_dict
+from .saved import save_pretrained
+from .state_dict import load_into, read_state_dict
 from .zoo import HUB_ORG
 
 Status = Literal["written", "uploaded", "unchanged", "failed"]

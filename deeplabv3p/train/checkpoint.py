@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..atomic import atomic_folder, atomic_write_text, remove_stale
-from ..pretrained.weights import WEIGHTS_NAME, read_state_dict, torch_load
+from ..pretrained.state_dict import WEIGHTS_NAME, read_state_dict, torch_load
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3Plus

@@ -18,7 +18,7 @@ from zoo_helpers import GOLDEN_ARCH, GOLDEN_CONFIG, GOLDEN_PTH, Route, golden_cf
 from deeplabv3p.cli import COMMANDS, main
 from deeplabv3p.pretrained import zoo
 from deeplabv3p.pretrained.factory import create_model
-from deeplabv3p.pretrained.weights import converted_path
+from deeplabv3p.pretrained.fetch import converted_path
 from deeplabv3p.train.metrics import ConfusionMatrix
 from deeplabv3p.train.prepare import PREPARE_NAMES
 
