@@ -19,6 +19,7 @@ from .version import __version__
 if TYPE_CHECKING:
     from . import train
     from .inference.export import check_onnx, export_onnx
+    from .inference.model import DeepLabV3Plus, create_model
     from .inference.onnx_runtime import OnnxSegmenter
     from .inference.optimize import fold_batchnorm, optimize_for_inference
     from .inference.options import PredictOptions
@@ -26,9 +27,7 @@ if TYPE_CHECKING:
     from .inference.result import SegmentationResult
     from .inference.writer import write_predictions
     from .models.config import ModelConfig
-    from .models.model import DeepLabV3Plus
     from .pretrained.config import PretrainedCfg
-    from .pretrained.factory import create_model
     from .pretrained.fetch import WeightsUnavailableError
     from .pretrained.registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
     from .train.datasets import SegmentationDataset
@@ -36,11 +35,11 @@ if TYPE_CHECKING:
 # Public name -> the module that defines it. Resolved on first access, so importing one layer
 # (``deeplabv3p.models``) does not load the layers above it.
 _EXPORTS = {
-    "DeepLabV3Plus": "deeplabv3p.models.model",
+    "DeepLabV3Plus": "deeplabv3p.inference.model",
     "ModelConfig": "deeplabv3p.models.config",
     "PretrainedCfg": "deeplabv3p.pretrained.config",
     "WeightsUnavailableError": "deeplabv3p.pretrained.fetch",
-    "create_model": "deeplabv3p.pretrained.factory",
+    "create_model": "deeplabv3p.inference.model",
     "get_model_config": "deeplabv3p.pretrained.registry",
     "get_pretrained_cfg": "deeplabv3p.pretrained.registry",
     "list_models": "deeplabv3p.pretrained.registry",

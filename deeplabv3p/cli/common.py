@@ -12,8 +12,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..models.model import DeepLabV3Plus
-from ..pretrained.factory import create_model
+from ..inference.model import DeepLabV3Plus, create_model
 from ..pretrained.registry import split_model_name
 from ..pretrained.source import Source, is_saved_name, resolve_source
 from ..pretrained.zoo import DATASETS

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..pretrained.factory import create_model
+from ..inference.model import create_model
 from ..train.config import TrainConfig
 from ..version import __version__
 from .common import (

@@ -39,7 +39,7 @@ from .resize import resize_for_test
 from .result import SegmentationResult, default_class_names, default_palette
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
 
 # The network as the pipeline sees it: a normalized batch (N, C, H, W) -> logits (N, K, H, W) at the input size.
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -66,14 +66,14 @@ class InferenceSettings:
     align_corners: bool
 
 
-def _weights_cfg(model: DeepLabV3Plus | Backend) -> PretrainedCfg:
+def _weights_cfg(model: DeepLabV3PlusNetwork | Backend) -> PretrainedCfg:
     """What `model`'s weights are (`pretrained_cfg_for`): a `Backend` has the same ``config`` (`ModelConfig`) and
     ``pretrained_cfg`` as a model (an ONNX file's come from its metadata), so both are described the same way."""
     return pretrained_cfg_for(model.config, model.pretrained_cfg)
 
 
 def resolve_settings(
-    model: DeepLabV3Plus | Backend, options: PredictOptions | None = None, **overrides: Any
+    model: DeepLabV3PlusNetwork | Backend, options: PredictOptions | None = None, **overrides: Any
 ) -> InferenceSettings:
     """The test-time settings of `model`'s weights (``model.pretrained_cfg``) with the `PredictOptions` applied.
 
@@ -300,7 +300,7 @@ class _Run:
     num_workers: int
 
 
-def _as_backend(model: DeepLabV3Plus | Backend) -> Backend:
+def _as_backend(model: DeepLabV3PlusNetwork | Backend) -> Backend:
     if isinstance(model, Backend):
         return model
     if not (hasattr(model, "config") and hasattr(model, "parameters")):
@@ -312,7 +312,7 @@ def _as_backend(model: DeepLabV3Plus | Backend) -> Backend:
 
 
 def _start(
-    model: DeepLabV3Plus | Backend,
+    model: DeepLabV3PlusNetwork | Backend,
     inputs: Any,
     options: PredictOptions | None,
     overrides: dict[str, Any],
@@ -405,7 +405,7 @@ def _results(run: _Run, items: list[ImageItem]) -> Iterator[SegmentationResult]:
 
 
 def predict(
-    model: DeepLabV3Plus | Backend, inputs: Any, options: PredictOptions | None = None, **overrides: Any
+    model: DeepLabV3PlusNetwork | Backend, inputs: Any, options: PredictOptions | None = None, **overrides: Any
 ) -> SegmentationResult | list[SegmentationResult]:
     """Segment images with the test-time semantics of the model's weights.
 
@@ -431,7 +431,7 @@ def predict(
 
 
 def predict_iter(
-    model: DeepLabV3Plus | Backend,
+    model: DeepLabV3PlusNetwork | Backend,
     inputs: Any,
     options: PredictOptions | None = None,
     *,

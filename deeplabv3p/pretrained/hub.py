@@ -30,7 +30,7 @@ from .network import unreachable
 from .saved import model_config, save_pretrained
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
 
 HUB_PREFIX = "hf-hub:"
 
@@ -102,7 +102,7 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
 
 
 def push_to_hub(
-    model: DeepLabV3Plus,
+    model: DeepLabV3PlusNetwork,
     repo_id: str,
     *,
     commit_message: str = "Upload deeplabv3p model",

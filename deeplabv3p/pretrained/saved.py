@@ -29,7 +29,7 @@ from .model_card import model_card
 from .state_dict import WEIGHTS_NAME, save_state_dict
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
 
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
@@ -186,7 +186,7 @@ def _can_swap(folder: Path) -> bool:
 
 
 def save_pretrained(
-    model: DeepLabV3Plus,
+    model: DeepLabV3PlusNetwork,
     save_directory: str | Path,
     *,
     pretrained_cfg: PretrainedCfg | None = None,
@@ -202,7 +202,7 @@ def save_pretrained(
     umask). Temporaries a killed save left behind are removed.
 
     Args:
-        model: a `DeepLabV3Plus`.
+        model: a `DeepLabV3PlusNetwork` (or `deeplabv3p.DeepLabV3Plus`).
         save_directory: the folder (created if missing). An empty path is refused: it would mean the working
             directory.
         pretrained_cfg: metadata to write instead of ``model.pretrained_cfg``.

@@ -14,6 +14,7 @@ each rank reads its share of the data, validation is sharded and summed, and ran
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..atomic import atomic_write_text
-from ..inference.pipeline import normalize
+from ..inference.pipeline import normalize, predict
 from ..inference.result import default_class_names
 from ..pretrained.config import PretrainedCfg, TestMode
 from .checkpoint import (
@@ -50,8 +51,8 @@ from .optim import PolyLR, build_optimizer
 from .transforms import training_transforms
 
 if TYPE_CHECKING:
+    from ..inference.model import DeepLabV3Plus
     from ..inference.result import SegmentationResult
-    from ..models.model import DeepLabV3Plus
 
 __all__ = ["FitResult", "TrainConfig", "evaluate", "fit"]
 
@@ -156,8 +157,10 @@ def evaluate(
     class with no pixels to judge it by (left out of the means). In a process group each rank evaluates its share
     of the images and the counts are summed, so every rank returns the same numbers.
     """
-    if not hasattr(model, "predict"):
+    if not hasattr(model, "predict") and not hasattr(model, "config"):
         raise TypeError(f"model must be a deeplabv3p model with predict(), got {type(model).__name__}")
+    # Its own predict() (a deeplabv3p.DeepLabV3Plus, or a stand-in), else the pipeline's for a plain network.
+    segment = model.predict if hasattr(model, "predict") else functools.partial(predict, model)
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset is empty")
     in_chans = getattr(getattr(model, "config", None), "in_chans", None)  # any object with predict() will do
@@ -177,7 +180,7 @@ def evaluate(
     indices = range(rank, len(dataset), world)
     for i in tqdm(indices, desc="evaluate", disable=not (progress and rank == 0), leave=False):
         image, mask = _eval_sample(dataset, i)
-        result = typing.cast("SegmentationResult", model.predict(image, **kwargs))  # one image in, one result out
+        result = typing.cast("SegmentationResult", segment(image, **kwargs))  # one image in, one result out
         labels = result.labels
         matrix.update(torch.as_tensor(np.asarray(labels)), torch.from_numpy(mask.astype(np.int64)))
     distributed.all_reduce_sum(matrix.matrix)

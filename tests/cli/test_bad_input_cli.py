@@ -94,7 +94,7 @@ def narrow_convert(monkeypatch: pytest.MonkeyPatch) -> None:
         return deeplabv3p.create_model(name, **({**NARROW, **kwargs} if bare else kwargs))
 
     monkeypatch.setattr(common, "create_model", create_model)
-    monkeypatch.setattr(publish, "create_model", create_model)
+    monkeypatch.setattr(publish, "build_model", lambda cls, name, **kwargs: create_model(name, **kwargs))
 
 
 def _train(*flags: str, out_is_file: bool = False):
