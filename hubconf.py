@@ -5,8 +5,8 @@ print(torch.hub.help("deeplabv3p/deeplabv3p", "deeplabv3plus_r50_d8"))
 model = torch.hub.load("deeplabv3p/deeplabv3p", "deeplabv3plus_r50_d8", pretrained="cityscapes")
 """
 
-from deeplabv3p.pretrained.torch_hub import DEPENDENCIES as _DEPENDENCIES
-from deeplabv3p.pretrained.torch_hub import entrypoints as _entrypoints
+from deeplabv3p.inference.torch_hub import DEPENDENCIES as _DEPENDENCIES
+from deeplabv3p.inference.torch_hub import entrypoints as _entrypoints
 
 dependencies = list(_DEPENDENCIES)
 

@@ -32,7 +32,7 @@ from torch import nn
 import deeplabv3p
 from deeplabv3p.pretrained.convert import convert_key
 from deeplabv3p.pretrained.registry import PRETRAINED_CFGS
-from deeplabv3p.pretrained.weights import load_into
+from deeplabv3p.pretrained.state_dict import load_into
 
 LIBRARIES = ("ours", "mmseg", "smp", "onnxruntime")
 _REQUIREMENTS = {

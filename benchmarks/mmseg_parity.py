@@ -4,7 +4,7 @@ For each architecture: build mmseg's model from the seed row's config inside the
 give it non-trivial weights (random init, BatchNorm statistics calibrated on dead-leaves images, classifier bias
 centred so many classes win), convert its state dict with
 `deeplabv3p.pretrained.convert.convert_mmseg_state_dict`, load it into our model with
-`deeplabv3p.pretrained.weights.load_into` (every key accounted for), and compare in eval mode on an image
+`deeplabv3p.pretrained.state_dict.load_into` (every key accounted for), and compare in eval mode on an image
 neither has seen: backbone features, the auxiliary head and the final logits (relative max difference, argmax
 agreement). Needs mmseg, mmcv(-lite) and mmengine (see benchmarks/README.md); writes
 ``benchmarks/results/mmseg_parity.json`` and ``.md``.
@@ -34,7 +34,7 @@ from benchmarks import adapters, report  # noqa: E402
 from benchmarks.inputs import calibrate, class_histogram, image_batches  # noqa: E402
 from benchmarks.run import MMSEG_ARCHITECTURES, _size, device_name  # noqa: E402
 from deeplabv3p.pretrained.convert import convert_mmseg_state_dict  # noqa: E402
-from deeplabv3p.pretrained.weights import load_into  # noqa: E402
+from deeplabv3p.pretrained.state_dict import load_into  # noqa: E402
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

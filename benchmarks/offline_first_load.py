@@ -23,8 +23,8 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="offline-bench-")
 os.environ.pop("HF_HUB_OFFLINE", None)
 
 from deeplabv3p.pretrained import network
+from deeplabv3p.pretrained.fetch import WeightsUnavailableError, pretrained_weights_file
 from deeplabv3p.pretrained.registry import get_pretrained_cfg
-from deeplabv3p.pretrained.weights import WeightsUnavailableError, pretrained_weights_file
 
 _real_getaddrinfo = socket.getaddrinfo
 

@@ -121,6 +121,7 @@ def prepare(case: Case) -> dict[str, Any]:
 
     import deeplabv3p
     from benchmarks.inputs import class_histogram, labelled_batch, train_briefly
+    from deeplabv3p.pretrained.state_dict import load_into
 
     paths = _paths(case)
     device = torch.device(case.device)
@@ -128,7 +129,7 @@ def prepare(case: Case) -> dict[str, Any]:
     info_path = paths["weights"].with_suffix(".json")
     started = time.perf_counter()
     if paths["weights"].is_file() and info_path.is_file():
-        deeplabv3p.pretrained.weights.load_into(model, load_file(str(paths["weights"])))
+        load_into(model, load_file(str(paths["weights"])))
         info = json.loads(info_path.read_text())
     else:
         info = train_briefly(model, case.train_steps, seed=case.seed, device=device)

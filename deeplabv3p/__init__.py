@@ -18,24 +18,23 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (tests/test_layering.py keeps them equal)
+    from .inference.model import DeepLabV3Plus, create_model
     from .inference.options import PredictOptions
     from .inference.pipeline import predict, predict_iter
     from .inference.result import SegmentationResult
     from .models.config import ModelConfig
-    from .models.model import DeepLabV3Plus
     from .pretrained.config import PretrainedCfg
-    from .pretrained.factory import create_model
+    from .pretrained.fetch import WeightsUnavailableError
     from .pretrained.registry import get_pretrained_cfg, list_models, list_pretrained
-    from .pretrained.weights import WeightsUnavailableError
     from .train.datasets import SegmentationDataset
 
 # The module that defines each public name.
 _EXPORTS = {
-    "DeepLabV3Plus": "deeplabv3p.models.model",
+    "DeepLabV3Plus": "deeplabv3p.inference.model",
     "ModelConfig": "deeplabv3p.models.config",
     "PretrainedCfg": "deeplabv3p.pretrained.config",
-    "WeightsUnavailableError": "deeplabv3p.pretrained.weights",
-    "create_model": "deeplabv3p.pretrained.factory",
+    "WeightsUnavailableError": "deeplabv3p.pretrained.fetch",
+    "create_model": "deeplabv3p.inference.model",
     "get_pretrained_cfg": "deeplabv3p.pretrained.registry",
     "list_models": "deeplabv3p.pretrained.registry",
     "list_pretrained": "deeplabv3p.pretrained.registry",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import deeplabv3p
-from deeplabv3p.pretrained.weights import load_into, read_state_dict
+from deeplabv3p.pretrained.state_dict import load_into, read_state_dict
 
 PARITY = Path(__file__).parent / "data" / "parity"
 CASES = ("r18_v1c_d8", "r50_v1c_d8", "r101_v1c_d16_mg124", "r50_v1b_d8_align_corners", "r18_v1b_d8_slide")

@@ -86,3 +86,82 @@ def test_public_names_are_the_same_for_type_checkers_and_at_run_time():
     assert sorted(deeplabv3p.__all__) == sorted(["__version__", *typed])
     for name, module in typed.items():
         assert getattr(deeplabv3p, name) is getattr(importlib.import_module(module), name)
+
+
+# ----- calls: no function of a lower layer calls a function of a higher one at run time ------------------------------
+
+# Run in a fresh interpreter under sys.setprofile: every call whose caller and callee are functions of deeplabv3p
+# modules in two different layers is recorded as (caller layer, callee layer, "caller -> callee"). The workload is
+# what a user does with a model: create it, predict, save and reload it, reset its head, optimise it, predict again.
+_CALL_TRACER = r"""
+import json, sys, tempfile, threading
+from pathlib import Path
+
+LAYERS = ("models", "pretrained", "inference", "train", "cli")
+seen = {}
+
+def layer(frame):
+    name = frame.f_globals.get("__name__", "")
+    parts = name.split(".")
+    return (parts[1], name) if len(parts) > 2 and parts[0] == "deeplabv3p" and parts[1] in LAYERS else (None, name)
+
+def profile(frame, event, arg):
+    if event != "call" or frame.f_back is None:
+        return
+    callee, callee_module = layer(frame)
+    caller, caller_module = layer(frame.f_back)
+    if callee is not None and caller is not None and callee != caller:
+        call = f"{caller_module}.{frame.f_back.f_code.co_name} -> {callee_module}.{frame.f_code.co_name}"
+        seen.setdefault((caller, callee), set()).add(call)
+
+import numpy as np
+import deeplabv3p
+import deeplabv3p.models.model
+
+if sys.argv[1] == "violating":  # a network method that calls the inference layer, as models/model.py once did
+    source = "def predict(self, inputs):\n    from deeplabv3p.inference.pipeline import predict\n"
+    exec(source + "    return predict(self, inputs)\n", vars(deeplabv3p.models.model))
+    deeplabv3p.models.model.DeepLabV3PlusNetwork.predict = deeplabv3p.models.model.predict
+
+narrow = dict(encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8, aux_channels=8)
+image = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+threading.setprofile(profile)
+sys.setprofile(profile)
+model = deeplabv3p.create_model("deeplabv3plus_r18_d8", num_classes=3, **narrow).eval()
+with tempfile.TemporaryDirectory() as tmp:
+    loaded = deeplabv3p.create_model(str(model.save_pretrained(Path(tmp) / "model"))).eval()
+if sys.argv[1] == "violating":
+    deeplabv3p.models.model.DeepLabV3PlusNetwork.predict(loaded, image)
+else:
+    loaded.predict(image)
+    loaded.reset_classifier(4)
+    loaded.optimize_for_inference().predict(image)
+sys.setprofile(None)
+threading.setprofile(None)
+print(json.dumps([[caller, callee, sorted(calls)] for (caller, callee), calls in seen.items()]))
+"""
+
+
+def _calls_across_layers(workload: str) -> dict[tuple[str, str], list[str]]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CALL_TRACER, workload], capture_output=True, text=True, check=True
+    ).stdout
+    return {(caller, callee): calls for caller, callee, calls in json.loads(out.splitlines()[-1])}
+
+
+def _upward(calls: dict[tuple[str, str], list[str]]) -> list[str]:
+    return sorted(
+        c for (caller, callee), found in calls.items() if LAYERS.index(caller) < LAYERS.index(callee) for c in found
+    )
+
+
+def test_no_function_of_a_layer_calls_one_above_it():
+    calls = _calls_across_layers("user")
+    assert not _upward(calls), "lower layers call higher ones:\n" + "\n".join(_upward(calls))
+    # The workload did cross the layers downwards, so the trace saw what it checks.
+    assert {("pretrained", "models"), ("inference", "pretrained")} <= set(calls)
+
+
+def test_the_call_check_catches_a_network_that_calls_inference():
+    upward = _upward(_calls_across_layers("violating"))
+    assert "deeplabv3p.models.model.predict -> deeplabv3p.inference.pipeline.predict" in upward, upward

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ..pretrained.weights import WeightsUnavailableError
+from ..pretrained.fetch import WeightsUnavailableError
 from ..version import __version__
 from .common import parse_model_kwargs
 from .export import add_export, run_export

@@ -10,23 +10,44 @@ import os
 import types
 import typing
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..fields import flat_fields
-from ..models.model import DeepLabV3Plus
-from ..pretrained.factory import create_model
-from ..pretrained.hub import is_hub_id
+from ..inference.model import DeepLabV3Plus, create_model
 from ..pretrained.registry import split_model_name
+from ..pretrained.source import Source, is_saved_name, resolve_source
 from ..train.layouts import LAYOUTS, ZooLayout
 
 
 def pretrained_argument(model: str, pretrained: bool | str | None, default: bool = False) -> bool | str | None:
-    """`create_model`'s ``pretrained`` for ``--model`` / ``--pretrained``: a saved folder or ``hf-hub:`` id keeps its
-    own weights (None), ``ARCH.TAG`` loads the tag's (True), a bare architecture gets `default`."""
-    if pretrained is None and not (Path(model).is_dir() or is_hub_id(model)):
+    """`resolve_source`'s ``pretrained`` for ``--model`` / ``--pretrained``: a saved folder or ``hf-hub:`` id keeps
+    its own weights (None), ``ARCH.TAG`` loads the tag's (True), a bare architecture gets `default`."""
+    if pretrained is None and not is_saved_name(model):
         return split_model_name(model)[1] is not None or default
     return pretrained
+
+
+def source_from_args(
+    model: str,
+    pretrained: bool | str | None = None,
+    checkpoint: str | None = None,
+    *,
+    default: bool = False,
+    require_weights: bool = False,
+) -> Source:
+    """Where the weights of ``--model``, ``--pretrained`` and ``--checkpoint`` come from, for every command.
+
+    A saved folder or ``hf-hub:`` id loads its own weights and ``ARCH.TAG`` the tag's, unless `pretrained` or
+    `checkpoint` names others; a bare architecture gets `default` (True: its Cityscapes weights, False: none).
+    `require_weights` refuses to go on without weights.
+    """
+    pretrained = pretrained_argument(model, pretrained, default)
+    if require_weights and pretrained is False and checkpoint is None:
+        raise ValueError(
+            f"this command needs trained weights, and --model {model!r} is an architecture alone: pass a saved model "
+            "folder, ARCH.TAG, --pretrained [TAG|FILE] or --checkpoint FILE"
+        )
+    return resolve_source(model, pretrained, checkpoint)
 
 
 def model_from_args(
@@ -38,19 +59,10 @@ def model_from_args(
     require_weights: bool = False,
     **kwargs: Any,
 ) -> DeepLabV3Plus:
-    """The model of ``--model``, ``--pretrained`` and ``--checkpoint``: every command builds its model here.
-
-    A saved folder or ``hf-hub:`` id loads its own weights and ``ARCH.TAG`` the tag's, unless `pretrained` or
-    `checkpoint` names others; a bare architecture gets `default` (True: its Cityscapes weights, False: none).
-    `require_weights` refuses to go on without weights; `kwargs` are create_model overrides (``--model-kwargs``).
-    """
-    pretrained = pretrained_argument(model, pretrained, default)
-    if require_weights and pretrained is False and checkpoint is None:
-        raise ValueError(
-            f"this command needs trained weights, and --model {model!r} is an architecture alone: pass a saved model "
-            "folder, ARCH.TAG, --pretrained [TAG|FILE] or --checkpoint FILE"
-        )
-    return create_model(model, pretrained=pretrained, checkpoint_path=checkpoint, **kwargs)
+    """The model of ``--model``, ``--pretrained`` and ``--checkpoint`` (see `source_from_args`); `kwargs` are
+    create_model overrides (``--model-kwargs``)."""
+    source = source_from_args(model, pretrained, checkpoint, default=default, require_weights=require_weights)
+    return create_model(source, **kwargs)
 
 
 def is_main_process() -> bool:

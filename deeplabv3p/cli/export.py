@@ -10,7 +10,7 @@ from ..inference.export import DEFAULT_OPSET, check_onnx, export_onnx
 from .common import model_from_args, parse_size
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..inference.model import DeepLabV3Plus
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:

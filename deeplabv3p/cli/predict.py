@@ -11,7 +11,7 @@ from ..inference.options import PredictOptions
 from .common import add_options, model_from_args, option_values, parse_model_kwargs
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..inference.model import DeepLabV3Plus
 
 EPILOG = """\
 Under torchrun every process takes its own device (cuda:LOCAL_RANK, or the CPU) and every world-th input, and

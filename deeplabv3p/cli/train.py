@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..inference.model import create_model
 from ..train.config import TrainConfig
 from ..version import __version__
 from .common import (
@@ -20,7 +21,7 @@ from .common import (
     model_from_args,
     option_values,
     parse_model_kwargs,
-    pretrained_argument,
+    source_from_args,
 )
 
 if TYPE_CHECKING:
@@ -147,28 +148,6 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="PATH", help="also write metrics, published numbers, weights and settings here")
 
 
-def _weights(model: str, pretrained: bool | str | None) -> tuple[Any, Path | None]:
-    """The model, and the local file its weights were read from (None when built without weights)."""
-    from ..pretrained.factory import create_model, looks_like_path
-    from ..pretrained.hub import is_hub_id, source_file
-    from ..pretrained.registry import get_pretrained_cfg, split_model_name
-    from ..pretrained.weights import WEIGHTS_NAME, pretrained_weights_file
-
-    arch, tag = split_model_name(model)
-    if isinstance(pretrained, str) and (Path(pretrained).exists() or looks_like_path(pretrained)):
-        path = Path(pretrained)
-        return create_model(model, pretrained), path / WEIGHTS_NAME if path.is_dir() else path
-    if Path(model).is_dir() or is_hub_id(model):
-        if pretrained is False:
-            return create_model(model, False), None
-        return create_model(model, pretrained), source_file(model, WEIGHTS_NAME)
-    if pretrained is True or isinstance(pretrained, str):
-        cfg = get_pretrained_cfg(arch, pretrained if isinstance(pretrained, str) else tag)
-        path = pretrained_weights_file(cfg)
-        return create_model(model, pretrained, checkpoint_path=path), path
-    return create_model(model, pretrained), None
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..atomic import atomic_write_text
@@ -185,7 +164,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         dataset_record,
     )  # fmt: skip
 
-    model, weights_file = _weights(args.model, pretrained_argument(args.model, args.pretrained, default=True))
+    source = source_from_args(args.model, args.pretrained, default=True).fetched()  # fetched once, then recorded
+    model, weights_file = create_model(source), source.weights_file()
     cfg = model.pretrained_cfg
     assert cfg is not None  # create_model always sets it
     rules = {"reduce_zero_label": cfg.reduce_zero_label, "ignore_index": cfg.ignore_index}

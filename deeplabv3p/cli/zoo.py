@@ -12,6 +12,7 @@ from ..pretrained.download import ChecksumError
 from ..pretrained.model_card import zoo_table
 from ..pretrained.publish import hub_org_note, model_from_checkpoint, publish_zoo, verify_checkpoint
 from ..pretrained.registry import get_pretrained_cfg, list_models, list_pretrained, split_model_name
+from ..pretrained.saved import save_pretrained
 
 
 def add_list(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +74,7 @@ def run_convert(args: argparse.Namespace) -> int:
         except ChecksumError as e:
             print(f"deeplabv3p convert: warning: {e}", file=sys.stderr)
     model = model_from_checkpoint(checkpoint, args.model)
-    out = model.save_pretrained(args.out, overwrite=args.overwrite)
+    out = save_pretrained(model, args.out, overwrite=args.overwrite)
     assert model.pretrained_cfg is not None  # create_model always sets it
     print(f"wrote {out}/ (config.json, model.safetensors, README.md) for {model.pretrained_cfg.name}")
     return 0

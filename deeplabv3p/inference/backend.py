@@ -19,7 +19,7 @@ from .options import PredictOptions
 from .precision import resolve_dtype
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
 
 
 class Backend:
@@ -58,7 +58,9 @@ class TorchBackend(Backend):
 
     name = "pytorch"
 
-    def __init__(self, model: DeepLabV3Plus, dtype: torch.dtype | None = None, channels_last: bool = False) -> None:
+    def __init__(
+        self, model: DeepLabV3PlusNetwork, dtype: torch.dtype | None = None, channels_last: bool = False
+    ) -> None:
         self.model = model
         self.dtype = dtype
         self.channels_last = channels_last

@@ -29,7 +29,7 @@ from ..atomic import atomic_path
 from ..fields import check_int, check_pair
 from ..models.config import ModelConfig
 from ..pretrained.config import pretrained_cfg_for
-from ..pretrained.hub import config_dict
+from ..pretrained.saved import config_dict
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Resize with align_corners / half_pixel coordinate modes
@@ -121,7 +121,7 @@ def export_onnx(
 
 
 # Key of the ONNX metadata_props entry holding the saved-model config (``config.json``'s content, see
-# `deeplabv3p.pretrained.hub`): what predict needs besides the graph (see OnnxSegmenter).
+# `deeplabv3p.pretrained.saved`): what predict needs besides the graph (see OnnxSegmenter).
 META_CONFIG = "deeplabv3p.config"
 
 
@@ -142,7 +142,7 @@ def _finish_graph(path: Path, model: nn.Module, dynamic: bool) -> None:
 
 
 def set_metadata(graph: Any, config: dict[str, Any]) -> None:
-    """Store a saved-model config (`deeplabv3p.pretrained.hub.config_dict`) in an ONNX graph's metadata."""
+    """Store a saved-model config (`deeplabv3p.pretrained.saved.config_dict`) in an ONNX graph's metadata."""
     kept = [p for p in graph.metadata_props if p.key != META_CONFIG]
     del graph.metadata_props[:]
     graph.metadata_props.extend(kept)

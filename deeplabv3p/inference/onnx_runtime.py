@@ -23,7 +23,7 @@ import torch
 from ..fields import check_int
 from ..models.config import ModelConfig
 from ..pretrained.config import PretrainedCfg, pretrained_cfg_for
-from ..pretrained.hub import parse_config
+from ..pretrained.saved import parse_config
 from .backend import Backend
 from .export import INPUT_NAME, META_CONFIG, OUTPUT_NAME, require_package
 from .options import PredictOptions

@@ -40,7 +40,7 @@ from .resize import resize_for_test
 from .result import SegmentationResult, default_class_names, default_palette
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
 
 # The network as the pipeline sees it: a normalized batch (N, C, H, W) -> logits (N, K, H, W) at the input size.
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -59,14 +59,14 @@ class InferenceSettings:
     align_corners: bool
 
 
-def _weights_cfg(model: DeepLabV3Plus | Backend) -> PretrainedCfg:
+def _weights_cfg(model: DeepLabV3PlusNetwork | Backend) -> PretrainedCfg:
     """What `model`'s weights are (`pretrained_cfg_for`): a `Backend` has the same ``config`` (`ModelConfig`) and
     ``pretrained_cfg`` as a model (an ONNX file's come from its metadata), so both are described the same way."""
     return pretrained_cfg_for(model.config, model.pretrained_cfg)
 
 
 def resolve_settings(
-    model: DeepLabV3Plus | Backend, options: PredictOptions | None = None, **overrides: Any
+    model: DeepLabV3PlusNetwork | Backend, options: PredictOptions | None = None, **overrides: Any
 ) -> InferenceSettings:
     """The test settings of `model`'s weights (``model.pretrained_cfg.test``) with the `PredictOptions` laid over
     them (`deeplabv3p.inference.options.settings_in_force`), and the weights' normalisation.
@@ -264,7 +264,7 @@ class _Run:
     num_workers: int
 
 
-def _as_backend(model: DeepLabV3Plus | Backend) -> Backend:
+def _as_backend(model: DeepLabV3PlusNetwork | Backend) -> Backend:
     if isinstance(model, Backend):
         return model
     if not (hasattr(model, "config") and hasattr(model, "parameters")):
@@ -276,7 +276,7 @@ def _as_backend(model: DeepLabV3Plus | Backend) -> Backend:
 
 
 def _start(
-    model: DeepLabV3Plus | Backend,
+    model: DeepLabV3PlusNetwork | Backend,
     inputs: Any,
     options: PredictOptions | None,
     overrides: dict[str, Any],
@@ -369,7 +369,7 @@ def _results(run: _Run, items: list[ImageItem]) -> Iterator[SegmentationResult]:
 
 
 def predict(
-    model: DeepLabV3Plus | Backend, inputs: Any, options: PredictOptions | None = None, **overrides: Any
+    model: DeepLabV3PlusNetwork | Backend, inputs: Any, options: PredictOptions | None = None, **overrides: Any
 ) -> SegmentationResult | list[SegmentationResult]:
     """Segment images with the test-time semantics of the model's weights.
 
@@ -395,7 +395,7 @@ def predict(
 
 
 def predict_iter(
-    model: DeepLabV3Plus | Backend,
+    model: DeepLabV3PlusNetwork | Backend,
     inputs: Any,
     options: PredictOptions | None = None,
     *,

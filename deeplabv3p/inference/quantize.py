@@ -25,14 +25,14 @@ from .options import PredictOptions
 from .pipeline import preprocess, resolve_settings, slide_windows
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
     from .backend import Backend
 
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 
 
 def calibration_inputs(
-    model: DeepLabV3Plus | Backend, images: Any, limit: int = 32, options: PredictOptions | None = None
+    model: DeepLabV3PlusNetwork | Backend, images: Any, limit: int = 32, options: PredictOptions | None = None
 ) -> Iterator[np.ndarray]:
     """Network inputs ``(1, C, h, w)`` float32 of up to `limit` images, as predict makes them: rescaled to the test
     scale and normalized (whole mode), or cut into the slide windows (slide mode)."""
@@ -144,7 +144,7 @@ def quantize_onnx(
 
 
 def label_agreement(
-    reference: DeepLabV3Plus | Backend, candidate: DeepLabV3Plus | Backend, images: Any, **options: Any
+    reference: DeepLabV3PlusNetwork | Backend, candidate: DeepLabV3PlusNetwork | Backend, images: Any, **options: Any
 ) -> float:
     """Share of pixels whose predicted label is the same with `candidate` as with `reference`, over `images`."""
     from .pipeline import predict_iter

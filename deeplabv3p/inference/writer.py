@@ -31,7 +31,7 @@ from .options import PredictOptions
 from .pipeline import predict_iter
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
     from .backend import Backend
 
 MANIFEST = "manifest.jsonl"
@@ -183,7 +183,7 @@ def merge_manifest(inputs: Any, out: str | os.PathLike, overlay: bool = False) -
 
 
 def write_predictions(
-    model: DeepLabV3Plus | Backend,
+    model: DeepLabV3PlusNetwork | Backend,
     inputs: Any,
     out: str | os.PathLike,
     options: PredictOptions | None = None,

@@ -1,12 +1,12 @@
-"""The network: `ModelConfig`, the timm encoder wrapper, the ASPP decoder and heads, `DeepLabV3Plus`.
+"""The network: `ModelConfig`, the timm encoder wrapper, the ASPP decoder and heads, `DeepLabV3PlusNetwork`.
 
-Built from a `ModelConfig` alone (``DeepLabV3Plus(config)``); nothing here knows about weights, the zoo, images or
-training, and nothing here imports the other subpackages at module level.
+Built from a `ModelConfig` alone (``DeepLabV3PlusNetwork(config)``); nothing here knows about weights, the zoo,
+images or training, and nothing here imports or calls the other subpackages.
 """
 
 from .config import ModelConfig
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
-from .model import DeepLabV3Plus
+from .model import DeepLabV3PlusNetwork
 
-__all__ = ["Classifier", "DeepLabV3Plus", "DeepLabV3PlusDecoder", "Encoder", "FCNHead", "ModelConfig"]
+__all__ = ["Classifier", "DeepLabV3PlusDecoder", "DeepLabV3PlusNetwork", "Encoder", "FCNHead", "ModelConfig"]

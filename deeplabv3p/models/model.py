@@ -1,13 +1,15 @@
-"""`DeepLabV3Plus`: encoder -> decoder -> classifier -> logits at the input size.
+"""`DeepLabV3PlusNetwork`: encoder -> decoder -> classifier -> logits at the input size; the network and nothing else.
 
-The module is built from a `ModelConfig` alone, so ``DeepLabV3Plus(model.config)`` always rebuilds the same
-network. What the weights are (classes, palette, test-time settings) travels beside it as ``model.pretrained_cfg``.
+The module is built from a `ModelConfig` alone, so ``DeepLabV3PlusNetwork(model.config)`` always rebuilds the same
+network. What the weights are (classes, palette, test-time settings) travels beside it as ``model.pretrained_cfg``,
+set by the layers above. The conveniences users call on a model (``predict``, ``save_pretrained``, ...) are defined
+in the layers that own those jobs and composed with this class into ``deeplabv3p.DeepLabV3Plus``
+(`deeplabv3p.inference.model`), which is what ``create_model`` returns.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +21,7 @@ from .config import OUTPUT_STRIDES, ModelConfig, OutputStride
 from .decoder import Classifier, DeepLabV3PlusDecoder, FCNHead
 from .encoder import Encoder
 
-if TYPE_CHECKING:  # the thin methods below import these layers lazily: models/ sits below them
-    from ..inference.options import PredictOptions
-    from ..inference.result import SegmentationResult
+if TYPE_CHECKING:  # the type of the metadata slot only: models/ never calls the layers above it
     from ..pretrained.config import PretrainedCfg
 
 
@@ -32,8 +32,9 @@ def _autocast_enabled(device_type: str) -> bool:
         return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
-class DeepLabV3Plus(nn.Module):
-    """DeepLabV3+ semantic segmentation network.
+class DeepLabV3PlusNetwork(nn.Module):
+    """DeepLabV3+ semantic segmentation network (a plain ``nn.Module``; ``deeplabv3p.DeepLabV3Plus`` adds predict,
+    save_pretrained and friends).
 
     ``forward(x)`` takes a normalized float batch ``(N, in_chans, H, W)`` of any H and W (at least
     `min_input_size`) and returns logits ``(N, num_classes, H, W)``. With ``return_aux=True`` it also returns the
@@ -148,19 +149,6 @@ class DeepLabV3Plus(nn.Module):
             aux = F.interpolate(aux, size=size, mode="bilinear", align_corners=self.config.align_corners)
         return logits, aux
 
-    def predict(
-        self, inputs: Any, options: PredictOptions | None = None, **overrides: Any
-    ) -> SegmentationResult | list[SegmentationResult]:
-        """Segment images (paths, a directory, PIL, numpy, tensors, or a list) with the weights' test-time
-        settings: labels at each image's original size.
-
-        `options` is a `deeplabv3p.PredictOptions`; keyword `overrides` are its fields (``mode="slide"``,
-        ``tta=True``, ``dtype=torch.bfloat16``, ...). See `deeplabv3p.inference.predict`.
-        """
-        from ..inference.pipeline import predict
-
-        return predict(self, inputs, options, **overrides)
-
     def set_output_stride(self, output_stride: OutputStride) -> None:
         """Switch the output stride (8, 16 or 32) in place, keeping the weights (train at 16, evaluate at 8).
 
@@ -182,26 +170,11 @@ class DeepLabV3Plus(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier (and auxiliary classifier) with freshly initialised ones for `num_classes`."""
         self.config = self.config.replace(num_classes=num_classes)
-        if self.pretrained_cfg is not None and self.pretrained_cfg.num_classes not in (None, num_classes):
-            self.pretrained_cfg = self.pretrained_cfg.for_new_classes(num_classes)
         ref = self.classifier.conv.weight
         self.classifier = Classifier(self.config.decoder_channels, num_classes, self.config.dropout).to(ref.device)
         if self.aux_head is not None:
             aux = self.aux_head.classifier
             self.aux_head.classifier = Classifier(aux.conv.in_channels, num_classes, self.config.dropout).to(ref.device)
-
-    def save_pretrained(self, save_directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a README model card, all or nothing;
-        ``create_model(folder)`` reloads it. See `deeplabv3p.pretrained.hub.save_pretrained` (and `overwrite`)."""
-        from ..pretrained.hub import save_pretrained
-
-        return save_pretrained(self, save_directory, overwrite=overwrite)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload to the Hugging Face Hub in the `save_pretrained` format (see `deeplabv3p.hub.push_to_hub`)."""
-        from ..pretrained.hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute activations during backward instead of keeping them: less training memory, slower steps.
@@ -212,15 +185,3 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"encoder {self.config.encoder!r} does not support gradient checkpointing in timm")
         self.encoder.set_grad_checkpointing(enable)
         self.grad_checkpointing = bool(enable)
-
-    def optimize_for_inference(
-        self, fold_bn: bool = True, channels_last: bool = True, dtype: torch.dtype | str | None = None
-    ) -> DeepLabV3Plus:
-        """An eval-mode copy with BatchNorm folded into the convolutions and channels_last weights (same logits),
-        running in `dtype` (``"auto"``: what this device runs natively; see ``inference_dtype``).
-
-        See `deeplabv3p.inference.optimize.optimize_for_inference`; the copy is for inference only.
-        """
-        from ..inference.optimize import optimize_for_inference
-
-        return optimize_for_inference(self, fold_bn=fold_bn, channels_last=channels_last, dtype=dtype)

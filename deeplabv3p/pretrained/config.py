@@ -14,7 +14,7 @@ from .test_settings import TestSettings
 CONFIG_SCHEMA_VERSION = 2
 
 # Fields that describe where weights come from and what their classes are called, without changing what the model
-# predicts: a saved config may leave these out (see `deeplabv3p.pretrained.hub.parse_config`).
+# predicts: a saved config may leave these out (see `deeplabv3p.pretrained.saved.parse_config`).
 DESCRIPTIVE_FIELDS = (
     "architecture", "tag", "dataset", "classes", "palette", "metrics", "hf_hub_id", "url", "sha256_prefix",
     "source_config", "iters", "license", "notes",

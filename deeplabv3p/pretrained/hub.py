@@ -1,53 +1,42 @@
-"""The saved-model format, shared by local folders and Hugging Face Hub repos, and pushing it to the Hub.
+"""The Hugging Face Hub side: ``hf-hub:`` ids, one file of a Hub repo through the Hugging Face cache, and pushing a
+model there in the saved-model format (`saved.py`).
 
-A saved model is a folder (or Hub repo) holding
-
-- ``config.json``: ``{"schema_version", "architecture", "model_config", "pretrained_cfg", "library_version"}``,
-  i.e. `ModelConfig.to_dict()` (how to build the network) and `PretrainedCfg.to_dict()` (what the weights are);
-- ``model.safetensors``: the state dict in our key layout;
-- ``README.md``: a generated model card.
-
-``create_model("path/to/folder")`` and ``create_model("hf-hub:org/name[@revision]")`` read it back (`read_config`,
-`source_file`); `save_pretrained` and `push_to_hub` write it.
+`hub_file` honours ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, tokens and revisions (``huggingface_hub``).
+Before it asks the Hub, a quick connection check (`network.unreachable`) tells a machine without network from a
+slow one, so the first load on such a machine fails (or falls back to the cache) in seconds even without
+``HF_HUB_OFFLINE``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import shutil
 import tempfile
-import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
-from ..atomic import atomic_folder, atomic_write_text, is_temporary, remove_stale
-from ..fields import JsonRecord, check_int, nest, record_type
-from ..models.config import ModelConfig
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
+from huggingface_hub.utils import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
 from ..version import __version__
-from .config import CONFIG_SCHEMA_VERSION, DESCRIPTIVE_FIELDS, PretrainedCfg, pretrained_cfg_for
-from .model_card import model_card
-from .weights import WEIGHTS_NAME, hub_file, save_state_dict
+from .config import pretrained_cfg_for
+from .network import unreachable
+from .saved import model_config, save_pretrained
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
 
-CONFIG_NAME = "config.json"
-CARD_NAME = "README.md"
 HUB_PREFIX = "hf-hub:"
-_CONFIG_KEYS = frozenset({"schema_version", "architecture", "model_config", "pretrained_cfg", "library_version"})
-SAVED_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
-_Record = TypeVar("_Record", bound=JsonRecord)
 
-# What a config.json may leave out (and so takes its default). Every version writes every field; of those, only the
-# descriptive metadata of the weights may be missing: a missing field that shapes the network or its predictions
-# means a damaged or hand-edited file, and guessing it would give another model. Version 1 wrote the test settings
-# as flat fields of pretrained_cfg (``test_scale``, ``test_mode``...), read here into version 2's nested ``test``.
-_OPTIONAL_FIELDS: dict[str, frozenset[str]] = {
-    "model_config": frozenset(),
-    "pretrained_cfg": frozenset(DESCRIPTIVE_FIELDS),
-}
+
+class HubFileError(OSError):
+    """One file of a Hub repo could not be had (not on the Hub, not in the cache, or the Hub unreachable)."""
 
 
 def is_hub_id(name: object) -> bool:
@@ -65,243 +54,55 @@ def parse_hub_id(name: str) -> tuple[str, str | None]:
     return repo_id, revision or None
 
 
-def source_file(source: str | Path, filename: str) -> Path:
-    """`filename` of a saved model: inside the folder, or from the Hub repo (through the Hugging Face cache)."""
-    if isinstance(source, str) and is_hub_id(source):
-        repo_id, revision = parse_hub_id(source)
-        return hub_file(repo_id, filename, revision=revision)
-    path = Path(source) / filename
-    if not path.is_file():
-        raise FileNotFoundError(f"{str(source)!r} has no {filename}; is it a folder written by save_pretrained()?")
-    return path
+def is_offline() -> bool:
+    """huggingface_hub's offline switch (``HF_HUB_OFFLINE=1``), which also stops downloads from mmseg URLs."""
+    return bool(hf_constants.HF_HUB_OFFLINE)
 
 
-def config_dict(config: ModelConfig, pretrained_cfg: PretrainedCfg) -> dict[str, Any]:
-    """The content of ``config.json``."""
-    return {
-        "schema_version": CONFIG_SCHEMA_VERSION,
-        "architecture": config.architecture,
-        "model_config": config.to_dict(),
-        "pretrained_cfg": pretrained_cfg.to_dict(),
-        "library_version": __version__,
-    }
+def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
+    """One file of a Hub model repo, from the Hugging Face cache or downloaded into it.
 
-
-def check_saved_encoder(encoder: str, origin: str) -> None:
-    """A saved config names its encoder by timm architecture: ``hf-hub:`` or ``local-dir:`` names would make
-    reading a config download from the Hub or read another folder, which loading a config never does."""
-    if ":" in encoder:
-        raise ValueError(
-            f"{origin}: encoder {encoder!r} names a model for timm to fetch; a saved deeplabv3p config must name a "
-            "timm architecture (e.g. 'resnet50' or 'convnext_tiny'), because reading a config never downloads "
-            "anything. Build the model with that architecture name instead."
-        )
-
-
-def _missing(cls: type[JsonRecord], data: dict[str, Any], optional: frozenset[str] = frozenset()) -> list[str]:
-    """The fields of `cls` (and, as ``record.field``, of its sub-records) that `data` lacks, less `optional`."""
-    hints = typing.get_type_hints(cls)
-    missing = []
-    for f in dataclasses.fields(cls):
-        if f.name in optional:
-            continue
-        if f.name not in data:
-            missing.append(f.name)
-        elif (sub := record_type(hints[f.name])) is not None and isinstance(data[f.name], dict):
-            missing += [f"{f.name}.{name}" for name in _missing(sub, data[f.name])]
-    return missing
-
-
-def _record(cls: type[_Record], data: Any, section: str, version: int, origin: str) -> _Record:
-    """`cls.from_dict(data)` of one section of a config.json, with every field it needs present."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{origin}: {section} must be a JSON object, got {type(data).__name__}")
-    if version == 1:
-        data = nest(cls, data)  # flat test settings -> the nested record
-    missing = _missing(cls, data, _OPTIONAL_FIELDS[section])
-    if missing:
-        raise ValueError(
-            f"{origin}: {section} lacks the field(s) {missing}, which config schema {version} requires (they "
-            "shape the network or its predictions and have no default). The file is damaged or was edited; "
-            "save the model again with save_pretrained()."
-        )
-    try:
-        return cls.from_dict(data)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{origin}: {section}: {e}") from None
-
-
-def parse_config(data: Any, origin: str = "config.json") -> tuple[ModelConfig, PretrainedCfg]:
-    """Validate the content of a ``config.json`` (read from `origin`) and build its two records.
-
-    Reading is strict: unknown keys, and missing fields other than the weights' descriptive metadata, are errors.
+    Raises:
+        HubFileError: with a one-line reason (no such repo, revision or file; offline and not cached; Hub down).
     """
-    if not isinstance(data, dict) or "model_config" not in data:
-        raise ValueError(f"{origin} is not a deeplabv3p config: expected an object with 'model_config'")
-    version = check_int(f"{origin}: schema_version", data.get("schema_version"), 1)
-    if version > CONFIG_SCHEMA_VERSION:
-        raise ValueError(
-            f"{origin} uses config schema {version}, this deeplabv3p ({__version__}) reads up to "
-            f"{CONFIG_SCHEMA_VERSION}: upgrade with `pip install -U deeplabv3p`"
+    where = f"{filename} of {repo_id}@{revision or 'main'}"
+    no_network = None if is_offline() else unreachable(hf_constants.ENDPOINT)
+    if no_network is not None:  # the cached copy if there is one, without asking huggingface_hub to connect
+        cached = try_to_load_from_cache(repo_id, filename, revision=revision)
+        if isinstance(cached, str):
+            return Path(cached)
+        raise HubFileError(
+            f"the Hub could not be reached ({no_network}) and {where} is not in the Hugging Face cache "
+            f"({hf_constants.HF_HUB_CACHE}); without network, set HF_HUB_OFFLINE=1 to use the caches only"
         )
-    unknown = sorted(set(data) - _CONFIG_KEYS)
-    if unknown:
-        raise ValueError(f"{origin}: unknown top-level key(s) {unknown}")
-    if "pretrained_cfg" not in data:
-        raise ValueError(f"{origin}: no 'pretrained_cfg' (normalisation and test-time settings of the weights)")
-    model_data = data["model_config"]
-    if isinstance(model_data, dict) and isinstance(model_data.get("encoder"), str):
-        check_saved_encoder(model_data["encoder"], f"{origin}: model_config")
-    config = _record(ModelConfig, model_data, "model_config", version, origin)
-    pretrained_cfg = _record(PretrainedCfg, data["pretrained_cfg"], "pretrained_cfg", version, origin)
-    if data.get("architecture", config.architecture) != config.architecture:
-        raise ValueError(
-            f"{origin}: architecture {data['architecture']!r} disagrees with model_config.architecture "
-            f"{config.architecture!r}"
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id, filename, revision=revision, library_name="deeplabv3p", library_version=__version__
+            )
         )
-    if pretrained_cfg.num_classes != config.num_classes:
-        raise ValueError(
-            f"{origin}: pretrained_cfg.num_classes={pretrained_cfg.num_classes} disagrees with "
-            f"model_config.num_classes={config.num_classes}"
-        )
-    return config, pretrained_cfg
-
-
-def read_config(source: str | Path) -> tuple[ModelConfig, PretrainedCfg]:
-    """The `ModelConfig` and `PretrainedCfg` of a saved model (folder or ``hf-hub:`` id)."""
-    path = source_file(source, CONFIG_NAME)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    return parse_config(data, origin=str(path))
-
-
-def _model_config(model: object) -> ModelConfig:
-    config = getattr(model, "config", None)
-    if not isinstance(config, ModelConfig):
-        raise TypeError(f"model must be a deeplabv3p DeepLabV3Plus, got {type(model).__name__}")
-    return config
-
-
-def _is_model_config(path: Path) -> bool:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and "model_config" in data and "schema_version" in data
-
-
-def _folder_kind(folder: Path) -> str:
-    """``"missing"``, ``"empty"``, ``"model"`` (a deeplabv3p model folder, or the weights and other files of its
-    names that an interrupted save leaves) or ``"foreign"``; temporaries of earlier writes do not count."""
-    if not folder.exists():
-        return "missing"
-    names = {name for name in os.listdir(folder) if not is_temporary(name)}
-    if not names:
-        return "empty"
-    if CONFIG_NAME in names:
-        return "model" if _is_model_config(folder / CONFIG_NAME) else "foreign"
-    return "model" if WEIGHTS_NAME in names and names <= set(SAVED_FILES) else "foreign"  # a save interrupted
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _carry_over(old: Path, new: Path) -> None:
-    """Everything of `old` but the saved model's own files, hard-linked (or copied) into `new`."""
-    for entry in os.scandir(old):
-        if entry.name in SAVED_FILES or is_temporary(entry.name, of=SAVED_FILES):
-            continue
-        target = new / entry.name
-        if entry.is_symlink():
-            os.symlink(os.readlink(entry.path), target)
-        elif entry.is_dir():
-            shutil.copytree(entry.path, target, symlinks=True, copy_function=_link_or_copy)
+    except LocalEntryNotFoundError as e:
+        if is_offline():
+            reason = f"offline mode is on (HF_HUB_OFFLINE=1) and {where} is not in the Hugging Face cache"
         else:
-            _link_or_copy(entry.path, str(target))
-
-
-def _can_swap(folder: Path) -> bool:
-    """Whether a new folder can be built beside `folder` and renamed over it (not a mount point, parent writable)."""
-    return not os.path.ismount(folder) and os.access(folder.parent, os.W_OK | os.X_OK)
-
-
-def save_pretrained(
-    model: DeepLabV3Plus,
-    save_directory: str | Path,
-    *,
-    pretrained_cfg: PretrainedCfg | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card into `save_directory`.
-
-    All or nothing: the model is written into a new folder beside `save_directory` that then takes its place in
-    one step, so a crash, a full disk or a kill leaves the old model or the new one, never a mix. Other files of
-    an existing model folder are kept (hard-linked into the new folder). Where the folder cannot be swapped (a
-    mount point, a parent folder not writable) it is written in place with ``config.json`` removed first and
-    written last, so an interrupted save never loads. Saved files get the usual permissions (0o666 less the
-    umask). Temporaries a killed save left behind are removed.
-
-    Args:
-        model: a `DeepLabV3Plus`.
-        save_directory: the folder (created if missing). An empty path is refused: it would mean the working
-            directory.
-        pretrained_cfg: metadata to write instead of ``model.pretrained_cfg``.
-        overwrite: also save into a non-empty folder that is not a deeplabv3p model folder (its config.json and
-            README.md are replaced, other files kept); without it such a folder is refused.
-    """
-    config = _model_config(model)
-    if not isinstance(save_directory, str | os.PathLike):
-        raise TypeError(f"save_directory must be a folder path (str or Path), got {type(save_directory).__name__}")
-    if not str(save_directory).strip():
-        raise ValueError(
-            f"save_directory must name a folder, got {save_directory!r}; pass '.' to save into the working directory"
-        )
-    check_saved_encoder(config.encoder, "save_pretrained")
-    save_directory = Path(save_directory)
-    folder = Path(os.path.realpath(save_directory))
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"save_directory {str(save_directory)!r} exists and is not a folder")
-    kind = _folder_kind(folder)
-    if kind == "foreign" and not overwrite:
-        shown = sorted(name for name in os.listdir(folder) if not is_temporary(name))[:5]
-        raise ValueError(
-            f"save_directory {str(save_directory)!r} is not empty and is not a deeplabv3p model folder (it holds "
-            f"{shown}); saving would replace its {CONFIG_NAME} and {CARD_NAME}. Choose another folder, or pass "
-            "overwrite=True (--overwrite on the command line) if that is what you want."
-        )
-    pretrained_cfg = pretrained_cfg or pretrained_cfg_for(config, getattr(model, "pretrained_cfg", None))
-    state_dict = model.state_dict()
-    config_text = json.dumps(config_dict(config, pretrained_cfg), indent=2) + "\n"
-    card = model_card(config, pretrained_cfg)
-
-    def write(into: Path) -> None:
-        (into / CONFIG_NAME).unlink(missing_ok=True)  # until the new one is written, the folder is no model
-        save_state_dict(state_dict, into / WEIGHTS_NAME)
-        atomic_write_text(into / CARD_NAME, card)
-        atomic_write_text(into / CONFIG_NAME, config_text)
-
-    remove_stale(folder, SAVED_FILES)
-    remove_stale(folder.parent, [folder.name])
-    if kind == "missing":
-        folder.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "empty" or (kind != "missing" and not _can_swap(folder)):
-        write(folder)
-        return save_directory
-    with atomic_folder(folder) as staging:
-        if kind != "missing":
-            _carry_over(folder, staging)
-        write(staging)
-    return save_directory
+            reason = f"the Hub could not be reached and {where} is not in the Hugging Face cache"
+        raise HubFileError(f"{reason} ({hf_constants.HF_HUB_CACHE})") from e
+    except GatedRepoError as e:
+        raise HubFileError(f"{repo_id} is gated: accept its terms on the Hub and log in (`hf auth login`)") from e
+    except RepositoryNotFoundError as e:
+        raise HubFileError(f"no repository {repo_id} on the Hub (if it is private, log in with `hf auth login`)") from e
+    except RevisionNotFoundError as e:
+        raise HubFileError(f"repository {repo_id} has no revision {revision!r}") from e
+    except EntryNotFoundError as e:
+        raise HubFileError(f"repository {repo_id} has no file {filename} at revision {revision or 'main'}") from e
+    except HfHubHTTPError as e:
+        raise HubFileError(f"the Hub refused {where}: {str(e).splitlines()[0]}") from e
+    except (OSError, ValueError) as e:  # invalid repo id, unwritable cache, ...
+        raise HubFileError(f"could not get {where}: {e}") from e
 
 
 def push_to_hub(
-    model: DeepLabV3Plus,
+    model: DeepLabV3PlusNetwork,
     repo_id: str,
     *,
     commit_message: str = "Upload deeplabv3p model",
@@ -319,7 +120,7 @@ def push_to_hub(
 
     if not isinstance(repo_id, str) or repo_id.count("/") > 1 or not repo_id.strip("/"):
         raise ValueError(f"repo_id must be 'NAME' or 'ORG/NAME', got {repo_id!r}")
-    pretrained_cfg = pretrained_cfg_for(_model_config(model), getattr(model, "pretrained_cfg", None))
+    pretrained_cfg = pretrained_cfg_for(model_config(model), getattr(model, "pretrained_cfg", None))
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory(prefix="deeplabv3p-push-") as tmp:

@@ -21,14 +21,14 @@ from urllib.parse import urlparse
 import huggingface_hub
 from huggingface_hub.utils import HfHubHTTPError
 
-from ..models.model import DeepLabV3Plus
+from ..models.model import DeepLabV3PlusNetwork
 from ..version import __version__
 from .config import PretrainedCfg
 from .download import ChecksumError, sha256_file
-from .factory import create_model
-from .hub import save_pretrained
+from .factory import build_model
 from .registry import get_pretrained_cfg, list_pretrained, split_model_name
-from .weights import load_into, read_state_dict
+from .saved import save_pretrained
+from .state_dict import load_into, read_state_dict
 from .zoo import HUB_ORG
 
 Status = Literal["written", "uploaded", "unchanged", "failed"]
@@ -76,18 +76,18 @@ def verify_checkpoint(checkpoint: str | Path, cfg: PretrainedCfg) -> str:
     return digest
 
 
-def model_from_checkpoint(checkpoint: str | Path, name: str) -> DeepLabV3Plus:
+def model_from_checkpoint(checkpoint: str | Path, name: str) -> DeepLabV3PlusNetwork:
     """`name` (``ARCH.TAG``, or ``ARCH`` taking the class count from the checkpoint) with the weights of
     `checkpoint` (mmseg ``.pth`` or safetensors in either key layout), every key fitting."""
     checkpoint = Path(checkpoint)
     state_dict = read_state_dict(checkpoint)
     arch, tag = split_model_name(name)
     if tag is not None:
-        model = create_model(name)
+        model = build_model(DeepLabV3PlusNetwork, name)
     else:
         if "classifier.conv.weight" not in state_dict:
             raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
-        model = create_model(arch, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
+        model = build_model(DeepLabV3PlusNetwork, arch, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
     report = load_into(model, state_dict, new_classes=True, drop_aux=True)
     if report.reinitialized:
         raise ValueError(

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..atomic import atomic_folder, atomic_write_text, remove_stale
-from ..pretrained.weights import WEIGHTS_NAME, read_state_dict, torch_load
+from ..pretrained.saved import save_pretrained
+from ..pretrained.state_dict import WEIGHTS_NAME, read_state_dict, torch_load
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..models.model import DeepLabV3PlusNetwork
 
 __all__ = [
     "find_checkpoint",
@@ -43,12 +44,14 @@ METRICS_FILE = "metrics.json"
 _PREFIX = "iter_"
 
 
-def save_model(model: DeepLabV3Plus, folder: Path) -> None:
+def save_model(model: DeepLabV3PlusNetwork, folder: Path) -> None:
     """Write `model` as a model folder (``save_pretrained``: config.json, model.safetensors, model card)."""
-    model.save_pretrained(folder)
+    save_pretrained(model, folder)
 
 
-def write_checkpoint(out: Path, iteration: int, model: DeepLabV3Plus, state: dict[str, Any], keep: int = 2) -> Path:
+def write_checkpoint(
+    out: Path, iteration: int, model: DeepLabV3PlusNetwork, state: dict[str, Any], keep: int = 2
+) -> Path:
     """Save model and training state as ``OUT/checkpoints/iter_NNNNNN``, point ``latest`` at it and keep the newest
     `keep` checkpoints (all when `keep` <= 0)."""
     root = Path(out) / CHECKPOINTS
@@ -65,7 +68,7 @@ def write_checkpoint(out: Path, iteration: int, model: DeepLabV3Plus, state: dic
     return root / name
 
 
-def write_best(out: Path, model: DeepLabV3Plus, metrics: dict[str, Any]) -> Path:
+def write_best(out: Path, model: DeepLabV3PlusNetwork, metrics: dict[str, Any]) -> Path:
     """Save the model as ``OUT/best`` with its ``metrics.json``."""
     final = Path(out) / BEST
     final.parent.mkdir(parents=True, exist_ok=True)

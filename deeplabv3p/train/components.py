@@ -22,7 +22,7 @@ from .samples import DatasetInfo, check_bands, check_labels, dataset_info, evalu
 from .transforms import training_transforms
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..inference.model import DeepLabV3Plus
 
 
 @dataclass

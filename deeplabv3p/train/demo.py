@@ -24,8 +24,8 @@ from ..atomic import atomic_write_text
 from .datasets import SegmentationDataset
 
 if TYPE_CHECKING:
+    from ..inference.model import DeepLabV3Plus
     from ..inference.result import SegmentationResult
-    from ..models.model import DeepLabV3Plus
 
 __all__ = ["DEMO_CLASSES", "DEMO_PALETTE", "DemoResult", "make_synthetic_dataset", "run_demo"]
 
@@ -127,7 +127,7 @@ def make_synthetic_dataset(
 
 def demo_model(num_classes: int = len(DEMO_CLASSES)) -> DeepLabV3Plus:
     """The demo's network: DeepLabV3+ on a narrow ResNet-18 (about 1 M parameters), trained from scratch."""
-    from ..pretrained.factory import create_model
+    from ..inference.model import create_model
 
     return create_model(
         "deeplabv3plus",

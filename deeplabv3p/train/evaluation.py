@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import TYPE_CHECKING, Any
 
@@ -10,14 +11,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import distributed
+from ..inference.pipeline import predict
 from ..inference.result import default_class_names
 from ..pretrained.test_settings import TestMode
 from .metrics import ConfusionMatrix
 from .samples import DatasetInfo, check_bands, dataset_info, evaluation_sample
 
 if TYPE_CHECKING:
+    from ..inference.model import DeepLabV3Plus
     from ..inference.result import SegmentationResult
-    from ..models.model import DeepLabV3Plus
 
 __all__ = ["evaluate"]
 
@@ -49,8 +51,10 @@ def evaluate(
     class with no pixels to judge it by (left out of the means). In a process group each rank evaluates its share
     of the images and the counts are summed, so every rank returns the same numbers.
     """
-    if not hasattr(model, "predict"):
+    if not hasattr(model, "predict") and not hasattr(model, "config"):
         raise TypeError(f"model must be a deeplabv3p model with predict(), got {type(model).__name__}")
+    # Its own predict() (a deeplabv3p.DeepLabV3Plus, or a stand-in), else the pipeline's for a plain network.
+    segment = model.predict if hasattr(model, "predict") else functools.partial(predict, model)
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset is empty")
     info = dataset_info(dataset, model)
@@ -69,7 +73,7 @@ def evaluate(
     indices = range(rank, len(dataset), world)
     for i in tqdm(indices, desc="evaluate", disable=not (progress and rank == 0), leave=False):
         image, mask = evaluation_sample(dataset, info, i, "evaluation")
-        result = typing.cast("SegmentationResult", model.predict(image, **kwargs))  # one image in, one result out
+        result = typing.cast("SegmentationResult", segment(image, **kwargs))  # one image in, one result out
         matrix.update(torch.as_tensor(np.asarray(result.labels)), torch.from_numpy(mask))
     distributed.all_reduce_sum(matrix.matrix)
     model.train(was_training)

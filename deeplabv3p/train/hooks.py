@@ -25,7 +25,7 @@ from .metrics import format_table
 from .samples import weights_cfg
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..inference.model import DeepLabV3Plus
 
 # A logged loss this many times the larger of the first iteration's loss and ln(num_classes) (a uniform guess) means
 # the run has diverged: no healthy run climbs orders of magnitude above where it started.

@@ -21,7 +21,7 @@ import torch
 from ..inference.images import ImageItem, ImageSpec, read_image
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..inference.model import DeepLabV3Plus
     from ..pretrained.config import PretrainedCfg
 
 __all__ = ["DatasetInfo", "SegmentationData", "dataset_info", "evaluation_sample", "sample_spec", "training_sample"]

@@ -19,7 +19,7 @@ from .config import AmpMode, TrainConfig
 from .samples import check_labels, weights_cfg
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..inference.model import DeepLabV3Plus
 
 _AMP_DTYPES: dict[AmpMode, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -35,7 +35,7 @@ from .hooks import Checkpointing, DivergenceCheck, Hook, RunLog, RunState, Train
 from .step import TrainStep
 
 if TYPE_CHECKING:
-    from ..models.model import DeepLabV3Plus
+    from ..inference.model import DeepLabV3Plus
 
 __all__ = ["FitResult", "TrainConfig", "fit"]
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 import deeplabv3p
 from deeplabv3p.cli import main
-from deeplabv3p.pretrained.weights import WEIGHTS_NAME, save_state_dict
+from deeplabv3p.pretrained.state_dict import WEIGHTS_NAME, save_state_dict
 from deeplabv3p.train.demo import make_synthetic_dataset
 
 NARROW = {"encoder": "resnet18", **nets.NARROW}  # the generic architecture on the tests' narrow ResNet-18
@@ -89,11 +89,12 @@ def narrow_convert(monkeypatch: pytest.MonkeyPatch) -> None:
     from deeplabv3p.cli import common
     from deeplabv3p.pretrained import publish  # where convert builds its model
 
-    def create_model(name: str, **kwargs):
-        return deeplabv3p.create_model(name, **({**NARROW, **kwargs} if name == "deeplabv3plus" else kwargs))
+    def create_model(name, **kwargs):  # an architecture's name, or the resolved Source of --model
+        bare = name == "deeplabv3plus" or getattr(getattr(name, "config", None), "architecture", "") == "deeplabv3plus"
+        return deeplabv3p.create_model(name, **({**NARROW, **kwargs} if bare else kwargs))
 
     monkeypatch.setattr(common, "create_model", create_model)
-    monkeypatch.setattr(publish, "create_model", create_model)
+    monkeypatch.setattr(publish, "build_model", lambda cls, name, **kwargs: create_model(name, **kwargs))
 
 
 def _train(*flags: str, out_is_file: bool = False):

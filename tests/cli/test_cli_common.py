@@ -1,4 +1,4 @@
-"""`model_from_args`: the one mapping of --model/--pretrained/--checkpoint onto create_model, for every command."""
+"""`model_from_args`: the one mapping of --model/--pretrained/--checkpoint onto resolve_source, for every command."""
 
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ from deeplabv3p.cli import common
 )
 def test_weights_each_source_asks_for(monkeypatch, tmp_path, model, pretrained, default, expected):
     calls = []
-    monkeypatch.setattr(common, "create_model", lambda name, **kwargs: calls.append((name, kwargs)))
+    monkeypatch.setattr(common, "resolve_source", lambda *args: args)  # (name, pretrained, checkpoint_path)
+    monkeypatch.setattr(common, "create_model", lambda source, **kwargs: calls.append((source, kwargs)))
     name = str(tmp_path) if model == "SAVED" else model
     common.model_from_args(name, pretrained, "ckpt.pth", default=default, num_classes=3)
-    assert calls == [(name, {"pretrained": expected, "checkpoint_path": "ckpt.pth", "num_classes": 3})]
+    assert calls == [((name, expected, "ckpt.pth"), {"num_classes": 3})]
 
 
 def test_a_saved_folder_keeps_its_weights_and_an_architecture_alone_is_refused_where_weights_are_needed(tmp_path):

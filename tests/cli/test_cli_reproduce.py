@@ -17,9 +17,9 @@ from train_helpers import one_thread  # noqa: F401  (autouse fixture)
 from zoo_helpers import GOLDEN_ARCH, GOLDEN_CONFIG, GOLDEN_PTH, Route, golden_cfg, sha256
 
 from deeplabv3p.cli import COMMANDS, main
+from deeplabv3p.inference.model import create_model
 from deeplabv3p.pretrained import zoo
-from deeplabv3p.pretrained.factory import create_model
-from deeplabv3p.pretrained.weights import converted_path
+from deeplabv3p.pretrained.fetch import converted_path
 from deeplabv3p.train.metrics import ConfusionMatrix
 from deeplabv3p.train.prepare import PREPARE_NAMES
 

@@ -220,7 +220,7 @@ def test_an_exported_file_records_the_bands_and_their_statistics(four_band, tmp_
     import json
 
     from deeplabv3p.inference.export import META_CONFIG
-    from deeplabv3p.pretrained.hub import parse_config
+    from deeplabv3p.pretrained.saved import parse_config
 
     path = deeplabv3p.inference.export_onnx(four_band, tmp_path / "m.onnx", input_size=(32, 32))
     stored = {p.key: p.value for p in onnx.load(str(path)).metadata_props}[META_CONFIG]

@@ -11,7 +11,7 @@ from timm.models.resnet import BasicBlock
 
 import deeplabv3p
 from deeplabv3p.models.config import ModelConfig
-from deeplabv3p.models.model import DeepLabV3Plus
+from deeplabv3p.models.model import DeepLabV3PlusNetwork as DeepLabV3Plus
 
 # Reference counts for K=19 (mmseg_deeplabv3plus.md section 9): backbone, decode head, aux head parameters.
 REFERENCE_PARAMS = {

@@ -7,7 +7,7 @@ import torch
 from parity import CASES, PARITY, arrays, build, case_info, model_kwargs, rel_err
 
 import deeplabv3p
-from deeplabv3p.pretrained.weights import load_into, read_state_dict
+from deeplabv3p.pretrained.state_dict import load_into, read_state_dict
 
 TOL = 1e-5
 

@@ -20,9 +20,9 @@ from fault_helpers import fork, on_a_full_disk, wait
 import deeplabv3p
 from deeplabv3p import atomic
 from deeplabv3p.models.config import ModelConfig
-from deeplabv3p.pretrained import hub
+from deeplabv3p.pretrained import saved as saved_format
 from deeplabv3p.pretrained.config import DESCRIPTIVE_FIELDS, PretrainedCfg
-from deeplabv3p.pretrained.weights import WEIGHTS_NAME, read_state_dict, save_state_dict
+from deeplabv3p.pretrained.state_dict import WEIGHTS_NAME, read_state_dict, save_state_dict
 
 NARROW = {"encoder": "resnet18", **nets.NARROW}  # the generic architecture on the tests' narrow ResNet-18
 # torch's own text for a refused pickle advises unsafe loading: the library never repeats it
@@ -349,7 +349,7 @@ def test_saved_files_get_the_usual_permissions(tmp_path, model_a, umask):
     finally:
         os.umask(previous)
     modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
-    assert modes == dict.fromkeys(hub.SAVED_FILES, 0o666 & ~umask)
+    assert modes == dict.fromkeys(saved_format.SAVED_FILES, 0o666 & ~umask)
     assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
@@ -382,25 +382,25 @@ def test_saving_from_inside_the_folder_keeps_the_working_directory(saved, model_
 
 
 def _fail_weights_midway(monkeypatch):
-    from deeplabv3p.pretrained import weights
+    from deeplabv3p.pretrained import state_dict
 
     def save_file(tensors, path, metadata=None):
         Path(path).write_bytes(b"\0" * 1000)  # half a file, then the disk fills
         raise OSError(28, "No space left on device", path)
 
-    monkeypatch.setattr(weights, "save_file", save_file)
+    monkeypatch.setattr(state_dict, "save_file", save_file)
 
 
 def _fail_text(name: str):
     def patch(monkeypatch):
-        real = hub.atomic_write_text
+        real = saved_format.atomic_write_text
 
         def write(path, text):
             if Path(path).name == name:
                 raise OSError(5, "Input/output error", str(path))
             real(path, text)
 
-        monkeypatch.setattr(hub, "atomic_write_text", write)
+        monkeypatch.setattr(saved_format, "atomic_write_text", write)
 
     return patch
 
@@ -422,13 +422,13 @@ def test_a_save_failing_midway_leaves_the_old_model(saved, model_a, model_b, mon
 
 def test_an_interrupted_in_place_save_never_loads(saved, model_b, monkeypatch):
     """Where the folder cannot be swapped (a mount point), config.json goes first and comes back last."""
-    monkeypatch.setattr(hub, "_can_swap", lambda folder: False)
+    monkeypatch.setattr(saved_format, "_can_swap", lambda folder: False)
     _fail_text("README.md")(monkeypatch)
     with pytest.raises(OSError):
         model_b.save_pretrained(saved)
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
         deeplabv3p.create_model(str(saved))
-    monkeypatch.setattr(hub, "atomic_write_text", atomic.atomic_write_text)
+    monkeypatch.setattr(saved_format, "atomic_write_text", atomic.atomic_write_text)
     model_b.save_pretrained(saved)
     assert_reloads_as(saved, model_b)
 
@@ -449,7 +449,7 @@ def test_a_killed_save_leaves_the_old_model_and_the_next_save_cleans_up(saved, m
             marker.touch()
             time.sleep(60)
 
-        hub.atomic_write_text = stall
+        saved_format.atomic_write_text = stall
         model_b.save_pretrained(saved)
         return 0
 

@@ -29,8 +29,8 @@ from zoo_helpers import (
 import deeplabv3p
 from deeplabv3p import cli
 from deeplabv3p.pretrained.config import CONFIG_SCHEMA_VERSION
+from deeplabv3p.pretrained.hub import HubFileError
 from deeplabv3p.pretrained.model_card import model_card
-from deeplabv3p.pretrained.weights import HubFileError
 
 
 @pytest.fixture

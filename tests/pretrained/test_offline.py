@@ -12,7 +12,8 @@ from zoo_helpers import GOLDEN_NAME, GOLDEN_PTH, fill_hf_cache, register_golden
 
 import deeplabv3p
 from deeplabv3p.pretrained import network
-from deeplabv3p.pretrained.weights import WeightsUnavailableError, converted_path, hub_file
+from deeplabv3p.pretrained.fetch import WeightsUnavailableError, converted_path
+from deeplabv3p.pretrained.hub import hub_file
 
 FAST = 3.0  # seconds: a machine without network must hear it this fast (huggingface_hub's retries took ~24 s)
 

@@ -16,7 +16,7 @@ import deeplabv3p
 from deeplabv3p.fields import flat_fields, nest
 from deeplabv3p.inference.options import PredictOptions, settings_in_force
 from deeplabv3p.pretrained.config import CONFIG_SCHEMA_VERSION, PretrainedCfg
-from deeplabv3p.pretrained.hub import parse_config
+from deeplabv3p.pretrained.saved import parse_config
 from deeplabv3p.pretrained.test_settings import MMSEG_TTA_RATIOS, TestSettings, default_stride
 
 LAYOUT_V1 = Path(__file__).parents[1] / "data" / "layout_v1"

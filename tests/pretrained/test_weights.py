@@ -19,8 +19,9 @@ from zoo_helpers import (
 )
 
 import deeplabv3p
-from deeplabv3p.pretrained import download, weights
-from deeplabv3p.pretrained.weights import WeightsUnavailableError, converted_path, load_into, read_state_dict
+from deeplabv3p.pretrained import download, fetch, hub
+from deeplabv3p.pretrained.fetch import WeightsUnavailableError, converted_path
+from deeplabv3p.pretrained.state_dict import load_into, read_state_dict
 
 
 @pytest.fixture
@@ -60,8 +61,8 @@ def test_download_verify_convert_cache_then_load_without_network(http_server, mo
     def no_network(*args, **kwargs):
         raise AssertionError("a download was attempted although the converted copy is cached")
 
-    monkeypatch.setattr(weights, "download_url", no_network)
-    monkeypatch.setattr(weights, "hf_hub_download", no_network)
+    monkeypatch.setattr(fetch, "download_url", no_network)
+    monkeypatch.setattr(hub, "hf_hub_download", no_network)
     again = deeplabv3p.create_model(GOLDEN_NAME, pretrained=True)
     assert len(http_server.file_requests()) == n_requests
     for key, value in model.state_dict().items():
@@ -203,7 +204,7 @@ def test_download_url_writes_only_verified_files(http_server, tmp_path):
 
 def test_cache_dir_follows_env_and_hf_home(monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPLABV3P_CACHE", str(tmp_path / "mine"))
-    assert weights.cache_dir() == tmp_path / "mine"
+    assert fetch.cache_dir() == tmp_path / "mine"
     monkeypatch.delenv("DEEPLABV3P_CACHE")
     monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf"))
-    assert weights.cache_dir() == tmp_path / "hf" / "deeplabv3p"
+    assert fetch.cache_dir() == tmp_path / "hf" / "deeplabv3p"

@@ -9,7 +9,7 @@ from parity import PARITY, model_kwargs
 
 import deeplabv3p
 from deeplabv3p.pretrained.convert import convert_mmseg_state_dict
-from deeplabv3p.pretrained.weights import load_into, read_state_dict
+from deeplabv3p.pretrained.state_dict import load_into, read_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from parity import rel_err
 from zoo_helpers import GOLDEN_ARCH, GOLDEN_NAME, GOLDEN_PTH, GOLDEN_TAG, TOL, golden_arrays, register_golden
 
 import deeplabv3p
-from deeplabv3p.pretrained.torch_hub import DEPENDENCIES
+from deeplabv3p.inference.torch_hub import DEPENDENCIES
 
 REPO = Path(__file__).parents[2]
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..models.model import DeepLabV3Plus
-from .model_card import dataset_name
-from .registry import get_model_config, list_models
-from .zoo import PRETRAINED_CFGS
+from ..pretrained.model_card import dataset_name
+from ..pretrained.registry import get_model_config, list_models
+from ..pretrained.zoo import PRETRAINED_CFGS
+from .model import DeepLabV3Plus, create_model
 
 GITHUB_REPO = "deeplabv3p/deeplabv3p"
 
@@ -66,8 +66,6 @@ def entrypoint_doc(architecture: str) -> str:
 
 def _entrypoint(architecture: str) -> Callable[..., DeepLabV3Plus]:
     def entry(pretrained: bool | str | Path = False, **kwargs: Any) -> DeepLabV3Plus:
-        from .factory import create_model
-
         return create_model(architecture, pretrained=pretrained, **kwargs)
 
     entry.__name__ = entry.__qualname__ = architecture
