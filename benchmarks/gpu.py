@@ -150,31 +150,39 @@ def plan(preset: Preset, device: str, peers: tuple[str, ...], workdir: Path) -> 
 
 
 _COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed|warnings?)")
+_VERDICT = re.compile(r"^(\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b", re.M)
 
 
 def run_tests(paths: tuple[str, ...], timeout: float, log: Path, env: dict[str, str]) -> dict[str, Any]:
     """``pytest -m gpu`` over `paths` in a fresh process: its summary line, counts and failures; the whole output
-    goes to `log`. Stopped after `timeout` seconds (then the summary says so)."""
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rfE", "-p", "no:cacheprovider", *paths]
+    goes to `log`. Stopped after `timeout` seconds: then the counts are those of the tests that finished, and
+    ``stopped_in`` names the one that was running."""
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-v", "-rfE", "--tb=short", "--durations=10",
+           "-p", "no:cacheprovider", *paths]  # fmt: skip
     started = time.time()
     code, stdout, stderr = run.run_process(cmd, env, max(timeout, 1))
     output = stdout + stderr + ("" if code is not None else f"\nstopped after {timeout:.0f} s\n")
     report.write_atomic(log, output)
     lines = [line.strip("= ") for line in output.splitlines() if line.strip()]
-    summary = next((line for line in reversed(lines) if _COUNTS.search(line)), lines[-1] if lines else "no output")
+    verdicts = _VERDICT.findall(output)
+    result: dict[str, Any] = {"command": "pytest -m gpu " + " ".join(paths), "returncode": code, "log": log.name}
     if code is None:
-        summary = f"stopped after {timeout:.0f} s (the tests' share of the time budget); last: {summary}"
-    counts = {word.rstrip("s") if word.startswith(("error", "warning")) else word: int(n)
-              for n, word in _COUNTS.findall(summary)}  # fmt: skip
-    return {
-        "command": "pytest -m gpu " + " ".join(paths),
-        "returncode": code,
-        "seconds": time.time() - started,
-        "summary": summary,
-        "counts": counts,
-        "failures": [line for line in lines if line.startswith(("FAILED", "ERROR"))][:30],
-        "log": log.name,
-    }
+        running = [line.split()[0] for line in stdout.splitlines() if "::" in line and not _VERDICT.match(line)]
+        counts: dict[str, int] = {}
+        for _, verdict in verdicts:
+            counts[verdict.lower()] = counts.get(verdict.lower(), 0) + 1
+        summary = f"stopped after {timeout:.0f} s (the tests' share of the time budget): " + (
+            ", ".join(f"{n} {word}" for word, n in counts.items()) or "no test finished"
+        )
+        result.update(stopped_in=running[-1] if running else None)
+        failures = [f"{verdict} {node}" for node, verdict in verdicts if verdict in ("FAILED", "ERROR")]
+    else:
+        summary = next((line for line in reversed(lines) if _COUNTS.search(line)), lines[-1] if lines else "no output")
+        counts = {word.rstrip("s") if word.startswith(("error", "warning")) else word: int(n)
+                  for n, word in _COUNTS.findall(summary)}  # fmt: skip
+        failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    result.update(summary=summary, counts=counts, failures=failures[:30], seconds=time.time() - started)
+    return result
 
 
 def driver_version() -> str | None:

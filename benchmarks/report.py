@@ -305,6 +305,8 @@ def _tests_lines(tests: dict[str, Any] | None) -> list[str]:
         return []
     lines = [f"## GPU tests: `{tests['command']}`", "", f"- {tests['summary']} (exit status {tests['returncode']}, "
              f"{tests['seconds']:.0f} s)"]  # fmt: skip
+    if tests.get("stopped_in"):
+        lines.append(f"- running when stopped: {tests['stopped_in']}")
     lines += [f"- {line}" for line in tests.get("failures", [])]
     return [*lines, ""]
 

@@ -138,6 +138,19 @@ def test_a_process_past_its_time_is_stopped_with_its_children() -> None:
     assert run.run_process([sys.executable, "-c", "print('ok')"], dict(os.environ), timeout=60) == (0, "ok\n", "")
 
 
+def test_tests_stopped_past_their_share_keep_what_finished(tmp_path: Path) -> None:
+    tests = tmp_path / "test_stops.py"
+    tests.write_text(
+        "import time, pytest\npytestmark = pytest.mark.gpu\n"
+        "def test_a(): pass\ndef test_b(): assert False\ndef test_c(): time.sleep(120)\n"
+    )
+    log = tmp_path / "log.txt"
+    result = gpu.run_tests((str(tests), "-c", os.devnull, "-p", "no:warnings"), 10, log, run.worker_env())
+    assert result["returncode"] is None and result["summary"].startswith("stopped after 10 s")
+    assert result["counts"] == {"passed": 1, "failed": 1} and result["stopped_in"].endswith("::test_c")
+    assert [f.split("::")[-1] for f in result["failures"]] == ["test_b"] and "test_b FAILED" in log.read_text()
+
+
 def _infer(arch: str, dtype: str, fps: float, size: list[int], optimize: bool = True, agreement: float = 1.0) -> dict:
     case = {"architecture": arch, "task": "infer", "library": "ours", "dtype": dtype, "optimize": optimize,
             "compile": False, "channels_last": False, "size": size}  # fmt: skip
