@@ -155,14 +155,15 @@ def _infer(arch: str, dtype: str, fps: float, size: list[int], optimize: bool = 
     case = {"architecture": arch, "task": "infer", "library": "ours", "dtype": dtype, "optimize": optimize,
             "compile": False, "channels_last": False, "size": size}  # fmt: skip
     label = f"ours {dtype}" + (" fold+cl" if optimize else "")
-    batches = {"1": {"images_per_s": fps, "peak_mem_bytes": 2**30}}
-    return {"case": case, "label": label, "batches": batches, "check": {"argmax_agreement": agreement}}
+    batches = {"1": {"images_per_s": fps, "median_s": 1 / fps, "p90_s": 1 / fps, "peak_mem_bytes": 2**30}}
+    return {"case": case, "label": label, "batches": batches, "check": {"argmax_agreement": agreement, "rel_diff": 0.0}}
 
 
-def test_seed_targets_on_the_gpu() -> None:
+def test_table_and_targets_against_the_seed_on_the_gpu() -> None:
     arch = "deeplabv3plus_r50_d8"
-    train = {"case": {"architecture": arch, "task": "train", "library": "ours", "dtype": "fp16", "grad_ckpt": False},
-             "label": "ours fp16", "peak_mem_bytes": 6 * 2**30}  # fmt: skip
+    train = {"case": {"architecture": arch, "task": "train", "library": "ours", "dtype": "fp16", "grad_ckpt": False,
+                       "batches": [2], "size": [512, 1024], "optimize": False, "compile": False},
+             "label": "ours fp16", "peak_mem_bytes": 6 * 2**30, "median_s": 0.1, "images_per_s": 20.0}  # fmt: skip
     cases = [_infer(arch, "fp32", 5.0, [1024, 2048], optimize=False), _infer(arch, "fp16", 9.0, [1024, 2048]),
              _infer(arch, "bf16", 12.0, [1024, 2048], agreement=0.9), train]  # fmt: skip
     meta = {"device_type": "cuda", "models": [arch], "seed": {arch: {"fps": 3.94, "train_mem_gb": 7.5}}}
@@ -180,3 +181,11 @@ def test_seed_targets_on_the_gpu() -> None:
     for c in cases[:3]:
         c["case"]["size"] = [512, 1024]  # not where the seed measured its fps: no fps target
     assert [t["target"].split()[0] for t in report.evaluate_targets(results)] == ["fp16", "AMP"]
+
+    gpu_stamp = {"name": "NVIDIA H100 80GB HBM3", "capability": "sm_90", "memory_gib": 79.2, "multiprocessors": 132,
+                 "driver": "580.159.04", "cuda": "13.0", "cudnn": 91300, "torch": "2.11.0+cu130"}  # fmt: skip
+    meta.update(device_name="H100", date="d", threads=16, dtype="fp16", loadavg_start=[0, 0, 0], gpu=gpu_stamp,
+                loadavg_end=[0, 0, 0], cpu_count=16, versions={}, command="c", warmup=5, runs=20)  # fmt: skip
+    text = report.render(results)
+    assert "- GPU: NVIDIA H100 80GB HBM3 (sm_90, 79 GiB, 132 SMs); driver 580.159.04; CUDA 13.0; cuDNN 91300" in text
+    assert "| deeplabv3plus_r50_d8 | 3.94 | 5 | 7 | 12 |  |  | 1.78x | 1.40x | 8 | 7.5 | 1.07x |" in text
