@@ -15,6 +15,11 @@ are needed, as in the parity check against mmseg.
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 import torch
 from torch import nn
@@ -118,6 +123,21 @@ def labelled_batch(height: int, width: int, batch: int, seed: int) -> tuple[torc
     return images, labels
 
 
+def _training_batches(
+    size: tuple[int, int], batch: int, steps: int, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`labelled_batch` for each step (seeds ``seed + step * batch`` on), the images drawn ahead by a process per
+    core: a dead-leaves image takes longer to draw than a GPU takes to train on it."""
+    if steps < 1:
+        return
+    seeds = [seed + step * batch + j for step in range(steps) for j in range(batch)]
+    with ProcessPoolExecutor(max_workers=max(1, min(16, os.cpu_count() or 1))) as pool:
+        pairs = pool.map(functools.partial(dead_leaves, *size), seeds, chunksize=batch)
+        for _ in range(steps):
+            chunk = [next(pairs) for _ in range(batch)]
+            yield normalize([p[0] for p in chunk]), torch.from_numpy(np.stack([p[1] for p in chunk])).long()
+
+
 def train_briefly(
     model: nn.Module,
     steps: int,
@@ -133,8 +153,7 @@ def train_briefly(
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     loss = acc = torch.zeros(())
-    for step in range(steps):
-        x, y = labelled_batch(*size, batch=batch, seed=seed + step * batch)
+    for step, (x, y) in enumerate(_training_batches(size, batch, steps, seed)):
         x, y = x.to(device), y.to(device)
         for group in optimizer.param_groups:
             group["lr"] = 1e-3 * (1 - step / steps) ** 0.9

@@ -16,6 +16,10 @@ CPU_VS_MMSEG_TARGET = 2.0
 CPU_VS_ORT_TARGET = 1.1
 GPU_SPEEDUP_TARGET = 3.0
 GPU_TRAIN_MEMORY_TARGET = 0.6
+# The seed table's fps: mmseg's whole-image test of Cityscapes frames (1024x2048, which the seven rows' test scale
+# 2048x1024 with keep_ratio leaves as they are), batch 1, on a V100. Our fps compares with it at this size only.
+SEED_FPS_SIZE = (1024, 2048)
+GPU_FP16_SPEEDUP_TARGET = 1.5  # our fp16 path against our fp32 eager path, GPU
 
 
 def _find(cases: list[dict], **match: Any) -> dict | None:
@@ -59,7 +63,8 @@ def scale_reused(results: dict) -> None:
             for key in ("median_s", "p90_s", "mean_s", "min_s"):
                 if key in entry:
                     entry[key] /= scale
-        c["scaled_by"] = scales
+        if scales:  # else not yet: our fp32 eager row may still come (results are saved after every case)
+            c["scaled_by"] = scales
 
 
 def add_ratios(results: dict) -> None:
@@ -167,7 +172,143 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
                         "met": ratio <= GPU_TRAIN_MEMORY_TARGET,
                     }
                 )
+    if device == "cuda":
+        targets += _seed_targets(seed_table(results))
     return targets
+
+
+def _seed_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The GPU targets against the seed table: fps at the seed's size, fp16 over fp32, AMP training memory."""
+    targets = []
+    for row in rows:
+        model, seed_size = row["model"], f"{SEED_FPS_SIZE[0]}x{SEED_FPS_SIZE[1]}"
+        if row["best_vs_seed"] is not None and tuple(row["infer_size"]) == SEED_FPS_SIZE:
+            target = f"fastest agreeing path >= the seed's fps ({row['seed_fps']}, {row['seed_fps_device']})"
+            targets.append(
+                {
+                    "model": model,
+                    "target": f"{target} at {seed_size}, batch 1",
+                    "path": row["best_path"],
+                    "value": row["best_vs_seed"],
+                    "met": row["best_vs_seed"] >= 1.0,
+                }
+            )
+        if row["fp16_vs_fp32"] is not None:
+            targets.append(
+                {
+                    "model": model,
+                    "target": f"fp16 >= {GPU_FP16_SPEEDUP_TARGET}x our fp32 eager, batch 1",
+                    "path": "fp16 fold+cl",
+                    "value": row["fp16_vs_fp32"],
+                    "met": row["fp16_vs_fp32"] >= GPU_FP16_SPEEDUP_TARGET,
+                }
+            )
+        if row["amp_mem_vs_seed"] is not None:
+            targets.append(
+                {
+                    "model": model,
+                    "target": f"AMP training peak memory <= the seed's Mem ({row['seed_mem_gb']} GB), batch 2",
+                    "path": row["train_amp_path"],
+                    "value": row["amp_mem_vs_seed"],
+                    "met": row["amp_mem_vs_seed"] <= 1.0,
+                }
+            )
+    return targets
+
+
+def _ok(case: dict) -> bool:
+    return "error" not in case and "skipped" not in case
+
+
+def seed_table(results: dict) -> list[dict[str, Any]]:
+    """Per model: the seed table's fps and training memory (``meta["seed"]``, else the prepare case's) beside our
+    inference paths at batch 1, mmseg's fp32 where it ran, and the training step's peak memory."""
+    cases, rows = results["cases"], []
+    for arch in results["meta"]["models"]:
+        mine = [c for c in cases if c["case"]["architecture"] == arch and _ok(c) and "reused_from" not in c]
+        prep = _find(mine, task="prepare")
+        seed = results["meta"].get("seed", {}).get(arch) or (prep or {}).get("seed_metrics") or {}
+        ours = [c for c in mine if c["case"]["task"] == "infer" and c["case"]["library"] == "ours" and _fps(c, 1)]
+        fp32 = _find(ours, dtype="fp32", optimize=False, compile=False)
+        fp16 = _find(ours, dtype="fp16", compile=False)
+        bf16 = _find(ours, dtype="bf16", compile=False)
+        compiled = _find(ours, compile=True)
+        mmseg = _find(mine, task="infer", library="mmseg", dtype="fp32")
+        agreeing = [c for c in ours if c.get("check", {}).get("argmax_agreement", 0) >= MIN_AGREEMENT]
+        best = max(agreeing, key=lambda c: _fps(c, 1)) if agreeing else None  # type: ignore[arg-type, return-value]
+        train = [c for c in mine if c["case"]["task"] == "train" and c["case"]["library"] == "ours"]
+        amp = next((c for c in train if c["case"]["dtype"] != "fp32" and not c["case"]["grad_ckpt"]), None)
+        train32 = _find(train, dtype="fp32", grad_ckpt=False)
+        size = (fp32 or prep or {"case": {"size": None}})["case"]["size"]
+        row: dict[str, Any] = {
+            "model": arch,
+            "infer_size": list(size) if size else None,
+            "seed_fps": seed.get("fps"),
+            "seed_fps_device": seed.get("fps_device", "V100"),
+            "seed_mem_gb": seed.get("train_mem_gb"),
+            "fp32_fps": _fps(fp32, 1),
+            "fp16_fps": _fps(fp16, 1),
+            "bf16_fps": _fps(bf16, 1),
+            "compiled_fps": _fps(compiled, 1),
+            "compiled_path": compiled["label"] if compiled else None,
+            "mmseg_fp32_fps": _fps(mmseg, 1),
+            "best_fps": _fps(best, 1),
+            "best_path": best["label"] if best else None,
+            "best_peak_mem_gb": best["batches"]["1"]["peak_mem_bytes"] / GIB if best else None,
+            "train_amp_path": amp["label"] if amp else None,
+            "train_amp_peak_gb": amp["peak_mem_bytes"] / GIB if amp else None,
+            "train_fp32_peak_gb": train32["peak_mem_bytes"] / GIB if train32 else None,
+        }
+        row["best_vs_seed"] = row["best_fps"] / row["seed_fps"] if row["best_fps"] and row["seed_fps"] else None
+        row["fp16_vs_fp32"] = row["fp16_fps"] / row["fp32_fps"] if row["fp16_fps"] and row["fp32_fps"] else None
+        amp_gb, seed_gb = row["train_amp_peak_gb"], row["seed_mem_gb"]
+        row["amp_mem_vs_seed"] = amp_gb / seed_gb if amp_gb is not None and seed_gb else None
+        rows.append(row)
+    return rows
+
+
+def _seed_lines(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows or not any(r["seed_fps"] or r["seed_mem_gb"] for r in rows):
+        return []
+    sizes = sorted({"x".join(map(str, r["infer_size"])) for r in rows if r["infer_size"]})
+    seed = f"{SEED_FPS_SIZE[0]}x{SEED_FPS_SIZE[1]}"
+    lines = [
+        "## Against the seed table (mmseg, V100)",
+        "",
+        f"Inference images/s at {', '.join(sizes) or '?'}, batch 1; the seed's fps is mmseg's whole-image test of "
+        f"{seed} Cityscapes frames on a V100"
+        + ("" if sizes == [seed] else " (not comparable: measured here at another size)")
+        + ". Best: our fastest path whose argmax agrees with fp32 eager on >= "
+        f"{MIN_AGREEMENT:.1%} of the pixels. Training: forward + backward + SGD at the crop size, batch 2, peak "
+        "allocated memory against the seed's Mem (GB) column (max allocated, as mmseg logs it).",
+        "",
+        "| model | seed fps | ours fp32 | ours fp16 | ours bf16 | compiled | mmseg fp32 | best / seed | fp16 / fp32 "
+        "| train AMP peak GB | seed Mem GB | AMP / seed Mem |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {_num2(r['seed_fps'])} | {_num2(r['fp32_fps'])} | {_num2(r['fp16_fps'])} | "
+            f"{_num2(r['bf16_fps'])} | {_num2(r['compiled_fps'])} | {_num2(r['mmseg_fp32_fps'])} | "
+            f"{_x(r['best_vs_seed'])} | {_x(r['fp16_vs_fp32'])} | {_num2(r['train_amp_peak_gb'])} | "
+            f"{_num2(r['seed_mem_gb'])} | {_x(r['amp_mem_vs_seed'])} |"
+        )
+    return [*lines, ""]
+
+
+def _num2(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def _tests_lines(tests: dict[str, Any] | None) -> list[str]:
+    if not tests:
+        return []
+    lines = [f"## GPU tests: `{tests['command']}`", "", f"- {tests['summary']} (exit status {tests['returncode']}, "
+             f"{tests['seconds']:.0f} s)"]  # fmt: skip
+    if tests.get("stopped_in"):
+        lines.append(f"- running when stopped: {tests['stopped_in']}")
+    lines += [f"- {line}" for line in tests.get("failures", [])]
+    return [*lines, ""]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -221,10 +362,19 @@ def render(results: dict) -> str:
             )
         if peaks:
             lines.insert(4, "- " + "; ".join(peaks))
+    gpu = meta.get("gpu")
+    if gpu and gpu.get("name"):
+        lines.insert(
+            3,
+            f"- GPU: {gpu['name']} ({gpu['capability']}, {gpu['memory_gib']:.0f} GiB, {gpu['multiprocessors']} SMs); "
+            f"driver {gpu['driver']}; CUDA {gpu['cuda']}; cuDNN {gpu['cudnn']}; torch {gpu['torch']}",
+        )
     for note in meta.get("notes", []):
         lines.append(f"> {note}")
     if meta.get("notes"):
         lines.append("")
+    lines += _tests_lines(results.get("tests"))
+    lines += _seed_lines(results.get("seed_table") or seed_table(results))
     by_arch: dict[str, list[dict]] = {}
     for c in results["cases"]:
         if c["case"]["task"] != "peak":
@@ -332,7 +482,7 @@ def render(results: dict) -> str:
             lines.append("")
         folder = [c for c in cases if c["case"]["task"] == "folder"]
         if folder:
-            base = next((c for c in folder if "error" not in c and not c["case"]["extra"].get("pipeline")), None)
+            base = next((c for c in folder if _ok(c) and not c["case"]["extra"].get("pipeline")), None)
             lines += [
                 "### Folder prediction (full-size JPEG files to label PNGs, optimized model at dtype='auto')",
                 "",
@@ -346,10 +496,10 @@ def render(results: dict) -> str:
                     if extra.get("pipeline")
                     else "today's loop: model.predict(path), one at a time"
                 )
-                if "error" in c:
-                    lines.append(f"| {name} | | | | | {c['error']} |")
+                if "error" in c or "skipped" in c:
+                    lines.append(f"| {name} | | | | | {c.get('error') or c['skipped']} |")
                     continue
-                ratio = c["images_per_s"] / base["images_per_s"] if base and "error" not in base else None
+                ratio = c["images_per_s"] / base["images_per_s"] if base and _ok(base) else None
                 h, w = c["image_size"]
                 lines.append(
                     f"| {name} | {c['images']} x {h}x{w} | {c['images_per_s']:.3g} | {c['seconds']:.1f} | "
@@ -401,6 +551,7 @@ def main(argv: list[str]) -> int:
     scale_reused(results)
     add_ratios(results)
     results["targets"] = evaluate_targets(results)
+    results["seed_table"] = seed_table(results)
     text = render(results)
     print(text)
     if write:  # the JSON and Markdown again, e.g. after a change of the report

@@ -26,9 +26,11 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,15 +322,154 @@ def reused_cases(path: Path, libraries: tuple[str, ...], models: list[str], size
     return kept
 
 
-def run_case(case: Case, env: dict[str, str]) -> dict:
-    """Run one case in a fresh interpreter; its result, or an ``error`` entry with the tail of its output."""
-    cmd = [sys.executable, "-m", "benchmarks.worker", case.to_json()]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
+MIN_CASE_S = 15  # a case is not started with less of the time budget left (a fresh process needs seconds)
+
+
+def run_case(case: Case, env: dict[str, str], timeout: float | None = None, in_process: bool = False) -> dict:
+    """Run one case in a fresh interpreter (or, `in_process`, in this one: a dry run's check of the plumbing, not a
+    measurement); its result, or an ``error`` entry with the tail of its output. `timeout`: seconds until the
+    worker is stopped."""
+    if in_process:
+        from benchmarks.worker import measure
+
+        try:
+            return json.loads(json.dumps(measure(case)))
+        except Exception as e:
+            return {"case": json.loads(case.to_json()), "label": case.label, "error": f"{type(e).__name__}: {e}"[-300:]}
+    code, stdout, stderr = run_process([sys.executable, "-m", "benchmarks.worker", case.to_json()], env, timeout)
+    if code is None:
+        return {"case": json.loads(case.to_json()), "label": case.label,
+                "error": f"stopped after {timeout:.0f} s: the run's time budget was spent"}  # fmt: skip
+    for line in stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX) :])
-    lines = (proc.stderr or proc.stdout or f"exit status {proc.returncode}").strip().splitlines()
+    lines = (stderr or stdout or f"exit status {code}").strip().splitlines()
     return {"case": json.loads(case.to_json()), "label": case.label, "error": lines[-1][-300:]}
+
+
+def run_process(cmd: list[str], env: dict[str, str], timeout: float | None = None) -> tuple[int | None, str, str]:
+    """Run `cmd` in ROOT in a session of its own: exit status (None when stopped after `timeout` seconds, with every
+    process it started), stdout and stderr."""
+    with subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its DataLoader workers and pools too
+            stdout, stderr = proc.communicate()
+            return None, stdout, stderr
+    return proc.returncode, stdout, stderr
+
+
+def run_cases(
+    cases: list[Case],
+    env: dict[str, str],
+    results: dict,
+    save: Callable[[dict], object],
+    deadline: float | None = None,
+    in_process: bool = False,
+) -> None:
+    """Run `cases` in order into ``results["cases"]``, calling `save` after each one, so that a run cut short keeps
+    every number it has. Past `deadline` (a `time.time()`), cases are recorded as not started."""
+    for case in cases:
+        started = time.time()
+        left = None if deadline is None else deadline - started
+        if left is not None and left < MIN_CASE_S:
+            result = {"case": json.loads(case.to_json()), "label": case.label,
+                      "skipped": "not started: the run's time budget was spent"}  # fmt: skip
+        else:
+            result = run_case(case, env, left, in_process)
+        if case.task == "prepare" and "error" not in result and "skipped" not in result:
+            result["seed_metrics"] = adapters.seed_cfg(case.architecture).metrics
+        if case.task == "peak" and "error" not in result:
+            results["meta"].update({k: v for k, v in result.items() if k.startswith("gemm_")})
+        results["cases"].append(result)
+        print(
+            f"[{time.time() - started:6.0f} s] {case.architecture} {case.task:8s} {case.label:28s} {_summary(result)}",
+            flush=True,
+        )
+        save(results)
+
+
+def save_results(results: dict, out: Path, name: str) -> str:
+    """Ratios, targets and the comparison with the seed table of `results`, written as ``OUT/NAME.json`` and
+    ``.md`` (each replaced whole); returns the Markdown."""
+    results["meta"]["loadavg_end"] = list(os.getloadavg())
+    report.scale_reused(results)
+    report.add_ratios(results)
+    results["targets"] = report.evaluate_targets(results)
+    results["seed_table"] = report.seed_table(results)
+    text = report.render(results)
+    report.write_atomic(out / f"{name}.json", json.dumps(results, indent=1) + "\n")
+    report.write_atomic(out / f"{name}.md", text + "\n")
+    return text
+
+
+def free_name(out: Path, stem: str) -> str:
+    """`stem`, or ``stem_2``, ``stem_3`` ... where a results file of that name exists: a second run on the same day
+    does not overwrite the first."""
+    name, n = stem, 2
+    while (out / f"{name}.json").exists():
+        name, n = f"{stem}_{n}", n + 1
+    return name
+
+
+def worker_env(threads: int = 0, cpu_isa: str = "native") -> dict[str, str]:
+    """The environment of the workers: this checkout first on the path, the thread count and the ISA cap."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    if cpu_isa == "avx2":
+        isa = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+        env.update(isa)
+        os.environ.update(isa)  # so that the plan knows what dtype="auto" picks under the cap
+    return env
+
+
+def make_meta(
+    device: str,
+    threads: int,
+    dtype: str,
+    models: list[str],
+    warmup: int,
+    runs: int,
+    command: str,
+    notes: list[str],
+    cpu_isa: str = "native",
+) -> dict:
+    """The stamp of a results file: date, device, versions, settings, load."""
+    import torch
+
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "device_type": device,
+        "device_name": device_name(device),
+        "cpu_count": os.cpu_count(),
+        "threads": threads or torch.get_num_threads(),
+        "dtype": dtype,
+        "models": models,
+        "versions": adapters.library_versions(),
+        "warmup": warmup,
+        "runs": runs,
+        "loadavg_start": list(os.getloadavg()),
+        "command": command,
+        "notes": notes,
+        "cpu_isa": cpu_isa,
+    }
+    if device == "cpu":
+        stamp = cpu_stamp()
+        meta["cpu"] = stamp
+        per_cycle = fp32_flops_per_cycle(stamp)
+        if per_cycle and stamp["mhz"]:
+            meta["fp32_peak_gflops"] = meta["threads"] * stamp["mhz"] / 1000 * per_cycle
+            meta["fp32_flops_per_cycle"] = per_cycle
+        if cpu_isa == "avx2":
+            meta["device_name"] += "; PyTorch capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)"
+    if device == "cuda":
+        meta["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32  # "fp32" convs use TF32 when True, for every library
+        meta["cuda"] = torch.version.cuda
+    return meta
 
 
 def _summary(result: dict) -> str:
@@ -388,41 +529,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait_load is not None:
         wait_for_quiet(args.wait_load, args.wait_timeout)
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    if args.cpu_isa == "avx2":
-        isa = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
-        env.update(isa)
-        os.environ.update(isa)  # so that the plan knows what dtype="auto" picks under the cap
-    meta = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-        "device_type": args.device,
-        "device_name": device_name(args.device),
-        "cpu_count": os.cpu_count(),
-        "threads": args.threads or torch.get_num_threads(),
-        "dtype": args.dtype,
-        "models": models,
-        "versions": adapters.library_versions(),
-        "warmup": args.warmup,
-        "runs": args.runs,
-        "loadavg_start": list(os.getloadavg()),
-        "command": "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-        "notes": notes,
-        "cpu_isa": args.cpu_isa,
-    }
-    if args.device == "cpu":
-        stamp = cpu_stamp()
-        meta["cpu"] = stamp
-        per_cycle = fp32_flops_per_cycle(stamp)
-        if per_cycle and stamp["mhz"]:
-            meta["fp32_peak_gflops"] = meta["threads"] * stamp["mhz"] / 1000 * per_cycle
-            meta["fp32_flops_per_cycle"] = per_cycle
-        if args.cpu_isa == "avx2":
-            meta["device_name"] += "; PyTorch capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)"
-    if args.device == "cuda":
-        meta["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32  # "fp32" convs use TF32 when True, for every library
-        meta["cuda"] = torch.version.cuda
+    env = worker_env(args.threads, args.cpu_isa)
+    command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    meta = make_meta(
+        args.device, args.threads, args.dtype, models, args.warmup, args.runs, command, notes, args.cpu_isa
+    )
     for note in notes:
         print(note, flush=True)
     results = {"meta": meta, "cases": []}
@@ -432,34 +543,14 @@ def main(argv: list[str] | None = None) -> int:
         results["cases"] += reused
         if reused:
             meta["notes"].append(f"{', '.join(missing)} not installed: their rows are reused from {args.reuse.name}")
-    for case in plan(args, models, peers):
-        started = time.time()
-        result = run_case(case, env)
-        if case.task == "prepare" and "error" not in result:
-            result["seed_metrics"] = adapters.seed_cfg(case.architecture).metrics
-        if case.task == "peak" and "error" not in result:
-            meta.update({k: v for k, v in result.items() if k.startswith("gemm_")})
-        results["cases"].append(result)
-        print(
-            f"[{time.time() - started:6.0f} s] {case.architecture} {case.task:8s} {case.label:28s} {_summary(result)}",
-            flush=True,
-        )
-    meta["loadavg_end"] = list(os.getloadavg())
-    report.scale_reused(results)
-    report.add_ratios(results)
-    results["targets"] = report.evaluate_targets(results)
     size = args.size or tuple(adapters.seed_cfg(models[0]).crop_size)
     short = "all" if args.models == "all" else "+".join(m.removeprefix("deeplabv3plus_") for m in models)
     isa = "" if args.cpu_isa == "native" else f"-{args.cpu_isa}"
-    name = args.name or f"{args.device}-{meta['threads']}t{isa}_{short}_{size[0]}x{size[1]}_{meta['date'][:10]}"
-    if not args.name:  # a second run on the same day does not overwrite the first
-        stem, n = name, 2
-        while (args.out / f"{name}.json").exists():
-            name, n = f"{stem}_{n}", n + 1
-    report.write_atomic(args.out / f"{name}.json", json.dumps(results, indent=1) + "\n")
-    text = report.render(results)
-    report.write_atomic(args.out / f"{name}.md", text + "\n")
-    print(text)
+    name = args.name or free_name(
+        args.out, f"{args.device}-{meta['threads']}t{isa}_{short}_{size[0]}x{size[1]}_{meta['date'][:10]}"
+    )
+    run_cases(plan(args, models, peers), env, results, lambda r: save_results(r, args.out, name))
+    print(save_results(results, args.out, name))
     print(f"\nwrote {args.out / name}.json and .md")
     return 0
 

@@ -16,12 +16,14 @@ its own peak memory, its own thread settings and no warm state from another libr
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,7 +364,8 @@ def run_folder(case: Case) -> dict[str, Any]:
 
     ``extra["pipeline"]`` False: today's loop, one ``model.predict(path)`` at a time (read, resize, network and
     post-processing in turn, in one thread). True: `write_predictions` with ``extra["workers"]`` reading processes
-    and ``extra["batch"]`` images per forward pass. Both use our optimized model at ``dtype="auto"``.
+    and ``extra["batch"]`` images per forward pass. Both use our optimized model at ``dtype="auto"``, at the weights'
+    test scale unless ``extra["resize"]`` is False (a dry run's small images stay small).
     """
     torch = _setup(case)
     from PIL import Image
@@ -378,26 +381,29 @@ def run_folder(case: Case) -> dict[str, Any]:
     if not folder.is_dir():
         tmp = folder.with_name(folder.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
-        for i in range(count):
-            image = dead_leaves(*case.predict_size, seed=case.seed + 30_000_000 + i)[0]
-            Image.fromarray(image).save(tmp / f"frame{i:03d}.jpg", quality=90)
+        seeds = [case.seed + 30_000_000 + i for i in range(count)]
+        with ProcessPoolExecutor(max_workers=min(count, os.cpu_count() or 1)) as pool:  # seconds per full-size image
+            images = pool.map(functools.partial(dead_leaves, *case.predict_size), seeds)
+            for i, (image, _) in enumerate(images):
+                Image.fromarray(image).save(tmp / f"frame{i:03d}.jpg", quality=90)
         os.replace(tmp, folder)
     runner = build("ours", case.architecture, Path(_paths(case)["weights"]), device, case.threads, Path(case.workdir))
     model = runner.model.optimize_for_inference(dtype="auto")
     files = sorted(folder.glob("*.jpg"))
-    model.predict(files[0])  # warm-up: oneDNN primitives for this size
+    options = {"resize": bool(case.extra.get("resize", True))}  # False: at the files' size, not the weights' scale
+    model.predict(files[0], **options)  # warm-up: oneDNN primitives for this size
     out = Path(case.workdir) / f"folder_out_{os.getpid()}"
     reset_peak_memory(device)
     started = time.perf_counter()
     if case.extra.get("pipeline"):
         summary = write_predictions(
-            model, folder, out, num_workers=int(case.extra["workers"]), batch_size=int(case.extra["batch"])
+            model, folder, out, num_workers=int(case.extra["workers"]), batch_size=int(case.extra["batch"]), **options
         )
         assert summary.written == count
     else:
         out.mkdir(parents=True)
         for path in files:
-            model.predict(path).save(out / f"{path.stem}.png")
+            model.predict(path, **options).save(out / f"{path.stem}.png")
     seconds = time.perf_counter() - started
     import shutil
 
@@ -446,11 +452,8 @@ TASKS = {
 }
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m benchmarks.worker '<case json>'", file=sys.stderr)
-        return 2
-    case = Case.from_json(argv[0])
+def measure(case: Case) -> dict[str, Any]:
+    """Run `case` in this process: its result, stamped with the case, its label, the load and its wall time."""
     started = time.time()
     load = os.getloadavg()
     result = TASKS[case.task](case)
@@ -461,7 +464,14 @@ def main(argv: list[str]) -> int:
         loadavg_end=list(os.getloadavg()),
         wall_s=time.time() - started,
     )
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.worker '<case json>'", file=sys.stderr)
+        return 2
+    print(RESULT_PREFIX + json.dumps(measure(Case.from_json(argv[0]))), flush=True)
     return 0
 
 

@@ -275,3 +275,44 @@ def test_first_conv_and_classifier_stay_float32_under_autocast():
         fast(x)
     assert seen == {"encoder.body.conv1.0": torch.float32, "classifier.conv": torch.float32}
     assert others == [torch.bfloat16], "the rest of the network runs in bf16"
+
+
+@pytest.mark.gpu
+@cuda
+def test_compiled_path_on_gpu():
+    """torch.compile (Inductor, Triton kernels) of the optimized model under fp16 autocast on a channels_last input,
+    as the GPU benchmark times it (one compilation: the fp32 graph is checked on the CPU, in the slow tests)."""
+    model, x, _ = parity_model("r50_v1c_d8")
+    balance_classes(model, x)
+    model, x = model.cuda(), x.cuda()
+    compiled = torch.compile(model.optimize_for_inference(dtype=torch.float16))
+    with torch.inference_mode():
+        ref = model(x)
+        got = compiled(x.contiguous(memory_format=torch.channels_last))
+    assert got.is_cuda and got.dtype == torch.float32 and rel_diff(got, ref) <= BF16_RTOL
+    assert agreement(got, ref) >= BF16_MIN_AGREEMENT
+
+
+@pytest.mark.gpu
+@cuda
+def test_auto_dtype_on_gpu():
+    """dtype="auto" on a GPU: bf16 from compute capability 8.0, fp16 before; the optimized model and predict agree
+    with fp32 as the explicit dtype does."""
+    model, x, _ = parity_model("r50_v1c_d8")
+    balance_classes(model, x)
+    model, x = model.cuda(), x.cuda()
+    expected = torch.bfloat16 if torch.cuda.get_device_capability()[0] >= 8 else torch.float16
+    fast = model.optimize_for_inference(dtype="auto")
+    assert fast.inference_dtype == expected
+    with torch.inference_mode():
+        ref = model(x)
+        got = fast(x)
+        with torch.autocast("cuda", dtype=expected):
+            explicit = model.optimize_for_inference()(x)
+    assert got.dtype == torch.float32 and rel_diff(got, ref) <= BF16_RTOL
+    assert agreement(got, ref) >= BF16_MIN_AGREEMENT
+    assert rel_diff(got, explicit) <= 1e-3  # auto is that explicit autocast (fp16 and bf16 differ by ~1e-2)
+    image = (x[0].cpu() * 58 + 116).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    auto = model.predict(image, dtype="auto", return_probs=True)
+    same = model.predict(image, dtype=expected, return_probs=True)
+    assert (auto.labels == same.labels).all()

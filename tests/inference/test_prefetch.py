@@ -92,3 +92,33 @@ def test_reading_ahead_only_where_it_leaves_the_network_its_cores(folder, monkey
     stream = prefetched(items, ViewSpec(None, True, (1.0,)), read_ahead=False)
     assert next(stream).index == 0 and read == [0]  # nothing read before it is asked for
     assert [p.index for p in stream] == [1, 2, 3, 4] and read == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_pinned_prefetch_to_the_gpu(model, folder, num_workers, monkeypatch):
+    """On CUDA the prepared images are in pinned memory (asynchronous copies), read by a thread or worker processes,
+    and the results are the CPU's."""
+    import deeplabv3p.inference.pipeline as pipeline
+
+    reference = model.predict(folder, return_probs=True)
+    pinned = []
+    real = pipeline.prefetched
+
+    def recording(*args, **kwargs):
+        for p in real(*args, **kwargs):
+            pinned.extend(v.is_pinned() for v in p.views)
+            yield p
+
+    monkeypatch.setattr(pipeline, "prefetched", recording)
+    try:
+        model.cuda()
+        results = model.predict(folder, return_probs=True, batch_size=2, num_workers=num_workers)
+    finally:
+        model.cpu()
+    assert len(pinned) == 5 and all(pinned)
+    assert [r.name for r in results] == [r.name for r in reference]
+    for a, b in zip(reference, results):
+        assert np.abs(b.probs - a.probs).max() < 1e-3  # TF32 convolutions may differ from the CPU's fp32
+        assert (a.labels == b.labels).mean() > 0.99
