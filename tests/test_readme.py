@@ -14,6 +14,7 @@ provided by the stand-ins below, and nothing else differs from what the README s
   big sizes and schedules by small ones, lines that need the network or a GPU removed, whole blocks skipped.
   A substitution that no longer matches its section is an error (`test_every_substitution_applies`), so the
   table cannot rot; a block that none matches runs exactly as written;
+- one torch thread (`offline`), as the tiny stand-ins run fastest;
 - torch.hub: ``torch.hub.list`` / ``load`` of ``deeplabv3p/deeplabv3p`` get this checkout instead of GitHub's
   (``torch.hub._get_cache_or_reload`` patched: torch.hub has no offline setting);
 - SLOW: blocks that cannot run in a few seconds on 2 cores, marked ``slow``.
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import textwrap
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
     # Set up
     Sub(("Set up",), "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && ", "", NO_INDEX),
     Sub(("Set up",), 'pip install -e ".[dev]" && python -m pytest -q', SKIP, "it is this test suite"),
+    Sub(("Set up",), "deeplabv3p demo\n", "deeplabv3p demo --iters 8 --no-progress\n", BIG),
     # weights
     Sub(
         ("Quick start", "Pretrained models"),
@@ -193,14 +195,14 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         ("Fine-tuning",),
         "deeplabv3p train --data data/ --model deeplabv3plus_r50_d8 --pretrained cityscapes --iters 2000 "
         "--out runs/exp1",
-        "deeplabv3p train --data data/ --model {standins}/r50-cityscapes --iters 2 --crop-size 64 --batch-size 2 "
+        "deeplabv3p train --data data/ --model {standins}/r50-cityscapes --iters 2 --crop-size 64 64 --batch-size 2 "
         "--num-workers 0 --out runs/exp1-cli",
         NO_HUB + "; " + BIG + "; the Python block above made runs/exp1 (the two ways to train are alternatives)",
     ),
     Sub(
         ("Fine-tuning",),
         "deeplabv3p train ... --resume",
-        "deeplabv3p train --data data/ --model {standins}/r50-cityscapes --iters 4 --crop-size 64 --batch-size 2 "
+        "deeplabv3p train --data data/ --model {standins}/r50-cityscapes --iters 4 --crop-size 64 64 --batch-size 2 "
         "--num-workers 0 --out runs/exp1-cli --resume",
         "'...' stands for the flags of the first line (4 iterations: continue the 2 done)",
     ),
@@ -281,8 +283,8 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
     Sub(
         ("examples/finetune.py",),
         "--data my_data --model deeplabv3plus_r50_d8 --pretrained cityscapes --iters 2000",
-        "--data my_data --model {standins}/r50-cityscapes --iters 2 --crop-size 64 --batch-size 2",
-        NO_HUB + "; " + BIG,
+        "--data my_data --model {standins}/r50-cityscapes --iters 2 --crop-size 64 --batch-size 2 --out runs/ft2",
+        NO_HUB + "; " + BIG + "; the command above made runs/finetune (the default --out)",
     ),
     Sub(
         ("examples/predict.py",),
@@ -300,7 +302,7 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
 
 # (section, text in the block, why): blocks that take more than a few seconds on 2 cores even with the stand-ins.
 SLOW: tuple[tuple[str, str, str], ...] = (
-    ("Set up", "deeplabv3p demo", "the demo's 400 iterations: 70-170 s"),
+    ("Set up", "deeplabv3p demo", "writes 200 images and trains; the demo has its own tests"),
     ("Fine-tuning", "deeplabv3p demo", "writes 200 images and trains; the demo has its own tests"),
     ("Fine-tuning", "deeplabv3p train --data", "four CLI processes that train and evaluate"),
     ("Fast inference and ONNX export", "deeplabv3p export", "ONNX export, INT8 calibration and three CLI processes"),
@@ -530,9 +532,12 @@ def standins(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch, standins: Path) -> None:
+def offline(monkeypatch: pytest.MonkeyPatch, standins: Path) -> Iterator[None]:
     """HF_HUB_OFFLINE=1 (here and for the commands), the repo ``someone/my-model`` that the README's push_to_hub
-    would make in the Hugging Face cache (a stand-in's files), and torch.hub's GitHub repo as this checkout."""
+    would make in the Hugging Face cache (a stand-in's files), and torch.hub's GitHub repo as this checkout.
+
+    torch runs on one thread, here and in the commands: the stand-ins are so small that more threads only add
+    overhead, and on a busy machine threads waiting for each other made a block 50x slower."""
     from huggingface_hub import constants
     from zoo_helpers import fill_hf_cache
 
@@ -543,6 +548,11 @@ def offline(monkeypatch: pytest.MonkeyPatch, standins: Path) -> None:
     fill_hf_cache(Path(constants.HF_HUB_CACHE), "someone/my-model", repo)
     monkeypatch.setenv("HF_HUB_CACHE", constants.HF_HUB_CACHE)
     monkeypatch.setattr(torch.hub, "_get_cache_or_reload", lambda github, *args, **kwargs: str(REPO))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _section_run(block: Block, standins: Path, tmp_path_factory: pytest.TempPathFactory) -> SectionRun:
@@ -668,3 +678,14 @@ def test_the_readme_has_blocks_to_run() -> None:
     langs = [b.lang for b in readme_blocks()]
     assert langs.count("python") >= 8 and langs.count("bash") >= 10, langs
     assert {b.section for b in BLOCKS} >= {"Quick start", "Predict", "Fine-tuning", "examples/predict.py"}
+
+
+def test_a_failing_block_names_its_line(tmp_path: Path) -> None:
+    """The report of a broken block points at the README line: the traceback's for Python, the command's for bash."""
+    run = SectionRun(tmp_path)
+    python = Block("README.md", 40, "Predict", "python", "x = 1\ndeeplabv3p_renamed(x)\n")
+    assert 'File "README.md", line 41' in (_run_python(python, python.code, run) or "")
+    assert "NameError" in (_run_python(python, python.code, run) or "")
+    bash = Block("README.md", 50, "Predict", "bash", "true\nfalse\ntrue\n")
+    assert "README.md:51: exit status 1" in (_run_bash(bash, bash.code, run) or "")
+    assert _run_bash(Block("README.md", 3, "Predict", "bash", "true\n"), "true\n", run) is None
