@@ -8,8 +8,9 @@ the Quick start's ``import torch`` and ``import deeplabv3p``), the bash blocks r
 This machine has no network and no GPU, and a test has seconds, not hours. What a block needs from outside is
 provided by the stand-ins below, and nothing else differs from what the README says:
 
-- FILES: the inputs the README names (images, datasets, downloads), made small in the working folder;
+- `files`: the inputs the blocks name (images, datasets, downloads, checkpoints), small, in the working folder;
 - STANDIN_MODELS: small networks saved with ``save_pretrained``, in place of published weights;
+- the Hugging Face cache holds the repo the README's ``push_to_hub`` would make, and ``HF_HUB_OFFLINE=1`` is set;
 - SUBSTITUTIONS: textual replacements in the blocks, each with its reason: published weights by those folders,
   big sizes and schedules by small ones, lines that need the network or a GPU removed, whole blocks skipped.
   A substitution that no longer matches its section is an error (`test_every_substitution_applies`), so the
@@ -54,7 +55,7 @@ NARROW_DEEP_STEM = "**" + repr({**NARROW, "encoder_kwargs": {**NARROW["encoder_k
 # --------------------------------------------------------------------------------------------------- the stand-ins
 
 
-# name -> (published tag whose metadata it carries, why). Each is that architecture at tests/nets.py's NARROW widths
+# name -> the published tag whose metadata it carries. Each is that architecture at tests/nets.py's NARROW widths
 # (seeded weights), with the tag's classes, palette and test settings except a small test scale (`SMALL_SCALE`), saved
 # with save_pretrained under {standins}/NAME. The Hub and download.openmmlab.com are out of reach here, and the real
 # networks at Cityscapes' test scale take seconds per image.
@@ -73,7 +74,8 @@ SMALL_SCALE = (128, 64)
 class Sub:
     """Replace `old` by `new` in the blocks of `sections` (README ``##`` headings or ``examples/NAME.py``).
 
-    `new` may name ``{standins}`` (the folder of STANDIN_MODELS) and ``{repo}``; `new` = SKIP skips the block."""
+    `new` may name ``{standins}`` (the folder of STANDIN_MODELS) and ``{parity_r50}`` (the create_model keywords of
+    the narrow mmseg checkpoint in tests/data/parity); `new` = SKIP skips the block."""
 
     sections: tuple[str, ...]
     old: str
@@ -127,7 +129,7 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         ("Pretrained models",),
         'pretrained=True, checkpoint_path="downloaded.pth"\n)',
         f'pretrained=True, checkpoint_path="downloaded.pth", {NARROW_DEEP_STEM}\n)',
-        "downloaded.pth (FILES) holds the tag's network at the narrow widths: the real one is 160 MB",
+        "downloaded.pth (`files`) holds the tag's network at the narrow widths: the real one is 160 MB",
     ),
     Sub(
         ("Pretrained models",),
@@ -139,7 +141,7 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         ("mmseg checkpoints",),
         'pretrained="deeplabv3plus_r50-d8_512x1024_80k_cityscapes.pth")',
         'pretrained="deeplabv3plus_r50-d8_512x1024_80k_cityscapes.pth", {parity_r50})',
-        "the file (FILES) is the narrow mmseg network of tests/data/parity: the real one is 160 MB",
+        "the file (`files`) is the narrow mmseg network of tests/data/parity: the real one is 160 MB",
     ),
     Sub(
         ("Pretrained models",),
@@ -484,8 +486,8 @@ def substituted(block: Block, standins: Path) -> tuple[str, str | None]:
         if block.section in sub.sections and sub.old in code:
             if sub.new == SKIP:
                 return code, sub.why
-            new = sub.new.replace("{standins}", str(standins)).replace("{repo}", str(REPO))
-            code = code.replace(sub.old, new.replace("{parity_r50}", _parity_kwargs()))
+            new = sub.new.replace("{standins}", str(standins)).replace("{parity_r50}", _parity_kwargs())
+            code = code.replace(sub.old, new)
     return code, None
 
 
