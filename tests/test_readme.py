@@ -571,7 +571,7 @@ def _section_run(block: Block, standins: Path, tmp_path_factory: pytest.TempPath
 
 def _run_python(block: Block, code: str, run: SectionRun) -> str | None:
     # Blank lines before the code make the traceback's line numbers README.md's.
-    compiled = compile("\n" * (block.line - 1) + code, block.source, "exec")
+    compiled = compile("\n" * (block.line - 1) + code, str(REPO / block.source), "exec")
     try:
         exec(compiled, run.namespace)
     except Exception:
@@ -686,7 +686,7 @@ def test_a_failing_block_names_its_line(tmp_path: Path) -> None:
     """The report of a broken block points at the README line: the traceback's for Python, the command's for bash."""
     run = SectionRun(tmp_path)
     python = Block("README.md", 40, "Predict", "python", "x = 1\ndeeplabv3p_renamed(x)\n")
-    assert 'File "README.md", line 41' in (_run_python(python, python.code, run) or "")
+    assert 'README.md", line 41' in (_run_python(python, python.code, run) or "")
     assert "NameError" in (_run_python(python, python.code, run) or "")
     bash = Block("README.md", 50, "Predict", "bash", "true\nfalse\ntrue\n")
     assert "README.md:51: exit status 1" in (_run_bash(bash, bash.code, run) or "")
