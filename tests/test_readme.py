@@ -514,7 +514,7 @@ _RUNS: dict[str, SectionRun] = {}
 
 @pytest.fixture(scope="module")
 def standins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """STANDIN_MODELS saved with save_pretrained, a narrow 769x769 checkpoint, and the Hub repo of push_to_hub."""
+    """STANDIN_MODELS saved with save_pretrained, and the 769x769 tag's network (for downloaded.pth), narrow."""
     from nets import narrow_model
 
     folder = tmp_path_factory.mktemp("standins")
