@@ -92,6 +92,7 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
     # Set up
     Sub(("Set up",), "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && ", "", NO_INDEX),
     Sub(("Set up",), 'pip install -e ".[dev]" && python -m pytest -q', SKIP, "it is this test suite"),
+    Sub(("Set up",), "pip install torch torchvision --index-url", SKIP, NO_INDEX),
     Sub(("Set up",), "deeplabv3p demo\n", "deeplabv3p demo --iters 8 --no-progress\n", BIG),
     # weights
     Sub(
