@@ -190,7 +190,7 @@ def load_into(
         warnings.warn(
             f"class count differs from the checkpoint: {report.reinitialized} left freshly initialised "
             "(expected when fine-tuning on new classes)",
-            stacklevel=3,
+            stacklevel=4,  # load_into <- build_model <- create_model <- the caller
         )
     if report.adapted:
         _logger.info("adapted input conv(s) %s to in_chans", report.adapted)
