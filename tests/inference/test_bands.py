@@ -79,6 +79,37 @@ def test_statistics_of_another_length_are_a_clear_error(four_band):
         model.predict(BANDS16)
 
 
+@pytest.mark.parametrize(
+    "in_chans, statistics, match",
+    [
+        (4, {"mean": (100.0, 110.0, 120.0), "std": (50.0, 51.0, 52.0)}, "mean/std have 3 values but .* in_chans=4"),
+        (4, {"mean": PER_BAND["mean"]}, "mean= given without std=: give both, one value per input band"),
+        (4, {"std": PER_BAND["std"]}, "std= given without mean=: give both"),
+        (3, {"mean": (100.0, 110.0, 120.0)}, r"mean= given without std=: .*\(in_chans=3\)"),
+        (1, {"mean": (100.0, 110.0, 120.0), "std": (50.0, 51.0, 52.0)}, "3 values but .* in_chans=1"),
+    ],
+)
+def test_given_statistics_are_never_cycled_nor_completed(in_chans, statistics, match):
+    """Statistics set on purpose have one value per band and come in pairs: three for four bands would normalise
+    NIR with red's, and a mean alone would be paired with ImageNet's std (only the weights' own are spread)."""
+    with pytest.raises(ValueError, match=match):
+        tiny_model(num_classes=3, in_chans=in_chans, **statistics)
+
+
+def test_cli_model_kwargs_statistics_of_another_length_are_refused(four_band, tmp_path, capsys):
+    folder = four_band.save_pretrained(tmp_path / "model")
+    Image.fromarray(BANDS16[..., :3].astype(np.uint8)).save(tmp_path / "rgb.png")
+    for kwargs, match in [
+        (["mean=(100,110,120)", "std=(50,51,52)"], "mean/std have 3 values but the model takes in_chans=4"),
+        (["mean=(100,110,120,90)"], "mean= given without std="),
+    ]:
+        out = tmp_path / "out"
+        args = ["predict", str(tmp_path / "rgb.png"), "--model", str(folder), "--out", str(out), "--model-kwargs"]
+        assert cli.main([*args, *kwargs]) == 2
+        assert match in capsys.readouterr().err
+        assert not out.exists()  # refused before any work
+
+
 def test_band_count_mismatch_names_both_counts(four_band, tmp_path):
     cases = [
         (BANDS16[..., :3], "has 3 bands but the model takes in_chans=4"),
