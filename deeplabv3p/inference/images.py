@@ -285,7 +285,8 @@ def _lay_out(pixels: torch.Tensor, in_chans: int | None) -> torch.Tensor:
     if in_chans == 3:
         if bands not in RGB_CHANNELS:
             raise _UnnamedImageError(
-                f"cannot read a {bands}-band image for an RGB model (in_chans=3); expected 1, 3 or 4 channels"
+                f"cannot read a {bands}-band image for an RGB model (in_chans=3); expected 1, 3 or 4 channels "
+                f"(build the model with in_chans={bands} for all its bands)"
             )
         return pixels.expand(3, -1, -1) if bands == 1 else pixels[:3]
     if bands != in_chans:

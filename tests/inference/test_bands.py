@@ -216,8 +216,12 @@ def test_a_4_band_tiff_without_declared_alpha_is_refused_by_an_rgb_model(four_ba
         assert four_band.predict(path).labels.shape == read_image(path, ImageSpec(4)).shape[1:]
     two = tmp_path / "two.tif"  # gray + an undeclared band: PIL read it as gray
     tifffile.imwrite(two, BANDS16[..., :2].astype(np.uint8), photometric="minisblack", planarconfig="contig")
-    with pytest.raises(ValueError, match="2-band image for an RGB model"):
+    with pytest.raises(ValueError, match=r"2-band image for an RGB model.*in_chans=2 for all its bands"):
         read_image(two)
+    five = tmp_path / "five.tif"
+    tifffile.imwrite(five, RNG.integers(0, 256, size=(5, 20, 24), dtype=np.uint8), photometric="minisblack")
+    with pytest.raises(ValueError, match=r"five\.tif: cannot read a 5-band image .*in_chans=5 for all its bands"):
+        rgb_model.predict(five)
 
 
 def test_cli_predict_refuses_an_rgb_nir_tiff_for_an_rgb_model(tmp_path, capsys):
