@@ -10,12 +10,17 @@ Accepted forms, single or in a list (sizes may differ):
 
 How bands are read depends on the model's ``in_chans``:
 
-- RGB models (``in_chans=3``): grayscale becomes RGB by repeating the channel; RGBA (and LA, PA) drops alpha
-  without compositing, as OpenCV's ``IMREAD_COLOR`` does; palette, CMYK and other PIL modes are converted to RGB
-  by PIL. TIFFs are read by PIL, or by tifffile where PIL cannot decode them.
+- RGB models (``in_chans=3``): grayscale becomes RGB by repeating the channel; alpha is dropped without
+  compositing, as OpenCV's ``IMREAD_COLOR`` does, but only alpha: a file's declared alpha (PNG RGBA/LA/PA, a TIFF
+  whose last ExtraSample is associated or unassociated alpha) and the 4th channel of an in-memory array. A TIFF of
+  four bands without declared alpha (RGB + NIR) is an error naming ``in_chans=4``. Palette, CMYK and other PIL
+  modes are converted to RGB by PIL.
 - Multi-band models (any other ``in_chans``, e.g. 4 for RGB + NIR): the bands as stored, which must number
-  ``in_chans`` (an error names both counts otherwise). TIFFs are read by tifffile, the ``tiff`` extra
-  (``pip install "deeplabv3p[tiff]"``): pixel-interleaved, planar and page-per-band files all work.
+  ``in_chans`` (an error names both counts otherwise).
+
+TIFFs are read the same way whatever the band count: by PIL where PIL reads every stored band (8-bit gray, RGB,
+CMYK, declared alpha; one 16-bit or float band), else by tifffile, the ``tiff`` extra
+(``pip install "deeplabv3p[tiff]"``): pixel-interleaved, planar and page-per-band files all work.
 
 Value rules (what the model's mean/std, also on the 0..255 scale, are applied to), one `ImageSpec` deciding them:
 
@@ -51,7 +56,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..fields import check_choice, check_int
-from .tiff import is_tiff, read_tiff
+from .tiff import ALPHA_EXTRASAMPLES, is_tiff, read_tiff
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
 RGB_CHANNELS = (1, 3, 4)  # what an RGB model reads: gray, RGB, RGBA
@@ -280,7 +285,8 @@ def _lay_out(pixels: torch.Tensor, in_chans: int | None) -> torch.Tensor:
     if in_chans == 3:
         if bands not in RGB_CHANNELS:
             raise _UnnamedImageError(
-                f"cannot read a {bands}-band image for an RGB model (in_chans=3); expected 1, 3 or 4 channels"
+                f"cannot read a {bands}-band image for an RGB model (in_chans=3); expected 1, 3 or 4 channels "
+                f"(build the model with in_chans={bands} for all its bands)"
             )
         return pixels.expand(3, -1, -1) if bands == 1 else pixels[:3]
     if bands != in_chans:
@@ -362,12 +368,10 @@ def open_image_file(path: Path, kind: str = "image file") -> Iterator[Image.Imag
 def _decode_file(path: Path, in_chans: int | None) -> torch.Tensor:
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist")
-    if is_tiff(path):
-        if in_chans not in (3, None):
-            return torch.from_numpy(_tiff_pixels(path))
+    if is_tiff(path):  # one rule for every band count: PIL where it reads every stored band, else tifffile
         problem = _pil_tiff_problem(path)
         if problem is not None:
-            return _tiff_instead_of_pil(path, problem)
+            return _tiff_bands(path, in_chans, problem)
     try:
         with open_image_file(path) as file:
             im = ImageOps.exif_transpose(file)
@@ -376,35 +380,73 @@ def _decode_file(path: Path, in_chans: int | None) -> torch.Tensor:
     except (ValueError, _UnnamedImageError) as e:
         if not is_tiff(path):
             raise
-        return _tiff_instead_of_pil(path, str(e))  # a TIFF whose data PIL could not decode
+        return _tiff_bands(path, in_chans, str(e))  # a TIFF whose data PIL could not decode
 
 
-def _tiff_instead_of_pil(path: Path, problem: str) -> torch.Tensor:
+def _tiff_bands(path: Path, in_chans: int | None, problem: str) -> torch.Tensor:
+    """A TIFF's bands through tifffile (PIL would not read them as stored: `problem`). For an RGB model the last
+    band is dropped only where the file declares it alpha; four bands that are not (RGB + NIR) are an error."""
     try:
-        return torch.from_numpy(_tiff_pixels(path))
+        bands = read_tiff(path)
     except ImportError as missing:
         raise ImportError(f"PIL cannot decode the TIFF file {str(path)!r} ({problem}); {missing}") from None
+    pixels = torch.from_numpy(_checked_tiff_dtype(path, bands.pixels))
+    if in_chans != 3:
+        return pixels
+    if bands.alpha:
+        return pixels[:-1]  # RGBA -> RGB, gray + alpha -> gray
+    if pixels.shape[0] == 4:
+        raise _UnnamedImageError(
+            "the TIFF has 4 bands and does not declare the 4th alpha (RGB + NIR?), so an RGB model (in_chans=3) "
+            "would drop a band: build the model for 4 bands (create_model(..., in_chans=4), "
+            "--model-kwargs in_chans=4, SegmentationDataset(..., in_chans=4)), or write the 3 bands to use to a "
+            "file of their own"
+        )
+    return pixels
 
 
 def _pil_tiff_problem(path: Path) -> str | None:
-    """Why PIL would not read this TIFF as stored, or None: it cannot open it, or the file has several samples of
-    more than 8 bits (PIL keeps 8, and mixes up planar ones). One 16-bit or float band, and 8-bit data, it reads."""
+    """Why PIL would not read this TIFF's bands as stored, or None. PIL cannot open it; it has several samples of
+    more than 8 bits (PIL keeps 8, and mixes up planar ones); extra samples not declared alpha (PIL drops them);
+    or further pages of the first page's size (bands stored one per page: PIL reads the first). One 16-bit or
+    float band, 8-bit gray, RGB, CMYK and alpha, and reduced-resolution pages (overviews) PIL reads."""
     try:
         with Image.open(path) as im:
             tags = getattr(im, "tag_v2", {})
+            bits = tags.get(258, 8)  # BitsPerSample
+            samples = tags.get(277, 1)  # SamplesPerPixel
+            colour = {2: 3, 5: 4, 6: 3, 8: 3}.get(tags.get(262, 1), 1)  # Photometric: RGB, CMYK, YCbCr, Lab
+            extra = tuple(tags.get(338, ()))  # ExtraSamples
+            pages = _same_size_pages(im)
     except Image.DecompressionBombError:
         return None  # PIL's own error, with its hint, comes when the file is read
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as e:
         return str(e)
-    bits = tags.get(258, 8)  # BitsPerSample
-    samples = tags.get(277, 1)  # SamplesPerPixel
     if samples > 1 and max(bits if isinstance(bits, tuple) else (bits,)) > 8:
         return "PIL reads multi-sample TIFFs of more than 8 bits only at 8 bits"
+    if samples > colour and not (samples == colour + 1 and extra and extra[-1] in ALPHA_EXTRASAMPLES):
+        return f"PIL drops the {samples - colour} extra sample(s) that are not declared alpha"
+    if pages > 1:
+        return f"the file stores {pages} pages of one size (bands one per page); PIL reads the first only"
     return None
 
 
-def _tiff_pixels(path: Path) -> np.ndarray:
-    array = read_tiff(path)
+def _same_size_pages(im: Image.Image) -> int:
+    """How many full-resolution pages of the first page's size a TIFF holds (1 for a single image)."""
+    frames = getattr(im, "n_frames", 1)
+    if frames == 1:
+        return 1
+    size, count = im.size, 0
+    for i in range(frames):
+        im.seek(i)
+        subfile = int(getattr(im, "tag_v2", {}).get(254, 0))  # NewSubfileType: bit 0 overview, bit 2 mask
+        reduced_or_mask = subfile & 0b101
+        count += im.size == size and not reduced_or_mask
+    im.seek(0)
+    return count
+
+
+def _checked_tiff_dtype(path: Path, array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "f" or array.dtype in (np.uint8, np.uint16):
         return np.ascontiguousarray(array)
     raise TypeError(

@@ -50,8 +50,8 @@ def create_model(
         encoder_pretrained: initialise the encoder from timm's pretrained weights (ignored when weights are loaded);
             ``model.pretrained_cfg`` then takes those weights' mean/std (and, for encoders of one fixed input
             size, that size as crop and slide window) from timm's pretrained config.
-        **kwargs: ``mean`` / ``std``, the input statistics on the 0..255 scale, one value per input band (default:
-            the weights', RGB values cycled over ``in_chans`` bands); and `ModelConfig` fields overriding the
+        **kwargs: ``mean`` / ``std``, the input statistics on the 0..255 scale, both, one value per input band
+            (default: the weights', RGB values cycled over ``in_chans`` bands); and `ModelConfig` fields overriding the
             architecture: ``num_classes``, ``in_chans``, ``encoder``,
             ``encoder_kwargs``, ``output_stride``, ``decoder_channels``, ``low_level_channels``, ``aspp_rates``,
             ``aux_head``, ``aux_channels``, ``dropout``, ``align_corners``, ``dilation_policy``, ``multi_grid``.

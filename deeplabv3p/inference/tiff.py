@@ -2,19 +2,29 @@
 
 PIL reads 8-bit RGB and single-band TIFFs but not the band layouts remote sensing uses (more than four samples,
 16-bit or float multi-sample data, planar or page-per-band files). `read_tiff` returns the bands of the first
-image series as stored, ``(C, H, W)``: pixel-interleaved samples, planar samples and pages all become bands.
+image series as stored, ``(C, H, W)``: pixel-interleaved samples, planar samples and pages all become bands, and
+whether the last band is declared alpha (the TIFF's ExtraSamples), the only band an RGB model may drop.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
 TIFF_EXTRA = 'pip install "deeplabv3p[tiff]"'
 _SPATIAL_AXES = ("Y", "X")
+ALPHA_EXTRASAMPLES = (1, 2)  # ExtraSamples values: associated (premultiplied) and unassociated alpha
+
+
+class TiffBands(NamedTuple):
+    """A TIFF's bands ``(C, H, W)`` in the stored dtype, and whether the last one is declared alpha."""
+
+    pixels: np.ndarray
+    alpha: bool
 
 
 def is_tiff(path: Path) -> bool:
@@ -30,8 +40,9 @@ def require_tifffile(purpose: str) -> ModuleType:
     return tifffile
 
 
-def read_tiff(path: Path) -> np.ndarray:
-    """The first image series of a TIFF as ``(C, H, W)``, in the stored dtype (a single band gives C = 1).
+def read_tiff(path: Path) -> TiffBands:
+    """The first image series of a TIFF as ``(C, H, W)``, in the stored dtype (a single band gives C = 1), and
+    whether its last band is declared alpha (samples of one page whose last ExtraSample is alpha; pages never are).
 
     Axes of size one are dropped; what remains besides height and width is the band axis. Files with more than one
     such axis (time series, z-stacks of multi-band images) are refused, as there is no single band order to take.
@@ -42,6 +53,7 @@ def read_tiff(path: Path) -> np.ndarray:
             series = tif.series[0]
             array = series.asarray()
             axes = series.axes
+            extrasamples = tuple(series.keyframe.extrasamples)
     except Exception as e:  # tifffile raises its own errors, ValueError and OSError for damaged or exotic files
         hint = " (pip install imagecodecs for its compression)" if "imagecodecs" in str(e) else ""
         raise ValueError(f"cannot read TIFF file {str(path)!r}: {e}{hint}") from e
@@ -58,4 +70,5 @@ def read_tiff(path: Path) -> np.ndarray:
         )
     order = [axes.index(a) for a in (*bands, *_SPATIAL_AXES)]
     array = np.transpose(array, order)
-    return array if bands else array[None]
+    alpha = bands == ["S"] and bool(extrasamples) and int(extrasamples[-1]) in ALPHA_EXTRASAMPLES
+    return TiffBands(array if bands else array[None], alpha)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,30 +25,61 @@ DESCRIPTIVE_FIELDS = (
 PIXEL_RANGE = (0.0, 255.0)
 
 
-def _check_statistics(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """`mean` / `std` as float tuples of one value per input band, checked for what a mistake looks like."""
-    values = {}
-    for name, given in (("mean", mean), ("std", std)):
-        if isinstance(given, str) or not isinstance(given, tuple | list) or not given:
-            raise TypeError(f"{name} must be a non-empty tuple of numbers, one per input band, got {given!r}")
-        values[name] = tuple(check_float(f"{name} entries", v) for v in given)
-    mean_t, std_t = values["mean"], values["std"]
-    if len(mean_t) != len(std_t):
-        raise ValueError(f"mean has {len(mean_t)} values but std has {len(std_t)}: give one of each per input band")
-    for s in std_t:
-        check_float("std entries", s, 0.0, min_open=True)
+def _check_values(name: str, given: Any) -> tuple[float, ...]:
+    """One statistic (`name` is ``mean`` or ``std``) as a float tuple, each value checked on its own."""
+    if isinstance(given, str) or not isinstance(given, tuple | list) or not given:
+        raise TypeError(f"{name} must be a non-empty tuple of numbers, one per input band, got {given!r}")
+    values = tuple(check_float(f"{name} entries", v) for v in given)
+    if name == "std":
+        for s in values:
+            check_float("std entries", s, 0.0, min_open=True)
     lo, hi = PIXEL_RANGE
-    if any(not lo <= m <= hi for m in mean_t):
+    if name == "mean" and any(not lo <= m <= hi for m in values):
         raise ValueError(
-            f"mean {mean_t} is outside 0..255: statistics are on the 0..255 scale images are read onto "
+            f"mean {values} is outside 0..255: statistics are on the 0..255 scale images are read onto "
             "(uint16 bands are read as value * 255 / 65535, so multiply raw uint16 statistics by 255 / 65535)"
         )
+    return values
+
+
+def _check_statistics(mean: Any, std: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """`mean` / `std` as float tuples of one value per input band, checked for what a mistake looks like."""
+    mean_t, std_t = _check_values("mean", mean), _check_values("std", std)
+    if len(mean_t) != len(std_t):
+        raise ValueError(f"mean has {len(mean_t)} values but std has {len(std_t)}: give one of each per input band")
     if max(mean_t) <= 1.0 and max(std_t) <= 1.0:
         raise ValueError(
             f"mean {mean_t} and std {std_t} look like statistics on the 0..1 scale (timm/torchvision style); "
             "deeplabv3p normalises on the 0..255 scale: multiply them by 255"
         )
     return mean_t, std_t
+
+
+def given_statistics(given: Mapping[str, Any], in_chans: int) -> dict[str, tuple[float, ...]]:
+    """`mean` / `std` a caller sets (`create_model`'s keywords, ``--model-kwargs``): both, checked, one per band.
+
+    Unlike the weights' own RGB statistics (`PretrainedCfg.for_in_chans`), statistics given on purpose are never
+    spread over other bands (three values for four bands would normalise the fourth with the first's), and one
+    without the other is refused rather than paired with the weights' (ImageNet's std for a sensor's mean).
+    """
+    for name, values in given.items():
+        _check_values(name, values)
+    missing = [name for name in ("mean", "std") if name not in given]
+    if missing:
+        (absent,) = missing
+        (present,) = set(given) & {"mean", "std"}
+        raise ValueError(
+            f"{present}= given without {absent}=: give both, one value per input band (in_chans={in_chans}), "
+            f"e.g. create_model(..., mean=<{in_chans} values>, std=<{in_chans} values>)"
+        )
+    mean, std = _check_statistics(given["mean"], given["std"])
+    if len(mean) != in_chans:
+        raise ValueError(
+            f"mean/std have {len(mean)} values but the model takes in_chans={in_chans} bands: give one value per "
+            f"band, e.g. create_model(..., mean=<{in_chans} values>, std=<{in_chans} values>); statistics you give "
+            "are not cycled over the bands"
+        )
+    return {"mean": mean, "std": std}
 
 
 @dataclass(frozen=True)

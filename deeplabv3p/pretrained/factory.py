@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from ..models.config import ModelConfig
 from ..models.model import DeepLabV3PlusNetwork
-from .config import pretrained_cfg_for
+from .config import given_statistics, pretrained_cfg_for
 from .encoder_cfg import from_timm, timm_pretrained_cfg
 from .source import Source, resolve_source
 from .state_dict import load_into
@@ -51,6 +51,8 @@ def build_model(
     else:
         source = resolve_source(model_name, pretrained, checkpoint_path)
     config = source.config.replace(**kwargs) if kwargs else source.config
+    if statistics:  # checked before the weights are read: one value per band, both given
+        statistics = given_statistics(statistics, config.in_chans)
     # Weights first: a download that cannot happen fails before seconds of network building.
     loaded = source.load()
     from_encoder = encoder_pretrained and loaded is None
@@ -71,7 +73,6 @@ def build_model(
     described = pretrained_cfg_for(config, source.pretrained_cfg)
     if from_encoder:
         described = from_timm(described, timm_pretrained_cfg(config.encoder, model.encoder.body))
-    if statistics:
-        described = described.replace(**statistics)
-    model.pretrained_cfg = described.for_in_chans(config.in_chans)
+    described = described.for_in_chans(config.in_chans)  # the weights' own RGB statistics, spread over the bands
+    model.pretrained_cfg = described.replace(**statistics) if statistics else described
     return model

@@ -14,7 +14,7 @@ from train_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 import deeplabv3p
 from deeplabv3p import cli
-from deeplabv3p.inference.images import ImageSpec, decode_image, expand_inputs, read_image
+from deeplabv3p.inference.images import ImageSpec, decode_image, display_image, expand_inputs, read_image
 from deeplabv3p.inference.pipeline import resolve_settings
 
 RNG = np.random.default_rng(0)
@@ -79,6 +79,37 @@ def test_statistics_of_another_length_are_a_clear_error(four_band):
         model.predict(BANDS16)
 
 
+@pytest.mark.parametrize(
+    "in_chans, statistics, match",
+    [
+        (4, {"mean": (100.0, 110.0, 120.0), "std": (50.0, 51.0, 52.0)}, "mean/std have 3 values but .* in_chans=4"),
+        (4, {"mean": PER_BAND["mean"]}, "mean= given without std=: give both, one value per input band"),
+        (4, {"std": PER_BAND["std"]}, "std= given without mean=: give both"),
+        (3, {"mean": (100.0, 110.0, 120.0)}, r"mean= given without std=: .*\(in_chans=3\)"),
+        (1, {"mean": (100.0, 110.0, 120.0), "std": (50.0, 51.0, 52.0)}, "3 values but .* in_chans=1"),
+    ],
+)
+def test_given_statistics_are_never_cycled_nor_completed(in_chans, statistics, match):
+    """Statistics set on purpose have one value per band and come in pairs: three for four bands would normalise
+    NIR with red's, and a mean alone would be paired with ImageNet's std (only the weights' own are spread)."""
+    with pytest.raises(ValueError, match=match):
+        tiny_model(num_classes=3, in_chans=in_chans, **statistics)
+
+
+def test_cli_model_kwargs_statistics_of_another_length_are_refused(four_band, tmp_path, capsys):
+    folder = four_band.save_pretrained(tmp_path / "model")
+    Image.fromarray(BANDS16[..., :3].astype(np.uint8)).save(tmp_path / "rgb.png")
+    for kwargs, match in [
+        (["mean=(100,110,120)", "std=(50,51,52)"], "mean/std have 3 values but the model takes in_chans=4"),
+        (["mean=(100,110,120,90)"], "mean= given without std="),
+    ]:
+        out = tmp_path / "out"
+        args = ["predict", str(tmp_path / "rgb.png"), "--model", str(folder), "--out", str(out), "--model-kwargs"]
+        assert cli.main([*args, *kwargs]) == 2
+        assert match in capsys.readouterr().err
+        assert not out.exists()  # refused before any work
+
+
 def test_band_count_mismatch_names_both_counts(four_band, tmp_path):
     cases = [
         (BANDS16[..., :3], "has 3 bands but the model takes in_chans=4"),
@@ -126,6 +157,103 @@ def test_multiband_tiffs_read_the_same_in_every_layout(four_band, tmp_path, layo
     assert from_file.name == str(path)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_page_per_band_tiff_gives_an_rgb_model_its_three_bands(tmp_path, dtype):
+    """PIL reads the first page of a multi-page TIFF: an RGB model read bands [10, 10, 10] of [10, 120, 230]."""
+    tifffile = pytest.importorskip("tifffile")
+    values = [10, 120, 230] if dtype == np.uint8 else [1000, 30000, 60000]
+    rgb = np.stack([np.full((20, 24), v, dtype) for v in values], axis=-1)
+    tifffile.imwrite(tmp_path / "q.tif", np.moveaxis(rgb, -1, 0), photometric="minisblack")  # one page per band
+    expected = read_image(rgb)
+    assert expected[:, 0, 0].tolist() == ([10, 120, 230] if dtype == np.uint8 else [3, 117, 234])
+    for spec in (ImageSpec(3), ImageSpec(3, "0..255")):
+        torch.testing.assert_close(read_image(tmp_path / "q.tif", spec), expected)
+    torch.testing.assert_close(display_image(tmp_path / "q.tif"), expected)
+    as_stored = decode_image(tmp_path / "q.tif", ImageSpec(None))
+    torch.testing.assert_close(as_stored, torch.from_numpy(rgb).permute(2, 0, 1))
+    rgb_model = tiny_model(num_classes=3).eval()
+    np.testing.assert_array_equal(rgb_model.predict(tmp_path / "q.tif").labels, rgb_model.predict(rgb).labels)
+
+
+def test_overview_pages_are_not_bands(tmp_path):
+    """A reduced-resolution page (a pyramid level, NewSubfileType 1) is not a band: PIL reads the first page."""
+    tifffile = pytest.importorskip("tifffile")
+    rgb = RNG.integers(0, 256, size=(16, 18, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "pyramid.tif") as tif:
+        tif.write(rgb, photometric="rgb")
+        tif.write(rgb[::2, ::2], photometric="rgb", subfiletype=1)
+    torch.testing.assert_close(read_image(tmp_path / "pyramid.tif"), read_image(rgb))
+
+
+def _rgbn_tiffs(folder, tifffile) -> dict[str, object]:
+    """Four-band TIFFs whose 4th band is not declared alpha, as GDAL and rasterio write RGB + NIR, by layout."""
+    rgbn = RNG.integers(0, 256, size=(20, 24, 4), dtype=np.uint8)
+    writes = {
+        "contig": (rgbn, {"photometric": "minisblack", "planarconfig": "contig"}),
+        "rgb_unspecified": (rgbn, {"photometric": "rgb", "extrasamples": ["unspecified"]}),  # PIL read it as RGB
+        "planar16": (np.moveaxis(BANDS16, -1, 0), {"photometric": "minisblack", "planarconfig": "separate"}),
+        "pages": (np.moveaxis(rgbn, -1, 0), {"photometric": "minisblack"}),
+    }
+    paths = {}
+    for name, (data, kwargs) in writes.items():
+        paths[name] = folder / f"{name}.tif"
+        tifffile.imwrite(paths[name], data, **kwargs)
+    return paths
+
+
+NOT_ALPHA = r"the TIFF has 4 bands and does not declare the 4th alpha \(RGB \+ NIR\?\).*in_chans=4"
+
+
+def test_a_4_band_tiff_without_declared_alpha_is_refused_by_an_rgb_model(four_band, tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    rgb_model = tiny_model(num_classes=3).eval()
+    for name, path in _rgbn_tiffs(tmp_path, tifffile).items():
+        with pytest.raises(ValueError, match=rf"{name}\.tif: {NOT_ALPHA}"):
+            read_image(path)
+        with pytest.raises(ValueError, match=NOT_ALPHA):
+            rgb_model.predict(path)
+        assert read_image(path, ImageSpec(4)).shape[0] == 4  # what the error proposes works
+        assert four_band.predict(path).labels.shape == read_image(path, ImageSpec(4)).shape[1:]
+    two = tmp_path / "two.tif"  # gray + an undeclared band: PIL read it as gray
+    tifffile.imwrite(two, BANDS16[..., :2].astype(np.uint8), photometric="minisblack", planarconfig="contig")
+    with pytest.raises(ValueError, match=r"2-band image for an RGB model.*in_chans=2 for all its bands"):
+        read_image(two)
+    five = tmp_path / "five.tif"
+    tifffile.imwrite(five, RNG.integers(0, 256, size=(5, 20, 24), dtype=np.uint8), photometric="minisblack")
+    with pytest.raises(ValueError, match=r"five\.tif: cannot read a 5-band image .*in_chans=5 for all its bands"):
+        rgb_model.predict(five)
+
+
+def test_cli_predict_refuses_an_rgb_nir_tiff_for_an_rgb_model(tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    folder = tiny_model(num_classes=3).save_pretrained(tmp_path / "rgb_model")
+    path = _rgbn_tiffs(tmp_path, tifffile)["contig"]
+    assert cli.main(["predict", str(path), "--model", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "contig.tif: the TIFF has 4 bands and does not declare the 4th alpha" in err and "in_chans=4" in err
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+@pytest.mark.parametrize("declared", ["unassalpha", "assocalpha", "default", "gray", "png"])
+def test_only_a_declared_alpha_band_is_dropped(tmp_path, declared):
+    tifffile = pytest.importorskip("tifffile")
+    rgba = RNG.integers(1, 256, size=(20, 24, 4), dtype=np.uint8)
+    rgba[..., 3] = 255  # opaque, so associated (premultiplied) alpha leaves the colours as they are
+    path = tmp_path / ("a.png" if declared == "png" else "a.tif")
+    expected = rgba[..., :3]
+    if declared == "png":
+        Image.fromarray(rgba, "RGBA").save(path)
+    elif declared == "default":
+        tifffile.imwrite(path, rgba.astype(np.uint16) * 257)  # tifffile declares a 4th sample of RGB alpha
+    elif declared == "gray":
+        gray_alpha = rgba[..., 2:]
+        tifffile.imwrite(path, gray_alpha, photometric="minisblack", extrasamples=["unassalpha"], planarconfig="contig")
+        expected = np.repeat(rgba[..., 2:3], 3, axis=-1)
+    else:
+        tifffile.imwrite(path, rgba, photometric="rgb", extrasamples=[declared])
+    np.testing.assert_array_equal(read_image(path).permute(1, 2, 0).numpy(), expected)
+
+
 def test_tiff_axes_that_are_not_one_band_axis_are_refused(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     path = tmp_path / "stack.tif"
@@ -142,15 +270,20 @@ def test_a_tiff_without_the_extra_names_it(tmp_path, monkeypatch):
     import tifffile
 
     tifffile.imwrite(tmp_path / "b.tif", np.moveaxis(BANDS16, -1, 0), planarconfig="separate", photometric="minisblack")
+    rgb16 = np.moveaxis(BANDS16[..., :3], -1, 0)
+    tifffile.imwrite(tmp_path / "b3.tif", rgb16, planarconfig="separate", photometric="minisblack")
+    tifffile.imwrite(tmp_path / "pages.tif", rgb16.astype(np.uint8), photometric="minisblack")
     Image.fromarray(BANDS16[..., :3].astype(np.uint8)).save(tmp_path / "rgb.tif")
-    as_rgb = read_image(tmp_path / "b.tif")  # an RGB model: the 16-bit rule (high byte), alpha dropped
-    np.testing.assert_array_equal(as_rgb.numpy(), np.moveaxis(BANDS16[..., :3] >> 8, -1, 0))
+    as_rgb = read_image(tmp_path / "b3.tif")  # an RGB model: the 16-bit rule (high byte)
+    np.testing.assert_array_equal(as_rgb.numpy(), rgb16 >> 8)
     monkeypatch.setitem(sys.modules, "tifffile", None)  # as if not installed: `import tifffile` raises
     with pytest.raises(ImportError, match=r'needs the optional package tifffile: pip install "deeplabv3p\[tiff\]"'):
         read_image(tmp_path / "b.tif", ImageSpec(4))
     assert read_image(tmp_path / "rgb.tif").shape == (3, 40, 52)  # 8-bit RGB TIFFs need no extra (PIL)
     with pytest.raises(ImportError, match=r"PIL cannot decode the TIFF file .*only at 8 bits.*deeplabv3p\[tiff\]"):
-        read_image(tmp_path / "b.tif")  # an RGB model, but 16-bit samples PIL would cut to 8 bits
+        read_image(tmp_path / "b3.tif")  # an RGB model, but 16-bit samples PIL would cut to 8 bits
+    with pytest.raises(ImportError, match=r"3 pages of one size .*PIL reads the first only.*deeplabv3p\[tiff\]"):
+        read_image(tmp_path / "pages.tif")  # PIL would give an RGB model the first page as gray
 
 
 def test_the_tiff_extra_is_declared_for_users_and_ci():

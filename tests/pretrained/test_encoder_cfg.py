@@ -125,7 +125,8 @@ def test_explicit_statistics_win_and_are_checked(timm_loads):
     cases = [
         ({"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}, ValueError, "0..1 scale.*multiply them by 255"),
         ({"mean": (1200.0, 900.0, 800.0)}, ValueError, r"outside 0..255.*255 / 65535"),
-        ({"mean": (1.0, 2.0, 3.0, 4.0)}, ValueError, "mean has 4 values but std has 3"),
+        ({"mean": (1.0, 2.0, 3.0, 4.0), "std": (1.0, 2.0, 3.0)}, ValueError, "mean has 4 values but std has 3"),
+        ({"mean": (1.0, 2.0, 3.0)}, ValueError, "mean= given without std=: give both"),
         ({"std": (1.0, 0.0, 1.0)}, ValueError, "std entries must be a finite number > 0, got 0.0"),
         ({"mean": "imagenet"}, TypeError, "non-empty tuple of numbers"),
         ({"mean": (1, 2, 3, 4, 5), "std": (1, 2, 3, 4, 5), "in_chans": 4}, ValueError, "5 values but .* in_chans=4"),

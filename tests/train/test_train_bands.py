@@ -72,6 +72,20 @@ def test_dataset_band_count_mismatch_names_both_counts(data_root, tmp_path):
         SegmentationDataset(data_root, "train", in_chans=0)
 
 
+def test_an_rgb_dataset_refuses_rgb_nir_tiffs_instead_of_reading_a_page_or_dropping_nir(data_root, tmp_path):
+    """The scenes are RGB + NIR, one page per band: an RGB dataset read the first page as gray (issue 18)."""
+    with pytest.raises(ValueError, match=r"0\.tif: the TIFF has 4 bands and does not declare the 4th alpha"):
+        SegmentationDataset(data_root, "train").load(0)
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    (tmp_path / "masks" / "train").mkdir(parents=True)
+    bands, mask = _scene(np.random.default_rng(1), 24)
+    rgb = (bands[..., :3] >> 8).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "images" / "train" / "a.tif", np.moveaxis(rgb, -1, 0), photometric="minisblack")
+    Image.fromarray(mask).save(tmp_path / "masks" / "train" / "a.png")
+    raw, _ = SegmentationDataset(tmp_path, "train", classes=3).load(0)
+    np.testing.assert_array_equal(raw, rgb)  # three pages: the three bands, not the first one three times
+
+
 def test_16_bit_rgb_files_are_read_with_the_predict_rule(tmp_path):
     """A 16-bit PNG in an RGB dataset keeps its high byte, as predict reads it (not PIL's clipping to 255)."""
     (tmp_path / "images" / "train").mkdir(parents=True)
