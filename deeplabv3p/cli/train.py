@@ -185,13 +185,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         distributed.teardown(ctx)
     if not ctx.is_main:
         return 0
-    comparison = compare_with_published(metrics, cfg, args.tta)
+    comparison = compare_with_published(metrics, cfg, args.tta, args.split)
     print(format_table(metrics))
     print(comparison_line(comparison))
     if args.json:
         record = {
             **metrics,
-            "published": {"mIoU": cfg.metrics.get("mIoU"), "mIoU_ms_flip": cfg.metrics.get("mIoU_ms_flip")},
+            "published": {k: cfg.metrics.get(k) if cfg.tag else None for k in ("mIoU", "mIoU_ms_flip")},
             "comparison": comparison,
             "model": cfg.name or args.model,
             "weights": {

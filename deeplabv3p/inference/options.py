@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from ..fields import check_bool, check_int, documented, option
-from ..pretrained.test_settings import TestMode, TestSettings, check_test_setting
+from ..pretrained.test_settings import WHOLE_MAX_PIXELS, TestMode, TestSettings, check_test_setting
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -64,6 +64,13 @@ class PredictOptions:
     channels_last: bool = option(
         False, help="channels-last memory format; converts the model's parameters in place (their layout only)"
     )
+    max_whole_pixels: int = option(
+        WHOLE_MAX_PIXELS,
+        help="whole mode's pixel budget: a network input (an image after the test rescale, or a TTA view) with more "
+        "pixels is slid over instead, with the weights' slide window, else their training crop, else 512x512 (and a "
+        "log line); 0: no budget, every image in one pass",
+        metavar="N",
+    )
     window_batch_size: int = option(4, help="slide windows per forward pass: bounds the memory for any image size")
     batch_size: int = option(
         1,
@@ -93,6 +100,7 @@ class PredictOptions:
             if getattr(self, name) is not None:
                 self._set(name, check_test_setting(setting, getattr(self, name), name))
         self._set("dtype", _dtype(self.dtype))
+        check_int("max_whole_pixels", self.max_whole_pixels, 0)
         check_int("window_batch_size", self.window_batch_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("num_workers", self.num_workers, 0)

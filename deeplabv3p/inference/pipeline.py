@@ -6,7 +6,8 @@ The steps are plain functions so that each can be used and tested alone:
   laid over them (`deeplabv3p.inference.options.settings_in_force`), plus the weights' normalisation;
 - `preprocess`: mmcv keep-ratio rescale (OpenCV-exact, see `resize.py`) and mean/std normalization;
 - `whole_inference` / `slide_inference`: network logits at the network-input size (slide: windows placed and
-  clipped as mmseg does, logits summed and divided by the per-pixel window count);
+  clipped as mmseg does, logits summed and divided by the per-pixel window count); whole mode slides instead when a
+  network input is over its pixel budget (``max_whole_pixels``, see `infer_logits`);
 - `segment_logits` (single scale) / `segment_probs` (mmseg 0.x ``--aug-test``: softmax probabilities at the
   original size averaged over scales and flips): scores at the image's original size;
 - `predict` / `predict_iter`: any input form -> `SegmentationResult` objects.
@@ -20,6 +21,7 @@ torchrun `predict_iter(..., shard=True)` takes every world-th image.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 
 from ..fields import check_int, check_pair
 from ..pretrained.config import PretrainedCfg, pretrained_cfg_for
-from ..pretrained.test_settings import TestSettings
+from ..pretrained.test_settings import TestSettings, budget_window, over_budget
 from .backend import Backend, TorchBackend
 from .images import ImageItem, ImageSpec, expand_inputs
 from .options import PredictOptions, make_options, settings_in_force
@@ -42,6 +44,8 @@ from .result import SegmentationResult, default_class_names, default_palette
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3PlusNetwork
 
+logger = logging.getLogger("deeplabv3p")
+
 # The network as the pipeline sees it: a normalized batch (N, C, H, W) -> logits (N, K, H, W) at the input size.
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -49,14 +53,20 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class InferenceSettings:
     """What the pipeline applies to the images of one predict call: the test settings in force (`TestSettings`:
-    mmseg's ``test_cfg`` and test pipeline), whether TTA is on, and the weights' normalisation and
-    ``align_corners``."""
+    mmseg's ``test_cfg`` and test pipeline), whether TTA is on, the weights' normalisation and ``align_corners``,
+    and whole mode's pixel budget (0: none) with the slide ``(window, stride)`` that replaces it over the budget."""
 
     test: TestSettings
     tta: bool
     mean: tuple[float, ...]
     std: tuple[float, ...]
     align_corners: bool
+    max_whole_pixels: int = 0
+    budget_slide: tuple[tuple[int, int], tuple[int, int]] | None = None
+
+    def slides_over_budget(self, height: int, width: int) -> bool:
+        """Whether a network input of ``height x width`` is slid over because whole mode's budget is exceeded."""
+        return self.test.mode == "whole" and over_budget(height, width, self.max_whole_pixels)
 
 
 def _weights_cfg(model: DeepLabV3PlusNetwork | Backend) -> PretrainedCfg:
@@ -72,7 +82,8 @@ def resolve_settings(
     them (`deeplabv3p.inference.options.settings_in_force`), and the weights' normalisation.
 
     `model` is a `DeepLabV3Plus` or a `Backend`: anything with a ``config`` (`ModelConfig`) and a
-    ``pretrained_cfg``. A slide window not set by the weights defaults to their training crop.
+    ``pretrained_cfg``. A slide window not set by the weights defaults to their training crop; so does the slide
+    that replaces whole mode over its pixel budget (`budget_window`).
     """
     opts = make_options(options, **overrides)
     cfg = _weights_cfg(model)
@@ -82,6 +93,8 @@ def resolve_settings(
         mean=cfg.mean,  # one value per band of the model (pretrained_cfg_for)
         std=cfg.std,
         align_corners=model.config.align_corners,
+        max_whole_pixels=opts.max_whole_pixels,
+        budget_slide=budget_window(cfg.test, cfg.crop_size),
     )
 
 
@@ -185,11 +198,15 @@ def slide_inference(
 def infer_logits(
     forward: Forward, x: torch.Tensor, settings: InferenceSettings, window_batch_size: int = 4
 ) -> torch.Tensor:
-    """Logits at the network-input size, in the settings' mode."""
+    """Logits at the network-input size, in the settings' mode; in whole mode, an input over the pixel budget
+    (``settings.max_whole_pixels``) is slid over with ``settings.budget_slide``, so memory stays bounded."""
     test = settings.test
     if test.mode == "slide":
         assert test.window is not None and test.stride is not None  # TestSettings: slide has both
         return slide_inference(forward, x, test.window, test.stride, window_batch_size)
+    if settings.budget_slide is not None and settings.slides_over_budget(x.shape[-2], x.shape[-1]):
+        window, stride = settings.budget_slide
+        return slide_inference(forward, x, window, stride, window_batch_size)
     return whole_inference(forward, x)
 
 
@@ -337,6 +354,7 @@ def _segment(run: _Run, group: list[Prepared], items: list[ImageItem]) -> list[S
             for i in range(len(group[0].views))
         ]  # fmt: skip
         want_probs = settings.tta or run.return_probs
+        _log_budget(settings, views, items[group[0].index].name)
         try:
             scores = scores_of_views(backend, views, group[0].size, settings, run.window_batch_size, want_probs)
         except ValueError as e:
@@ -358,6 +376,20 @@ def _segment(run: _Run, group: list[Prepared], items: list[ImageItem]) -> list[S
         )
         for i, p in enumerate(group)
     ]
+
+
+def _log_budget(settings: InferenceSettings, views: Sequence[torch.Tensor], name: str) -> None:
+    """Log, once per image, that whole mode slides over it because a network input is over the pixel budget."""
+    largest = max(views, key=lambda v: v.shape[-2] * v.shape[-1])
+    height, width = largest.shape[-2:]
+    if settings.budget_slide is None or not settings.slides_over_budget(height, width):
+        return
+    (wh, ww), (sh, sw) = settings.budget_slide
+    logger.info(
+        "%s: network input %dx%d (H x W, %d pixels) is over whole mode's pixel budget of %d (max_whole_pixels): "
+        "sliding over it with window %dx%d, stride %dx%d; max_whole_pixels=0 (--max-whole-pixels 0) tests it whole",
+        name, height, width, height * width, settings.max_whole_pixels, wh, ww, sh, sw,
+    )  # fmt: skip
 
 
 def _results(run: _Run, items: list[ImageItem]) -> Iterator[SegmentationResult]:

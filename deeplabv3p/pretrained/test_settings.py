@@ -17,12 +17,33 @@ from ..fields import JsonRecord, check_bool, check_choice, check_float, check_pa
 TestMode = Literal["whole", "slide"]
 TEST_MODES: tuple[TestMode, ...] = typing.get_args(TestMode)
 MMSEG_TTA_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+# Whole mode's pixel budget: a network input (one image, one TTA view) larger than this many pixels is slid over
+# instead (`over_budget`, `budget_window`). 4096 x 2048 keeps every zoo setting whole (mmseg parity: the largest, the
+# Cityscapes whole tags' 2048x1024 test scale at TTA ratio 1.75, is 6.4 M pixels), where a 4000x6000 photo tested
+# whole by a model fine-tuned without a test scale took 11.6 GB with ResNet-18.
+WHOLE_MAX_PIXELS = 4096 * 2048
+# The window of that slide when the weights define neither a slide window nor a training crop.
+BUDGET_WINDOW = (512, 512)
 
 
 def default_stride(window: tuple[int, int]) -> tuple[int, int]:
     """The slide stride of a window when none is given: two thirds of it, rounded up (mmseg's own 769 -> 513,
     480 -> 320)."""
     return math.ceil(window[0] * 2 / 3), math.ceil(window[1] * 2 / 3)
+
+
+def over_budget(height: int, width: int, max_pixels: int) -> bool:
+    """Whether a whole-mode network input of ``height x width`` is over the pixel budget `max_pixels` (0: none)."""
+    return max_pixels > 0 and height * width > max_pixels
+
+
+def budget_window(weights: TestSettings, crop_size: tuple[int, int] | None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(window, stride)`` of the slide that replaces whole mode over the pixel budget: the weights' slide window
+    and stride, else their training crop `crop_size` (else `BUDGET_WINDOW`) with the default stride."""
+    if weights.window is not None and weights.stride is not None:
+        return weights.window, weights.stride
+    window = crop_size or BUDGET_WINDOW
+    return window, default_stride(window)
 
 
 def check_test_setting(field: str, value: Any, name: str | None = None) -> Any:

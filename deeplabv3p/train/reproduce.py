@@ -48,24 +48,42 @@ def audit_split(dataset: SegmentationDataset, progress: bool = True) -> None:
         )
 
 
-def compare_with_published(metrics: dict[str, Any], cfg: PretrainedCfg, tta: bool) -> dict[str, Any]:
-    """``{"key", "published", "measured", "diff"}`` for the mIoU the weights were published with (single scale, or
-    ``mIoU_ms_flip`` with TTA); published and diff are None when there is no published number."""
+def compare_with_published(
+    metrics: dict[str, Any], cfg: PretrainedCfg, tta: bool, split: str | None = None
+) -> dict[str, Any]:
+    """``{"key", "published", "measured", "diff", "split", "run_validation"}`` for the mIoU the weights were
+    published with (single scale, or ``mIoU_ms_flip`` with TTA), measured on `split`.
+
+    Only a zoo tag (``cfg.tag``) has a published number; published and diff are None otherwise. A model of one's own
+    (fine-tuned, saved) carries in ``cfg.metrics`` its training run's validation score when it was saved, which is
+    returned as ``run_validation``, never as a published number.
+    """
     key = "mIoU_ms_flip" if tta else "mIoU"
-    published = cfg.metrics.get(key)
     measured = float(metrics["mIoU"])
+    own = not cfg.tag
+    published = None if own else cfg.metrics.get(key)
     diff = None if published is None or math.isnan(measured) else round(measured - float(published), 2)
-    return {"key": key, "published": published, "measured": measured, "diff": diff}
+    run_validation = cfg.metrics.get(key) if own else None
+    return {
+        "key": key, "published": published, "measured": measured, "diff": diff, "split": split,
+        "run_validation": run_validation,
+    }  # fmt: skip
 
 
 def comparison_line(comparison: dict[str, Any]) -> str:
-    """``published mIoU 80.09, measured 80.03 (-0.06)``."""
-    if comparison["published"] is None:
-        return f"measured {comparison['key']} {comparison['measured']:.2f} (no published number for these weights)"
-    return (
-        f"published {comparison['key']} {comparison['published']:.2f}, measured {comparison['measured']:.2f} "
-        f"({comparison['diff']:+.2f})"
-    )
+    """``published mIoU 80.09, measured 80.03 (-0.06)`` for a zoo tag; for a model of one's own, the measured number
+    and what the number saved with it is (its training run's validation score)."""
+    key, measured, split = comparison["key"], comparison["measured"], comparison.get("split")
+    on = f" on split {split!r}" if split else ""
+    if comparison["published"] is not None:
+        return f"published {key} {comparison['published']:.2f}, measured {measured:.2f} ({comparison['diff']:+.2f})"
+    if comparison.get("run_validation") is not None:
+        return (
+            f"measured {key} {measured:.2f}{on}; the {key} {comparison['run_validation']:.2f} saved with these "
+            "weights is not a published number but their training run's validation score when they were saved "
+            "(OUT/best: the run's best), on the run's validation split (train --val-split, default val)"
+        )
+    return f"measured {key} {measured:.2f}{on} (no published number for these weights)"
 
 
 def warn(message: str | None) -> None:

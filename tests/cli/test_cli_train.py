@@ -43,6 +43,27 @@ def test_train_resume_and_evaluate(tmp_path: Path, capsys: pytest.CaptureFixture
     assert set(evaluated["IoU"]) == set(DEMO_CLASSES)
 
 
+def test_evaluate_an_own_model_never_calls_its_run_score_published(tmp_path: Path, capsys) -> None:
+    """A fine-tuned model's saved mIoU is its training run's validation score: evaluate says so, names the split it
+    measured on, and records no published number (a zoo tag's comparison: tests/cli/test_cli_reproduce.py)."""
+    data = make_synthetic_dataset(tmp_path / "data", num_train=2, num_val=1, size=32, seed=5)
+    model = tiny_model(num_classes=len(DEMO_CLASSES))
+    assert model.pretrained_cfg is not None and not model.pretrained_cfg.tag
+    model.pretrained_cfg = model.pretrained_cfg.replace(metrics={"mIoU": 83.36, "mAcc": 90.0, "aAcc": 95.0})
+    model.save_pretrained(tmp_path / "own")
+    out_json = tmp_path / "own.json"
+    args = ["evaluate", "--data", str(data), "--model", str(tmp_path / "own"), "--split", "train", "--no-audit"]
+    assert main([*args, "--json", str(out_json), *QUIET]) == 0
+    printed = capsys.readouterr().out
+    assert "published mIoU" not in printed
+    assert "on split 'train'; the mIoU 83.36 saved with these weights is not a published number but their " in printed
+    assert "training run's validation score" in printed
+    record = json.loads(out_json.read_text())
+    assert record["published"] == {"mIoU": None, "mIoU_ms_flip": None}
+    assert record["comparison"]["run_validation"] == 83.36 and record["comparison"]["split"] == "train"
+    assert record["comparison"]["diff"] is None
+
+
 def test_train_from_an_architecture_with_model_kwargs(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "data", num_train=4, num_val=2, size=64, seed=4)
     narrow = model_kwargs_args(encoder="resnet18", **NARROW)

@@ -424,3 +424,62 @@ def test_preprocess_ratio_without_test_scale_rescales_the_image(model):
     settings = resolve_settings(model, tta=True)
     x = preprocess(torch.from_numpy(_image(40, 60)).permute(2, 0, 1), settings, ratio=0.5)
     assert tuple(x.shape) == (1, 3, 20, 30)
+
+
+# --- whole mode's pixel budget ------------------------------------------------------------------------------
+
+
+def test_whole_mode_over_the_pixel_budget_slides_with_the_training_crop(model, caplog):
+    """A whole-mode image over ``max_whole_pixels`` is slid over with the weights' training crop (stride 2/3), as
+    predict(mode='slide') would, and a log line says so; at or under the budget it stays one pass."""
+    model.pretrained_cfg = model.pretrained_cfg.replace(crop_size=(64, 64))  # whole mode, no slide window
+    image = _image(100, 150)
+    slide = model.predict(image, mode="slide", crop_size=64, return_probs=True)
+    whole = model.predict(image, max_whole_pixels=0, return_probs=True)
+    assert np.abs(slide.probs - whole.probs).max() > 1e-3  # the two modes differ on this image
+    with caplog.at_level("INFO", logger="deeplabv3p"):
+        budgeted = model.predict(image, max_whole_pixels=100 * 150 - 1, return_probs=True)
+    np.testing.assert_allclose(budgeted.probs, slide.probs, atol=1e-6)
+    assert "network input 100x150 (H x W, 15000 pixels) is over whole mode's pixel budget of 14999" in caplog.text
+    assert "window 64x64, stride 43x43" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="deeplabv3p"):
+        at_budget = model.predict(image, max_whole_pixels=100 * 150, return_probs=True)
+    np.testing.assert_allclose(at_budget.probs, whole.probs, atol=1e-6)
+    assert "pixel budget" not in caplog.text
+
+
+def test_the_pixel_budget_slides_with_the_weights_window_and_applies_per_tta_view(model):
+    """The weights' own slide window and stride come first; with TTA each view is checked on its own size."""
+    model.pretrained_cfg = model.pretrained_cfg.replace(crop_size=(64, 64), slide_crop=(48, 48), slide_stride=(40, 40))
+    settings = resolve_settings(model, max_whole_pixels=5000)
+    assert settings.test.mode == "whole" and settings.budget_slide == ((48, 48), (40, 40))
+    image = _image(60, 90)  # 5400 pixels: over; its 0.5 view (30x45) is under
+    slide = model.predict(image, mode="slide", return_probs=True)
+    budgeted = model.predict(image, max_whole_pixels=5000, return_probs=True)
+    np.testing.assert_allclose(budgeted.probs, slide.probs, atol=1e-6)
+    kw = dict(tta=True, tta_ratios=(0.5,), tta_flip=False)
+    np.testing.assert_allclose(
+        model.predict(image, max_whole_pixels=5000, **kw).labels, model.predict(image, max_whole_pixels=0, **kw).labels
+    )
+
+
+def test_the_default_pixel_budget_keeps_the_zoo_whole():
+    """The default budget never changes a zoo tag's whole-mode test (mmseg parity), even at TTA ratio 1.75."""
+    import itertools
+
+    from deeplabv3p.inference.options import PredictOptions
+    from deeplabv3p.inference.resize import scaled_test_size
+    from deeplabv3p.pretrained.test_settings import WHOLE_MAX_PIXELS, over_budget
+
+    assert PredictOptions().max_whole_pixels == WHOLE_MAX_PIXELS
+    largest = 0
+    for name in deeplabv3p.list_pretrained():
+        test = deeplabv3p.get_pretrained_cfg(name).test
+        if test.mode == "whole":
+            assert test.scale is not None, name  # a zoo tag always rescales
+            sizes = ((4000, 6000), (1024, 2048), (512, 2048), (999, 999))
+            for ratio, size in itertools.product(test.tta_ratios, sizes):
+                h, w = scaled_test_size(*size, test.scale, test.keep_ratio, ratio)  # every image fills the scale
+                largest = max(largest, h * w)
+    assert largest > 0 and not over_budget(largest, 1, WHOLE_MAX_PIXELS)
