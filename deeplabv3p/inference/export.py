@@ -30,9 +30,8 @@ from ..fields import check_int, check_pair
 from ..models.config import ModelConfig
 from ..pretrained.config import pretrained_cfg_for
 from ..pretrained.saved import config_dict
+from .opset import DEFAULT_OPSET, MIN_OPSET
 
-DEFAULT_OPSET = 17
-MIN_OPSET = 11  # Resize with align_corners / half_pixel coordinate modes
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
