@@ -73,7 +73,7 @@ def run_export(args: argparse.Namespace) -> int:
         sizes = [(h, w)] if args.static else [(h, w), (max(m, h // 2 + 7), max(m, w // 2 + 5))]
         for r in check_onnx(out, model, sizes=sizes):
             print(
-                f"onnxruntime vs PyTorch at {r.size[0]}x{r.size[1]}: max abs diff {r.max_abs_diff:.2e} "
+                f"onnxruntime vs PyTorch at {r.size[0]}x{r.size[1]} (HxW): max abs diff {r.max_abs_diff:.2e} "
                 f"(relative {r.rel_diff:.2e}), argmax agreement {100 * r.argmax_agreement:.3f}%"
             )
     if args.int8:

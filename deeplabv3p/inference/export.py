@@ -207,6 +207,6 @@ def check_onnx(
         if bad:
             raise ValueError(
                 f"ONNX file {str(path)!r} disagrees with eager PyTorch beyond rtol={rtol}: "
-                + ", ".join(f"{r.size[0]}x{r.size[1]}: rel diff {r.rel_diff:.2e}" for r in bad)
+                + ", ".join(f"{r.size[0]}x{r.size[1]} (HxW): rel diff {r.rel_diff:.2e}" for r in bad)
             )
     return results

@@ -44,7 +44,7 @@ def from_timm(base: PretrainedCfg, timm_cfg: Mapping[str, Any]) -> PretrainedCfg
     if timm_cfg.get("fixed_input_size") and input_size:
         window = (int(input_size[-2]), int(input_size[-1]))
         changes.update(crop_size=window, test=base.test.replace(mode="slide", window=window, stride=None))
-        notes.append(f"the encoder takes {window[0]}x{window[1]} inputs only: slide inference with that window")
+        notes.append(f"the encoder takes {window[0]}x{window[1]} (HxW) inputs only: slide inference with that window")
     if base.license is None and timm_cfg.get("license"):
         changes["license"] = str(timm_cfg["license"])
     return base.replace(notes=(*base.notes, *notes), **changes)
