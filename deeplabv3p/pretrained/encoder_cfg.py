@@ -1,7 +1,7 @@
 """What a timm encoder's pretrained weights expect of their input, as `PretrainedCfg` fields.
 
 timm records, for each set of weights, the normalisation they were trained with (``mean`` / ``std`` on the 0..1
-scale: ImageNet's for most, 0.5 / 0.5 for xception65, the ViT family and others) and whether the network only
+scale: ImageNet's for most, 0.5 / 0.5 for xception65 and others) and whether the network only
 takes one input size (``fixed_input_size``). A DeepLabV3+ whose encoder starts from those weights has to be fed
 the same way, so `create_model(..., encoder_pretrained=True)` copies them into ``model.pretrained_cfg``, which
 `predict`, `fit`, `evaluate` and the saved ``config.json`` all read. timm's configs are plain data: reading them
