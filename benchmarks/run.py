@@ -50,6 +50,9 @@ MMSEG_ARCHITECTURES = (
     "deeplabv3plus_r101b_d8",
 )
 PEERS = ("mmseg", "smp", "onnxruntime")
+# What `plan` can run per model: inference, a training step, predict() and folder prediction (write_predictions).
+TASKS = ("infer", "train", "predict", "folder")
+DEFAULT_TASKS = ("infer", "train", "predict")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -96,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads per worker (default: torch's default)")
     p.add_argument("--batches", type=_ints, default=None, help="inference batch sizes (default: 1,2 CPU; 1,8 GPU)")
     p.add_argument("--train-batch", type=int, default=2, help="training batch (default 2, the seed table's per GPU)")
-    p.add_argument("--tasks", default="infer,train,predict", help="any of infer,train,predict")
+    p.add_argument(
+        "--tasks", type=functools.partial(_names, allowed=TASKS, what="task"), default=DEFAULT_TASKS,
+        help=f"comma-separated, any of {','.join(TASKS)} (default: {','.join(DEFAULT_TASKS)})",
+    )  # fmt: skip
     p.add_argument("--grad-ckpt", action="store_true", help="also train ours with activation checkpointing")
     p.add_argument("--warmup", type=int, default=None, help="warm-up calls (default 2 CPU, 10 GPU)")
     p.add_argument("--runs", type=int, default=None, help="timed calls (default 7 CPU, 50 GPU)")
@@ -243,7 +249,7 @@ def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) ->
     cpu = args.device == "cpu"
     dtype = args.dtype
     batches = args.batches or ((1, 2) if cpu else (1, 8))
-    tasks = set(args.tasks.split(","))
+    tasks = set(args.tasks)
     common = dict(device=args.device, threads=args.threads, workdir=str(args.workdir), train_steps=args.train_steps)
     cases = []
     if cpu and "infer" in tasks:

@@ -52,7 +52,7 @@ def main() -> None:
         found = ", ".join(
             f"{result.classes[c]} {100 * counts[c] / counts.sum():.1f}%" for c in np.argsort(-counts) if counts[c]
         )
-        print(f"{result.name} ({result.size[1]}x{result.size[0]}): {found}")
+        print(f"{result.name} ({result.size[0]}x{result.size[1]}, HxW): {found}")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ OUT on a filesystem every node sees, e.g.
 """
 
 
-def add_predict(sub: argparse._SubParsersAction) -> None:
+def add_predict(sub: argparse._SubParsersAction, help: str) -> None:
     p = sub.add_parser(
         "predict",
-        help="segment images and write label maps (and overlays)",
+        help=help,
         description="Segment images with the test-time settings of the weights and write, for each input "
         "NAME.EXT, OUT/NAME.png (class indices as a palette PNG), with --overlay OUT/NAME_overlay.jpg, and "
         "OUT/manifest.jsonl (input, output, size, seconds per image).",

@@ -17,9 +17,9 @@ _INPUTS = """inputs (RAW), as downloaded:
 (the zips' contents unpacked into RAW work too)"""
 
 
-def add_prepare(sub: argparse._SubParsersAction) -> None:
+def add_prepare(sub: argparse._SubParsersAction, help: str) -> None:
     p = sub.add_parser(
-        "prepare", help="convert an official download (ISPRS tiles, iSAID, LoveDA, Cityscapes trainIds)",
+        "prepare", help=help,
         description="Converts the official download in RAW into mmseg's layout under OUT, as mmseg's dataset "
         "converters do (Potsdam/Vaihingen: 512x512 patches and the official train/val tiles; iSAID: 896x896 "
         "patches every 512 px). Checks the inputs first, writes every file atomically and skips the ones already "

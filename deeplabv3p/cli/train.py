@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 RECIPE_FILE = "recipe.json"
 
 
-def add_train(sub: argparse._SubParsersAction) -> None:
+def add_train(sub: argparse._SubParsersAction, help: str) -> None:
     p = sub.add_parser(
-        "train", help="fine-tune on a dataset folder (runs under torchrun for multi-GPU)",
+        "train", help=help,
         description="Fine-tune with mmseg's recipe. Multi-GPU: torchrun --nproc_per_node N -m deeplabv3p train ... "
         "With --recipe ARCH.TAG the published row's schedule is used on its dataset (in its official layout), the "
         "published total batch shared over the processes; any flag given overrides it.",
@@ -129,9 +129,9 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_evaluate(sub: argparse._SubParsersAction) -> None:
+def add_evaluate(sub: argparse._SubParsersAction, help: str) -> None:
     p = sub.add_parser(
-        "evaluate", help="mIoU/mAcc/aAcc of a model on a dataset split, as mmseg computes them",
+        "evaluate", help=help,
         description="Runs every image through predict() with the weights' test settings and compares with the "
         "labels at their original size. With published weights (--model ARCH.TAG) --data may be the dataset as it "
         "unpacks (the layout is the tag's dataset's), and the measured mIoU is printed beside the published one. "
@@ -210,9 +210,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_demo(sub: argparse._SubParsersAction) -> None:
+def add_demo(sub: argparse._SubParsersAction, help: str) -> None:
     p = sub.add_parser(
-        "demo", help="offline demo: synthetic dataset, CPU fine-tuning, per-class IoU, overlays",
+        "demo", help=help,
         description="Makes a small synthetic dataset, trains a small DeepLabV3+ on it (CPU, a few minutes, no "
         "download), prints the per-class IoU table and writes overlays of held-out images.",
     )  # fmt: skip

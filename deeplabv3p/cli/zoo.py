@@ -8,15 +8,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ..pretrained.download import ChecksumError
 from ..pretrained.model_card import zoo_table
-from ..pretrained.publish import hub_org_note, model_from_checkpoint, publish_zoo, verify_checkpoint
 from ..pretrained.registry import get_pretrained_cfg, list_models, list_pretrained, split_model_name
-from ..pretrained.saved import save_pretrained
 
 
-def add_list(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list architectures or pretrained weights")
+def add_list(sub: argparse._SubParsersAction, help: str) -> None:
+    p = sub.add_parser("list", help=help)
     p.add_argument("pattern", nargs="?", default="", help="shell-style filter, e.g. '*r101*' or '*ade20k*'")
     p.add_argument("--pretrained", action="store_true", help="list pretrained ARCH.TAG names instead")
     p.add_argument(
@@ -31,10 +28,10 @@ def run_list(args: argparse.Namespace) -> int:
     return 0 if names else 1
 
 
-def add_convert(sub: argparse._SubParsersAction) -> None:
+def add_convert(sub: argparse._SubParsersAction, help: str) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert mmseg DeepLabV3+ checkpoints into Hub-ready folders, or publish the whole zoo",
+        help=help,
         description="Convert an mmseg DeepLabV3+ checkpoint (.pth) into a folder with config.json, "
         "model.safetensors and a README.md model card, loadable with create_model(FOLDER) and ready to upload. "
         "With --all, every tag whose original checkpoint is in --from (under its published file name, "
@@ -59,6 +56,10 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from ..pretrained.download import ChecksumError
+    from ..pretrained.publish import model_from_checkpoint, verify_checkpoint
+    from ..pretrained.saved import save_pretrained
+
     if args.all:
         return _convert_all(args)
     if args.checkpoint is None or args.model is None or args.out is None:
@@ -81,6 +82,8 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _convert_all(args: argparse.Namespace) -> int:
+    from ..pretrained.publish import hub_org_note, publish_zoo
+
     if args.checkpoint is not None or args.model is not None:
         raise ValueError("--all converts the zoo's tags: give --from DIR instead of a checkpoint and --model")
     if args.source is None or (args.out is None and args.push_to_hub is None):

@@ -2,14 +2,39 @@
 onnxruntime), `SegmentationResult`, sharded and resumable folder prediction, fast paths (`optimize_for_inference`,
 ``dtype="auto"``), ONNX export and INT8 quantization. Never imports the training package."""
 
-from .backend import Backend, TorchBackend
-from .export import check_onnx, export_onnx
-from .onnx_runtime import OnnxSegmenter
-from .optimize import fold_batchnorm, optimize_for_inference
-from .options import PredictOptions
-from .pipeline import predict, predict_iter
-from .result import SegmentationResult
-from .writer import WriteSummary, merge_manifest, write_predictions
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (loaded on first access, see deeplabv3p.lazy)
+    from .backend import Backend, TorchBackend
+    from .export import check_onnx, export_onnx
+    from .onnx_runtime import OnnxSegmenter
+    from .optimize import fold_batchnorm, optimize_for_inference
+    from .options import PredictOptions
+    from .pipeline import predict, predict_iter
+    from .result import SegmentationResult
+    from .writer import WriteSummary, merge_manifest, write_predictions
+
+_EXPORTS = {
+    "Backend": "backend",
+    "TorchBackend": "backend",
+    "check_onnx": "export",
+    "export_onnx": "export",
+    "OnnxSegmenter": "onnx_runtime",
+    "fold_batchnorm": "optimize",
+    "optimize_for_inference": "optimize",
+    "PredictOptions": "options",
+    "predict": "pipeline",
+    "predict_iter": "pipeline",
+    "SegmentationResult": "result",
+    "WriteSummary": "writer",
+    "merge_manifest": "writer",
+    "write_predictions": "writer",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "Backend",

@@ -30,9 +30,8 @@ from ..fields import check_int, check_pair
 from ..models.config import ModelConfig
 from ..pretrained.config import pretrained_cfg_for
 from ..pretrained.saved import config_dict
+from .opset import DEFAULT_OPSET, MIN_OPSET
 
-DEFAULT_OPSET = 17
-MIN_OPSET = 11  # Resize with align_corners / half_pixel coordinate modes
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
@@ -208,6 +207,6 @@ def check_onnx(
         if bad:
             raise ValueError(
                 f"ONNX file {str(path)!r} disagrees with eager PyTorch beyond rtol={rtol}: "
-                + ", ".join(f"{r.size[0]}x{r.size[1]}: rel diff {r.rel_diff:.2e}" for r in bad)
+                + ", ".join(f"{r.size[0]}x{r.size[1]} (HxW): rel diff {r.rel_diff:.2e}" for r in bad)
             )
     return results

@@ -360,7 +360,7 @@ def _segment(run: _Run, group: list[Prepared], items: list[ImageItem]) -> list[S
         except ValueError as e:
             first = items[group[0].index]
             more = f" and {len(group) - 1} more of that size" if len(group) > 1 else ""
-            raise ValueError(f"{first.name} ({group[0].size[0]}x{group[0].size[1]}){more}: {e}") from e
+            raise ValueError(f"{first.name} ({group[0].size[0]}x{group[0].size[1]}, HxW){more}: {e}") from e
         labels = scores.argmax(dim=1).cpu().numpy()
         probs = scores.float().cpu().numpy() if run.return_probs else None
     seconds = (time.perf_counter() - started) / len(group)

@@ -79,7 +79,7 @@ def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     out_h, out_w = int(size[0]), int(size[1])
     if out_h < 1 or out_w < 1:
-        raise ValueError(f"resize target must be at least 1x1, got {out_h}x{out_w}")
+        raise ValueError(f"resize target must be at least 1x1, got {out_h}x{out_w} (height x width)")
     in_h, in_w = image.shape[-2:]
     if (out_h, out_w) == (in_h, in_w):
         return image

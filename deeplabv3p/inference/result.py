@@ -113,7 +113,8 @@ class SegmentationResult:
         base = display_image(source, self.name or "image").float().cpu()
         if tuple(base.shape[1:]) != self.size:
             raise ValueError(
-                f"overlay image is {base.shape[1]}x{base.shape[2]} but the labels are {self.size[0]}x{self.size[1]}"
+                f"overlay image is {base.shape[1]}x{base.shape[2]} but the labels are {self.size[0]}x{self.size[1]} "
+                "(height x width)"
             )
         base_hwc = base.permute(1, 2, 0).numpy()
         colors = self.palette[self.labels].astype(np.float32)
@@ -152,6 +153,6 @@ class SegmentationResult:
     def __repr__(self) -> str:
         probs = "" if self.probs is None else ", probs"
         return (
-            f"SegmentationResult({self.name!r}, size={self.size[0]}x{self.size[1]}, "
+            f"SegmentationResult({self.name!r}, size={self.size[0]}x{self.size[1]} (HxW), "
             f"num_classes={self.num_classes}{probs})"
         )

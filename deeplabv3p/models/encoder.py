@@ -26,6 +26,8 @@ from .config import OUTPUT_STRIDES, DilationPolicy, OutputStride
 # mmseg's per-stage (dilation) for a ResNet at each output stride; the stride-2 placement matches timm's.
 _MMSEG_STAGE_DILATIONS: dict[OutputStride, tuple[int, ...]] = {8: (1, 1, 2, 4), 16: (1, 1, 1, 2), 32: (1, 1, 1, 1)}
 _RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
+# The timm encoder families tested at output strides 8, 16 and 32 (tests/models/test_model.py builds one of each).
+TESTED_FAMILIES = ("ResNet/ResNet-D", "ConvNeXt", "EfficientNet", "RegNet", "MobileNetV3")
 
 
 def set_dilation(conv: nn.Conv2d, dilation: int) -> None:
@@ -148,6 +150,13 @@ class Encoder(nn.Module):
         """The error of a trunk timm would not build: about the stride when another stride works, else about the
         encoder and its arguments (an unknown or wrong ``encoder_kwargs`` entry fails at every stride)."""
         supported = [os_ for os_ in OUTPUT_STRIDES if os_ != output_stride and self._can_build(os_)]
+        native = self._native_reductions()
+        if not supported and native is not None and 4 not in native:
+            return ValueError(
+                f"encoder {self.name!r} gives features at reductions {native} only, and DeepLabV3+ needs a stride-4 "
+                "feature and deeper ones: plain (non-hierarchical) transformers such as ViT are not supported. "
+                f"Use a hierarchical encoder; tested families: {', '.join(TESTED_FAMILIES)}."
+            )
         if not supported:
             given = f" with encoder_kwargs={self.timm_kwargs}" if self.timm_kwargs else ""
             return ValueError(
@@ -158,6 +167,14 @@ class Encoder(nn.Module):
             f"encoder {self.name!r} cannot give output_stride={output_stride} ({cause}). "
             f"Output strides it supports: {supported or 'none of ' + str(list(OUTPUT_STRIDES))}."
         )
+
+    def _native_reductions(self) -> list[int] | None:
+        """The feature reductions of the trunk timm builds without an output stride, None where it builds none."""
+        try:
+            with torch.device("meta"):
+                return list(_feature_info(self._create(32, pretrained=False)).reduction())
+        except Exception:
+            return None
 
     def _can_build(self, output_stride: OutputStride) -> bool:
         try:

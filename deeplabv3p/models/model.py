@@ -110,7 +110,9 @@ class DeepLabV3PlusNetwork(nn.Module):
             )
         m = self.min_input_size
         if x.shape[2] < m or x.shape[3] < m:
-            raise ValueError(f"input is {x.shape[2]}x{x.shape[3]} but the model needs at least {m}x{m} pixels")
+            raise ValueError(
+                f"input is {x.shape[2]}x{x.shape[3]} (height x width) but the model needs at least {m}x{m} pixels"
+            )
         if self.training and x.shape[0] < self.min_train_batch:
             raise ValueError(
                 "training needs a batch of at least 2 images (BatchNorm statistics of the image-pool branch are "

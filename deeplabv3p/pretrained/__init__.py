@@ -9,13 +9,35 @@ takes the class to build, so that ``deeplabv3p.create_model`` (`deeplabv3p.infer
 the class users get without this layer importing the one above it.
 """
 
-from .config import PretrainedCfg
-from .factory import build_model
-from .fetch import WeightsUnavailableError
-from .hub import push_to_hub
-from .registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
-from .saved import save_pretrained
-from .source import Source, resolve_source
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (loaded on first access, see deeplabv3p.lazy)
+    from .config import PretrainedCfg
+    from .factory import build_model
+    from .fetch import WeightsUnavailableError
+    from .hub import push_to_hub
+    from .registry import get_model_config, get_pretrained_cfg, list_models, list_pretrained
+    from .saved import save_pretrained
+    from .source import Source, resolve_source
+
+_EXPORTS = {
+    "PretrainedCfg": "config",
+    "build_model": "factory",
+    "WeightsUnavailableError": "fetch",
+    "push_to_hub": "hub",
+    "get_model_config": "registry",
+    "get_pretrained_cfg": "registry",
+    "list_models": "registry",
+    "list_pretrained": "registry",
+    "save_pretrained": "saved",
+    "Source": "source",
+    "resolve_source": "source",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "PretrainedCfg",

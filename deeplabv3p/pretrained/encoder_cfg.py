@@ -1,7 +1,7 @@
 """What a timm encoder's pretrained weights expect of their input, as `PretrainedCfg` fields.
 
 timm records, for each set of weights, the normalisation they were trained with (``mean`` / ``std`` on the 0..1
-scale: ImageNet's for most, 0.5 / 0.5 for xception65, the ViT family and others) and whether the network only
+scale: ImageNet's for most, 0.5 / 0.5 for xception65 and others) and whether the network only
 takes one input size (``fixed_input_size``). A DeepLabV3+ whose encoder starts from those weights has to be fed
 the same way, so `create_model(..., encoder_pretrained=True)` copies them into ``model.pretrained_cfg``, which
 `predict`, `fit`, `evaluate` and the saved ``config.json`` all read. timm's configs are plain data: reading them
@@ -44,7 +44,7 @@ def from_timm(base: PretrainedCfg, timm_cfg: Mapping[str, Any]) -> PretrainedCfg
     if timm_cfg.get("fixed_input_size") and input_size:
         window = (int(input_size[-2]), int(input_size[-1]))
         changes.update(crop_size=window, test=base.test.replace(mode="slide", window=window, stride=None))
-        notes.append(f"the encoder takes {window[0]}x{window[1]} inputs only: slide inference with that window")
+        notes.append(f"the encoder takes {window[0]}x{window[1]} (HxW) inputs only: slide inference with that window")
     if base.license is None and timm_cfg.get("license"):
         changes["license"] = str(timm_cfg["license"])
     return base.replace(notes=(*base.notes, *notes), **changes)

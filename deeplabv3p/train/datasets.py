@@ -341,8 +341,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if image.shape[:2] != mask.shape:
             img_path, mask_path = self.samples[index]
             raise ValueError(
-                f"image {str(img_path)!r} is {image.shape[1]}x{image.shape[0]} but its mask {str(mask_path)!r} is "
-                f"{mask.shape[1]}x{mask.shape[0]} (width x height); they must be the same size"
+                f"image {str(img_path)!r} is {image.shape[0]}x{image.shape[1]} but its mask {str(mask_path)!r} is "
+                f"{mask.shape[0]}x{mask.shape[1]} (height x width); they must be the same size"
             )
         return image, mask
 

@@ -419,8 +419,8 @@ def _isaid_arrays(
     label_rgb = _read_rgb(label_member, "label", fix)
     if label_rgb.shape[1::-1] != size:
         raise ValueError(
-            f"iSAID {stem}: the mask {label_member.where} is {label_rgb.shape[1]}x{label_rgb.shape[0]} but the "
-            f"image {size[0]}x{size[1]}"
+            f"iSAID {stem}: the mask {label_member.where} is {label_rgb.shape[0]}x{label_rgb.shape[1]} but the "
+            f"image {size[1]}x{size[0]} (height x width)"
         )
     return image, _pad(isaid_indices(label_rgb), ISAID_PATCH, IGNORE)
 

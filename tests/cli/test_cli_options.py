@@ -9,7 +9,7 @@ import pytest
 
 from deeplabv3p import PredictOptions
 from deeplabv3p.cli import build_parser
-from deeplabv3p.cli.common import add_options, option_values
+from deeplabv3p.cli.flags import add_options, option_values
 from deeplabv3p.fields import flat_fields
 from deeplabv3p.pretrained.test_settings import TestSettings
 from deeplabv3p.train import TrainConfig

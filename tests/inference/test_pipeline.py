@@ -407,7 +407,7 @@ def test_bad_arguments_fail_clearly(model, kwargs, match):
 
 
 def test_too_small_image_names_the_input(model):
-    with pytest.raises(ValueError, match=r"inputs\[1\] \(5x6\).*at least 8x8"):
+    with pytest.raises(ValueError, match=r"inputs\[1\] \(5x6, HxW\).*at least 8x8"):
         model.predict([_image(40, 40), _image(5, 6)], resize=False)
     with pytest.raises(TypeError, match=r"unsupported image type"):
         model.predict({"image": 1})

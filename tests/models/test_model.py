@@ -11,6 +11,7 @@ from timm.models.resnet import BasicBlock
 
 import deeplabv3p
 from deeplabv3p.models.config import ModelConfig
+from deeplabv3p.models.encoder import TESTED_FAMILIES
 from deeplabv3p.models.model import DeepLabV3PlusNetwork as DeepLabV3Plus
 
 # Reference counts for K=19 (mmseg_deeplabv3plus.md section 9): backbone, decode head, aux head parameters.
@@ -83,9 +84,28 @@ def test_output_has_input_size(size):
     assert out.shape == (2, 3, *size)
 
 
-@pytest.mark.parametrize(
-    "encoder", ["resnet18d", "convnext_atto", "efficientnet_b0", "regnetx_002", "mobilenetv3_small_050"]
-)
+# A small timm encoder of each family the library says works (deeplabv3p.models.encoder.TESTED_FAMILIES).
+FAMILY_EXAMPLES = {
+    "ResNet/ResNet-D": "resnet18d",
+    "ConvNeXt": "convnext_atto",
+    "EfficientNet": "efficientnet_b0",
+    "RegNet": "regnetx_002",
+    "MobileNetV3": "mobilenetv3_small_050",
+}
+
+
+def test_the_families_the_library_names_are_the_tested_ones():
+    assert tuple(FAMILY_EXAMPLES) == TESTED_FAMILIES
+
+
+def test_a_plain_vit_is_refused_saying_why_and_what_works():
+    pattern = r"'vit_tiny_patch16_224' gives features at reductions \[16, 16, 16\] only"
+    with pytest.raises(ValueError, match=pattern) as e:
+        deeplabv3p.create_model("deeplabv3plus", encoder="vit_tiny_patch16_224", encoder_kwargs={}, num_classes=3)
+    assert "needs a stride-4 feature" in str(e.value) and "tested families: ResNet/ResNet-D, ConvNeXt" in str(e.value)
+
+
+@pytest.mark.parametrize("encoder", list(FAMILY_EXAMPLES.values()))
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_timm_encoders_give_promised_reductions(encoder, output_stride):
     model = narrow_model("deeplabv3plus", encoder=encoder, encoder_kwargs={}, output_stride=output_stride).eval()

@@ -65,7 +65,7 @@ def test_mmseg_policy_needs_a_resnet():
         (torch.randn(3, 64, 64), ValueError, r"shape \(N, C, H, W\), got \(3, 64, 64\)"),
         (torch.randn(1, 4, 64, 64), ValueError, r"4 channels but the model expects in_chans=3"),
         (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), TypeError, r"floating-point.*torch.uint8"),
-        (torch.randn(1, 3, 7, 64), ValueError, r"7x64 but the model needs at least 8x8"),
+        (torch.randn(1, 3, 7, 64), ValueError, r"7x64 \(height x width\) but the model needs at least 8x8"),
         ([[1.0]], TypeError, r"must be a torch.Tensor"),
     ],
 )

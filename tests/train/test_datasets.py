@@ -141,7 +141,7 @@ def test_empty_and_unknown_split(root: Path) -> None:
 def test_size_mismatch_names_both_files(root: Path) -> None:
     Image.fromarray(np.zeros((5, 8), np.uint8)).save(root / "masks" / "train" / "img1.png")
     ds = SegmentationDataset(root, "train")
-    with pytest.raises(ValueError, match=r"img1\.png' is 8x6 but its mask .*img1\.png' is 8x5"):
+    with pytest.raises(ValueError, match=r"img1\.png' is 6x8 but its mask .*img1\.png' is 5x8 \(height x width\)"):
         ds[1]
 
 

@@ -145,6 +145,7 @@ def test_isaid_mask_of_another_size_is_refused_before_its_patches(tmp_path: Path
     (tmp_path / "raw" / "val" / "Semantic_masks").mkdir(parents=True)
     Image.fromarray(rng.integers(0, 256, (600, 500, 3), np.uint8)).save(tmp_path / "raw/val/images/P0003.png")
     Image.new("RGB", (400, 600)).save(tmp_path / "raw/val/Semantic_masks/P0003_instance_color_RGB.png")
-    with pytest.raises(ValueError, match=r"iSAID P0003: the mask .* is 400x600 but the image 500x600"):
+    pattern = r"iSAID P0003: the mask .* is 600x400 but the image 600x500 \(height x width\)"
+    with pytest.raises(ValueError, match=pattern):
         prepare("isaid", tmp_path / "raw", tmp_path / "out", progress=False)
     assert not list((tmp_path / "out").rglob("*.png"))
