@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .lazy import lazy_exports
 from .version import __version__
 
 if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (tests/test_layering.py keeps them equal)
@@ -28,35 +29,32 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (tests/test
     from .pretrained.registry import get_pretrained_cfg, list_models, list_pretrained
     from .train.datasets import SegmentationDataset
 
-# The module that defines each public name.
+# The module that defines each public name (relative to this package).
 _EXPORTS = {
-    "DeepLabV3Plus": "deeplabv3p.inference.model",
-    "ModelConfig": "deeplabv3p.models.config",
-    "PretrainedCfg": "deeplabv3p.pretrained.config",
-    "WeightsUnavailableError": "deeplabv3p.pretrained.fetch",
-    "create_model": "deeplabv3p.inference.model",
-    "get_pretrained_cfg": "deeplabv3p.pretrained.registry",
-    "list_models": "deeplabv3p.pretrained.registry",
-    "list_pretrained": "deeplabv3p.pretrained.registry",
-    "PredictOptions": "deeplabv3p.inference.options",
-    "SegmentationResult": "deeplabv3p.inference.result",
-    "predict": "deeplabv3p.inference.pipeline",
-    "predict_iter": "deeplabv3p.inference.pipeline",
-    "SegmentationDataset": "deeplabv3p.train.datasets",
+    "DeepLabV3Plus": "inference.model",
+    "ModelConfig": "models.config",
+    "PretrainedCfg": "pretrained.config",
+    "WeightsUnavailableError": "pretrained.fetch",
+    "create_model": "inference.model",
+    "get_pretrained_cfg": "pretrained.registry",
+    "list_models": "pretrained.registry",
+    "list_pretrained": "pretrained.registry",
+    "PredictOptions": "inference.options",
+    "SegmentationResult": "inference.result",
+    "predict": "inference.pipeline",
+    "predict_iter": "inference.pipeline",
+    "SegmentationDataset": "train.datasets",
 }
 _SUBPACKAGES = ("models", "pretrained", "inference", "train", "cli")
+_load = lazy_exports(__name__, _EXPORTS)
 
 __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBPACKAGES:  # ``deeplabv3p.train.fit`` after a plain ``import deeplabv3p``
-        return importlib.import_module(f"deeplabv3p.{name}")
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'deeplabv3p' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+        return importlib.import_module(f".{name}", __name__)
+    return _load(name)
 
 
 def __dir__() -> list[str]:

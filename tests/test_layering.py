@@ -66,26 +66,23 @@ def test_every_public_name_resolves():
         deeplabv3p.nope  # noqa: B018
 
 
-def test_public_names_are_the_same_for_type_checkers_and_at_run_time():
-    """The names imported under TYPE_CHECKING in deeplabv3p/__init__.py (what IDEs and mypy see) are exactly the
-    lazily loaded `_EXPORTS`, from the same modules, and make `__all__` with `__version__`."""
+@pytest.mark.parametrize(
+    "package", ["deeplabv3p", "deeplabv3p.models", "deeplabv3p.pretrained", "deeplabv3p.inference"]
+)
+def test_public_names_are_the_same_for_type_checkers_and_at_run_time(package):
+    """The names a package imports under TYPE_CHECKING (what IDEs and mypy see) are exactly its lazily loaded
+    `_EXPORTS`, from the same modules; they make its `__all__` and resolve to the defining module's object."""
     import ast
     import importlib
 
-    import deeplabv3p
-
-    tree = ast.parse(Path(deeplabv3p.__file__).read_text())
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(module.__file__).read_text())
     block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
-    typed = {
-        alias.name: "deeplabv3p." + node.module
-        for node in block.body
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
-    assert typed == deeplabv3p._EXPORTS
-    assert sorted(deeplabv3p.__all__) == sorted(["__version__", *typed])
-    for name, module in typed.items():
-        assert getattr(deeplabv3p, name) is getattr(importlib.import_module(module), name)
+    typed = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert typed == module._EXPORTS
+    assert sorted(set(module.__all__) - {"__version__"}) == sorted(typed)
+    for name, source in typed.items():
+        assert getattr(module, name) is getattr(importlib.import_module(f"{package}.{source}"), name)
 
 
 # ----- calls: no function of a lower layer calls a function of a higher one at run time ------------------------------

@@ -36,19 +36,4 @@ _EXPORTS = {
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "Backend",
-    "OnnxSegmenter",
-    "PredictOptions",
-    "SegmentationResult",
-    "TorchBackend",
-    "WriteSummary",
-    "check_onnx",
-    "export_onnx",
-    "fold_batchnorm",
-    "merge_manifest",
-    "optimize_for_inference",
-    "predict",
-    "predict_iter",
-    "write_predictions",
-]
+__all__ = sorted(_EXPORTS)

@@ -26,4 +26,4 @@ _EXPORTS = {
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = ["Classifier", "DeepLabV3PlusDecoder", "DeepLabV3PlusNetwork", "Encoder", "FCNHead", "ModelConfig"]
+__all__ = sorted(_EXPORTS)

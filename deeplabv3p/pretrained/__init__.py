@@ -39,16 +39,4 @@ _EXPORTS = {
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "PretrainedCfg",
-    "Source",
-    "WeightsUnavailableError",
-    "build_model",
-    "get_model_config",
-    "get_pretrained_cfg",
-    "list_models",
-    "list_pretrained",
-    "push_to_hub",
-    "resolve_source",
-    "save_pretrained",
-]
+__all__ = sorted(_EXPORTS)
