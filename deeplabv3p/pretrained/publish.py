@@ -19,13 +19,13 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import huggingface_hub
-from huggingface_hub.utils import HfHubHTTPError
 
 from ..models.model import DeepLabV3PlusNetwork
 from ..version import __version__
 from .config import PretrainedCfg
 from .download import ChecksumError, sha256_file
 from .factory import build_model
+from .hub import connection_errors, require_hub
 from .registry import get_pretrained_cfg, list_pretrained, split_model_name
 from .saved import save_pretrained
 from .state_dict import load_into, read_state_dict
@@ -188,7 +188,9 @@ def publish_zoo(
         raise ValueError("pass org (push to the Hub) and/or out (write folders)")
     if org is not None:
         _check_org(org)
-        api = api if api is not None else huggingface_hub.HfApi(library_name="deeplabv3p", library_version=__version__)
+        if api is None:
+            require_hub(f"push the zoo to the Hub organisation {org}")  # before hours of converting
+            api = huggingface_hub.HfApi(library_name="deeplabv3p", library_version=__version__)
     found = find_zoo_checkpoints(checkpoints, names)
     if not found:
         example = checkpoint_filename(get_pretrained_cfg(list_pretrained()[0]))
@@ -196,6 +198,7 @@ def publish_zoo(
             f"{str(checkpoints)!r} holds no checkpoint of the zoo; files must keep their published names, e.g. "
             f"{example} (deeplabv3p list --pretrained names the tags)"
         )
+    tag_errors: tuple[type[Exception], ...] = (ValueError, *connection_errors())  # one tag fails, the rest go on
     results = []
     for i, (name, source) in enumerate(found.items(), 1):
         repo_id = f"{org}/{name}" if org is not None else None
@@ -205,7 +208,7 @@ def publish_zoo(
                 write_tag(name, source, folder, hf_hub_id=repo_id, overwrite=overwrite)
                 status = _push(api, folder, repo_id, name, source, private) if repo_id is not None else "written"
                 result = Published(name, status, repo_id or str(folder))
-            except (ValueError, OSError, HfHubHTTPError) as e:
+            except tag_errors as e:
                 result = Published(name, "failed", str(e))
         results.append(result)
         if log is not None:

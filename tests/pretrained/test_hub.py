@@ -31,6 +31,7 @@ from deeplabv3p import cli
 from deeplabv3p.pretrained.config import CONFIG_SCHEMA_VERSION
 from deeplabv3p.pretrained.hub import HubFileError
 from deeplabv3p.pretrained.model_card import model_card
+from deeplabv3p.pretrained.network import PROBE_TIMEOUT_ENV
 
 
 @pytest.fixture
@@ -231,6 +232,7 @@ def test_push_to_hub_uploads_the_saved_format(golden, tmp_path, monkeypatch):
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setenv(PROBE_TIMEOUT_ENV, "0")  # the stand-in Hub is there: no connection check before pushing
     url = golden.push_to_hub("someone/repo", private=True)
     assert url == "https://huggingface.co/someone/repo/commit/abc"
     assert calls["create_repo"] == ("someone/repo", {"private": True, "exist_ok": True})

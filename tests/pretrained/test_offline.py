@@ -166,3 +166,67 @@ def test_cached_or_local_encoder_weights_need_no_network(monkeypatch, no_dns, tm
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     cached = _build(encoder=TIMM_ENCODER, encoder_pretrained=True)
     assert torch.equal(cached.encoder.body.conv1.weight, weights["conv1.weight"])
+
+
+@pytest.fixture
+def hub_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """HfApi's repo creation and upload replaced by recorders: whether anything was sent."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoUrl
+
+    calls: list[str] = []
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append("create_repo")
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: calls.append("upload_folder"))
+    return calls
+
+
+def _golden(monkeypatch: pytest.MonkeyPatch) -> deeplabv3p.DeepLabV3Plus:
+    register_golden(monkeypatch)
+    return deeplabv3p.create_model(GOLDEN_NAME, pretrained=True, checkpoint_path=GOLDEN_PTH)
+
+
+def test_push_to_hub_without_network_fails_fast_and_sends_nothing(monkeypatch, no_dns, hub_calls):
+    from deeplabv3p.pretrained.hub import HubUploadError
+
+    model = _golden(monkeypatch)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")
+    start = time.monotonic()
+    with pytest.raises(HubUploadError) as info:
+        model.push_to_hub("someone/repo")
+    assert time.monotonic() - start < 1.0
+    assert str(info.value) == (
+        "cannot push the model to the Hub repo someone/repo: the Hub could not be reached (cannot resolve "
+        "huggingface.co (Temporary failure in name resolution)); nothing was uploaded. Connect to the network (or "
+        "set HTTPS_PROXY) and run it again"
+    )
+    assert hub_calls == [] and no_dns == ["huggingface.co"]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubUploadError, match=r"someone/repo: offline mode is on \(HF_HUB_OFFLINE=1\); unset it"):
+        model.push_to_hub("someone/repo")
+    assert hub_calls == []
+
+
+def test_push_to_hub_when_the_connection_drops_says_so_in_one_line(monkeypatch, hub_calls):
+    from huggingface_hub import HfApi
+
+    from deeplabv3p.pretrained.hub import HubUploadError, connection_errors
+
+    client_error = connection_errors()[-1]  # the HTTP client's base error (httpx2 or httpx), not an OSError
+    model = _golden(monkeypatch)
+    monkeypatch.setenv(network.PROBE_TIMEOUT_ENV, "0")  # the check passed; the upload itself fails
+
+    def upload_folder(self, **kwargs):
+        raise client_error("[Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    with pytest.raises(HubUploadError) as info:
+        model.push_to_hub("someone/repo")
+    assert str(info.value) == (
+        f"cannot push the model to the Hub repo someone/repo: the request failed ({client_error.__name__}: [Errno "
+        "101] Network is unreachable); nothing was committed. Run it again once the network is back"
+    )
