@@ -82,18 +82,20 @@ def model_from_checkpoint(checkpoint: str | Path, name: str) -> DeepLabV3PlusNet
     checkpoint = Path(checkpoint)
     state_dict = read_state_dict(checkpoint)
     arch, tag = split_model_name(name)
-    if tag is not None:
-        model = build_model(DeepLabV3PlusNetwork, name)
+    classifier = state_dict.get("classifier.conv.weight")
+    if classifier is None:
+        raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
+    classes = int(classifier.shape[0])
+    if tag is None:
+        model = build_model(DeepLabV3PlusNetwork, arch, num_classes=classes)
     else:
-        if "classifier.conv.weight" not in state_dict:
-            raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
-        model = build_model(DeepLabV3PlusNetwork, arch, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
-    report = load_into(model, state_dict, new_classes=True, drop_aux=True)
-    if report.reinitialized:
-        raise ValueError(
-            f"{checkpoint} has another class count than {name} ({model.num_classes}): pass the matching "
-            "tag, or the bare architecture to take the class count from the checkpoint"
-        )
+        model = build_model(DeepLabV3PlusNetwork, name)
+        if model.num_classes != classes:  # refused before loading: converting never re-initialises a classifier
+            raise ValueError(
+                f"{checkpoint} predicts {classes} classes and {name} {model.num_classes}: pass the tag these "
+                f"weights belong to, or the bare architecture {arch!r} to take the class count from the checkpoint"
+            )
+    load_into(model, state_dict, drop_aux=True)
     return model.eval()
 
 
