@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..pretrained.fetch import WeightsUnavailableError
+from ..spelling import command_flags, command_line
 from ..version import __version__
 from .common import parse_model_kwargs
 from .export import add_export, run_export
@@ -43,9 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command][1](args)
+        with command_line(command_flags(parser, args.command)):  # errors name this command's flags
+            return COMMANDS[args.command][1](args)
     except (ValueError, TypeError, OSError, ImportError, FloatingPointError, WeightsUnavailableError) as e:
         print(f"deeplabv3p {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ import torch.hub
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 
+from ..spelling import arg
 from .fetch import WeightsUnavailableError
 from .hub import HUB_PREFIX, is_offline
 from .network import unreachable
@@ -85,11 +86,12 @@ def check_encoder_download(encoder: str, encoder_kwargs: Mapping[str, Any], pret
         reason = unreachable(download.url)
         if reason is None:
             continue
-        local = "encoder_kwargs={'pretrained_cfg_overlay': {'file': 'PATH'}} for a local copy of its weights"
+        overlay = arg("encoder_kwargs", {"pretrained_cfg_overlay": {"file": "PATH"}})
+        local = f"{overlay} for a local copy of its weights"
         if encoder.startswith(HUB_PREFIX):
             fixes = f"use the timm name {encoder.rpartition('/')[2]!r} instead of the Hub id, with {local}"
         else:
-            fixes = f"pass {local}; or build the encoder without pretrained weights (encoder_pretrained=False)"
+            fixes = f"pass {local}; or leave the encoder's weights random ({arg('encoder_pretrained', False)})"
         raise WeightsUnavailableError(
             f"encoder {encoder!r} needs {download.what}, which is not cached, and the network is not there "
             f"({reason}). Fixes: go online once (the file is then cached); or {fixes}."
