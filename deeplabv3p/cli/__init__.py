@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from ..spelling import command_flags, command_line
 from ..version import __version__
 from .flags import parse_model_kwargs
 
@@ -69,7 +70,8 @@ def _errors() -> tuple[type[Exception], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     named = next((a for a in argv if not a.startswith("-")), None)  # the top level takes no option values
-    args = build_parser(named if named in COMMANDS else "").parse_args(argv)
+    parser = build_parser(named if named in COMMANDS else "")
+    args = parser.parse_args(argv)
     # the library's INFO logs (what dtype auto picked, adapted weights) go to stderr while the command runs
     logger = logging.getLogger("deeplabv3p")
     handler, level = logging.StreamHandler(sys.stderr), logger.level
@@ -77,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        return _function(args.command, "run")(args)
+        with command_line(command_flags(parser, args.command)):  # errors name this command's flags
+            return _function(args.command, "run")(args)
     except Exception as e:
         if not isinstance(e, _errors()):
             raise

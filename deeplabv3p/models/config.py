@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..fields import JsonRecord, check_bool, check_choice, check_float, check_int
+from ..spelling import Placeholder, arg
 
 OutputStride = Literal[8, 16, 32]
 DilationPolicy = Literal["timm", "mmseg"]
@@ -18,13 +19,14 @@ MAX_CLASSES = 2**16
 # Far wider than any DeepLabV3+ (256-512 channels, 3-13 input bands): a larger width is a typo whose weights would
 # exhaust the memory (or have the process killed) before any error could be raised.
 MAX_CHANNELS = 4096
-# timm.create_model arguments the encoder sets itself, and the ModelConfig field (or create_model argument) to use.
-RESERVED_ENCODER_KWARGS = {
-    "pretrained": "create_model(..., encoder_pretrained=True)",
+# timm.create_model arguments the encoder sets itself, and the ModelConfig field or create_model argument to use
+# (spelt as the flag under the command line), or what to do instead.
+RESERVED_ENCODER_KWARGS: dict[str, tuple[str, Any] | str] = {
+    "pretrained": ("encoder_pretrained", True),
     "features_only": "nothing (the encoder is always a features_only trunk)",
-    "in_chans": "in_chans=",
-    "output_stride": "output_stride=",
-    "checkpoint_path": "create_model(..., checkpoint_path=...) for the whole model's weights",
+    "in_chans": ("in_chans", Placeholder("N")),
+    "output_stride": ("output_stride", Placeholder("N")),
+    "checkpoint_path": ("checkpoint_path", Placeholder("FILE")),
 }
 
 # ASPP rates by output stride when none are given: DeepLab's (6, 12, 18) at stride 16, doubled at 8, halved at 32.
@@ -79,9 +81,10 @@ class ModelConfig(JsonRecord):
             if not isinstance(key, str):
                 raise TypeError(f"encoder_kwargs keys must be str (timm.create_model arguments), got {key!r}")
             if key in RESERVED_ENCODER_KWARGS:
+                instead = RESERVED_ENCODER_KWARGS[key]
                 raise ValueError(
                     f"encoder_kwargs may not set {key!r}: deeplabv3p sets it itself; use "
-                    f"{RESERVED_ENCODER_KWARGS[key]} instead"
+                    f"{instead if isinstance(instead, str) else arg(*instead)} instead"
                 )
         check_choice("output_stride", self.output_stride, OUTPUT_STRIDES)
         check_choice("dilation_policy", self.dilation_policy, DILATION_POLICIES)

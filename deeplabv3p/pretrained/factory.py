@@ -11,6 +11,7 @@ from ..models.config import ModelConfig
 from ..models.model import DeepLabV3PlusNetwork
 from .config import given_statistics, pretrained_cfg_for
 from .encoder_cfg import from_timm, timm_pretrained_cfg
+from .encoder_download import check_encoder_download
 from .source import Source, resolve_source
 from .state_dict import load_into
 
@@ -56,6 +57,7 @@ def build_model(
     # Weights first: a download that cannot happen fails before seconds of network building.
     loaded = source.load()
     from_encoder = encoder_pretrained and loaded is None
+    check_encoder_download(config.encoder, config.encoder_kwargs, pretrained=from_encoder)
     model = model_class(config, encoder_pretrained=from_encoder)
     if loaded is not None:
         state_dict, where = loaded

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import torch
 from huggingface_hub import constants as hf_constants
 
+from ..spelling import call
 from .config import PretrainedCfg
 from .download import DownloadError, download_url
 from .hub import HubFileError, hub_file, is_offline
@@ -123,7 +124,7 @@ def _unavailable_message(pretrained_cfg: PretrainedCfg, tried: list[tuple[str, s
         sha = f" (its sha256 starts with {pretrained_cfg.sha256_prefix})" if pretrained_cfg.sha256_prefix else ""
         lines.append(
             f"  - or download {pretrained_cfg.url}{sha} by hand and pass it: "
-            f'create_model("{name}", pretrained=True, checkpoint_path="{Path(urlparse(pretrained_cfg.url).path).name}")'
+            + call(name, pretrained=True, checkpoint_path=Path(urlparse(pretrained_cfg.url).path).name)
         )
     return "\n".join(lines)
 

@@ -9,6 +9,8 @@ slow one, so the first load on such a machine fails (or falls back to the cache)
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from huggingface_hub.utils import (
     GatedRepoError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
+    LocalTokenNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -37,6 +40,11 @@ HUB_PREFIX = "hf-hub:"
 
 class HubFileError(OSError):
     """One file of a Hub repo could not be had (not on the Hub, not in the cache, or the Hub unreachable)."""
+
+
+class HubUploadError(OSError):
+    """An upload to the Hub could not be made (offline, Hub unreachable, refused); the message says what and how
+    to fix it. The upload is one commit, so the repo holds either all of the model or none of it."""
 
 
 def is_hub_id(name: object) -> bool:
@@ -101,6 +109,45 @@ def hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path:
         raise HubFileError(f"could not get {where}: {e}") from e
 
 
+def require_hub(what: str) -> None:
+    """Raise `HubUploadError` at once, before anything is sent, when `what` (an upload) cannot reach the Hub:
+    offline mode is on, or the quick connection check fails."""
+    if is_offline():
+        raise HubUploadError(f"cannot {what}: offline mode is on (HF_HUB_OFFLINE=1); unset it to upload")
+    no_network = unreachable(hf_constants.ENDPOINT)
+    if no_network is not None:
+        raise HubUploadError(
+            f"cannot {what}: the Hub could not be reached ({no_network}); nothing was uploaded. Connect to the "
+            "network (or set HTTPS_PROXY) and run it again"
+        )
+
+
+def connection_errors() -> tuple[type[Exception], ...]:
+    """What huggingface_hub raises when a request fails: its HTTP errors, and its HTTP client's (httpx2 or httpx;
+    requests, before huggingface_hub 1.0, raises OSErrors)."""
+    errors: list[type[Exception]] = [HfHubHTTPError, OSError]
+    for client in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError, AttributeError):
+            errors.append(importlib.import_module(client).HTTPError)
+    return tuple(errors)
+
+
+def _upload_error(what: str, e: Exception) -> HubUploadError:
+    """`HubUploadError` for a failed request of an upload: no token, refused (access, branch) or connection lost."""
+    cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, LocalTokenNotFoundError):
+        return HubUploadError(f"cannot {what}: no Hub token; log in with `hf auth login` (or pass token=)")
+    if isinstance(e, HfHubHTTPError):
+        return HubUploadError(
+            f"cannot {what}: the Hub refused ({cause}); nothing was committed. Log in with `hf auth login` (or "
+            "pass token=) as an account with write access to the repo, and check the revision"
+        )
+    return HubUploadError(
+        f"cannot {what}: the request failed ({type(e).__name__}: {cause}); nothing was committed. Run it again "
+        "once the network is back"
+    )
+
+
 def push_to_hub(
     model: DeepLabV3PlusNetwork,
     repo_id: str,
@@ -121,15 +168,23 @@ def push_to_hub(
     if not isinstance(repo_id, str) or repo_id.count("/") > 1 or not repo_id.strip("/"):
         raise ValueError(f"repo_id must be 'NAME' or 'ORG/NAME', got {repo_id!r}")
     pretrained_cfg = pretrained_cfg_for(model_config(model), getattr(model, "pretrained_cfg", None))
+    what = f"push the model to the Hub repo {repo_id}"
+    require_hub(what)
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    except connection_errors() as e:
+        raise _upload_error(what, e) from e
     with tempfile.TemporaryDirectory(prefix="deeplabv3p-push-") as tmp:
         save_pretrained(model, tmp, pretrained_cfg=pretrained_cfg.replace(hf_hub_id=repo_id))
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=tmp,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-        )
+        try:
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp,
+                commit_message=commit_message,
+                revision=revision,
+                create_pr=create_pr,
+            )
+        except connection_errors() as e:
+            raise _upload_error(what, e) from e
     return str(getattr(info, "commit_url", info))

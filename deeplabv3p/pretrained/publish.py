@@ -19,13 +19,13 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import huggingface_hub
-from huggingface_hub.utils import HfHubHTTPError
 
 from ..models.model import DeepLabV3PlusNetwork
 from ..version import __version__
 from .config import PretrainedCfg
 from .download import ChecksumError, sha256_file
 from .factory import build_model
+from .hub import connection_errors, require_hub
 from .registry import get_pretrained_cfg, list_pretrained, split_model_name
 from .saved import save_pretrained
 from .state_dict import load_into, read_state_dict
@@ -82,18 +82,20 @@ def model_from_checkpoint(checkpoint: str | Path, name: str) -> DeepLabV3PlusNet
     checkpoint = Path(checkpoint)
     state_dict = read_state_dict(checkpoint)
     arch, tag = split_model_name(name)
-    if tag is not None:
-        model = build_model(DeepLabV3PlusNetwork, name)
+    classifier = state_dict.get("classifier.conv.weight")
+    if classifier is None:
+        raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
+    classes = int(classifier.shape[0])
+    if tag is None:
+        model = build_model(DeepLabV3PlusNetwork, arch, num_classes=classes)
     else:
-        if "classifier.conv.weight" not in state_dict:
-            raise ValueError(f"{checkpoint} has no classifier weights (decode_head.conv_seg): is it a DeepLabV3+?")
-        model = build_model(DeepLabV3PlusNetwork, arch, num_classes=int(state_dict["classifier.conv.weight"].shape[0]))
-    report = load_into(model, state_dict, new_classes=True, drop_aux=True)
-    if report.reinitialized:
-        raise ValueError(
-            f"{checkpoint} has another class count than {name} ({model.num_classes}): pass the matching "
-            "tag, or the bare architecture to take the class count from the checkpoint"
-        )
+        model = build_model(DeepLabV3PlusNetwork, name)
+        if model.num_classes != classes:  # refused before loading: converting never re-initialises a classifier
+            raise ValueError(
+                f"{checkpoint} predicts {classes} classes and {name} {model.num_classes}: pass the tag these "
+                f"weights belong to, or the bare architecture {arch!r} to take the class count from the checkpoint"
+            )
+    load_into(model, state_dict, drop_aux=True)
     return model.eval()
 
 
@@ -188,7 +190,9 @@ def publish_zoo(
         raise ValueError("pass org (push to the Hub) and/or out (write folders)")
     if org is not None:
         _check_org(org)
-        api = api if api is not None else huggingface_hub.HfApi(library_name="deeplabv3p", library_version=__version__)
+        if api is None:
+            require_hub(f"push the zoo to the Hub organisation {org}")  # before hours of converting
+            api = huggingface_hub.HfApi(library_name="deeplabv3p", library_version=__version__)
     found = find_zoo_checkpoints(checkpoints, names)
     if not found:
         example = checkpoint_filename(get_pretrained_cfg(list_pretrained()[0]))
@@ -196,6 +200,7 @@ def publish_zoo(
             f"{str(checkpoints)!r} holds no checkpoint of the zoo; files must keep their published names, e.g. "
             f"{example} (deeplabv3p list --pretrained names the tags)"
         )
+    tag_errors: tuple[type[Exception], ...] = (ValueError, *connection_errors())  # one tag fails, the rest go on
     results = []
     for i, (name, source) in enumerate(found.items(), 1):
         repo_id = f"{org}/{name}" if org is not None else None
@@ -205,7 +210,7 @@ def publish_zoo(
                 write_tag(name, source, folder, hf_hub_id=repo_id, overwrite=overwrite)
                 status = _push(api, folder, repo_id, name, source, private) if repo_id is not None else "written"
                 result = Published(name, status, repo_id or str(folder))
-            except (ValueError, OSError, HfHubHTTPError) as e:
+            except tag_errors as e:
                 result = Published(name, "failed", str(e))
         results.append(result)
         if log is not None:

@@ -23,6 +23,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from ..atomic import atomic_path
+from ..spelling import arg
 from .convert import convert_mmseg_state_dict, is_mmseg_state_dict
 
 _logger = logging.getLogger(__name__)
@@ -179,8 +180,9 @@ def load_into(
         if classifiers and len(mismatched) == len(classifiers):
             theirs, ours = classifiers[0]
             lines.append(
-                f"the checkpoint predicts {theirs} classes and the model {ours}: pass num_classes={theirs} to load "
-                f"it as it is, or num_classes={ours} explicitly to fine-tune with a freshly initialised classifier"
+                f"the checkpoint predicts {theirs} classes and the model {ours}: pass {arg('num_classes', theirs)} to "
+                f"load it as it is, or {arg('num_classes', ours)} explicitly to fine-tune with a freshly initialised "
+                "classifier"
             )
         raise ValueError(
             "checkpoint does not fit the model; does the architecture match the weights?\n  " + "\n  ".join(lines)

@@ -17,6 +17,7 @@ import deeplabv3p
 from deeplabv3p.inference.pipeline import resolve_settings
 from deeplabv3p.pretrained.config import PretrainedCfg
 from deeplabv3p.pretrained.encoder_cfg import from_timm, timm_pretrained_cfg
+from deeplabv3p.pretrained.network import PROBE_TIMEOUT_ENV
 from deeplabv3p.train.demo import make_synthetic_dataset
 
 IMAGENET_255 = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
@@ -26,8 +27,10 @@ NARROW = {"decoder_channels": 16, "low_level_channels": 8, "num_classes": 3}
 
 @pytest.fixture
 def timm_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """timm's weight loading replaced by a recorder: encoder_pretrained=True builds without downloading."""
+    """timm's weight loading replaced by a recorder: encoder_pretrained=True builds without downloading (and
+    without the connection check that comes before a download: the recorder stands in for the network)."""
     loaded: list[str] = []
+    monkeypatch.setenv(PROBE_TIMEOUT_ENV, "0")
 
     def load_pretrained(model: torch.nn.Module, pretrained_cfg: dict, **kwargs: object) -> None:
         loaded.append(f"{pretrained_cfg['architecture']}.{pretrained_cfg['tag']}")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from deeplabv3p import cli
 from deeplabv3p.pretrained.config import CONFIG_SCHEMA_VERSION
 from deeplabv3p.pretrained.hub import HubFileError
 from deeplabv3p.pretrained.model_card import model_card
+from deeplabv3p.pretrained.network import PROBE_TIMEOUT_ENV
 
 
 @pytest.fixture
@@ -231,6 +233,7 @@ def test_push_to_hub_uploads_the_saved_format(golden, tmp_path, monkeypatch):
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setenv(PROBE_TIMEOUT_ENV, "0")  # the stand-in Hub is there: no connection check before pushing
     url = golden.push_to_hub("someone/repo", private=True)
     assert url == "https://huggingface.co/someone/repo/commit/abc"
     assert calls["create_repo"] == ("someone/repo", {"private": True, "exist_ok": True})
@@ -273,10 +276,14 @@ def test_cli_convert_warns_on_another_file(monkeypatch, tmp_path, capsys):
 
 def test_cli_convert_refuses_a_class_count_mismatch(monkeypatch, tmp_path, capsys):
     register_golden(monkeypatch, num_classes=5, classes=(), palette=())
-    with pytest.warns(UserWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one message: no "left freshly initialised" warning before the error
         code = cli.main(["convert", str(GOLDEN_PTH), "--model", GOLDEN_NAME, "--out", str(tmp_path / "a")])
     assert code == 2
-    assert "another class count" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"deeplabv3p convert: error: {GOLDEN_PTH} predicts 7 classes and {GOLDEN_NAME} 5: pass the tag these "
+        f"weights belong to, or the bare architecture {GOLDEN_ARCH!r} to take the class count from the checkpoint\n"
+    )
     assert not (tmp_path / "a").exists()
 
 

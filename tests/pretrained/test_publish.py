@@ -18,6 +18,7 @@ from zoo_helpers import GOLDEN_ARCH, GOLDEN_CONFIG, GOLDEN_PTH, golden_cfg, sha2
 import deeplabv3p
 from deeplabv3p import cli
 from deeplabv3p.pretrained import zoo
+from deeplabv3p.pretrained.network import PROBE_TIMEOUT_ENV
 from deeplabv3p.pretrained.publish import publish_zoo
 
 ORG = zoo.HUB_ORG
@@ -106,6 +107,7 @@ def zoo_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     fake = FakeHub()
     monkeypatch.setattr(huggingface_hub, "HfApi", fake.api)
+    monkeypatch.setenv(PROBE_TIMEOUT_ENV, "0")  # the fake Hub is there: no connection check before pushing
     return fake
 
 
@@ -199,3 +201,19 @@ def test_another_org_is_told_where_create_model_looks(zoo_dir, hub, capsys):
     cli.main(["convert", "--all", "--from", str(zoo_dir), "--push-to-hub", "someone"])
     assert "hf-hub:someone/ARCH.TAG" in capsys.readouterr().out
     assert f"someone/{_name('golden_a_1k')}" in hub.repos
+
+
+def test_convert_all_push_without_network_fails_before_converting(zoo_dir, monkeypatch, capsys, tmp_path):
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as s:  # a loopback port nobody listens on: the Hub refuses connections
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    code = cli.main(["convert", "--all", "--from", str(zoo_dir), "--push-to-hub", ORG, "--out", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""  # nothing converted, nothing written
+    assert f"cannot push the zoo to the Hub organisation {ORG}: the Hub could not be reached (cannot connect to " in err
+    assert not (tmp_path / "o").exists()
