@@ -14,7 +14,7 @@ from .losses import LossSettings
 from .optim import OptimSettings
 from .transforms import AugmentSettings
 
-AmpMode = Literal["bf16", "fp16"]
+AmpMode = Literal["auto", "bf16", "fp16"]
 AMP_MODES: tuple[AmpMode, ...] = typing.get_args(AmpMode)
 # TrainConfig fields that may change between a run and its resumption without changing what is learned.
 RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
@@ -48,7 +48,10 @@ class TrainConfig(JsonRecord):
     )
     loss: LossSettings = option(default_factory=LossSettings, help="the training loss")
     amp: AmpMode | None = option(
-        None, help="mixed precision: bf16, or fp16 with a gradient scaler (default: full precision)"
+        None,
+        help="mixed precision: bf16, fp16 (with a gradient scaler) or auto (what the device runs natively: bf16 on "
+        "CPUs with AVX512-BF16/AMX and GPUs from sm_80, fp16 on older GPUs, else full precision; the run records "
+        "the choice); a precision the device only emulates is refused (default: full precision)",
     )
     channels_last: bool = option(False, help="NHWC memory format")
     accum_steps: int = option(1, help="batches whose gradients are summed into one optimiser step")

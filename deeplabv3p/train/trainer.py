@@ -32,7 +32,7 @@ from .checkpoint import find_checkpoint
 from .components import build_components, release, sample_stream
 from .config import TrainConfig
 from .hooks import Checkpointing, DivergenceCheck, Hook, RunLog, RunState, TrainLog, Validation, due
-from .step import TrainStep
+from .step import TrainStep, resolve_amp
 
 if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
@@ -184,6 +184,7 @@ def fit(
         raise ValueError("the validation set is empty; pass val=None to train without validation")
     ctx = distributed.setup(device)
     try:
+        cfg = cfg.replace(amp=resolve_amp(cfg.amp, ctx.device))  # the run records the precision it trains in
         run = _Run(model, train, val, cfg, Path(out), ctx, progress)
         if resume:
             run.resume(resume)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -17,7 +18,9 @@ from train_helpers import TINY, one_thread  # noqa: F401  (one_thread: autouse f
 
 import deeplabv3p
 from deeplabv3p import train as training
+from deeplabv3p.inference import precision
 from deeplabv3p.pretrained.config import PretrainedCfg
+from deeplabv3p.train import step
 from deeplabv3p.train.checkpoint import find_checkpoint, read_training_state
 from deeplabv3p.train.datasets import SegmentationDataset
 from deeplabv3p.train.demo import make_synthetic_dataset
@@ -106,7 +109,8 @@ class _Counting(torch.utils.data.Dataset):
         return self.dataset[index]
 
 
-def test_accumulation_amp_and_channels_last(train_set: SegmentationDataset, tmp_path: Path) -> None:
+def test_accumulation_amp_and_channels_last(train_set: SegmentationDataset, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # as on a CPU with AVX512-BF16/AMX
     counting = _Counting(train_set)
     model = tiny_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -118,10 +122,33 @@ def test_accumulation_amp_and_channels_last(train_set: SegmentationDataset, tmp_
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_fp16_keeps_its_gradient_scaler_in_checkpoints(train_set: SegmentationDataset, tmp_path: Path) -> None:
+def test_fp16_keeps_its_gradient_scaler_in_checkpoints(train_set: SegmentationDataset, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(step, "emulated", lambda dtype, device: None)  # fp16 as on a GPU (refused on the CPU)
     training.fit(tiny_model(), train_set, out=tmp_path, amp="fp16", **{**TINY, "iters": 2})
     state = read_training_state(tmp_path / "checkpoints" / "iter_000002")[1]
     assert state["scaler"]["scale"] > 0 and state["config"]["amp"] == "fp16"
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_an_emulated_amp_is_refused_before_anything_is_written(train_set, tmp_path: Path, monkeypatch, amp) -> None:
+    """A CPU without AVX512-BF16/AMX only emulates bf16 (and every CPU fp16): 20-24x slower, so refused."""
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match=rf"amp='{amp}' on cpu: .*8\.5 s under bf16 .*amp='auto'"):
+        training.fit(tiny_model(), train_set, out=tmp_path / "run", device="cpu", amp=amp, **TINY)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("native", "recorded"), [(False, None), (True, "bf16")])
+def test_auto_amp_trains_in_the_native_precision_and_records_it(
+    train_set, tmp_path: Path, monkeypatch, caplog, native, recorded
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level(logging.INFO, logger="deeplabv3p"):
+        training.fit(tiny_model(), train_set, out=tmp_path, device="cpu", amp="auto", **{**TINY, "iters": 1})
+    assert "amp='auto' on cpu" in caplog.text and (recorded or "full precision") in caplog.text
+    assert json.loads((tmp_path / "train_config.json").read_text())["train"]["amp"] == recorded
+    state = read_training_state(tmp_path / "checkpoints" / "iter_000001")[1]
+    assert state["config"]["amp"] == recorded  # resume compares the precision trained in, not "auto"
 
 
 def test_freeze_encoder_trains_only_the_head(train_set: SegmentationDataset, tmp_path: Path) -> None:
