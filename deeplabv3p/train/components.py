@@ -4,6 +4,7 @@ is changed, then the datasets' attributes, the augmentation and the sample strea
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,12 +14,22 @@ from torch.utils.data import DataLoader
 
 from .. import distributed
 from ..inference.images import ImageSpec
+from ..inference.resize import rescale_size
 from ..pretrained.config import PretrainedCfg
 from .config import TrainConfig
 from .loader import AugmentedDataset, PadCollate, TrainSampler
 from .losses import SegmentationLoss
 from .optim import PolyLR, build_optimizer
-from .samples import DatasetInfo, check_bands, check_labels, dataset_info, evaluation_sample, sample_spec, weights_cfg
+from .samples import (
+    DatasetInfo,
+    check_bands,
+    check_labels,
+    dataset_info,
+    evaluation_sample,
+    image_sizes,
+    sample_spec,
+    weights_cfg,
+)  # fmt: skip
 from .transforms import training_transforms
 
 if TYPE_CHECKING:
@@ -102,6 +113,33 @@ def _check_first_samples(
         check_labels(torch.from_numpy(val_mask), k, val_info.ignore_index, "validation sample 0 (its mask)")
 
 
+# Measured on a 2-core CPU (issue 21): fine-tuning on 160x120 images with the default crop (512, 512) and batch 8.
+OVERSIZED_CROP_COST = (
+    "fine-tuning on 120x160 (H x W) images with crop (512, 512) and batch 8 took 44 s/iteration on 2 cores"
+)
+
+
+def crop_hint(cfg: TrainConfig, sizes: list[tuple[int, int]] | None, total: int) -> str | None:
+    """A warning when the training crop holds every image of `sizes` (a sample of `total`) whole, at the
+    augmentation's scale before its random ratio: each crop is then mostly padding. Suggests the images' size."""
+    if not sizes:
+        return None
+    aug = cfg.augment
+    scaled = [rescale_size(h, w, aug.scale) if aug.scale is not None else (h, w) for h, w in sizes]
+    crop_h, crop_w = aug.crop_size
+    if any(h > crop_h or w > crop_w or (h, w) == (crop_h, crop_w) for h, w in scaled):
+        return None
+    high, wide = max(h for h, _ in scaled), max(w for _, w in scaled)
+    filled = sum(h * w for h, w in scaled) / len(scaled) / (crop_h * crop_w)
+    at = f" at scale {aug.scale}" if aug.scale is not None else ""
+    return (
+        f"crop_size {aug.crop_size} is larger than every training image ({len(sizes)} of {total} sampled, the "
+        f"largest {high}x{wide} (H x W){at}): before the random resize by {aug.ratio_range}, the images fill "
+        f"{filled:.0%} of a crop and the rest of every {crop_h}x{crop_w} input of the batch of {cfg.batch_size} is "
+        f"padding ({OVERSIZED_CROP_COST}). Pass crop_size=({high}, {wide}) (--crop-size {high} {wide})"
+    )
+
+
 def trained_cfg(base: PretrainedCfg, info: DatasetInfo, cfg: TrainConfig, num_classes: int) -> PretrainedCfg:
     """The model's weights metadata after this run: the training set's classes, the test-time resize trained
     for, whole-image inference; mean/std and align_corners are kept."""
@@ -130,6 +168,8 @@ def build_components(
     spec = sample_spec(in_chans)
     transform = None if info.transforms is not None else training_transforms(cfg.augment, ignore_index)
     _check_first_samples(model, train, val, info, val_info, transform, spec, cfg.seed)
+    if transform is not None and ctx.is_main and (hint := crop_hint(cfg, image_sizes(train), len(train))):
+        warnings.warn(hint, stacklevel=4)
     model.pretrained_cfg = trained_cfg(weights_cfg(model), info, cfg, model.num_classes)
     requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
     restore_bn = _place(model, cfg, ctx)

@@ -252,6 +252,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
         pixels = decode_image(path, ImageSpec(self.in_chans), str(path))
         return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
 
+    def image_size(self, index: int) -> tuple[int, int]:
+        """Sample `index`'s ``(H, W)``, from its mask file's header (cheap; `load` checks the image is as large)."""
+        path = self.samples[index][1]
+        with open_image_file(path, "mask") as img:
+            return img.height, img.width
+
     def _hint(self) -> str:
         """What the layout suggests when a label file is not what it expects (how to convert the raw release)."""
         if self.layout is None:

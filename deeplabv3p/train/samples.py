@@ -6,7 +6,9 @@ A dataset's samples are ``(image, mask)`` pairs. The image is on the 0..255 scal
 uint8, uint16 (the 16-bit rule of `predict`) or floating point in [0, 255], as a tensor ``(C, H, W)``, an array
 ``(H, W, C)`` or ``(H, W)``, or a PIL image; a float image whose values all lie in (0, 1] is refused as the 0..1
 scale. The mask is ``(H, W)`` integers. A dataset with a ``load(index)`` method (`SegmentationDataset`) hands
-`evaluate` its images as stored, read as `predict` reads files (floats in [0, 1]), and no augmentation.
+`evaluate` its images as stored, read as `predict` reads files (floats in [0, 1]), and no augmentation; one with an
+``image_size(index)`` method tells a sample's ``(H, W)`` from a file header (`image_sizes`; `fit` checks the crop
+against a sample of them).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
     from ..pretrained.config import PretrainedCfg
 
-__all__ = ["DatasetInfo", "SegmentationData", "dataset_info", "evaluation_sample", "sample_spec", "training_sample"]
+__all__ = [
+    "DatasetInfo", "SegmentationData", "dataset_info", "evaluation_sample", "image_sizes", "sample_spec",
+    "training_sample",
+]  # fmt: skip
+
+SIZE_SAMPLE = 16  # how many samples, spread over a dataset, `image_sizes` looks at
 
 
 class SegmentationData(Protocol):
@@ -163,3 +170,13 @@ def evaluation_sample(dataset: Any, info: DatasetInfo, index: int, role: str) ->
     labels = read_mask(mask, name)
     _check_aligned(read_image(image, spec, name), labels, name)
     return (image if info.stored else ImageItem(image, name, spec)), labels.numpy()
+
+
+def image_sizes(dataset: Any, count: int = SIZE_SAMPLE) -> list[tuple[int, int]] | None:
+    """The ``(H, W)`` of up to `count` samples spread evenly over `dataset`, from its ``image_size(index)`` (a file
+    header: cheap); None for a dataset without one (decoding its samples would cost a share of the run)."""
+    size_of = getattr(dataset, "image_size", None)
+    if not callable(size_of):
+        return None
+    indices = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, min(len(dataset), count)).round()})
+    return [(int(h), int(w)) for h, w in map(size_of, indices)]

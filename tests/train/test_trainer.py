@@ -245,3 +245,35 @@ def test_fit_validates_keeps_the_best_and_it_reloads(data_root: Path, tmp_path: 
     again = training.evaluate(reloaded, val_set, progress=False)
     assert again["mIoU"] == pytest.approx(best["mIoU"])
     assert model.pretrained_cfg.metrics["mIoU"] == round(result.history[-1]["mIoU"], 2)  # the final weights' own
+
+
+def test_a_crop_larger_than_every_image_warns_once_with_the_numbers(train_set, tmp_path: Path, monkeypatch) -> None:
+    """64x64 images and a 96x96 crop: mostly padding; suggest 64x64."""
+    with pytest.warns(UserWarning) as caught:
+        training.fit(tiny_model(), train_set, out=tmp_path / "big", **{**TINY, "iters": 1, "crop_size": (96, 96)})
+    hints = [str(w.message) for w in caught if "larger than every training image" in str(w.message)]
+    assert len(hints) == 1, hints
+    assert "crop_size (96, 96)" in hints[0] and "6 of 6 sampled, the largest 64x64 (H x W)" in hints[0]
+    assert "fill 44% of a crop" in hints[0] and "44 s/iteration" in hints[0] and "--crop-size 64 64" in hints[0]
+
+
+def test_image_sizes_come_from_file_headers(train_set, monkeypatch) -> None:
+    from deeplabv3p.train.samples import image_sizes
+
+    def no_decoding(self, index):
+        raise AssertionError("image_sizes decoded a sample")
+
+    monkeypatch.setattr(SegmentationDataset, "load", no_decoding)
+    assert image_sizes(train_set) == [(64, 64)] * 6 and image_sizes(train_set, 2) == [(64, 64)] * 2
+    assert image_sizes([(torch.zeros(3, 5, 7), torch.zeros(5, 7, dtype=torch.long))]) is None  # no headers to read
+
+
+def test_crop_hint_follows_the_scale_and_stays_quiet_when_an_image_fills_the_crop() -> None:
+    from deeplabv3p.train.components import crop_hint
+
+    cfg = training.TrainConfig().replace(crop_size=(512, 512), batch_size=8)
+    assert "the largest 120x160 (H x W)" in str(crop_hint(cfg, [(120, 160), (100, 100)], 200))
+    assert "--crop-size 120 160" in str(crop_hint(cfg, [(120, 160)], 1))
+    assert crop_hint(cfg, [(120, 160), (600, 400)], 2) is None  # one image is taller than the crop
+    assert crop_hint(cfg.replace(scale=(2048, 512)), [(120, 160)], 1) is None  # rescaled to 512x683 first
+    assert crop_hint(training.TrainConfig().replace(crop_size=(48, 48)), [(64, 64)], 1) is None
