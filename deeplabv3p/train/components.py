@@ -17,7 +17,7 @@ from ..inference.images import ImageSpec
 from ..inference.resize import rescale_size
 from ..pretrained.config import PretrainedCfg
 from .config import TrainConfig
-from .loader import AugmentedDataset, PadCollate, TrainSampler
+from .loader import AugmentedDataset, PadCollate, TrainSampler, batches
 from .losses import SegmentationLoss
 from .optim import PolyLR, build_optimizer
 from .samples import (
@@ -235,4 +235,4 @@ def sample_stream(
         persistent_workers=cfg.num_workers > 0,
         generator=torch.Generator().manual_seed(cfg.seed),  # workers' seeds; keeps the global RNG untouched
     )
-    return iter(loader)
+    return batches(loader)

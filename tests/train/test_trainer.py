@@ -277,3 +277,21 @@ def test_crop_hint_follows_the_scale_and_stays_quiet_when_an_image_fills_the_cro
     assert crop_hint(cfg, [(120, 160), (600, 400)], 2) is None  # one image is taller than the crop
     assert crop_hint(cfg.replace(scale=(2048, 512)), [(120, 160)], 1) is None  # rescaled to 512x683 first
     assert crop_hint(training.TrainConfig().replace(crop_size=(48, 48)), [(64, 64)], 1) is None
+
+
+def _with_a_bad_mask(data_root: Path, tmp_path: Path) -> tuple[SegmentationDataset, Path]:
+    """A copy of the training set whose last mask (not the one fit checks first) holds label 7 of 5 classes."""
+    root = shutil.copytree(data_root, tmp_path / "data")
+    data = SegmentationDataset(root, "train")
+    bad = data.samples[-1][1]
+    Image.fromarray(np.full((64, 64), 7, np.uint8)).save(bad)
+    return data, bad
+
+
+def test_a_worker_error_is_raised_as_itself(data_root: Path, tmp_path: Path) -> None:
+    data, bad = _with_a_bad_mask(data_root, tmp_path)
+    with pytest.raises(ValueError) as caught:
+        training.fit(tiny_model(), data, out=tmp_path / "run", **{**TINY, "iters": 3, "num_workers": 1})
+    message = str(caught.value)
+    assert message.startswith(f"mask {str(bad)!r} holds label(s) [7] outside the 5 classes"), message
+    assert "DataLoader worker" not in message and "Traceback" not in message
