@@ -27,6 +27,7 @@ from .samples import (
     dataset_info,
     evaluation_sample,
     image_sizes,
+    sample_problems,
     sample_spec,
     weights_cfg,
 )  # fmt: skip
@@ -99,6 +100,32 @@ def _check_run(
     return info, val_info
 
 
+MAX_PROBLEMS_SHOWN = 20
+
+
+def _check_data(train: Any, val: Any, info: DatasetInfo, val_info: DatasetInfo | None, ctx: distributed.DistContext,
+                progress: bool) -> None:  # fmt: skip
+    """``check_data``: every sample of both sets read up front (each rank its share); one ValueError lists the bad
+    ones."""
+    problems: list[str] = []
+    total = 0
+    for dataset, dinfo, role in ((train, info, "training"), (val, val_info, "validation")):
+        if dataset is None or dinfo is None:
+            continue
+        total += len(dataset)
+        mine = range(ctx.rank, len(dataset), ctx.world_size)
+        problems += sample_problems(dataset, dinfo, role, mine, progress and ctx.is_main)
+    problems = [p for rank in distributed.all_gather_object(problems) for p in rank]
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        raise ValueError(
+            f"check_data: {len(problems)} of {total} samples have problems (nothing was trained or written):\n  "
+            + "\n  ".join(shown)
+            + more
+        )
+
+
 def _check_first_samples(
     model: DeepLabV3Plus, train: Any, val: Any, info: DatasetInfo, val_info: DatasetInfo | None,
     transform: Callable[[Any, Any], tuple[Any, Any]] | None, spec: ImageSpec, seed: int,
@@ -157,16 +184,19 @@ def trained_cfg(base: PretrainedCfg, info: DatasetInfo, cfg: TrainConfig, num_cl
 
 
 def build_components(
-    model: DeepLabV3Plus, train: Any, val: Any, cfg: TrainConfig, ctx: distributed.DistContext
+    model: DeepLabV3Plus, train: Any, val: Any, cfg: TrainConfig, ctx: distributed.DistContext, progress: bool = False
 ) -> Components:
-    """Check the run, then set it up: the model gets its trained-for metadata, is placed on ``ctx.device`` and
-    seeded per rank; the optimiser, schedule, losses and scaler are made for it."""
+    """Check the run (every sample with ``check_data``, a progress bar when `progress`), then set it up: the model
+    gets its trained-for metadata, is placed on ``ctx.device`` and seeded per rank; the optimiser, schedule,
+    losses and scaler are made for it."""
     info, val_info = _check_run(model, train, val, cfg, ctx)
     in_chans = model.config.in_chans
     ignore_index = info.ignore_index
     statistics = weights_cfg(model).for_in_chans(in_chans)
     spec = sample_spec(in_chans)
     transform = None if info.transforms is not None else training_transforms(cfg.augment, ignore_index)
+    if cfg.check_data:
+        _check_data(train, val, info, val_info, ctx, progress)
     _check_first_samples(model, train, val, info, val_info, transform, spec, cfg.seed)
     if transform is not None and ctx.is_main and (hint := crop_hint(cfg, image_sizes(train), len(train))):
         warnings.warn(hint, stacklevel=4)

@@ -17,7 +17,9 @@ from .transforms import AugmentSettings
 AmpMode = Literal["auto", "bf16", "fp16"]
 AMP_MODES: tuple[AmpMode, ...] = typing.get_args(AmpMode)
 # TrainConfig fields that may change between a run and its resumption without changing what is learned.
-RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
+RUNTIME_FIELDS = (
+    "num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval", "check_data",
+)  # fmt: skip
 
 
 @documented
@@ -63,6 +65,11 @@ class TrainConfig(JsonRecord):
     log_interval: int = option(50, help="iterations between log records")
     num_workers: int = option(2, help="data-loading worker processes per rank")
     seed: int = option(0, help="seeds the sample order, the augmentation and dropout")
+    check_data: bool = option(
+        False,
+        help="before training, read every sample's file headers and mask values (with a progress bar), so that a "
+        "bad sample deep in a large dataset fails now, naming its file, rather than hours into the run",
+    )
     sync_bn: bool = option(
         True, help="SyncBatchNorm in multi-GPU training (CUDA only; CPU processes keep per-process BatchNorm)"
     )
@@ -80,7 +87,7 @@ class TrainConfig(JsonRecord):
             object.__setattr__(self, "pad_size", check_pair("pad_size", self.pad_size))
         check_records(self)
         check_choice("amp", self.amp, (None, *AMP_MODES))
-        for name in ("freeze_encoder", "channels_last", "sync_bn"):
+        for name in ("freeze_encoder", "channels_last", "sync_bn", "check_data"):
             check_bool(name, getattr(self, name))
 
     @property

@@ -71,7 +71,7 @@ class _Run:
         self.model, self.train_set, self.val_set, self.cfg, self.out, self.ctx = model, train, val, cfg, out, ctx
         self.progress = progress and ctx.is_main
         self.log = RunLog(out / LOG_FILE if ctx.is_main else None, self.progress)
-        self.parts = build_components(model, train, val, cfg, ctx)
+        self.parts = build_components(model, train, val, cfg, ctx, self.progress)
         self.state = RunState(running=torch.zeros((), device=ctx.device))
         self.checkpointing = Checkpointing(model, self.parts, out, self.log, cfg, ctx)
 

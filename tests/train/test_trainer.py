@@ -295,3 +295,25 @@ def test_a_worker_error_is_raised_as_itself(data_root: Path, tmp_path: Path) -> 
     message = str(caught.value)
     assert message.startswith(f"mask {str(bad)!r} holds label(s) [7] outside the 5 classes"), message
     assert "DataLoader worker" not in message and "Traceback" not in message
+
+
+def test_check_data_reads_every_sample_up_front_and_names_the_bad_files(data_root: Path, tmp_path: Path) -> None:
+    train, bad = _with_a_bad_mask(data_root, tmp_path)
+    val = SegmentationDataset(train.root, "val")
+    small = val.samples[1][0]
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(small)  # its mask is 64x64
+    with pytest.raises(ValueError) as caught:
+        training.fit(tiny_model(), train, val, out=tmp_path / "run", check_data=True, **TINY)
+    message = str(caught.value)
+    assert message.startswith("check_data: 2 of 9 samples have problems (nothing was trained or written)")
+    assert f"mask {str(bad)!r} holds label(s) [7] outside the 5 classes" in message
+    assert f"image {str(small)!r} is 32x48 but its mask" in message and "is 64x64 (H x W)" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_data_reads_the_samples_of_any_dataset(train_set, tmp_path: Path) -> None:
+    samples = [train_set[i] for i in range(4)]
+    samples[3] = (samples[3][0], torch.full(samples[3][1].shape, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"1 of 4 samples .*\n  training sample 3 \(its mask\) holds label\(s\) \[9\]"):
+        training.fit(tiny_model(), samples, out=tmp_path / "run", check_data=True, **TINY)
+    assert training.fit(tiny_model(), samples[:3], out=tmp_path / "ok", check_data=True, **{**TINY, "iters": 1})
