@@ -4,6 +4,7 @@ is changed, then the datasets' attributes, the augmentation and the sample strea
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,12 +14,23 @@ from torch.utils.data import DataLoader
 
 from .. import distributed
 from ..inference.images import ImageSpec
+from ..inference.resize import rescale_size
 from ..pretrained.config import PretrainedCfg
 from .config import TrainConfig
-from .loader import AugmentedDataset, PadCollate, TrainSampler
+from .loader import AugmentedDataset, PadCollate, TrainSampler, batches
 from .losses import SegmentationLoss
 from .optim import PolyLR, build_optimizer
-from .samples import DatasetInfo, check_bands, check_labels, dataset_info, evaluation_sample, sample_spec, weights_cfg
+from .samples import (
+    DatasetInfo,
+    check_bands,
+    check_labels,
+    dataset_info,
+    evaluation_sample,
+    image_sizes,
+    sample_problems,
+    sample_spec,
+    weights_cfg,
+)  # fmt: skip
 from .transforms import training_transforms
 
 if TYPE_CHECKING:
@@ -88,6 +100,32 @@ def _check_run(
     return info, val_info
 
 
+MAX_PROBLEMS_SHOWN = 20
+
+
+def _check_data(train: Any, val: Any, info: DatasetInfo, val_info: DatasetInfo | None, ctx: distributed.DistContext,
+                progress: bool) -> None:  # fmt: skip
+    """``check_data``: every sample of both sets read up front (each rank its share); one ValueError lists the bad
+    ones."""
+    problems: list[str] = []
+    total = 0
+    for dataset, dinfo, role in ((train, info, "training"), (val, val_info, "validation")):
+        if dataset is None or dinfo is None:
+            continue
+        total += len(dataset)
+        mine = range(ctx.rank, len(dataset), ctx.world_size)
+        problems += sample_problems(dataset, dinfo, role, mine, progress and ctx.is_main)
+    problems = [p for rank in distributed.all_gather_object(problems) for p in rank]
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = f"\n  ... and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+        raise ValueError(
+            f"check_data: {len(problems)} of {total} samples have problems (nothing was trained or written):\n  "
+            + "\n  ".join(shown)
+            + more
+        )
+
+
 def _check_first_samples(
     model: DeepLabV3Plus, train: Any, val: Any, info: DatasetInfo, val_info: DatasetInfo | None,
     transform: Callable[[Any, Any], tuple[Any, Any]] | None, spec: ImageSpec, seed: int,
@@ -100,6 +138,33 @@ def _check_first_samples(
     if val is not None and val_info is not None:
         _, val_mask = evaluation_sample(val, val_info, 0, "validation")
         check_labels(torch.from_numpy(val_mask), k, val_info.ignore_index, "validation sample 0 (its mask)")
+
+
+# Measured on a 2-core CPU (issue 21): fine-tuning on 160x120 images with the default crop (512, 512) and batch 8.
+OVERSIZED_CROP_COST = (
+    "fine-tuning on 120x160 (H x W) images with crop (512, 512) and batch 8 took 44 s/iteration on 2 cores"
+)
+
+
+def crop_hint(cfg: TrainConfig, sizes: list[tuple[int, int]] | None, total: int) -> str | None:
+    """A warning when the training crop holds every image of `sizes` (a sample of `total`) whole, at the
+    augmentation's scale before its random ratio: each crop is then mostly padding. Suggests the images' size."""
+    if not sizes:
+        return None
+    aug = cfg.augment
+    scaled = [rescale_size(h, w, aug.scale) if aug.scale is not None else (h, w) for h, w in sizes]
+    crop_h, crop_w = aug.crop_size
+    if any(h > crop_h or w > crop_w or (h, w) == (crop_h, crop_w) for h, w in scaled):
+        return None
+    high, wide = max(h for h, _ in scaled), max(w for _, w in scaled)
+    filled = sum(h * w for h, w in scaled) / len(scaled) / (crop_h * crop_w)
+    at = f" at scale {aug.scale}" if aug.scale is not None else ""
+    return (
+        f"crop_size {aug.crop_size} is larger than every training image ({len(sizes)} of {total} sampled, the "
+        f"largest {high}x{wide} (H x W){at}): before the random resize by {aug.ratio_range}, the images fill "
+        f"{filled:.0%} of a crop and the rest of every {crop_h}x{crop_w} input of the batch of {cfg.batch_size} is "
+        f"padding ({OVERSIZED_CROP_COST}). Pass crop_size=({high}, {wide}) (--crop-size {high} {wide})"
+    )
 
 
 def trained_cfg(base: PretrainedCfg, info: DatasetInfo, cfg: TrainConfig, num_classes: int) -> PretrainedCfg:
@@ -119,17 +184,22 @@ def trained_cfg(base: PretrainedCfg, info: DatasetInfo, cfg: TrainConfig, num_cl
 
 
 def build_components(
-    model: DeepLabV3Plus, train: Any, val: Any, cfg: TrainConfig, ctx: distributed.DistContext
+    model: DeepLabV3Plus, train: Any, val: Any, cfg: TrainConfig, ctx: distributed.DistContext, progress: bool = False
 ) -> Components:
-    """Check the run, then set it up: the model gets its trained-for metadata, is placed on ``ctx.device`` and
-    seeded per rank; the optimiser, schedule, losses and scaler are made for it."""
+    """Check the run (every sample with ``check_data``, a progress bar when `progress`), then set it up: the model
+    gets its trained-for metadata, is placed on ``ctx.device`` and seeded per rank; the optimiser, schedule,
+    losses and scaler are made for it."""
     info, val_info = _check_run(model, train, val, cfg, ctx)
     in_chans = model.config.in_chans
     ignore_index = info.ignore_index
     statistics = weights_cfg(model).for_in_chans(in_chans)
     spec = sample_spec(in_chans)
     transform = None if info.transforms is not None else training_transforms(cfg.augment, ignore_index)
+    if cfg.check_data:
+        _check_data(train, val, info, val_info, ctx, progress)
     _check_first_samples(model, train, val, info, val_info, transform, spec, cfg.seed)
+    if transform is not None and ctx.is_main and (hint := crop_hint(cfg, image_sizes(train), len(train))):
+        warnings.warn(hint, stacklevel=4)
     model.pretrained_cfg = trained_cfg(weights_cfg(model), info, cfg, model.num_classes)
     requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
     restore_bn = _place(model, cfg, ctx)
@@ -195,4 +265,4 @@ def sample_stream(
         persistent_workers=cfg.num_workers > 0,
         generator=torch.Generator().manual_seed(cfg.seed),  # workers' seeds; keeps the global RNG untouched
     )
-    return iter(loader)
+    return batches(loader)

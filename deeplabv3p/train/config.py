@@ -14,10 +14,12 @@ from .losses import LossSettings
 from .optim import OptimSettings
 from .transforms import AugmentSettings
 
-AmpMode = Literal["bf16", "fp16"]
+AmpMode = Literal["auto", "bf16", "fp16"]
 AMP_MODES: tuple[AmpMode, ...] = typing.get_args(AmpMode)
 # TrainConfig fields that may change between a run and its resumption without changing what is learned.
-RUNTIME_FIELDS = ("num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval")
+RUNTIME_FIELDS = (
+    "num_workers", "log_interval", "keep_checkpoints", "val_interval", "checkpoint_interval", "check_data",
+)  # fmt: skip
 
 
 @documented
@@ -48,7 +50,10 @@ class TrainConfig(JsonRecord):
     )
     loss: LossSettings = option(default_factory=LossSettings, help="the training loss")
     amp: AmpMode | None = option(
-        None, help="mixed precision: bf16, or fp16 with a gradient scaler (default: full precision)"
+        None,
+        help="mixed precision: bf16, fp16 (with a gradient scaler) or auto (what the device runs natively: bf16 on "
+        "CPUs with AVX512-BF16/AMX and GPUs from sm_80, fp16 on older GPUs, else full precision; the run records "
+        "the choice); a precision the device only emulates is refused (default: full precision)",
     )
     channels_last: bool = option(False, help="NHWC memory format")
     accum_steps: int = option(1, help="batches whose gradients are summed into one optimiser step")
@@ -60,6 +65,11 @@ class TrainConfig(JsonRecord):
     log_interval: int = option(50, help="iterations between log records")
     num_workers: int = option(2, help="data-loading worker processes per rank")
     seed: int = option(0, help="seeds the sample order, the augmentation and dropout")
+    check_data: bool = option(
+        False,
+        help="before training, read every sample's file headers and mask values (with a progress bar), so that a "
+        "bad sample deep in a large dataset fails now, naming its file, rather than hours into the run",
+    )
     sync_bn: bool = option(
         True, help="SyncBatchNorm in multi-GPU training (CUDA only; CPU processes keep per-process BatchNorm)"
     )
@@ -77,7 +87,7 @@ class TrainConfig(JsonRecord):
             object.__setattr__(self, "pad_size", check_pair("pad_size", self.pad_size))
         check_records(self)
         check_choice("amp", self.amp, (None, *AMP_MODES))
-        for name in ("freeze_encoder", "channels_last", "sync_bn"):
+        for name in ("freeze_encoder", "channels_last", "sync_bn", "check_data"):
             check_bool(name, getattr(self, name))
 
     @property

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..fields import check_bool, check_int
 from ..inference.images import ImageSpec, decode_image, open_image_file, to_input_scale
+from ..inference.tiff import is_tiff
 from .classes import CLASSES_FILE, check_classes, check_palette, read_classes_file
 from .layouts import AUTO, FOLDER, IGNORE, MMSEG, Layout, ResolvedLayout, choose_layout, label_lut
 from .layouts import zoo_dataset as zoo
@@ -251,6 +252,41 @@ class SegmentationDataset(torch.utils.data.Dataset):
         path = self.samples[index][0]
         pixels = decode_image(path, ImageSpec(self.in_chans), str(path))
         return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """Sample `index`'s ``(H, W)``, from its mask file's header (cheap; `load` checks the image is as large)."""
+        path = self.samples[index][1]
+        with open_image_file(path, "mask") as img:
+            return img.height, img.width
+
+    def _image_header_size(self, index: int) -> tuple[int, int]:
+        """The image's ``(H, W)`` from its header (a TIFF that PIL cannot open is decoded)."""
+        path = self.samples[index][0]
+        try:
+            with open_image_file(path) as img:
+                return img.height, img.width
+        except ValueError:
+            if not is_tiff(path):
+                raise
+            return tuple(decode_image(path, ImageSpec(self.in_chans), str(path)).shape[1:])  # type: ignore[return-value]
+
+    def sample_problem(self, index: int) -> str | None:
+        """What is wrong with sample `index`, from its files' headers and its mask's values (`label_problem`, and
+        an image and mask of different sizes), or None; ``fit(check_data=True)`` asks it of every sample."""
+        problem = self.label_problem(index)
+        if problem is not None:
+            return problem
+        try:
+            image, mask = self._image_header_size(index), self.image_size(index)
+        except (ValueError, FileNotFoundError) as e:
+            return str(e)
+        if image != mask:
+            img_path, mask_path = self.samples[index]
+            return (
+                f"image {str(img_path)!r} is {image[0]}x{image[1]} but its mask {str(mask_path)!r} is "
+                f"{mask[0]}x{mask[1]} (H x W); they must be the same size"
+            )
+        return None
 
     def _hint(self) -> str:
         """What the layout suggests when a label file is not what it expects (how to convert the raw release)."""

@@ -5,6 +5,9 @@ Reproducibility does not depend on worker count, world size or interruptions: th
 ``DistributedSampler`` (seed + epoch), and every sample's augmentation runs under its own seed derived from
 (seed, epoch, position), so sample k of the stream is the same whoever loads it and whenever. Resuming skips the
 samples already consumed.
+
+An error in a worker process reaches the trainer as itself (its type and message, `WorkerError`), not as torch's
+"Caught ValueError in DataLoader worker process 1. Original Traceback ..." wrapper.
 """
 
 from __future__ import annotations
@@ -13,17 +16,50 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import count
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 from torchvision import tv_tensors
 
 from ..inference.images import ImageSpec
 from .samples import read_mask, training_sample
 
-__all__ = ["AugmentedDataset", "PadCollate", "TrainSampler"]
+__all__ = ["AugmentedDataset", "PadCollate", "TrainSampler", "WorkerError", "batches"]
+
+
+class WorkerError:
+    """An exception raised in a DataLoader worker, handed to the main process as the batch (torch would wrap it in
+    a "Caught ... in DataLoader worker process" message with the worker's traceback); `batches` re-raises it."""
+
+    def __init__(self, error: Exception) -> None:
+        self.type, self.args, self.text = type(error), error.args, str(error)
+
+    def reraise(self) -> NoReturn:
+        try:
+            error = self.type(*self.args)
+        except Exception:  # an exception class that cannot be rebuilt from its args
+            error = RuntimeError(f"{self.type.__name__}: {self.text}")
+        raise error from None
+
+
+def _in_worker(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)`; in a DataLoader worker process an exception is returned as a `WorkerError`."""
+    try:
+        return function(*args)
+    except Exception as e:
+        if get_worker_info() is None:
+            raise
+        return WorkerError(e)
+
+
+def batches(loader: DataLoader) -> Iterator[Any]:
+    """`loader`'s batches; a worker's error is raised here as itself."""
+    for batch in loader:
+        if isinstance(batch, WorkerError):
+            batch.reraise()
+        yield batch
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
@@ -94,6 +130,9 @@ class AugmentedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return cast(tuple[torch.Tensor, torch.Tensor], _in_worker(self._sample, key))
+
+    def _sample(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
         with seeded(seed):
             image, mask = training_sample(self.dataset, index, self.spec)
@@ -125,6 +164,12 @@ class PadCollate:
         self.ignore_index = ignore_index
 
     def __call__(self, batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+        failed = next((item for item in batch if isinstance(item, WorkerError)), None)
+        if failed is not None:
+            return failed  # `batches` raises it
+        return cast(tuple[torch.Tensor, ...], _in_worker(self._collate, batch))
+
+    def _collate(self, batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
         for image, mask in batch:
             if image.shape[1:] != mask.shape:
                 raise ValueError(

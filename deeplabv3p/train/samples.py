@@ -7,6 +7,11 @@ uint8, uint16 (the 16-bit rule of `predict`) or floating point in [0, 255], as a
 ``(H, W, C)`` or ``(H, W)``, or a PIL image; a float image whose values all lie in (0, 1] is refused as the 0..1
 scale. The mask is ``(H, W)`` integers. A dataset with a ``load(index)`` method (`SegmentationDataset`) hands
 `evaluate` its images as stored, read as `predict` reads files (floats in [0, 1]), and no augmentation.
+
+``fit(check_data=True)`` reads every sample up front (`sample_problems`): through the dataset's own
+``sample_problem(index)`` (file headers and mask values) when it has one, else the sample itself. A dataset with an
+``image_size(index)`` method tells a sample's ``(H, W)`` from a file header (`image_sizes`: `fit` checks the crop
+against a sample of them).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..inference.images import ImageItem, ImageSpec, read_image
 
@@ -24,7 +30,12 @@ if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
     from ..pretrained.config import PretrainedCfg
 
-__all__ = ["DatasetInfo", "SegmentationData", "dataset_info", "evaluation_sample", "sample_spec", "training_sample"]
+__all__ = [
+    "DatasetInfo", "SegmentationData", "dataset_info", "evaluation_sample", "image_sizes", "sample_problems",
+    "sample_spec", "training_sample",
+]  # fmt: skip
+
+SIZE_SAMPLE = 16  # how many samples, spread over a dataset, `image_sizes` looks at
 
 
 class SegmentationData(Protocol):
@@ -163,3 +174,37 @@ def evaluation_sample(dataset: Any, info: DatasetInfo, index: int, role: str) ->
     labels = read_mask(mask, name)
     _check_aligned(read_image(image, spec, name), labels, name)
     return (image if info.stored else ImageItem(image, name, spec)), labels.numpy()
+
+
+def image_sizes(dataset: Any, count: int = SIZE_SAMPLE) -> list[tuple[int, int]] | None:
+    """The ``(H, W)`` of up to `count` samples spread evenly over `dataset`, from its ``image_size(index)`` (a file
+    header: cheap); None for a dataset without one (decoding its samples would cost a share of the run)."""
+    size_of = getattr(dataset, "image_size", None)
+    if not callable(size_of):
+        return None
+    indices = sorted({int(i) for i in np.linspace(0, len(dataset) - 1, min(len(dataset), count)).round()})
+    return [(int(h), int(w)) for h, w in map(size_of, indices)]
+
+
+def sample_problems(
+    dataset: Any, info: DatasetInfo, role: str, indices: Sequence[int], progress: bool = False
+) -> list[str]:
+    """One line per bad sample among `indices` of `dataset` (the `role` set): its own ``sample_problem(index)``
+    when it has one (`SegmentationDataset`: file headers and mask values), else the sample read as training reads
+    it and its labels checked against the classes. A progress bar when `progress`."""
+    own = getattr(dataset, "sample_problem", None)
+    spec = sample_spec(info.in_chans)
+    problems = []
+    for i in tqdm(indices, desc=f"check {role} data", disable=not progress, dynamic_ncols=True):
+        if callable(own):
+            problem = own(i)
+        else:
+            try:
+                _, mask = training_sample(dataset, i, spec)
+                check_labels(mask, info.num_classes, info.ignore_index, f"{role} sample {i} (its mask)")
+                problem = None
+            except (ValueError, TypeError, OSError) as e:
+                problem = str(e)
+        if problem is not None:
+            problems.append(problem)
+    return problems

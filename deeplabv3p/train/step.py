@@ -5,6 +5,7 @@ optimiser, scaler and schedule steps."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed
 from ..inference.pipeline import normalize
+from ..inference.precision import describe_device, emulated, native_dtype
 from .components import Components
 from .config import AmpMode, TrainConfig
 from .samples import check_labels, weights_cfg
@@ -22,6 +24,21 @@ if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
 
 _AMP_DTYPES: dict[AmpMode, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+logger = logging.getLogger("deeplabv3p")
+
+
+def resolve_amp(amp: AmpMode | None, device: torch.device) -> AmpMode | None:
+    """The mixed precision a run on `device` trains in, by predict's rule (`deeplabv3p.inference.precision`):
+    ``"auto"`` becomes what the device runs natively (None: full precision), logged; an explicit precision the
+    device only emulates is refused, with its measured cost."""
+    if amp == "auto":
+        native = native_dtype(device)
+        chosen = next((name for name, dtype in _AMP_DTYPES.items() if dtype == native), None)
+        logger.info("amp='auto' on %s: %s", describe_device(device), chosen or "full precision (float32)")
+        return chosen
+    if amp is not None and (reason := emulated(_AMP_DTYPES[amp], device)) is not None:
+        raise ValueError(f"amp={amp!r} on {device}: {reason}; use amp='auto' (--amp auto) or full precision")
+    return amp
 
 
 class TrainStep:
@@ -42,7 +59,7 @@ class TrainStep:
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if not self.amp:
             return contextlib.nullcontext()
-        return torch.autocast(self.ctx.device.type, dtype=_AMP_DTYPES[self.amp])
+        return torch.autocast(self.ctx.device.type, dtype=_AMP_DTYPES[self.amp])  # resolved: never "auto"
 
     def __call__(self, batches: Iterator[tuple[torch.Tensor, ...]], iteration: int, running: torch.Tensor) -> None:
         """Take step ``iteration + 1`` on the next ``accum_steps`` batches, adding its loss to `running` (one

@@ -32,7 +32,7 @@ from .checkpoint import find_checkpoint
 from .components import build_components, release, sample_stream
 from .config import TrainConfig
 from .hooks import Checkpointing, DivergenceCheck, Hook, RunLog, RunState, TrainLog, Validation, due
-from .step import TrainStep
+from .step import TrainStep, resolve_amp
 
 if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
@@ -71,7 +71,7 @@ class _Run:
         self.model, self.train_set, self.val_set, self.cfg, self.out, self.ctx = model, train, val, cfg, out, ctx
         self.progress = progress and ctx.is_main
         self.log = RunLog(out / LOG_FILE if ctx.is_main else None, self.progress)
-        self.parts = build_components(model, train, val, cfg, ctx)
+        self.parts = build_components(model, train, val, cfg, ctx, self.progress)
         self.state = RunState(running=torch.zeros((), device=ctx.device))
         self.checkpointing = Checkpointing(model, self.parts, out, self.log, cfg, ctx)
 
@@ -184,6 +184,7 @@ def fit(
         raise ValueError("the validation set is empty; pass val=None to train without validation")
     ctx = distributed.setup(device)
     try:
+        cfg = cfg.replace(amp=resolve_amp(cfg.amp, ctx.device))  # the run records the precision it trains in
         run = _Run(model, train, val, cfg, Path(out), ctx, progress)
         if resume:
             run.resume(resume)

@@ -81,3 +81,16 @@ def test_train_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     args = ["evaluate", "--data", str(data), "--model", "deeplabv3plus", "--pretrained", str(tmp_path / "x.pth")]
     assert main([*args, *QUIET]) == 2
     assert "x.pth" in capsys.readouterr().err
+
+
+def test_train_check_data_stops_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    data = make_synthetic_dataset(tmp_path / "data", num_train=4, num_val=1, size=32, seed=5)
+    bad = sorted((data / "masks" / "train").iterdir())[-1]
+    Image.new("L", (32, 32), 200).save(bad)
+    args = ["train", "--data", str(data), "--model", "deeplabv3plus", "--out", str(tmp_path / "run"), *SMALL, *QUIET]
+    assert main([*args, "--check-data"]) == 2
+    err = capsys.readouterr().err
+    assert "check_data: 1 of 5 samples have problems" in err and str(bad) in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

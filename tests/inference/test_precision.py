@@ -45,6 +45,21 @@ def test_explicit_dtypes_pass_and_fp16_on_cpu_is_refused():
         precision.resolve_dtype(torch.float16, CPU)
 
 
+def test_emulated_names_the_device_and_the_measured_cost(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert "8.5 s under bf16" in str(precision.emulated(torch.bfloat16, CPU))
+    assert "float16 needs a GPU" in str(precision.emulated(torch.float16, CPU))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.emulated(torch.bfloat16, CPU) is None and precision.emulated(torch.float32, CPU) is None
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "Tesla T4")
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (7, 5))
+    assert "(Tesla T4, sm_75) has no native bfloat16" in str(precision.emulated(torch.bfloat16, gpu))
+    assert precision.emulated(torch.float16, gpu) is None
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (8, 0))
+    assert precision.emulated(torch.bfloat16, gpu) is None
+
+
 def test_optimized_model_runs_in_its_inference_dtype(monkeypatch):
     model = build("r18_v1b_d8_slide")
     x = torch.randn(1, 3, 64, 64)

@@ -40,7 +40,8 @@ FLAT_V1 = (
 def test_every_earlier_flat_name_is_still_a_setting_and_documented():
     view = flat_fields(TrainConfig)
     assert set(FLAT_V1) <= set(view)
-    assert set(view) - set(FLAT_V1) == {"keep_ratio", "tta_ratios", "tta_flip"}  # the rest of TestSettings
+    # the rest of TestSettings, and the settings added since
+    assert set(view) - set(FLAT_V1) == {"keep_ratio", "tta_ratios", "tta_flip", "check_data"}
     for name, (_, f) in view.items():
         assert f"{name}: {f.metadata['help']}" in TrainConfig.__doc__
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -17,7 +18,9 @@ from train_helpers import TINY, one_thread  # noqa: F401  (one_thread: autouse f
 
 import deeplabv3p
 from deeplabv3p import train as training
+from deeplabv3p.inference import precision
 from deeplabv3p.pretrained.config import PretrainedCfg
+from deeplabv3p.train import step
 from deeplabv3p.train.checkpoint import find_checkpoint, read_training_state
 from deeplabv3p.train.datasets import SegmentationDataset
 from deeplabv3p.train.demo import make_synthetic_dataset
@@ -106,7 +109,8 @@ class _Counting(torch.utils.data.Dataset):
         return self.dataset[index]
 
 
-def test_accumulation_amp_and_channels_last(train_set: SegmentationDataset, tmp_path: Path) -> None:
+def test_accumulation_amp_and_channels_last(train_set: SegmentationDataset, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # as on a CPU with AVX512-BF16/AMX
     counting = _Counting(train_set)
     model = tiny_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -118,10 +122,33 @@ def test_accumulation_amp_and_channels_last(train_set: SegmentationDataset, tmp_
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_fp16_keeps_its_gradient_scaler_in_checkpoints(train_set: SegmentationDataset, tmp_path: Path) -> None:
+def test_fp16_keeps_its_gradient_scaler_in_checkpoints(train_set: SegmentationDataset, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(step, "emulated", lambda dtype, device: None)  # fp16 as on a GPU (refused on the CPU)
     training.fit(tiny_model(), train_set, out=tmp_path, amp="fp16", **{**TINY, "iters": 2})
     state = read_training_state(tmp_path / "checkpoints" / "iter_000002")[1]
     assert state["scaler"]["scale"] > 0 and state["config"]["amp"] == "fp16"
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_an_emulated_amp_is_refused_before_anything_is_written(train_set, tmp_path: Path, monkeypatch, amp) -> None:
+    """A CPU without AVX512-BF16/AMX only emulates bf16 (and every CPU fp16): 20-24x slower, so refused."""
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match=rf"amp='{amp}' on cpu: .*8\.5 s under bf16 .*amp='auto'"):
+        training.fit(tiny_model(), train_set, out=tmp_path / "run", device="cpu", amp=amp, **TINY)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("native", "recorded"), [(False, None), (True, "bf16")])
+def test_auto_amp_trains_in_the_native_precision_and_records_it(
+    train_set, tmp_path: Path, monkeypatch, caplog, native, recorded
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    with caplog.at_level(logging.INFO, logger="deeplabv3p"):
+        training.fit(tiny_model(), train_set, out=tmp_path, device="cpu", amp="auto", **{**TINY, "iters": 1})
+    assert "amp='auto' on cpu" in caplog.text and (recorded or "full precision") in caplog.text
+    assert json.loads((tmp_path / "train_config.json").read_text())["train"]["amp"] == recorded
+    state = read_training_state(tmp_path / "checkpoints" / "iter_000001")[1]
+    assert state["config"]["amp"] == recorded  # resume compares the precision trained in, not "auto"
 
 
 def test_freeze_encoder_trains_only_the_head(train_set: SegmentationDataset, tmp_path: Path) -> None:
@@ -218,3 +245,75 @@ def test_fit_validates_keeps_the_best_and_it_reloads(data_root: Path, tmp_path: 
     again = training.evaluate(reloaded, val_set, progress=False)
     assert again["mIoU"] == pytest.approx(best["mIoU"])
     assert model.pretrained_cfg.metrics["mIoU"] == round(result.history[-1]["mIoU"], 2)  # the final weights' own
+
+
+def test_a_crop_larger_than_every_image_warns_once_with_the_numbers(train_set, tmp_path: Path, monkeypatch) -> None:
+    """64x64 images and a 96x96 crop: mostly padding; suggest 64x64."""
+    with pytest.warns(UserWarning) as caught:
+        training.fit(tiny_model(), train_set, out=tmp_path / "big", **{**TINY, "iters": 1, "crop_size": (96, 96)})
+    hints = [str(w.message) for w in caught if "larger than every training image" in str(w.message)]
+    assert len(hints) == 1, hints
+    assert "crop_size (96, 96)" in hints[0] and "6 of 6 sampled, the largest 64x64 (H x W)" in hints[0]
+    assert "fill 44% of a crop" in hints[0] and "44 s/iteration" in hints[0] and "--crop-size 64 64" in hints[0]
+
+
+def test_image_sizes_come_from_file_headers(train_set, monkeypatch) -> None:
+    from deeplabv3p.train.samples import image_sizes
+
+    def no_decoding(self, index):
+        raise AssertionError("image_sizes decoded a sample")
+
+    monkeypatch.setattr(SegmentationDataset, "load", no_decoding)
+    assert image_sizes(train_set) == [(64, 64)] * 6 and image_sizes(train_set, 2) == [(64, 64)] * 2
+    assert image_sizes([(torch.zeros(3, 5, 7), torch.zeros(5, 7, dtype=torch.long))]) is None  # no headers to read
+
+
+def test_crop_hint_follows_the_scale_and_stays_quiet_when_an_image_fills_the_crop() -> None:
+    from deeplabv3p.train.components import crop_hint
+
+    cfg = training.TrainConfig().replace(crop_size=(512, 512), batch_size=8)
+    assert "the largest 120x160 (H x W)" in str(crop_hint(cfg, [(120, 160), (100, 100)], 200))
+    assert "--crop-size 120 160" in str(crop_hint(cfg, [(120, 160)], 1))
+    assert crop_hint(cfg, [(120, 160), (600, 400)], 2) is None  # one image is taller than the crop
+    assert crop_hint(cfg.replace(scale=(2048, 512)), [(120, 160)], 1) is None  # rescaled to 512x683 first
+    assert crop_hint(training.TrainConfig().replace(crop_size=(48, 48)), [(64, 64)], 1) is None
+
+
+def _with_a_bad_mask(data_root: Path, tmp_path: Path) -> tuple[SegmentationDataset, Path]:
+    """A copy of the training set whose last mask (not the one fit checks first) holds label 7 of 5 classes."""
+    root = shutil.copytree(data_root, tmp_path / "data")
+    data = SegmentationDataset(root, "train")
+    bad = data.samples[-1][1]
+    Image.fromarray(np.full((64, 64), 7, np.uint8)).save(bad)
+    return data, bad
+
+
+def test_a_worker_error_is_raised_as_itself(data_root: Path, tmp_path: Path) -> None:
+    data, bad = _with_a_bad_mask(data_root, tmp_path)
+    with pytest.raises(ValueError) as caught:
+        training.fit(tiny_model(), data, out=tmp_path / "run", **{**TINY, "iters": 3, "num_workers": 1})
+    message = str(caught.value)
+    assert message.startswith(f"mask {str(bad)!r} holds label(s) [7] outside the 5 classes"), message
+    assert "DataLoader worker" not in message and "Traceback" not in message
+
+
+def test_check_data_reads_every_sample_up_front_and_names_the_bad_files(data_root: Path, tmp_path: Path) -> None:
+    train, bad = _with_a_bad_mask(data_root, tmp_path)
+    val = SegmentationDataset(train.root, "val")
+    small = val.samples[1][0]
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(small)  # its mask is 64x64
+    with pytest.raises(ValueError) as caught:
+        training.fit(tiny_model(), train, val, out=tmp_path / "run", check_data=True, **TINY)
+    message = str(caught.value)
+    assert message.startswith("check_data: 2 of 9 samples have problems (nothing was trained or written)")
+    assert f"mask {str(bad)!r} holds label(s) [7] outside the 5 classes" in message
+    assert f"image {str(small)!r} is 32x48 but its mask" in message and "is 64x64 (H x W)" in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_data_reads_the_samples_of_any_dataset(train_set, tmp_path: Path) -> None:
+    samples = [train_set[i] for i in range(4)]
+    samples[3] = (samples[3][0], torch.full(samples[3][1].shape, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"1 of 4 samples .*\n  training sample 3 \(its mask\) holds label\(s\) \[9\]"):
+        training.fit(tiny_model(), samples, out=tmp_path / "run", check_data=True, **TINY)
+    assert training.fit(tiny_model(), samples[:3], out=tmp_path / "ok", check_data=True, **{**TINY, "iters": 1})
