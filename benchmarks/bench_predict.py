@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import deeplabv3p
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.timing import timed_peak  # noqa: E402
 
 
 def _model(args: argparse.Namespace) -> deeplabv3p.DeepLabV3Plus:
@@ -56,16 +62,13 @@ def _timings(args: argparse.Namespace) -> None:
 
 def _memory_child(args: argparse.Namespace, window_batch_size: int) -> dict:
     model, image = _model(args), _image(args)
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    model.predict(image, mode="slide", crop_size=args.crop, resize=False, window_batch_size=window_batch_size)
-    seconds = time.perf_counter() - start
-    if args.device.startswith("cuda"):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"window_batch_size": window_batch_size, "peak_mb": round(peak_mb), "seconds": round(seconds, 2)}
+    seconds, peak = timed_peak(
+        torch.device(args.device),
+        lambda: model.predict(
+            image, mode="slide", crop_size=args.crop, resize=False, window_batch_size=window_batch_size
+        ),
+    )
+    return {"window_batch_size": window_batch_size, "peak_mb": round(peak / 2**20), "seconds": round(seconds, 2)}
 
 
 def _memory(args: argparse.Namespace) -> None:

@@ -130,3 +130,12 @@ def current_memory_bytes(device: torch.device) -> int:
         return int(torch.cuda.memory_allocated(device))
     rss = _status_kib("VmRSS")
     return (rss or 0) * 1024
+
+
+def timed_peak(device: torch.device, run: Callable[[], object]) -> tuple[float, int]:
+    """Seconds and peak memory in bytes (`peak_memory_bytes`) of one call of `run`, in a fresh peak window."""
+    reset_peak_memory(device)
+    start = time.perf_counter()
+    run()
+    synchronize(device)
+    return time.perf_counter() - start, peak_memory_bytes(device)

@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import deeplabv3p
-from deeplabv3p.pretrained.test_settings import WHOLE_MAX_PIXELS
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.timing import timed_peak  # noqa: E402
+from deeplabv3p.pretrained.test_settings import WHOLE_MAX_PIXELS  # noqa: E402
 
 NARROW = dict(encoder_kwargs={"channels": (8, 16, 32, 64)}, decoder_channels=16, low_level_channels=8, aux_channels=8)
 
@@ -35,16 +40,8 @@ def _child(args: argparse.Namespace, budget: int) -> dict:
     assert cfg is not None
     model.pretrained_cfg = cfg.replace(test_mode="whole", test_scale=None, crop_size=(args.crop, args.crop))
     image = np.random.default_rng(0).integers(0, 256, size=(*args.size, 3), dtype=np.uint8)
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    model.predict(image, max_whole_pixels=budget)
-    seconds = time.perf_counter() - start
-    if args.device.startswith("cuda"):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"budget": budget, "peak_mb": round(peak_mb), "seconds": round(seconds, 2)}
+    seconds, peak = timed_peak(torch.device(args.device), lambda: model.predict(image, max_whole_pixels=budget))
+    return {"budget": budget, "peak_mb": round(peak / 2**20), "seconds": round(seconds, 2)}
 
 
 def main() -> None:
