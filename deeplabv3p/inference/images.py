@@ -141,8 +141,13 @@ def _band_count_error(bands: int, in_chans: int) -> _UnnamedImageError:
 
 
 def list_image_files(directory: Path) -> list[Path]:
-    """Image files directly inside ``directory``, sorted by name (by extension: see `IMAGE_EXTENSIONS`)."""
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files directly inside ``directory``, sorted by name (by extension: see `IMAGE_EXTENSIONS`). Hidden files
+    (``.NAME``: macOS ``._IMG_1.jpg`` resource forks, editors' and our own temporaries) are never inputs."""
+    files = sorted(
+        p
+        for p in directory.iterdir()
+        if not p.name.startswith(".") and p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
     if not files:
         raise ValueError(
             f"directory {str(directory)!r} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)})"

@@ -111,6 +111,12 @@ def output_paths(items: list[ImageItem], out: Path, overlay: bool) -> list[tuple
 def _jobs(inputs: Any, out: Path, overlay: bool) -> list[_Job]:
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {str(out)!r} is a file, not a folder")
+    for given in inputs if isinstance(inputs, list | tuple) else [inputs]:
+        if isinstance(given, str | os.PathLike) and Path(given).is_dir() and Path(given).resolve() == out.resolve():
+            raise ValueError(
+                f"the output folder {str(out)!r} is also an input folder: a rerun would read the predictions as "
+                "images. Write them to a folder of their own (e.g. --out masks/)"
+            )
     items, _ = expand_inputs(inputs)
     return [
         _Job(item.path, label, over)  # type: ignore[arg-type]  # output_paths checked that each has a path

@@ -78,8 +78,10 @@ def test_an_output_without_a_record_is_found_and_a_cut_line_skipped(model, folde
 
 
 def test_bad_jobs_fail_before_writing(model, folder, tmp_path):
-    with pytest.raises(ValueError, match="would overwrite an input"):
+    with pytest.raises(ValueError, match="also an input folder: a rerun would read the predictions as images"):
         write_predictions(model, folder, folder)
+    with pytest.raises(ValueError, match="would overwrite an input"):
+        write_predictions(model, sorted(folder.glob("*.png")), folder)
     with pytest.raises(ValueError, match="needs image files"):
         write_predictions(model, np.zeros((40, 40, 3), np.uint8), tmp_path / "o")
     with pytest.raises(ValueError, match="shard must be"):
@@ -87,3 +89,12 @@ def test_bad_jobs_fail_before_writing(model, folder, tmp_path):
     with pytest.raises(ValueError, match="needs a window"):
         write_predictions(model, folder, tmp_path / "o", mode="slide")
     assert not (tmp_path / "o").exists()
+
+
+def test_hidden_files_are_never_inputs(model, folder, tmp_path):
+    """macOS ``._NAME`` resource forks, editors' and our own temporaries look like images by their extension."""
+    (folder / "._im0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (folder / ".junk.png").write_bytes(b"not an image")
+    summary = write_predictions(model, folder, tmp_path / "out")
+    assert (summary.total, summary.written) == (5, 5)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [f"im{i}.png" for i in range(5)]
