@@ -86,7 +86,7 @@ def check_pair(name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **cli: Any) -> Any:
     """A dataclass field that documents itself: `help` is the one description of the field, shown in the class
     docstring (`documented`) and as the help of its command-line flag. `cli` holds flag details for
-    ``deeplabv3p.cli.common.add_options`` (``metavar``, ``aliases``, ``cli=False`` to keep it off the command line)
+    ``deeplabv3p.cli.flags.add_options`` (``metavar``, ``aliases``, ``cli=False`` to keep it off the command line)
     and ``flat``: the field's name in the flat view of a record that holds this one (see `flat_fields`).
     """
     metadata = {"help": help, **cli}

@@ -1,5 +1,5 @@
 """What the commands share: how --model/--pretrained/--checkpoint become a model, and the dataset flags (the
-torch-free argument helpers live in `deeplabv3p.cli.flags`, re-exported here)."""
+torch-free argument helpers live in `deeplabv3p.cli.flags`)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,11 @@ from ..inference.model import DeepLabV3Plus, create_model
 from ..pretrained.registry import split_model_name
 from ..pretrained.source import Source, is_saved_name, resolve_source
 from ..train.layouts import LAYOUTS, ZooLayout
-from .flags import add_options, option_values, parse_model_kwargs, parse_size
 
 __all__ = [
     "add_dataset_args",
-    "add_options",
     "is_main_process",
     "model_from_args",
-    "option_values",
-    "parse_model_kwargs",
-    "parse_size",
     "pretrained_argument",
     "source_from_args",
 ]

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from ..inference.onnx_runtime import OnnxSegmenter
 from ..inference.options import PredictOptions
-from .common import add_options, model_from_args, option_values, parse_model_kwargs
+from .common import model_from_args
+from .flags import add_options, option_values, parse_model_kwargs
 
 if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus

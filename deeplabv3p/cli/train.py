@@ -14,15 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ..inference.model import create_model
 from ..train.config import TrainConfig
 from ..version import __version__
-from .common import (
-    add_dataset_args,
-    add_options,
-    is_main_process,
-    model_from_args,
-    option_values,
-    parse_model_kwargs,
-    source_from_args,
-)
+from .common import add_dataset_args, is_main_process, model_from_args, source_from_args
+from .flags import add_options, option_values, parse_model_kwargs
 
 if TYPE_CHECKING:
     from ..train.datasets import SegmentationDataset
