@@ -280,13 +280,17 @@ class SegmentationDataset(torch.utils.data.Dataset):
             image, mask = self._image_header_size(index), self.image_size(index)
         except (ValueError, FileNotFoundError) as e:
             return str(e)
-        if image != mask:
-            img_path, mask_path = self.samples[index]
-            return (
-                f"image {str(img_path)!r} is {image[0]}x{image[1]} but its mask {str(mask_path)!r} is "
-                f"{mask[0]}x{mask[1]} (H x W); they must be the same size"
-            )
-        return None
+        return self._size_mismatch(index, image, mask)
+
+    def _size_mismatch(self, index: int, image: tuple[int, ...], mask: tuple[int, ...]) -> str | None:
+        """The error text when sample `index`'s image and mask sizes ``(H, W)`` differ, else None."""
+        if image[:2] == mask[:2]:
+            return None
+        img_path, mask_path = self.samples[index]
+        return (
+            f"image {str(img_path)!r} is {image[0]}x{image[1]} but its mask {str(mask_path)!r} is "
+            f"{mask[0]}x{mask[1]} (height x width); they must be the same size"
+        )
 
     def _hint(self) -> str:
         """What the layout suggests when a label file is not what it expects (how to convert the raw release)."""
@@ -374,12 +378,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
         """``(image (H, W, in_chans) as stored, mask (H, W) int64)``, with sizes and labels checked. `evaluate`
         hands these images to `predict`, which reads them exactly as ``dataset[i]`` does for training."""
         image, mask = self.read_image(index), self.read_mask(index)
-        if image.shape[:2] != mask.shape:
-            img_path, mask_path = self.samples[index]
-            raise ValueError(
-                f"image {str(img_path)!r} is {image.shape[0]}x{image.shape[1]} but its mask {str(mask_path)!r} is "
-                f"{mask.shape[0]}x{mask.shape[1]} (height x width); they must be the same size"
-            )
+        mismatch = self._size_mismatch(index, image.shape, mask.shape)
+        if mismatch is not None:
+            raise ValueError(mismatch)
         return image, mask
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:

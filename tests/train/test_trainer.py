@@ -307,7 +307,7 @@ def test_check_data_reads_every_sample_up_front_and_names_the_bad_files(data_roo
     message = str(caught.value)
     assert message.startswith("check_data: 2 of 9 samples have problems (nothing was trained or written)")
     assert f"mask {str(bad)!r} holds label(s) [7] outside the 5 classes" in message
-    assert f"image {str(small)!r} is 32x48 but its mask" in message and "is 64x64 (H x W)" in message
+    assert f"image {str(small)!r} is 32x48 but its mask" in message and "is 64x64 (height x width)" in message
     assert not (tmp_path / "run").exists()
 
 
