@@ -6,8 +6,8 @@
 - ``smp``: segmentation_models_pytorch's ``DeepLabV3Plus`` on the same timm ResNet (deep stem where mmseg has one),
   output stride and ASPP width. Its head differs from mmseg's (1x1 ASPP projection, one separable conv after the
   concat, no multi-grid), so it is the closest alternative, not the same network; its weights are its own random ones.
-- ``onnxruntime``: our model exported with `deeplabv3p.inference.export_onnx` (and, for int8, quantized with
-  `deeplabv3p.inference.quantize`), run by `OnnxSegmenter`, the predict backend, on onnxruntime's CPU provider.
+- ``onnxruntime``: our model exported with `deeplabv3p.deploy.export` (and, for int8, quantized with
+  `deeplabv3p.deploy.onnx_int8`), run by `OnnxSegmenter`, the predict backend, on onnxruntime's CPU provider.
 
 Peers are optional: `available` says which import here, and nothing in deeplabv3p depends on them.
 """
@@ -261,21 +261,21 @@ def build_onnxruntime(
 ) -> Runner:
     """Our export run by `deeplabv3p.inference.onnx_runtime.OnnxSegmenter` (the predict backend), fp32 or int8.
 
-    int8: `deeplabv3p.inference.quantize.quantize_onnx` calibrated on 8 dead-leaves images at the benchmark size
+    int8: `deeplabv3p.deploy.onnx_int8.quantize_onnx` calibrated on 8 dead-leaves images at the benchmark size
     (seeds apart from the check images), cached in `workdir` like the fp32 file.
     """
     from benchmarks.inputs import image_batches
-    from deeplabv3p.inference.onnx_runtime import OnnxSegmenter
-    from deeplabv3p.inference.quantize import quantize_onnx
+    from deeplabv3p.deploy.onnx_int8 import quantize_onnx
+    from deeplabv3p.deploy.onnx_runtime import OnnxSegmenter
 
     if device.type != "cpu":
         raise ValueError("the onnxruntime comparison runs on the CPU provider only")
     ours = build_ours(architecture, weights, device)
     path = workdir / f"{architecture}.onnx"
     if not path.is_file():
-        deeplabv3p.inference.export_onnx(ours.model, path, input_size=(512, 512))
-    opset = deeplabv3p.inference.export.DEFAULT_OPSET
-    note = f"exported with deeplabv3p.inference.export_onnx (opset {opset}), ORT_ENABLE_ALL"
+        deeplabv3p.deploy.export(ours.model, path, input_size=(512, 512), check=False)
+    opset = deeplabv3p.deploy.opset.DEFAULT_OPSET
+    note = f"exported with deeplabv3p.deploy.export (opset {opset}), ORT_ENABLE_ALL"
     if dtype == "int8":
         int8 = workdir / f"{architecture}_{size[0]}x{size[1]}.int8.onnx"
         if not int8.is_file():

@@ -4,7 +4,7 @@
     python benchmarks/int8_demo.py --demo deeplabv3p-demo --threads 2
 
 The demo's trained model (``deeplabv3p demo``) is exported to ONNX and statically quantized, calibrated on the
-demo's training images through predict's own preprocessing (`deeplabv3p.inference.quantize`). Each path then
+demo's training images through predict's own preprocessing (`deeplabv3p.deploy.calibration`). Each path then
 predicts every held-out image through the same pipeline: mIoU against the masks (mmseg's IoUMetric), pixel
 agreement of the labels with PyTorch fp32, and images/s over the held-out set (after one warm-up image).
 Results go to ``benchmarks/results/cpu-Nt_demo_int8_DATE.{json,md}``.
@@ -30,8 +30,9 @@ import torch  # noqa: E402
 import deeplabv3p  # noqa: E402
 from benchmarks import adapters, report  # noqa: E402
 from benchmarks.run import cpu_stamp  # noqa: E402
-from deeplabv3p.inference.onnx_runtime import OnnxSegmenter  # noqa: E402
-from deeplabv3p.inference.quantize import calibration_inputs, quantize_onnx  # noqa: E402
+from deeplabv3p.deploy.calibration import calibration_inputs  # noqa: E402
+from deeplabv3p.deploy.onnx_int8 import quantize_onnx  # noqa: E402
+from deeplabv3p.deploy.onnx_runtime import OnnxSegmenter  # noqa: E402
 from deeplabv3p.train.datasets import SegmentationDataset  # noqa: E402
 from deeplabv3p.train.metrics import ConfusionMatrix  # noqa: E402
 
@@ -79,7 +80,7 @@ def main() -> int:
     train_images = sorted((args.demo / "data" / "images" / "train").iterdir())
     work = args.demo / "onnx"
     work.mkdir(exist_ok=True)
-    fp32_file = deeplabv3p.inference.export_onnx(model, work / "demo.onnx", input_size=(128, 128))
+    fp32_file = deeplabv3p.deploy.export(model, work / "demo.onnx", input_size=(128, 128)).path
     int8_file = work / f"demo.int8.{args.method}.onnx"
     started = time.perf_counter()
     quantize_onnx(

@@ -5,7 +5,7 @@ The mmsegmentation DeepLabV3+ model zoo with exact parity, any timm encoder, fas
 The package is layered, each layer importing only the ones before it:
 ``models`` (the network) -> ``pretrained`` (zoo, weights, Hub) -> ``inference`` (predict, fast paths, export) ->
 ``train`` (datasets, fit, evaluate) -> ``cli``. The top level holds what a timm or smp user reaches for; the rest
-lives in its subpackage (``deeplabv3p.inference.export_onnx``, ``deeplabv3p.train.fit``). Every name here is
+lives in its subpackage (``deeplabv3p.deploy.export``, ``deeplabv3p.train.fit``). Every name here is
 loaded on first access, so ``import deeplabv3p`` (and the command line's start) stays light and importing one
 layer does not load the layers above it.
 """

@@ -217,3 +217,34 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def atomic_files(path: str | Path) -> Iterator[Path]:
+    """A new empty staging folder beside `path` for a file (or folder) named ``path.name`` and its sibling files
+    (an OpenVINO ``.xml`` and its ``.bin``, an export and its ``.json`` metadata).
+
+    When the block succeeds, every entry is moved into `path`'s folder, the siblings first and ``path.name`` last:
+    the entry readers open appears only once everything it refers to is in place. If the block fails, nothing is
+    moved and the staging folder is removed.
+    """
+    path = Path(path)
+    staging = temporary_name(path)
+    try:
+        os.mkdir(staging)
+    except OSError as e:
+        raise _naming(e, path) from e
+    try:
+        yield staging
+        entries = sorted(staging.iterdir(), key=lambda p: p.name == path.name)
+        for entry in entries:
+            target = path.parent / entry.name
+            if entry.is_dir():
+                replace_folder(entry, target)
+            else:
+                os.chmod(entry, usual_file_mode())
+                os.replace(entry, target)
+    except OSError as e:
+        raise _naming(e, path) from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

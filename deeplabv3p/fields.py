@@ -12,6 +12,7 @@ import math
 import types
 import typing
 from dataclasses import MISSING, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 
@@ -81,6 +82,19 @@ def check_pair(name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
     if len(pair) != 2 or min(pair) < minimum:
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def check_file(name: str, path: Any) -> Path:
+    """`path` as a Path if it names a regular file; else an error that names `name` and says what the path is
+    (missing, a folder, a FIFO...), rather than a misleading "does not exist"."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a folder, not a file")
+    if not path.exists():
+        raise FileNotFoundError(f"{name} {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{name} {str(path)!r} is not a regular file")
+    return path
 
 
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **cli: Any) -> Any:

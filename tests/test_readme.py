@@ -244,14 +244,8 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
     # Fast inference and ONNX export
     Sub(
         ("Fast inference and ONNX export",),
-        'model, "model.onnx"\n)',
-        'model, "model.onnx", input_size=(64, 64)\n)',
-        BIG,
-    ),
-    Sub(
-        ("Fast inference and ONNX export",),
-        'check_onnx("model.onnx", model)',
-        'check_onnx("model.onnx", model, sizes=((64, 64), (57, 71)))',
+        'deeplabv3p.deploy.export(model, "model.onnx")',
+        'deeplabv3p.deploy.export(model, "model.onnx", input_size=(64, 64))',
         BIG,
     ),
     Sub(("Fast inference and ONNX export",), "torch.randn(1, 3, 512, 1024)", "torch.randn(1, 3, 64, 128)", BIG),

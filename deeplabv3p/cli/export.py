@@ -1,24 +1,32 @@
-"""``deeplabv3p export``: ONNX files checked against PyTorch with onnxruntime, and their INT8 quantization."""
+"""``deeplabv3p export``: a model written in a deployment format, proven against PyTorch before it is published,
+and optionally quantized to INT8."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..inference.opset import DEFAULT_OPSET
+from ..deploy.formats import FORMATS
+from ..deploy.opset import DEFAULT_OPSET
 from .flags import parse_size
 
 if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
 
+INT8_FORMATS = ("onnx",)
+
 
 def add_export(sub: argparse._SubParsersAction, help: str) -> None:
+    formats = "\n".join(f"  {f.name:<11}{f.suffix:<11}{f.summary} [pip extra: {f.extra}]" for f in FORMATS.values())
     p = sub.add_parser(
         "export",
         help=help,
-        description="Export a model to ONNX with dynamic batch, height and width (or fixed ones with --static), "
-        "check the file against PyTorch with onnxruntime at two input sizes, and optionally quantize it to INT8.",
+        description="Export a model to a deployment format with dynamic batch, height and width (or fixed ones "
+        "with --static), run the written file with its runtime on held-out inputs and compare it with PyTorch "
+        "(labels and logits, at two sizes), and publish it only if it agrees within the documented bound.",
+        epilog=f"formats (OUT must end as shown):\n{formats}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "model",
@@ -26,18 +34,21 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
     )
     p.add_argument("--pretrained", default=None, help="weights: a tag, a dataset alias (cityscapes) or a local file")
     p.add_argument("--checkpoint", default=None, help="local checkpoint file (.safetensors or mmseg .pth)")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="output format (default: onnx)")
-    p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET})")
+    p.add_argument("--format", default="onnx", choices=list(FORMATS), help="deployment format (default: onnx)")
+    p.add_argument("--out", required=True, help="output path, e.g. model.onnx (its ending must match --format)")
+    p.add_argument("--opset", type=int, default=None, help=f"ONNX opset (onnx format; default: {DEFAULT_OPSET})")
     p.add_argument(
         "--size", type=parse_size, default=(512, 512), help="HxW of the example (or fixed) input (default: 512x512)"
     )
     p.add_argument("--static", action="store_true", help="fix batch, height and width to the example input")
     p.add_argument(
-        "--no-check", action="store_true", help="skip the onnxruntime check against PyTorch at two input sizes"
+        "--check-images", metavar="DIR", help="prove the export on these images (default: fixed synthetic inputs)"
     )
-    q = p.add_argument_group("INT8 (static quantization with onnxruntime, for CPU deployment)")
-    q.add_argument("--int8", action="store_true", help="also write OUT_STEM.int8.onnx, calibrated on --calibration")
+    p.add_argument(
+        "--no-check", action="store_true", help="publish without running the file against PyTorch (not advised)"
+    )
+    q = p.add_argument_group("INT8 (static post-training quantization, for CPU deployment)")
+    q.add_argument("--int8", action="store_true", help="also write OUT_STEM.int8.EXT, calibrated on --calibration")
     q.add_argument(
         "--calibration", metavar="DIR", help="images to calibrate activation ranges on (predict's preprocessing)"
     )
@@ -46,48 +57,56 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
     )
     q.add_argument(
         "--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
-        help="activation range from the calibration statistics (default minmax)",
+        help="activation range from the calibration statistics (onnx; default minmax)",
     )  # fmt: skip
 
 
 def run_export(args: argparse.Namespace) -> int:
-    if args.int8 != (args.calibration is not None):
-        raise ValueError("--int8 needs --calibration DIR (and --calibration DIR applies to --int8)")
-    if args.int8 and args.calibration_images < 1:
-        raise ValueError(f"--calibration-images must be >= 1, got {args.calibration_images}")
-    from ..inference.export import check_onnx, export_onnx
+    from ..deploy.exporter import check_target, export
+    from ..deploy.formats import get_format
+    from ..inference.images import expand_inputs
     from .common import model_from_args
 
+    fmt = get_format(args.format)
+    check_target(args.out, fmt)
+    if args.opset is not None and fmt.name != "onnx":
+        raise ValueError(f"--opset applies to --format onnx, not {fmt.name}")
+    if args.int8 != (args.calibration is not None):
+        raise ValueError("--int8 needs --calibration DIR (and --calibration DIR applies to --int8)")
+    if args.int8 and fmt.name not in INT8_FORMATS:
+        raise ValueError(f"--int8 is available for --format {', '.join(INT8_FORMATS)}, not {fmt.name}")
+    if args.int8 and args.calibration_images < 1:
+        raise ValueError(f"--calibration-images must be >= 1, got {args.calibration_images}")
+    calibration = expand_inputs(args.calibration, name="--calibration")[0] if args.int8 else []  # before any work
+    check_images = None
+    if args.check_images is not None:
+        check_images = [i.path for i in expand_inputs(args.check_images, name="--check-images")[0] if i.path]
+    fmt.require_export()
+
     model = model_from_args(args.model, args.pretrained, args.checkpoint).eval()
-    out = export_onnx(
+    options: dict[str, Any] = {"opset": args.opset or DEFAULT_OPSET} if fmt.name == "onnx" else {}
+    report = export(
         model,
         args.out,
-        opset=args.opset,
-        dynamic=not args.static,
+        fmt.name,
         input_size=args.size,
+        dynamic=not args.static,
+        check=not args.no_check,
+        check_images=check_images,
+        **options,
     )
-    print(f"wrote {out} (opset {args.opset}, {'static' if args.static else 'dynamic'} shape)")
-    if not args.no_check:
-        h, w = args.size
-        m = model.min_input_size
-        sizes = [(h, w)] if args.static else [(h, w), (max(m, h // 2 + 7), max(m, w // 2 + 5))]
-        for r in check_onnx(out, model, sizes=sizes):
-            print(
-                f"onnxruntime vs PyTorch at {r.size[0]}x{r.size[1]} (HxW): max abs diff {r.max_abs_diff:.2e} "
-                f"(relative {r.rel_diff:.2e}), argmax agreement {100 * r.argmax_agreement:.3f}%"
-            )
+    for line in report.lines():
+        print(line)
     if args.int8:
-        _int8(args, model, out)
+        _int8(args, model, report.path, [item.path for item in calibration if item.path is not None])
     return 0
 
 
-def _int8(args: argparse.Namespace, model: DeepLabV3Plus, fp32: Path) -> None:
-    from ..inference.images import ImageSpec, expand_inputs
-    from ..inference.onnx_runtime import OnnxSegmenter
-    from ..inference.quantize import calibration_inputs, label_agreement, quantize_onnx
+def _int8(args: argparse.Namespace, model: DeepLabV3Plus, fp32: Path, paths: list[Path]) -> None:
+    from ..deploy.calibration import calibration_inputs, label_agreement
+    from ..deploy.onnx_int8 import quantize_onnx
+    from ..deploy.onnx_runtime import OnnxSegmenter
 
-    items, _ = expand_inputs(args.calibration, ImageSpec(model.config.in_chans), name="--calibration")
-    paths = [item.path for item in items]
     n = args.calibration_images
     target = fp32.with_name(fp32.name.removesuffix(".onnx") + ".int8.onnx")
     quantize_onnx(fp32, target, calibration_inputs(model, paths, limit=n), method=args.calibration_method)

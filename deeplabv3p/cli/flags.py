@@ -14,6 +14,14 @@ from typing import Any
 from ..fields import flat_fields
 
 
+def exported_file(model: str) -> bool:
+    """Whether ``--model`` names a file written by ``deeplabv3p export`` (by its format's ending: ``.onnx``,
+    ``.xml``, ...) rather than a PyTorch model."""
+    from ..deploy.formats import FORMATS
+
+    return any(model.endswith(fmt.suffix) for fmt in FORMATS.values())
+
+
 def parse_model_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
     """``["num_classes=3", "encoder_kwargs={'channels': (8, 16, 32, 64)}"]`` -> a dict; values are Python
     literals where they parse as one, strings otherwise (timm's ``--model-kwargs`` convention)."""

@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..inference.onnx_runtime import OnnxSegmenter
 from ..inference.options import PredictOptions
 from .common import model_from_args
-from .flags import add_options, option_values, parse_model_kwargs
+from .flags import add_options, exported_file, option_values, parse_model_kwargs
 
 if TYPE_CHECKING:
+    from ..deploy.backend import DeployedBackend
     from ..inference.model import DeepLabV3Plus
 
 EPILOG = """\
@@ -37,10 +37,9 @@ def add_predict(sub: argparse._SubParsersAction, help: str) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files and/or directories of images")
     p.add_argument(
         "--model",
-        help="a folder written by save_pretrained, hf-hub:ORG/NAME, ARCH.TAG or an architecture with --pretrained",
-    )
-    p.add_argument(
-        "--onnx", metavar="FILE", help="run this exported ONNX file with onnxruntime instead of a PyTorch --model"
+        required=True,
+        help="a folder written by save_pretrained, hf-hub:ORG/NAME, ARCH.TAG, an architecture with --pretrained, "
+        "or a file written by deeplabv3p export (model.onnx, model.xml, ...: run by its runtime)",
     )
     p.add_argument(
         "--pretrained",
@@ -67,10 +66,12 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..inference.images import expand_inputs
     from ..inference.writer import output_paths, write_predictions
 
-    if (args.model is None) == (args.onnx is None):
-        raise ValueError("pass either --model (PyTorch) or --onnx FILE (onnxruntime)")
-    if args.onnx is not None and (args.pretrained is not None or args.checkpoint or args.model_kwargs):
-        raise ValueError("--pretrained, --checkpoint and --model-kwargs apply to --model, not to --onnx")
+    exported = exported_file(args.model)
+    if exported and (args.pretrained is not None or args.checkpoint or args.model_kwargs):
+        raise ValueError(
+            f"--model {args.model!r} is an exported file: --pretrained, --checkpoint and --model-kwargs apply to "
+            "PyTorch models only"
+        )
     options = PredictOptions(**option_values(args, PredictOptions))
     items, _ = expand_inputs(args.inputs, name="IMAGES_OR_DIR")
     out = Path(args.out)
@@ -79,15 +80,17 @@ def run_predict(args: argparse.Namespace) -> int:
     output_paths(items, out, args.overlay)  # name clashes fail before any model is loaded
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
-    model: DeepLabV3Plus | OnnxSegmenter
-    if args.onnx is not None:
-        model = OnnxSegmenter(args.onnx)
+    model: DeepLabV3Plus | DeployedBackend
+    if exported:
+        from ..deploy.loader import load
+
+        model = load(args.model)
         model.configure(options)  # PyTorch-only options fail here, before any process group
         ctx = distributed.setup("cpu")
     else:
         ctx = distributed.setup(options.device)  # under torchrun: this process's device and the process group
     try:
-        if args.onnx is None:
+        if not exported:
             kwargs = parse_model_kwargs(args.model_kwargs)
             model = model_from_args(args.model, args.pretrained, args.checkpoint, require_weights=True, **kwargs)
             model = model.to(ctx.device)

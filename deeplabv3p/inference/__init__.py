@@ -1,6 +1,6 @@
-"""Inference: image reading, mmcv-exact resizing, the whole/slide/TTA pipeline over a backend (PyTorch or
-onnxruntime), `SegmentationResult`, sharded and resumable folder prediction, fast paths (`optimize_for_inference`,
-``dtype="auto"``), ONNX export and INT8 quantization. Never imports the training package."""
+"""Inference: image reading, mmcv-exact resizing, the whole/slide/TTA pipeline over a backend (PyTorch, or an
+exported file from `deeplabv3p.deploy`), `SegmentationResult`, sharded and resumable folder prediction, fast paths
+(`optimize_for_inference`, ``dtype="auto"``). Never imports the training or deployment packages."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (loaded on first access, see deeplabv3p.lazy)
     from .backend import Backend, TorchBackend
-    from .export import check_onnx, export_onnx
-    from .onnx_runtime import OnnxSegmenter
     from .optimize import fold_batchnorm, optimize_for_inference
     from .options import PredictOptions
     from .pipeline import predict, predict_iter
@@ -21,9 +19,6 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (loaded on 
 _EXPORTS = {
     "Backend": "backend",
     "TorchBackend": "backend",
-    "check_onnx": "export",
-    "export_onnx": "export",
-    "OnnxSegmenter": "onnx_runtime",
     "fold_batchnorm": "optimize",
     "optimize_for_inference": "optimize",
     "PredictOptions": "options",

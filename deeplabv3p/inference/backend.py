@@ -2,7 +2,7 @@
 
 The pipeline (resize, normalize, whole / slide / TTA, final resize, argmax) is written once against this interface;
 `TorchBackend` runs a `DeepLabV3Plus` (autocast, channels_last, its device), and
-`deeplabv3p.inference.onnx_runtime.OnnxSegmenter` runs an exported ONNX file with onnxruntime.
+`deeplabv3p.deploy` runs exported files (ONNX, OpenVINO, ...) with their runtimes (`DeployedBackend`).
 """
 
 from __future__ import annotations

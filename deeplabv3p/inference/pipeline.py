@@ -13,7 +13,7 @@ The steps are plain functions so that each can be used and tested alone:
 - `predict` / `predict_iter`: any input form -> `SegmentationResult` objects.
 
 The network is anything that maps a normalized batch to logits: a `DeepLabV3Plus`, or a `Backend`
-(`TorchBackend` adds autocast and channels_last, `OnnxSegmenter` runs an ONNX file with onnxruntime). `predict`
+(`TorchBackend` adds autocast and channels_last, `deeplabv3p.deploy` runs exported files with their runtimes). `predict`
 reads and resizes images ahead of the network (`prefetch`), batches equal-sized images in whole mode, and under
 torchrun `predict_iter(..., shard=True)` takes every world-th image.
 """
@@ -286,7 +286,8 @@ def _as_backend(model: DeepLabV3PlusNetwork | Backend) -> Backend:
         return model
     if not (hasattr(model, "config") and hasattr(model, "parameters")):
         raise TypeError(
-            f"model must be a deeplabv3p DeepLabV3Plus or an inference Backend (e.g. OnnxSegmenter), got "
+            f"model must be a deeplabv3p DeepLabV3Plus or an inference Backend (e.g. deeplabv3p.deploy.load(path)), "
+            f"got "
             f"{type(model).__name__}"
         )
     return TorchBackend(model)
@@ -408,7 +409,7 @@ def predict(
     Args:
         model: a `DeepLabV3Plus` (it runs on its own device, or ``options.device``, under
             ``torch.inference_mode`` and is left in the training mode it had), or a `Backend` such as
-            `deeplabv3p.inference.onnx_runtime.OnnxSegmenter` (an exported ONNX file run by onnxruntime).
+            one of `deeplabv3p.deploy.load`'s (an exported file run by its runtime).
         inputs: a file path (multi-band TIFFs too), a directory, a PIL image, a numpy array ``(H, W, C)``
             (uint8, uint16 or float in [0, 1]), a tensor ``(C, H, W)`` or ``(N, C, H, W)``, or a list of these;
             sizes may differ. C is 3 for RGB models and ``in_chans`` for multi-band ones; see

@@ -352,10 +352,10 @@ def test_an_exported_file_records_the_bands_and_their_statistics(four_band, tmp_
     onnx = pytest.importorskip("onnx")
     import json
 
-    from deeplabv3p.inference.export import META_CONFIG
+    from deeplabv3p.deploy.metadata import KEY as META_CONFIG
     from deeplabv3p.pretrained.saved import parse_config
 
-    path = deeplabv3p.inference.export_onnx(four_band, tmp_path / "m.onnx", input_size=(32, 32))
+    path = deeplabv3p.deploy.export(four_band, tmp_path / "m.onnx", input_size=(32, 32), check=False).path
     stored = {p.key: p.value for p in onnx.load(str(path)).metadata_props}[META_CONFIG]
     config, cfg = parse_config(json.loads(stored), origin="test")
     assert config.in_chans == 4 and cfg.mean == PER_BAND["mean"] and cfg.std == PER_BAND["std"]

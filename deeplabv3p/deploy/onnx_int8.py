@@ -9,45 +9,21 @@ machine: measure it (``benchmarks/run.py``, ``benchmarks/int8_demo.py``) before 
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from ..atomic import atomic_path
-from .export import META_CONFIG, require_package, set_metadata
-from .images import ImageSpec, expand_inputs
-from .options import PredictOptions
-from .pipeline import preprocess, resolve_settings, slide_windows
-
-if TYPE_CHECKING:
-    from ..models.model import DeepLabV3PlusNetwork
-    from .backend import Backend
+from ..fields import check_file
+from .metadata import KEY
+from .onnx_export import set_metadata
+from .packages import require
 
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
-
-
-def calibration_inputs(
-    model: DeepLabV3PlusNetwork | Backend, images: Any, limit: int = 32, options: PredictOptions | None = None
-) -> Iterator[np.ndarray]:
-    """Network inputs ``(1, C, h, w)`` float32 of up to `limit` images, as predict makes them: rescaled to the test
-    scale and normalized (whole mode), or cut into the slide windows (slide mode)."""
-    settings = resolve_settings(model, options)
-    items, _ = expand_inputs(images, ImageSpec(model.config.in_chans), name="calibration images")
-    for item in items[:limit]:
-        x = preprocess(item.read(), settings)
-        test = settings.test
-        if test.mode == "slide":
-            assert test.window is not None and test.stride is not None
-            height, width = x.shape[-2], x.shape[-1]
-            for y1, y2, x1, x2 in slide_windows(height, width, test.window, test.stride):
-                yield x[:, :, y1:y2, x1:x2].contiguous().numpy()
-        else:
-            yield x.numpy()
 
 
 class _SpooledInputs:
@@ -93,16 +69,16 @@ def quantize_onnx(
     """Write a statically quantized (QDQ, u8 activations, s8 per-channel weights) copy of an fp32 ONNX file.
 
     Args:
-        fp32_path: a file from `deeplabv3p.inference.export_onnx`.
+        fp32_path: a file from `deeplabv3p.deploy.export`.
         out_path: where the INT8 model goes (written atomically).
         calibration: network inputs ``(N, C, H, W)`` float32, normalized as predict feeds them
-            (`calibration_inputs`); a few dozen images cover the activation ranges.
+            (`deeplabv3p.deploy.calibration.calibration_inputs`); a few dozen images cover the activation ranges.
         method: how activation ranges are chosen from what calibration saw: ``"minmax"`` (the full range),
             ``"percentile"`` (99.999% of it) or ``"entropy"`` (KL divergence); the last two keep histograms.
         per_channel: one weight scale per output channel (False: per tensor).
     """
-    onnx = require_package("onnx")
-    require_package("onnxruntime")
+    onnx = require("onnx", "onnx", "ONNX INT8 quantization")
+    require("onnxruntime", "onnx", "ONNX INT8 quantization")
     from onnxruntime.quantization import CalibrationMethod as Method
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -111,8 +87,7 @@ def quantize_onnx(
     if method not in methods:
         raise ValueError(f"method must be one of {list(methods)}, got {method!r}")
     fp32_path, out_path = Path(fp32_path), Path(out_path)
-    if not fp32_path.is_file():
-        raise FileNotFoundError(f"ONNX file {str(fp32_path)!r} does not exist")
+    check_file("fp32_path", fp32_path)
     if not out_path.parent.is_dir():
         raise FileNotFoundError(f"folder {str(out_path.parent)!r} of the output path does not exist")
     source = onnx.load(str(fp32_path))
@@ -137,20 +112,7 @@ def quantize_onnx(
                 extra_options={"CalibStridedMinMax": 1},  # one input's activations in memory at a time
             )
             quantized = onnx.load(str(tmp))
-            if META_CONFIG in metadata:
-                set_metadata(quantized, json.loads(metadata[META_CONFIG]))
+            if KEY in metadata:
+                set_metadata(quantized, metadata[KEY])
             onnx.save(quantized, str(tmp))
     return out_path
-
-
-def label_agreement(
-    reference: DeepLabV3PlusNetwork | Backend, candidate: DeepLabV3PlusNetwork | Backend, images: Any, **options: Any
-) -> float:
-    """Share of pixels whose predicted label is the same with `candidate` as with `reference`, over `images`."""
-    from .pipeline import predict_iter
-
-    same = total = 0
-    for a, b in zip(predict_iter(reference, images, **options), predict_iter(candidate, images, **options)):
-        same += int(np.count_nonzero(a.labels == b.labels))
-        total += a.labels.size
-    return same / max(total, 1)

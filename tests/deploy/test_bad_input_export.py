@@ -10,7 +10,7 @@ import torch
 from fault_helpers import on_a_full_disk
 
 import deeplabv3p
-from deeplabv3p.inference.export import export_onnx
+from deeplabv3p.deploy import export
 
 pytest.importorskip("onnx")
 
@@ -37,7 +37,7 @@ def test_a_failed_write_names_the_target(tmp_path, monkeypatch, model, failure):
     target = tmp_path / "model.onnx"
     monkeypatch.setattr(torch.onnx, "export", failure)
     with pytest.raises(OSError) as info:
-        export_onnx(model, target, input_size=(64, 64))
+        export(model, target, input_size=(64, 64))
     assert info.value.filename == str(target) and str(target) in str(info.value)
     assert ".incomplete" not in str(info.value)
     assert list(tmp_path.iterdir()) == []
@@ -48,7 +48,7 @@ def test_an_unwritable_folder_is_named(tmp_path, model):
     folder = tmp_path / "locked"
     folder.mkdir(mode=0o555)
     with pytest.raises(PermissionError) as info:
-        export_onnx(model, folder / "model.onnx", input_size=(64, 64))
+        export(model, folder / "model.onnx", input_size=(64, 64))
     assert str(folder / "model.onnx") in str(info.value) and ".incomplete" not in str(info.value)
 
 
@@ -56,6 +56,6 @@ def test_disk_full_in_a_child_process(tmp_path, model):
     """The real exporter's write fails with EFBIG, as on a full disk: an error naming the file, nothing left."""
     target = tmp_path / "out" / "model.onnx"
     target.parent.mkdir()
-    error = on_a_full_disk(lambda: export_onnx(model, target, input_size=(64, 64)), 16 * 1024)
+    error = on_a_full_disk(lambda: export(model, target, input_size=(64, 64)), 16 * 1024)
     assert str(target) in error and "File too large" in error
     assert list(target.parent.iterdir()) == []

@@ -8,8 +8,9 @@ import torch
 from parity import build
 
 import deeplabv3p
-from deeplabv3p.inference.onnx_runtime import OnnxSegmenter
-from deeplabv3p.inference.quantize import calibration_inputs, label_agreement, quantize_onnx
+from deeplabv3p.deploy.calibration import calibration_inputs, label_agreement
+from deeplabv3p.deploy.onnx_int8 import quantize_onnx
+from deeplabv3p.deploy.onnx_runtime import OnnxSegmenter
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -25,7 +26,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
-    return deeplabv3p.inference.export_onnx(model, tmp_path_factory.mktemp("onnx") / "model.onnx", input_size=(64, 64))
+    return deeplabv3p.deploy.export(
+        model, tmp_path_factory.mktemp("onnx") / "model.onnx", input_size=(64, 64), check=False
+    ).path
 
 
 def _images(n: int, seed: int = 0) -> list[np.ndarray]:

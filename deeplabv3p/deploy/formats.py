@@ -1,0 +1,112 @@
+"""The deployment formats: one record each, naming the module that writes it and the backend that runs it.
+
+A format's writer is ``write(model, path, *, input_size, dynamic, **options)``: it writes the export at `path` (a
+name inside a staging folder; `deeplabv3p.deploy.export` checks and publishes it) together with any sibling files
+and the metadata (`deeplabv3p.deploy.metadata`). Its loader is ``load(path, **kwargs) -> DeployedBackend``.
+Both are named as ``"module:attribute"`` under this package and imported on use, so that listing the formats needs
+no runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .packages import require
+
+
+@dataclass(frozen=True)
+class Format:
+    """One deployment format.
+
+    Attributes:
+        name: what ``--format`` takes.
+        suffix: the conventional ending of the exported path (a folder for ``folder`` formats).
+        extra: the pip extra that installs what export and loading need (``pip install 'deeplabv3p[EXTRA]'``).
+        export_packages: modules the writer imports; checked before any work starts.
+        run_packages: modules the loader imports (empty where the file cannot run on this kind of machine).
+        writer, loader: ``"module:attribute"`` in `deeplabv3p.deploy`.
+        inspector: ``"module:attribute"`` of ``inspect(path, model, *, input_size, dynamic) -> list[str]``, the
+            check of an export that cannot run here (its inputs, outputs, shapes and metadata): notes, or raises.
+        runs_on_cpu: whether the export runs on a CPU-only Linux machine, so that export can prove it.
+        folder: the export is a folder (Core ML ``.mlpackage``) rather than a file.
+        summary: one line for ``--help`` and the README.
+    """
+
+    name: str
+    suffix: str
+    extra: str
+    export_packages: tuple[str, ...]
+    run_packages: tuple[str, ...]
+    writer: str
+    loader: str | None
+    runs_on_cpu: bool
+    summary: str
+    folder: bool = False
+    inspector: str | None = None
+
+    def require_export(self) -> None:
+        """Import what the writer needs, or raise ImportError naming the extra."""
+        for module in self.export_packages:
+            require(module, self.extra, f"{self.name} export")
+
+    def require_run(self) -> None:
+        """Import what the loader needs, or raise ImportError naming the extra."""
+        for module in self.run_packages:
+            require(module, self.extra, f"running a {self.name} export")
+
+    def write_function(self) -> Callable[..., None]:
+        return _resolve(self.writer)
+
+    def inspect_function(self) -> Callable[..., list[str]]:
+        if self.inspector is None:
+            raise ValueError(f"the {self.name} format has no inspector")
+        return _resolve(self.inspector)
+
+    def load_function(self) -> Callable[..., Any]:
+        if self.loader is None:
+            raise ValueError(f"a {self.name} export cannot run here ({self.summary})")
+        return _resolve(self.loader)
+
+
+def _resolve(reference: str) -> Any:
+    module, attribute = reference.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format(
+            name="onnx",
+            suffix=".onnx",
+            extra="onnx",
+            export_packages=("onnx", "onnxruntime"),
+            run_packages=("onnxruntime",),
+            writer="onnx_export:write",
+            loader="onnx_runtime:OnnxSegmenter",
+            runs_on_cpu=True,
+            summary="ONNX, run by onnxruntime (CPU; dynamic or static shapes; INT8 with --int8)",
+        ),
+    )
+}
+
+
+def get_format(name: str) -> Format:
+    """The format called `name`, or a ValueError listing the known ones."""
+    if name not in FORMATS:
+        raise ValueError(f"format={name!r} is not a deployment format; choose one of {sorted(FORMATS)}")
+    return FORMATS[name]
+
+
+def format_of(path: str | Path) -> Format:
+    """The format of an exported path, from its ending (``.onnx``, ``.xml``, ``.pte``, ...)."""
+    name = Path(path).name
+    for fmt in sorted(FORMATS.values(), key=lambda f: -len(f.suffix)):  # longest first: ".int8.onnx" is ".onnx"
+        if name.endswith(fmt.suffix):
+            return fmt
+    known = ", ".join(f"{f.suffix} ({f.name})" for f in FORMATS.values())
+    raise ValueError(f"cannot tell the deployment format of {str(path)!r} from its name: known endings are {known}")

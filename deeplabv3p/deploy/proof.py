@@ -1,0 +1,106 @@
+"""The proof that an export segments as PyTorch does: logits and labels of the exported network against the eager
+fp32 model on the same network inputs, and both speeds.
+
+Bounds (documented in the README): a full-precision export must agree on >= 99.9% of labels with a largest logit
+difference <= 1e-3 of the largest logit (`FP32`); an INT8 export on >= 99.5% of labels (`INT8`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..inference.backend import Backend
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The least label agreement and the largest relative logit difference an export may show."""
+
+    labels: float
+    rtol: float | None
+
+    def describe(self) -> str:
+        rtol = f", relative logit difference <= {self.rtol:.0e}" if self.rtol is not None else ""
+        return f"labels >= {100 * self.labels:.1f}% equal{rtol}"
+
+
+FP32 = Bounds(labels=0.999, rtol=1e-3)
+INT8 = Bounds(labels=0.995, rtol=None)
+
+
+class ExportCheckError(ValueError):
+    """An export that does not segment as the PyTorch model does (nothing was published)."""
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How an exported network's outputs compare with eager fp32 PyTorch on the same inputs."""
+
+    size: tuple[int, int]
+    inputs: int
+    max_abs_diff: float
+    max_abs_logit: float
+    label_agreement: float
+    seconds: float  # the export's mean time per input
+    reference_seconds: float  # eager PyTorch fp32's
+
+    @property
+    def rel_diff(self) -> float:
+        """max |export - eager| relative to max |eager logit|."""
+        return self.max_abs_diff / max(self.max_abs_logit, 1e-12)
+
+    def within(self, bounds: Bounds) -> bool:
+        return self.label_agreement >= bounds.labels and (bounds.rtol is None or self.rel_diff <= bounds.rtol)
+
+    def describe(self, name: str) -> str:
+        speed = self.reference_seconds / max(self.seconds, 1e-12)
+        return (
+            f"{name} vs PyTorch fp32 at {self.size[0]}x{self.size[1]} (HxW), {self.inputs} input(s): labels "
+            f"{100 * self.label_agreement:.3f}% equal, max logit difference {self.rel_diff:.2e} of the largest "
+            f"logit; {1000 * self.seconds:.1f} ms per input ({speed:.2f}x PyTorch eager)"
+        )
+
+
+def synthetic_inputs(in_chans: int, size: Sequence[int], count: int = 2, seed: int = 0) -> list[torch.Tensor]:
+    """`count` fixed pseudo-random network inputs ``(1, C, H, W)`` (normalized space, so N(0, 1))."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, in_chans, int(size[0]), int(size[1]), generator=generator) for _ in range(count)]
+
+
+def compare(model: nn.Module, backend: Backend, inputs: Iterable[torch.Tensor]) -> Agreement:
+    """Run `backend` and an fp32 CPU copy of `model` on the same network inputs (all of one size) and compare."""
+    eager = copy.deepcopy(model).float().cpu().eval()
+    max_diff = max_logit = 0.0
+    same = total = count = 0
+    seconds = reference_seconds = 0.0
+    size: tuple[int, int] | None = None
+    for x in inputs:
+        if size is not None and tuple(x.shape[-2:]) != size:
+            raise ValueError(f"compare takes inputs of one size, got {size} and {tuple(x.shape[-2:])}")
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        with torch.inference_mode():
+            start = time.perf_counter()
+            expected = eager(x)
+            reference_seconds += time.perf_counter() - start
+            start = time.perf_counter()
+            got = backend(x).float().cpu()
+            seconds += time.perf_counter() - start
+        if got.shape != expected.shape:
+            raise ExportCheckError(
+                f"the export gives logits of shape {tuple(got.shape)} for input {tuple(x.shape)}, PyTorch gives "
+                f"{tuple(expected.shape)}"
+            )
+        max_diff = max(max_diff, (got - expected).abs().max().item())
+        max_logit = max(max_logit, expected.abs().max().item())
+        same += int((got.argmax(1) == expected.argmax(1)).sum())
+        total += expected.shape[0] * expected.shape[2] * expected.shape[3]
+        count += 1
+    if size is None:
+        raise ValueError("compare needs at least one input")
+    return Agreement(size, count, max_diff, max_logit, same / total, seconds / count, reference_seconds / count)
