@@ -6,13 +6,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..inference.onnx_runtime import OnnxSegmenter
 from ..inference.options import PredictOptions
-from .common import model_from_args
 from .flags import add_options, option_values, parse_model_kwargs
 
 if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
+    from ..inference.onnx_runtime import OnnxSegmenter
 
 EPILOG = """\
 Under torchrun every process takes its own device (cuda:LOCAL_RANK, or the CPU) and every world-th input, and
@@ -65,7 +64,9 @@ def add_predict(sub: argparse._SubParsersAction, help: str) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..inference.images import expand_inputs
+    from ..inference.onnx_runtime import OnnxSegmenter
     from ..inference.writer import output_paths, write_predictions
+    from .common import model_from_args
 
     if (args.model is None) == (args.onnx is None):
         raise ValueError("pass either --model (PyTorch) or --onnx FILE (onnxruntime)")

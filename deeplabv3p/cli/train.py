@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..inference.model import create_model
 from ..train.config import TrainConfig
 from ..version import __version__
 from .common import add_dataset_args, is_main_process, model_from_args, source_from_args
@@ -144,6 +143,7 @@ def add_evaluate(sub: argparse._SubParsersAction, help: str) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..atomic import atomic_write_text
+    from ..inference.model import create_model
     from ..inference.pipeline import resolve_settings
     from ..pretrained.download import sha256_file
     from ..train.checkpoint import json_safe

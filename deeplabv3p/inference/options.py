@@ -5,22 +5,25 @@
 fields (names, types, defaults and help). The test-time fields are an overlay on the weights' `TestSettings`
 (``model.pretrained_cfg.test``): None means "as the weights say", and `settings_in_force` gives the settings in force.
 Everything that can be checked without a model is checked here, when the options are made (the test-time fields by
-`TestSettings`' own checks).
+`TestSettings`' own checks). The module imports torch only when options are made, so that ``deeplabv3p predict
+--help`` builds its flags from these fields without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..fields import check_bool, check_int, documented, option
 from ..pretrained.test_settings import WHOLE_MAX_PIXELS, TestMode, TestSettings, check_test_setting
 
+if TYPE_CHECKING:
+    from torch import dtype as TorchDtype
+else:
+    TorchDtype = object  # at run time (the flags read the annotations): any object, so torch need not be imported
+
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @documented
@@ -55,7 +58,7 @@ class PredictOptions:
     return_probs: bool = option(
         False, help="also return class probabilities (result.probs, (K, H, W) float32)", cli=False
     )
-    dtype: torch.dtype | DtypeName | None = option(
+    dtype: TorchDtype | DtypeName | None = option(
         None,
         help="run the network under autocast in this precision: bfloat16 (CPU or GPU) or float16 (GPU); 'auto' "
         "picks what the device runs natively (bf16 on CPUs with AVX512-BF16 or AMX and on GPUs with bf16, fp16 "
@@ -105,6 +108,8 @@ class PredictOptions:
         check_int("batch_size", self.batch_size, 1)
         check_int("num_workers", self.num_workers, 0)
         if self.device is not None:
+            import torch
+
             if isinstance(self.device, torch.device):
                 self._set("device", str(self.device))
             if not isinstance(self.device, str):
@@ -159,8 +164,12 @@ def settings_in_force(
     return weights.replace(**changes)
 
 
-def _dtype(value: Any) -> torch.dtype | str | None:
+def _dtype(value: Any) -> TorchDtype | str | None:
     """torch.float32 / bfloat16 / float16 from a dtype or its name; "auto" and None stay as they are."""
+    import torch
+
+    from .precision import DTYPES
+
     if value is None or value == "auto" or (isinstance(value, torch.dtype) and value in DTYPES.values()):
         return value
     if isinstance(value, str) and value in DTYPES:
