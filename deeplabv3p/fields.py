@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import stat
 import types
 import typing
 from dataclasses import MISSING, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 
@@ -81,6 +83,37 @@ def check_pair(name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
     if len(pair) != 2 or min(pair) < minimum:
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def path_kind(path: str | Path) -> str:
+    """What is at `path`, for messages that must not say "does not exist" of a path that does: "a folder", "a file",
+    "a FIFO", "a socket", "a device", "something" or "nothing"."""
+    try:
+        mode = Path(path).stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # the latter: an ancestor is a file
+        return "nothing"
+    except OSError:
+        return "something unreadable"
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO")]
+    kinds += [(stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")]
+    return next((kind for test, kind in kinds if test(mode)), "something")
+
+
+def check_output_file(name: str, path: str | Path) -> Path:
+    """`path` as a Path if a file can be written there: not a folder or other non-file, and no ancestor a file
+    (checked before long work, so that it never fails after it with a bare ``[Errno 17]`` / ``[Errno 21]``)."""
+    path = Path(path)
+    if (kind := path_kind(path)) not in ("nothing", "a file"):
+        raise ValueError(f"{name} {str(path)!r} is {kind}; pass the name of a file to write")
+    for parent in path.parents:
+        if (kind := path_kind(parent)) == "a folder":
+            break
+        if kind != "nothing":
+            raise ValueError(
+                f"{name} {str(path)!r} cannot be written: {str(parent)!r} is {kind}, not a folder; pass a path "
+                "under a folder"
+            )
+    return path
 
 
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **cli: Any) -> Any:
