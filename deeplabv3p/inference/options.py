@@ -24,6 +24,7 @@ else:
     TorchDtype = object  # at run time (the flags read the annotations): any object, so torch need not be imported
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
+MAX_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS's default (a 3-channel 8-bit image of 256 MiB), without PIL
 
 
 @documented
@@ -74,6 +75,13 @@ class PredictOptions:
         "log line); 0: no budget, every image in one pass",
         metavar="N",
     )
+    max_pixels: int = option(
+        MAX_PIXELS,
+        help="per-image pixel budget of image files: a file whose header declares more pixels (a decompression bomb "
+        "can declare 95 megapixels in 200 bytes) is refused before it is decoded; folder prediction reports and "
+        "skips it. 0: no budget. The default is PIL's own limit, about 89 megapixels",
+        metavar="N",
+    )
     window_batch_size: int = option(4, help="slide windows per forward pass: bounds the memory for any image size")
     batch_size: int = option(
         1,
@@ -104,6 +112,7 @@ class PredictOptions:
                 self._set(name, check_test_setting(setting, getattr(self, name), name))
         self._set("dtype", _dtype(self.dtype))
         check_int("max_whole_pixels", self.max_whole_pixels, 0)
+        check_int("max_pixels", self.max_pixels, 0)
         check_int("window_batch_size", self.window_batch_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("num_workers", self.num_workers, 0)

@@ -3,6 +3,7 @@ never a traceback; ``export`` names the file it was asked to write, whatever fai
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nets
@@ -172,3 +173,48 @@ def test_convert_overwrite_writes_into_a_foreign_folder(tmp_path, tiny, image):
     argv, folder = _convert_into_foreign_folder(tmp_path, tiny, image)
     assert main([*argv, "--overwrite"]) == 0
     assert deeplabv3p.create_model(str(folder)).num_classes == 3 and (folder / "README.md").read_text() != "mine"
+
+
+def test_folder_predict_with_a_corrupt_file_survives_an_abort_and_a_rerun_finishes(tmp_path, tiny, capsys, monkeypatch):
+    """Issue 18: a zero-byte image aborted the whole run (and every rerun), with no manifest. Now it is reported and
+    skipped (exit status 1 at the end), a run stopped half-way (Ctrl-C) leaves the manifest of what it wrote, and
+    a rerun finishes the job."""
+    from deeplabv3p.inference.result import SegmentationResult
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "d.png"):
+        Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(images / name)
+    (images / "c.png").write_bytes(b"")  # a zero-byte file (a failed download)
+    out = tmp_path / "out"
+    argv = ["predict", str(images), "--model", str(tiny.save_pretrained(tmp_path / "model")), "--out", str(out)]
+    real_save, saved = SegmentationResult.save, []
+
+    def save_then_stop(self, path, *args, **kwargs):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(path)
+        return real_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(SegmentationResult, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main([*argv, *QUIET])
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    # what happened before the abort (at d.png): two written, the corrupt file reported
+    assert [Path(r["input"]).name for r in records] == ["a.png", "b.png", "c.png"] and "error" in records[2]
+    monkeypatch.setattr(SegmentationResult, "save", real_save)
+    capsys.readouterr()
+    assert main([*argv, *QUIET]) == 1  # the rerun writes the rest, and says the corrupt file was skipped
+    captured = capsys.readouterr()
+    assert "wrote label maps of 1 image(s)" in captured.out and "2 already there" in captured.out
+    assert "1 input(s) could not be read" in captured.err and str(images / "c.png") in captured.err
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [Path(r["input"]).name for r in records] == ["a.png", "b.png", "c.png", "d.png"]
+    assert str(images / "c.png") in records[2]["error"] and sorted(p.name for p in out.glob("*.png")) == [
+        "a.png", "b.png", "d.png",
+    ]  # fmt: skip
+    Image.new("RGB", (44, 36)).save(images / "c.png")  # the file is fixed: the next run finishes the job
+    assert main([*argv, *QUIET]) == 0
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and not any("error" in r for r in records) and (out / "c.png").is_file()
