@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import stat
 import types
 import typing
 from dataclasses import MISSING, field
@@ -84,16 +85,46 @@ def check_pair(name: str, value: Any, minimum: int = 1) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def path_kind(path: str | Path) -> str:
+    """What is at `path`, for messages that must not say "does not exist" of a path that does: "a folder", "a file",
+    "a FIFO", "a socket", "a device", "something" or "nothing"."""
+    try:
+        mode = Path(path).stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # the latter: an ancestor is a file
+        return "nothing"
+    except OSError:
+        return "something unreadable"
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a FIFO")]
+    kinds += [(stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")]
+    return next((kind for test, kind in kinds if test(mode)), "something")
+
+
+def check_output_file(name: str, path: str | Path) -> Path:
+    """`path` as a Path if a file can be written there: not a folder or other non-file, and no ancestor a file
+    (checked before long work, so that it never fails after it with a bare ``[Errno 17]`` / ``[Errno 21]``)."""
+    path = Path(path)
+    if (kind := path_kind(path)) not in ("nothing", "a file"):
+        raise ValueError(f"{name} {str(path)!r} is {kind}; pass the name of a file to write")
+    for parent in path.parents:
+        if (kind := path_kind(parent)) == "a folder":
+            break
+        if kind != "nothing":
+            raise ValueError(
+                f"{name} {str(path)!r} cannot be written: {str(parent)!r} is {kind}, not a folder; pass a path "
+                "under a folder"
+            )
+    return path
+
+
 def check_file(name: str, path: Any) -> Path:
     """`path` as a Path if it names a regular file; else an error that names `name` and says what the path is
     (missing, a folder, a FIFO...), rather than a misleading "does not exist"."""
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{name} {str(path)!r} is a folder, not a file")
-    if not path.exists():
+    kind = path_kind(path)
+    if kind == "nothing":
         raise FileNotFoundError(f"{name} {str(path)!r} does not exist")
-    if not path.is_file():
-        raise ValueError(f"{name} {str(path)!r} is not a regular file")
+    if kind != "a file":
+        raise ValueError(f"{name} {str(path)!r} is {kind}, not a file")
     return path
 
 

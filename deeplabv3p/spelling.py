@@ -3,7 +3,8 @@ a ``deeplabv3p`` command, as that command's flag (``--checkpoint w.pth``).
 
 Messages are written once, with `arg` / `call` where they name an argument; the CLI runs each command inside
 `command_line(flags)`, so the same message reads right in both places. Keywords without a flag of their own are
-spelt as ``--model-kwargs KEY=VALUE`` where the command has that flag, else as Python.
+spelt as their own flag (``batch_size``: ``--batch-size``) where the command has one, else as ``--model-kwargs
+KEY=VALUE`` where the command has that flag, else as Python.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def arg(name: str, value: Any) -> str:
     flags = _flags.get()
     if flags is None:
         return python
-    flag = next((f for f in _FLAGS.get(name, ()) if f in flags), None)
+    own = "--" + name.replace("_", "-")  # a setting's own flag (--batch-size for batch_size), where it has one
+    flag = next((f for f in _FLAGS.get(name, (own,)) if f in flags), None)
     if flag is None:
         return f"{_MODEL_KWARGS} {_shell(python)}" if _MODEL_KWARGS in flags else python
     if isinstance(value, bool):

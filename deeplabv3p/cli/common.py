@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..inference.model import DeepLabV3Plus, create_model
-from ..pretrained.registry import split_model_name
-from ..pretrained.source import Source, is_saved_name, resolve_source
-from ..train.layouts import LAYOUTS, ZooLayout
+from ..train.names import LAYOUT_NAMES, ZOO_LAYOUT_NAMES
+
+if TYPE_CHECKING:
+    from ..inference.model import DeepLabV3Plus
+    from ..pretrained.source import Source
 
 __all__ = [
     "add_dataset_args",
@@ -24,6 +25,9 @@ __all__ = [
 def pretrained_argument(model: str, pretrained: bool | str | None, default: bool = False) -> bool | str | None:
     """`resolve_source`'s ``pretrained`` for ``--model`` / ``--pretrained``: a saved folder or ``hf-hub:`` id keeps
     its own weights (None), ``ARCH.TAG`` loads the tag's (True), a bare architecture gets `default`."""
+    from ..pretrained.registry import split_model_name
+    from ..pretrained.source import is_saved_name
+
     if pretrained is None and not is_saved_name(model):
         return split_model_name(model)[1] is not None or default
     return pretrained
@@ -43,6 +47,8 @@ def source_from_args(
     `checkpoint` names others; a bare architecture gets `default` (True: its Cityscapes weights, False: none).
     `require_weights` refuses to go on without weights.
     """
+    from ..pretrained.source import resolve_source
+
     pretrained = pretrained_argument(model, pretrained, default)
     if require_weights and pretrained is False and checkpoint is None:
         raise ValueError(
@@ -63,6 +69,8 @@ def model_from_args(
 ) -> DeepLabV3Plus:
     """The model of ``--model``, ``--pretrained`` and ``--checkpoint`` (see `source_from_args`); `kwargs` are
     create_model overrides (``--model-kwargs``)."""
+    from ..inference.model import create_model
+
     source = source_from_args(model, pretrained, checkpoint, default=default, require_weights=require_weights)
     return create_model(source, **kwargs)
 
@@ -73,15 +81,14 @@ def is_main_process() -> bool:
 
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
-    zoo = [name for name, layout in LAYOUTS.items() if isinstance(layout, ZooLayout)]
     p.add_argument(
         "--data", required=True,
         help="dataset folder: images/SPLIT, masks/SPLIT, classes.json; or a zoo dataset as it unpacks (see --layout)",
     )  # fmt: skip
     p.add_argument(
-        "--layout", choices=list(LAYOUTS), metavar="LAYOUT",
+        "--layout", choices=list(LAYOUT_NAMES), metavar="LAYOUT",
         help="how --data is laid out: folder (images/masks/classes.json), mmseg (img_dir/ann_dir), or a zoo "
-        f"dataset's official layout ({', '.join(zoo)}); default: folder when --data has "
+        f"dataset's official layout ({', '.join(ZOO_LAYOUT_NAMES)}); default: folder when --data has "
         "classes.json, else the layout of the weights' (or recipe's) dataset",
     )  # fmt: skip
     p.add_argument(

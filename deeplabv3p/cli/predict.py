@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..fields import path_kind
 from ..inference.options import PredictOptions
-from .common import model_from_args
 from .flags import add_options, exported_file, option_values, parse_model_kwargs
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..inference.images import expand_inputs
     from ..inference.writer import output_paths, write_predictions
+    from .common import model_from_args
 
     exported = exported_file(args.model)
     if exported and (args.pretrained is not None or args.checkpoint or args.model_kwargs):
@@ -75,8 +77,8 @@ def run_predict(args: argparse.Namespace) -> int:
     options = PredictOptions(**option_values(args, PredictOptions))
     items, _ = expand_inputs(args.inputs, name="IMAGES_OR_DIR")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    if (kind := path_kind(out)) not in ("nothing", "a folder"):
+        raise ValueError(f"--out {str(out)!r} is {kind}, not a folder")
     output_paths(items, out, args.overlay)  # name clashes fail before any model is loaded
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
@@ -113,4 +115,9 @@ def run_predict(args: argparse.Namespace) -> int:
     print(f"wrote {kinds} of {summary.written} image(s) to {out}{share}{skipped}")
     if summary.manifest is not None:
         print(f"manifest: {summary.manifest}")
+    if summary.failures:  # reported as they happened; listed again here, and the exit status says so
+        lines = "".join(f"\n  {reason}" for _, reason in summary.failures)
+        print(f"deeplabv3p predict: {len(summary.failures)} input(s) could not be read and were skipped "
+              f"(listed in the manifest; fix or remove them and run again):{lines}", file=sys.stderr)  # fmt: skip
+        return 1
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..train.prepare import PREPARE_NAMES, prepare
+from ..train.names import PREPARE_NAMES
 
 _INPUTS = """inputs (RAW), as downloaded:
   potsdam    2_Ortho_RGB.zip and 5_Labels_all_noBoundary.zip
@@ -33,6 +33,8 @@ def add_prepare(sub: argparse._SubParsersAction, help: str) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    from ..train.prepare import prepare
+
     report = prepare(args.name, args.raw, args.out, progress=not args.no_progress)
     print(f"prepared {args.name} in {report.out}:\n{report.summary()}")
     return 0

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..inference.model import create_model
 from ..train.config import TrainConfig
 from ..version import __version__
 from .common import add_dataset_args, is_main_process, model_from_args, source_from_args
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from ..train.datasets import SegmentationDataset
 
 RECIPE_FILE = "recipe.json"
+DEFAULT_VAL_SPLIT = "val"
 
 
 def add_train(sub: argparse._SubParsersAction, help: str) -> None:
@@ -41,7 +41,10 @@ def add_train(sub: argparse._SubParsersAction, help: str) -> None:
     )  # fmt: skip
     p.add_argument("--encoder-pretrained", action="store_true", help="start the encoder from timm's ImageNet weights")
     p.add_argument("--train-split", default="train", help="training split (default train)")
-    p.add_argument("--val-split", default="val", help="validation split, 'none' to skip (default val)")
+    p.add_argument(
+        "--val-split",
+        help="validation split, 'none' to skip (default: val where the dataset has one; a named split must exist)",
+    )
     p.add_argument("--out", default="runs/train", help="run folder (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     add_options(p.add_argument_group("recipe (deeplabv3p.train.TrainConfig)"), TrainConfig)
@@ -76,16 +79,28 @@ def _train_data(args: argparse.Namespace, dataset: str, in_chans: int = 3) -> tu
     if is_main_process() and (message := check_split_size(train_set)):
         print(f"deeplabv3p train: warning: {message}", file=sys.stderr)
     val_set = None
-    if args.val_split.lower() != "none":
+    if args.val_split is None:  # the default: val where there is one
         try:
-            val_set = _open_split(args, args.val_split, dataset, in_chans)
+            val_set = _open_split(args, DEFAULT_VAL_SPLIT, dataset, in_chans)
         except FileNotFoundError as e:
             if is_main_process():
-                print(f"deeplabv3p train: no {args.val_split!r} split ({e}); training without validation")
+                print(f"deeplabv3p train: no {DEFAULT_VAL_SPLIT!r} split ({e}); training without validation")
+    elif args.val_split.lower() != "none":
+        try:
+            val_set = _open_split(args, args.val_split, dataset, in_chans)
+        except FileNotFoundError as e:  # a split asked for by name (a typo?) is never skipped silently
+            raise FileNotFoundError(f"--val-split {args.val_split!r}: {e}; or --val-split none") from None
     return train_set, val_set
 
 
+def seed_of(args: argparse.Namespace) -> int:
+    """The run's seed: --seed, else `TrainConfig`'s default (a recipe keeps it)."""
+    return int(getattr(args, "seed", TrainConfig.seed))  # a dataclass field's default is also its class attribute
+
+
 def run_train(args: argparse.Namespace) -> int:
+    import torch
+
     from ..atomic import atomic_write_text
     from ..pretrained.registry import get_pretrained_cfg
     from ..train.recipes import recipe_for, resolve_recipe
@@ -99,6 +114,7 @@ def run_train(args: argparse.Namespace) -> int:
     model_kwargs = {"num_classes": train_set.num_classes, **parse_model_kwargs(args.model_kwargs)}
     if row is not None and "." not in model_name and not Path(model_name).is_dir():
         model_kwargs.setdefault("align_corners", row.align_corners)
+    torch.manual_seed(seed_of(args))  # the freshly initialised layers too: --seed makes the whole run repeatable
     model = model_from_args(model_name, args.pretrained, encoder_pretrained=args.encoder_pretrained, **model_kwargs)
     if model.config.in_chans != train_set.in_chans:  # a multi-band model: read the splits for its bands
         train_set, val_set = _train_data(args, row.dataset if row is not None else "", model.config.in_chans)
@@ -144,6 +160,8 @@ def add_evaluate(sub: argparse._SubParsersAction, help: str) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..atomic import atomic_write_text
+    from ..fields import check_output_file
+    from ..inference.model import create_model
     from ..inference.pipeline import resolve_settings
     from ..pretrained.download import sha256_file
     from ..train.checkpoint import json_safe
@@ -157,6 +175,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         dataset_record,
     )  # fmt: skip
 
+    if args.json:  # checked before the evaluation, which it would otherwise fail after
+        check_output_file("--json", args.json)
     source = source_from_args(args.model, args.pretrained, default=True).fetched()  # fetched once, then recorded
     model, weights_file = create_model(source), source.weights_file()
     cfg = model.pretrained_cfg

@@ -35,6 +35,8 @@ Value rules (what the model's mean/std, also on the 0..255 scale, are applied to
   the other scale would be silently mis-read.
 - Files read by PIL are oriented by their EXIF tag (what a viewer shows, and what OpenCV's reader does); in-memory
   images are taken as given.
+- A file whose header declares more pixels than the spec's ``max_pixels`` (predict's per-image pixel budget) is
+  refused before it is decoded: a few hundred bytes of PNG can declare 95 megapixels (a decompression bomb).
 
 Reading is two steps, so that a dataset can hand out the pixels as stored and predict read them the same way:
 `decode_image` (layout: bands, orientation; the stored dtype) and `to_input_scale` (the value rules).
@@ -45,6 +47,7 @@ Reading is two steps, so that a dataset can hand out the pixels as stored and pr
 from __future__ import annotations
 
 import typing
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,7 +58,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..fields import check_choice, check_int
+from ..fields import check_choice, check_int, path_kind
+from ..spelling import Placeholder, arg
 from .tiff import ALPHA_EXTRASAMPLES, is_tiff, read_tiff
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
@@ -75,15 +79,19 @@ class ImageSpec:
     ``in_chans``: 3 reads by the RGB rules (gray repeated, alpha dropped), any other count takes the bands as
     stored, exactly that many; None keeps whatever bands are stored (for display). ``floats``: ``"0..1"`` for
     `predict`'s inputs and image files, ``"0..255"`` for a dataset's samples (see the module docstring).
+    ``max_pixels``: a file declaring more pixels is refused before decoding (None: no budget).
     """
 
     in_chans: int | None = 3
     floats: FloatScale = "0..1"
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.in_chans is not None:
             check_int("in_chans", self.in_chans, 1)
         check_choice("floats", self.floats, FLOAT_SCALES)
+        if self.max_pixels is not None:
+            check_int("max_pixels", self.max_pixels, 1)
 
     @property
     def accepted_dtypes(self) -> str:
@@ -167,8 +175,9 @@ def _expand_one(value: Any, name: str, spec: ImageSpec) -> tuple[list[ImageItem]
         path = Path(value)
         if path.is_dir():
             return [ImageItem(p, str(p), spec) for p in list_image_files(path)], True
-        if not path.is_file():
-            raise FileNotFoundError(f"{name}: image file {str(path)!r} does not exist")
+        if (kind := path_kind(path)) != "a file":
+            where = "does not exist" if kind == "nothing" else f"is {kind}, not an image file"
+            raise FileNotFoundError(f"{name}: image file {str(path)!r} {where}")
         return [ImageItem(path, str(path), spec)], False
     if isinstance(value, Image.Image):
         return [ImageItem(value, name, spec)], False
@@ -267,7 +276,7 @@ def decode_image(source: Any, spec: ImageSpec | None = None, name: str = "image"
         name = str(source)
     with _naming(name):
         if isinstance(source, str | Path):
-            pixels = _decode_file(Path(source), spec.in_chans)
+            pixels = _decode_file(Path(source), spec.in_chans, spec.max_pixels)
         elif isinstance(source, Image.Image):
             pixels = _from_pil(source, spec.in_chans)
         elif isinstance(source, np.ndarray):
@@ -370,9 +379,31 @@ def open_image_file(path: Path, kind: str = "image file") -> Iterator[Image.Imag
         raise ValueError(f"cannot read {kind} {str(path)!r}: {e}") from None
 
 
-def _decode_file(path: Path, in_chans: int | None) -> torch.Tensor:
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {str(path)!r} does not exist")
+def _check_pixel_budget(path: Path, max_pixels: int) -> None:
+    """Refuse a file whose header declares more than `max_pixels` pixels, before anything is decoded. A file PIL
+    cannot open is left to the read, which names the problem."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+    except Exception:
+        return
+    if width * height > max_pixels:
+        raise ValueError(
+            f"image file {str(path)!r} declares {height}x{width} (H x W) = {width * height} pixels, over the per-image "
+            f"pixel budget of {max_pixels} (max_pixels): refused before decoding (a small file can declare a huge "
+            f"image). If you trust it, pass {arg('max_pixels', Placeholder('N'))} (0: no budget)"
+        )
+
+
+def _decode_file(path: Path, in_chans: int | None, max_pixels: int | None = None) -> torch.Tensor:
+    kind = path_kind(path)
+    if kind != "a file":
+        where = "does not exist" if kind == "nothing" else f"is {kind}, not an image file"
+        raise FileNotFoundError(f"image file {str(path)!r} {where}")
+    if max_pixels is not None:
+        _check_pixel_budget(path, max_pixels)
     if is_tiff(path):  # one rule for every band count: PIL where it reads every stored band, else tifffile
         problem = _pil_tiff_problem(path)
         if problem is not None:

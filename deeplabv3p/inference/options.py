@@ -5,22 +5,26 @@
 fields (names, types, defaults and help). The test-time fields are an overlay on the weights' `TestSettings`
 (``model.pretrained_cfg.test``): None means "as the weights say", and `settings_in_force` gives the settings in force.
 Everything that can be checked without a model is checked here, when the options are made (the test-time fields by
-`TestSettings`' own checks).
+`TestSettings`' own checks). The module imports torch only when options are made, so that ``deeplabv3p predict
+--help`` builds its flags from these fields without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..fields import check_bool, check_int, documented, option
 from ..pretrained.test_settings import WHOLE_MAX_PIXELS, TestMode, TestSettings, check_test_setting
 
+if TYPE_CHECKING:
+    from torch import dtype as TorchDtype
+else:
+    TorchDtype = object  # at run time (the flags read the annotations): any object, so torch need not be imported
+
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MAX_PIXELS = 89_478_485  # PIL.Image.MAX_IMAGE_PIXELS's default (a 3-channel 8-bit image of 256 MiB), without PIL
 
 
 @documented
@@ -55,7 +59,7 @@ class PredictOptions:
     return_probs: bool = option(
         False, help="also return class probabilities (result.probs, (K, H, W) float32)", cli=False
     )
-    dtype: torch.dtype | DtypeName | None = option(
+    dtype: TorchDtype | DtypeName | None = option(
         None,
         help="run the network under autocast in this precision: bfloat16 (CPU or GPU) or float16 (GPU); 'auto' "
         "picks what the device runs natively (bf16 on CPUs with AVX512-BF16 or AMX and on GPUs with bf16, fp16 "
@@ -69,6 +73,13 @@ class PredictOptions:
         help="whole mode's pixel budget: a network input (an image after the test rescale, or a TTA view) with more "
         "pixels is slid over instead, with the weights' slide window, else their training crop, else 512x512 (and a "
         "log line); 0: no budget, every image in one pass",
+        metavar="N",
+    )
+    max_pixels: int = option(
+        MAX_PIXELS,
+        help="per-image pixel budget of image files: a file whose header declares more pixels (a decompression bomb "
+        "can declare 95 megapixels in 200 bytes) is refused before it is decoded; folder prediction reports and "
+        "skips it. 0: no budget. The default is PIL's own limit, about 89 megapixels",
         metavar="N",
     )
     window_batch_size: int = option(4, help="slide windows per forward pass: bounds the memory for any image size")
@@ -101,10 +112,13 @@ class PredictOptions:
                 self._set(name, check_test_setting(setting, getattr(self, name), name))
         self._set("dtype", _dtype(self.dtype))
         check_int("max_whole_pixels", self.max_whole_pixels, 0)
+        check_int("max_pixels", self.max_pixels, 0)
         check_int("window_batch_size", self.window_batch_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("num_workers", self.num_workers, 0)
         if self.device is not None:
+            import torch
+
             if isinstance(self.device, torch.device):
                 self._set("device", str(self.device))
             if not isinstance(self.device, str):
@@ -159,8 +173,12 @@ def settings_in_force(
     return weights.replace(**changes)
 
 
-def _dtype(value: Any) -> torch.dtype | str | None:
+def _dtype(value: Any) -> TorchDtype | str | None:
     """torch.float32 / bfloat16 / float16 from a dtype or its name; "auto" and None stay as they are."""
+    import torch
+
+    from .precision import DTYPES
+
     if value is None or value == "auto" or (isinstance(value, torch.dtype) and value in DTYPES.values()):
         return value
     if isinstance(value, str) and value in DTYPES:

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from ..pretrained.test_settings import TestSettings, budget_window, over_budget
 from .backend import Backend, TorchBackend
 from .images import ImageItem, ImageSpec, expand_inputs
 from .options import PredictOptions, make_options, settings_in_force
-from .prefetch import Prepared, ViewSpec, prefetched, reads_ahead
+from .prefetch import Prepared, Unreadable, ViewSpec, prefetched, reads_ahead
 from .resize import resize_for_test
 from .result import SegmentationResult, default_class_names, default_palette
 
@@ -305,7 +305,7 @@ def _start(
 
     opts = make_options(options, **overrides)
     backend = _as_backend(model)
-    items, batched = expand_inputs(inputs, ImageSpec(backend.config.in_chans))
+    items, batched = expand_inputs(inputs, ImageSpec(backend.config.in_chans, max_pixels=opts.max_pixels or None))
     if shard:
         rank, world = process_share()
         items = items[rank::world]
@@ -328,11 +328,18 @@ def _start(
     return items, batched, run
 
 
-def _groups(stream: Iterator[Prepared], batch_size: int) -> Iterator[list[Prepared]]:
+def _groups(stream: Iterator[Prepared | Unreadable], batch_size: int) -> Iterator[list[Prepared] | Unreadable]:
     """Consecutive prepared images of the same original and network-input size, up to `batch_size` at a time
-    (a full group is passed on at once, without waiting for the next image)."""
+    (a full group is passed on at once, without waiting for the next image); an `Unreadable` passes on alone, in
+    its place."""
     group: list[Prepared] = []
     for p in stream:
+        if isinstance(p, Unreadable):
+            if group:
+                yield group
+                group = []
+            yield p
+            continue
         if group and (p.size != group[0].size or p.views[0].shape != group[0].views[0].shape):
             yield group
             group = []
@@ -393,12 +400,18 @@ def _log_budget(settings: InferenceSettings, views: Sequence[torch.Tensor], name
     )  # fmt: skip
 
 
-def _results(run: _Run, items: list[ImageItem]) -> Iterator[SegmentationResult]:
+def _results(
+    run: _Run, items: list[ImageItem], skip_unreadable: bool = False
+) -> Iterator[SegmentationResult | Unreadable]:
     pin = run.backend.device.type == "cuda"
     spec = _view_spec(run.settings)
-    stream = prefetched(items, spec, run.num_workers, pin, read_ahead=reads_ahead(run.backend.device))
+    read_ahead = reads_ahead(run.backend.device)
+    stream = prefetched(items, spec, run.num_workers, pin, read_ahead, skip_unreadable)
     for group in _groups(stream, run.batch_size):
-        yield from _segment(run, group, items)
+        if isinstance(group, Unreadable):
+            yield group
+        else:
+            yield from _segment(run, group, items)
 
 
 def predict(
@@ -423,7 +436,7 @@ def predict(
         For large directories use `predict_iter`, which streams.
     """
     items, batched, run = _start(model, inputs, options, overrides)
-    results = list(_results(run, items))
+    results = cast(list[SegmentationResult], list(_results(run, items)))  # unreadable images raise
     return results if batched else results[0]
 
 
@@ -443,4 +456,14 @@ def predict_iter(
     options are checked when this is called, before the first image is read.
     """
     items, _, run = _start(model, inputs, options, overrides, shard=shard)
-    return _results(run, items)
+    return cast(Iterator[SegmentationResult], _results(run, items))  # unreadable images raise
+
+
+def predict_iter_skipping(
+    model: DeepLabV3PlusNetwork | Backend, inputs: Any, options: PredictOptions | None = None, **overrides: Any
+) -> Iterator[SegmentationResult | Unreadable]:
+    """`predict_iter` for folder prediction: an image that cannot be read (empty, cut short, not an image, over
+    the pixel budget) comes out as an `Unreadable` (its index and the error naming the file) in its place, so
+    that one bad file does not stop the others."""
+    items, _, run = _start(model, inputs, options, overrides)
+    return _results(run, items, skip_unreadable=True)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from .options import DTYPES
-
 logger = logging.getLogger("deeplabv3p")
 
 AUTO = "auto"
+# The reduced precisions by name (`PredictOptions.dtype` takes a name or the dtype).
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) that keep its bf16 instructions available.
 _BF16_ISAS = (

@@ -6,7 +6,8 @@ Each image becomes a `Prepared` item: its index, its original size and the resiz
 network's torch threads take every CPU core: then images are read in turn); with more,
 torch DataLoader worker processes do (each with one torch thread). On CUDA the prepared images are in pinned memory,
 so the copies to the GPU can be asynchronous. Items come out in input order; an image that cannot be read raises
-its error when its turn comes, as it would without prefetching.
+its error when its turn comes, as it would without prefetching, or with ``skip_unreadable=True`` comes out as an
+`Unreadable` item (folder prediction reports it and goes on).
 """
 
 from __future__ import annotations
@@ -42,9 +43,30 @@ class ViewSpec:
     ratios: tuple[float, ...]
 
 
-def prepare(item: ImageItem, index: int, spec: ViewSpec, pin: bool = False) -> Prepared:
-    """Read `item` and resize it to each of its network-input sizes."""
-    image = item.read()
+@dataclass(frozen=True)
+class Unreadable:
+    """An input whose file could not be read (empty, cut short, not an image, over the pixel budget): its index
+    and the error, which names the file and the reason."""
+
+    index: int
+    error: Exception
+
+
+# What reading one image raises when the image itself is bad (an ImportError, a missing reader, is not its fault).
+UNREADABLE_ERRORS = (OSError, ValueError, TypeError)
+
+
+def prepare(
+    item: ImageItem, index: int, spec: ViewSpec, pin: bool = False, skip_unreadable: bool = False
+) -> Prepared | Unreadable:
+    """Read `item` and resize it to each of its network-input sizes; with `skip_unreadable`, a read that fails
+    gives an `Unreadable` instead of raising."""
+    try:
+        image = item.read()
+    except UNREADABLE_ERRORS as e:
+        if not skip_unreadable:
+            raise
+        return Unreadable(index, e)
     height, width = image.shape[-2:]
     views = tuple(resize_for_test(image, spec.test_scale, spec.keep_ratio, ratio) for ratio in spec.ratios)
     if pin:
@@ -55,18 +77,20 @@ def prepare(item: ImageItem, index: int, spec: ViewSpec, pin: bool = False) -> P
 class _PreparedImages(Dataset):
     """The items as a map-style dataset for DataLoader workers; a failure is returned, to be raised in order."""
 
-    def __init__(self, items: list[ImageItem], spec: ViewSpec) -> None:
-        self.items, self.spec = items, spec
+    def __init__(self, items: list[ImageItem], spec: ViewSpec, skip_unreadable: bool = False) -> None:
+        self.items, self.spec, self.skip_unreadable = items, spec, skip_unreadable
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, tuple[int, int], tuple[torch.Tensor, ...]] | BaseException:
+    def __getitem__(
+        self, index: int
+    ) -> tuple[int, tuple[int, int], tuple[torch.Tensor, ...]] | Unreadable | BaseException:
         try:
-            p = prepare(self.items[index], index, self.spec)
+            p = prepare(self.items[index], index, self.spec, skip_unreadable=self.skip_unreadable)
         except Exception as e:  # raised in the main process when this image's turn comes
             return e
-        return p.index, p.size, p.views
+        return p if isinstance(p, Unreadable) else (p.index, p.size, p.views)
 
 
 def reads_ahead(device: torch.device) -> bool:
@@ -77,25 +101,27 @@ def reads_ahead(device: torch.device) -> bool:
 
 
 def prefetched(
-    items: list[ImageItem], spec: ViewSpec, num_workers: int = 0, pin: bool = False, read_ahead: bool = True
-) -> Iterator[Prepared]:
+    items: list[ImageItem], spec: ViewSpec, num_workers: int = 0, pin: bool = False, read_ahead: bool = True,
+    skip_unreadable: bool = False,
+) -> Iterator[Prepared | Unreadable]:  # fmt: skip
     """`Prepared` items in input order, made ahead of use by a thread (``num_workers=0``) or worker processes.
 
     ``read_ahead=False`` (with ``num_workers=0``): each item is made when it is asked for, in the caller's thread.
+    ``skip_unreadable``: an image that cannot be read comes out as an `Unreadable` (else its error is raised).
     """
     if not items:
         return
     if num_workers == 0:
         if len(items) == 1 or not read_ahead:
             for i, item in enumerate(items):
-                yield prepare(item, i, spec, pin)
+                yield prepare(item, i, spec, pin, skip_unreadable)
             return
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(prepare, items[0], 0, spec, pin)
+            pending = pool.submit(prepare, items[0], 0, spec, pin, skip_unreadable)
             for i in range(len(items)):
                 current = pending.result()
                 if i + 1 < len(items):
-                    pending = pool.submit(prepare, items[i + 1], i + 1, spec, pin)
+                    pending = pool.submit(prepare, items[i + 1], i + 1, spec, pin, skip_unreadable)
                 yield current
         return
     on_gpu = [item for item in items if isinstance(item.source, torch.Tensor) and item.source.device.type != "cpu"]
@@ -105,7 +131,7 @@ def prefetched(
             f"({on_gpu[0].name} is on {on_gpu[0].source.device}): pass CPU images or num_workers=0"
         )
     loader = DataLoader(
-        _PreparedImages(items, spec),
+        _PreparedImages(items, spec, skip_unreadable),
         batch_size=None,
         shuffle=False,
         num_workers=min(num_workers, len(items)),
@@ -114,5 +140,8 @@ def prefetched(
     for sample in loader:
         if isinstance(sample, BaseException):
             raise sample
+        if isinstance(sample, Unreadable):
+            yield sample
+            continue
         index, size, views = sample
         yield Prepared(int(index), (int(size[0]), int(size[1])), tuple(views))

@@ -11,12 +11,18 @@ manifest.
 - each process appends one JSON line per written image to its own ``OUT/.manifest.rank{R}.jsonl``; at the end
   rank 0 merges them with the previous manifest into ``OUT/manifest.jsonl`` (``input``, ``output``, ``overlay``,
   ``size`` as ``[height, width]``, ``seconds``, ``rank``), one line per input, in input order. An output found
-  already written without a record (a crash between the rename and the record) gets ``"seconds": null``.
+  already written without a record (a crash between the rename and the record) gets ``"seconds": null``;
+- an input that cannot be read (empty, cut short, not an image, over the pixel budget ``max_pixels``) is reported
+  (a log line, and a manifest line with ``"error"``: the file and the reason, ``"output"`` the file it would have
+  been), skipped, and tried again by the next run; the others go on (`WriteSummary.failures` lists them);
+- a run that stops on an error still merges the manifest of what it wrote (single process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +31,17 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from ..atomic import atomic_write_text
-from ..fields import check_float
+from ..fields import check_float, path_kind
 from .images import ImageItem, expand_inputs
 from .options import PredictOptions
-from .pipeline import predict_iter
+from .pipeline import predict_iter_skipping
+from .prefetch import Unreadable
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3PlusNetwork
     from .backend import Backend
+
+logger = logging.getLogger("deeplabv3p")
 
 MANIFEST = "manifest.jsonl"
 _PART_GLOB = ".manifest.rank*.jsonl"
@@ -45,13 +54,15 @@ def _part(out: Path, rank: int) -> Path:
 @dataclass(frozen=True)
 class WriteSummary:
     """What one process did: of `total` inputs, `share` were its own; it wrote `written` and found `skipped`
-    already there. `manifest` is the merged manifest (None on ranks that do not merge)."""
+    already there; `failures` are the inputs it could not read, with the reason (not written: a rerun tries them
+    again). `manifest` is the merged manifest (None on ranks that do not merge)."""
 
     total: int
     share: int
     written: int
     skipped: int
     manifest: Path | None
+    failures: tuple[tuple[Path, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,8 +120,8 @@ def output_paths(items: list[ImageItem], out: Path, overlay: bool) -> list[tuple
 
 
 def _jobs(inputs: Any, out: Path, overlay: bool) -> list[_Job]:
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output folder {str(out)!r} is a file, not a folder")
+    if (kind := path_kind(out)) not in ("nothing", "a folder"):
+        raise ValueError(f"output folder {str(out)!r} is {kind}, not a folder")
     for given in inputs if isinstance(inputs, list | tuple) else [inputs]:
         if isinstance(given, str | os.PathLike) and Path(given).is_dir() and Path(given).resolve() == out.resolve():
             raise ValueError(
@@ -153,6 +164,11 @@ def _record(job: _Job, size: tuple[int, int], seconds: float | None, rank: int |
     }
 
 
+def _failure_record(job: _Job, reason: str, rank: int) -> dict[str, Any]:
+    """The manifest line of an input that could not be read: no size, the reason in ``error``."""
+    return {"input": str(job.input), "output": str(job.label), "error": reason, "size": None, "rank": rank}
+
+
 def _found_record(job: _Job) -> dict[str, Any]:
     with Image.open(job.label) as im:
         width, height = im.size
@@ -167,13 +183,15 @@ def _merge(out: Path, jobs: list[_Job]) -> Path:
             records[record["output"]] = record
     lines = []
     for job in jobs:
-        if not job.written():
-            continue
         key = str(job.label)
-        record = records.pop(key) if key in records else _found_record(job)
-        lines.append(json.dumps(record))
+        found = records.pop(key) if key in records else None
+        if not job.written():
+            if found is not None and "error" in found:  # unreadable: listed until a run writes it
+                lines.append(json.dumps(found))
+            continue
+        lines.append(json.dumps(found if found is not None and "error" not in found else _found_record(job)))
     # Records of earlier runs on other inputs into the same folder stay while their outputs do.
-    lines += [json.dumps(r) for r in records.values() if Path(r["output"]).is_file()]
+    lines += [json.dumps(r) for r in records.values() if "error" not in r and Path(r["output"]).is_file()]
     manifest = out / MANIFEST
     atomic_write_text(manifest, "".join(line + "\n" for line in lines))
     for part in parts:
@@ -225,24 +243,38 @@ def write_predictions(
         raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
     mine = jobs[rank::world]
     todo = [job for job in mine if not (resume and job.done())]
-    # Options and model are checked (by predict_iter) before anything is written.
-    results = predict_iter(model, [job.input for job in todo] or [jobs[0].input], options, **overrides)
+    # Options and model are checked (by predict_iter_skipping) before anything is written.
+    results = predict_iter_skipping(model, [job.input for job in todo] or [jobs[0].input], options, **overrides)
     out.mkdir(parents=True, exist_ok=True)
     written = 0
-    if todo:
-        with _part(out, rank).open("a", encoding="utf-8") as part:
-            for job, result in zip(tqdm(todo, unit="img", disable=not progress), results):
-                result.save(job.label)
-                if job.overlay is not None:
-                    result.save(job.overlay, kind="overlay", alpha=alpha)
-                part.write(json.dumps(_record(job, result.size, result.seconds, rank)) + "\n")
-                part.flush()
-                os.fsync(part.fileno())
-                written += 1
+    failures: list[tuple[Path, str]] = []
+    try:
+        if todo:
+            with _part(out, rank).open("a", encoding="utf-8") as part:
+                for job, result in zip(tqdm(todo, unit="img", disable=not progress), results):
+                    if isinstance(result, Unreadable):
+                        reason = str(result.error)
+                        logger.warning("skipped an unreadable input: %s", reason)
+                        failures.append((job.input, reason))
+                        record = _failure_record(job, reason, rank)
+                    else:
+                        result.save(job.label)
+                        if job.overlay is not None:
+                            result.save(job.overlay, kind="overlay", alpha=alpha)
+                        record = _record(job, result.size, result.seconds, rank)
+                        written += 1
+                    part.write(json.dumps(record) + "\n")
+                    part.flush()
+                    os.fsync(part.fileno())
+    except BaseException:
+        if world == 1:  # what was written before the error is in the manifest (its own error is what is raised)
+            with contextlib.suppress(Exception):
+                _merge(out, jobs)
+        raise
     grouped = world > 1 and distributed.current()[1] == world
     manifest = None
     if world == 1 or grouped:
         distributed.barrier()
         if rank == 0:
             manifest = _merge(out, jobs)
-    return WriteSummary(len(jobs), len(mine), written, len(mine) - len(todo), manifest)
+    return WriteSummary(len(jobs), len(mine), written, len(mine) - len(todo), manifest, tuple(failures))

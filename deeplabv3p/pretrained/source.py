@@ -17,7 +17,9 @@ from typing import Literal
 
 import torch
 
+from ..fields import path_kind
 from ..models.config import ModelConfig
+from ..spelling import Placeholder, call
 from .config import PretrainedCfg
 from .fetch import fetch_state_dict, pretrained_weights_file
 from .hub import hub_file, is_hub_id, parse_hub_id
@@ -151,7 +153,13 @@ def _saved(name: str, pretrained: bool | str | Path | None, checkpoint_path: str
 
 def _registered(name: str, pretrained: bool | str | Path | None, checkpoint_path: str | Path | None) -> Source:
     """An architecture or ``ARCH.TAG``: the registered config, the tag's metadata, and where the weights are."""
-    if "/" in name or "\\" in name:
+    path_like = "/" in name or "\\" in name
+    if (kind := path_kind(name)) != "nothing" and (path_like or split_model_name(name)[0] not in list_models()):
+        raise ValueError(
+            f"{name!r} is {kind}, not a folder written by save_pretrained() or an architecture name; load a "
+            f"weights file with an architecture: {call(Placeholder('ARCH'), checkpoint_path=name)}"
+        )
+    if path_like:
         raise FileNotFoundError(
             f"no folder {name!r}; pass a folder written by save_pretrained(), a Hub repo as "
             f"'hf-hub:{name.strip('/')}', or an architecture name (deeplabv3p.list_models())"

@@ -16,6 +16,7 @@ from .. import distributed
 from ..inference.images import ImageSpec
 from ..inference.resize import rescale_size
 from ..pretrained.config import PretrainedCfg
+from ..spelling import arg
 from .config import TrainConfig
 from .loader import AugmentedDataset, PadCollate, TrainSampler, batches
 from .losses import SegmentationLoss
@@ -96,6 +97,14 @@ def _check_run(
             f"batch_size must be >= {min_batch} for training, got {cfg.batch_size}: BatchNorm statistics of the "
             "image-pool branch are undefined for a single image (with one image per step, train on several "
             "GPUs with SyncBatchNorm)"
+        )
+    share = -(-len(train) // ctx.world_size)  # this process's samples per epoch
+    if cfg.batch_size > share:
+        where = f" per process ({ctx.world_size} processes)" if ctx.world_size > 1 else ""
+        raise ValueError(
+            f"batch_size={cfg.batch_size} is larger than the training set ({len(train)} samples{where}): every "
+            f"batch would repeat each image about {cfg.batch_size // share} times; pass {arg('batch_size', share)} "
+            "or fewer"
         )
     return info, val_info
 

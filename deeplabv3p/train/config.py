@@ -10,9 +10,7 @@ from typing import Literal
 
 from ..fields import JsonRecord, check_bool, check_choice, check_int, check_pair, check_records, documented, option
 from ..pretrained.test_settings import TestSettings
-from .losses import LossSettings
-from .optim import OptimSettings
-from .transforms import AugmentSettings
+from .settings import AugmentSettings, LossSettings, OptimSettings
 
 AmpMode = Literal["auto", "bf16", "fp16"]
 AMP_MODES: tuple[AmpMode, ...] = typing.get_args(AmpMode)

@@ -28,6 +28,7 @@ import numpy as np
 from ..inference.images import IMAGE_EXTENSIONS
 from ..pretrained.zoo import DATASETS, DatasetInfo
 from .classes import CLASSES_FILE
+from .names import FOLDER, LAYOUT_NAMES, MMSEG
 from .pairing import LabelSource, Part, describe_folder, listing, pair_part, subfolders
 
 __all__ = [
@@ -45,8 +46,6 @@ __all__ = [
 ]
 
 AUTO = "auto"  # not a layout: `choose_layout` picks one
-FOLDER = "folder"
-MMSEG = "mmseg"
 IGNORE = 255
 
 # cityscapesscripts' labels.py: labelId -> trainId for the 19 evaluated classes; every other id is ignored.
@@ -351,7 +350,9 @@ _ZOO_LAYOUTS: tuple[ZooLayout, ...] = (
 )
 
 _ALL: tuple[Layout, ...] = (FolderLayout(), MmsegLayout(), *_ZOO_LAYOUTS)
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in _ALL}  # the one list of layout names
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in _ALL}
+if tuple(LAYOUTS) != LAYOUT_NAMES:  # the command line offers LAYOUT_NAMES without importing this module
+    raise RuntimeError(f"deeplabv3p.train.names.LAYOUT_NAMES {LAYOUT_NAMES} differs from the layouts {tuple(LAYOUTS)}")
 
 
 def _find_root(layout: ZooLayout, root: Path) -> Path:

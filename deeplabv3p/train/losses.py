@@ -12,54 +12,13 @@ the true class is below ``max(thresh, the min_kept-th smallest probability)``; t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fields import JsonRecord, check_bool, check_float, check_int, documented, option
+from .settings import LossSettings
 
 __all__ = ["LossSettings", "SegmentationLoss"]
-
-
-@documented
-@dataclass(frozen=True)
-class LossSettings(JsonRecord):
-    """The training loss (`SegmentationLoss`) and the auxiliary head's share of it, mmseg's defaults. Frozen and
-    validated."""
-
-    aux_weight: float = option(0.4, help="weight of the auxiliary head's loss (when the model has one)")
-    class_weight: tuple[float, ...] | None = option(None, help="one loss weight per class", metavar="W")
-    avg_non_ignore: bool = option(
-        False, help="average the loss over labelled pixels instead of all pixels (mmseg's default is off)"
-    )
-    ohem_min_kept: int | None = option(
-        None, help="OHEM: keep at least N hardest pixels per image on the main head's loss (default: no OHEM)",
-        metavar="N",
-    )  # fmt: skip
-    ohem_thresh: float | None = option(None, help="OHEM probability threshold (with ohem_min_kept)")
-
-    def __post_init__(self) -> None:
-        check_float("aux_weight", self.aux_weight, 0.0)
-        if self.class_weight is not None:
-            weights = self.class_weight
-            if isinstance(weights, str) or not isinstance(weights, tuple | list) or not weights:
-                raise ValueError(f"class_weight must be a non-empty list of numbers (one per class), got {weights!r}")
-            for w in weights:
-                check_float("class_weight entries", w, 0.0)
-            object.__setattr__(self, "class_weight", tuple(float(w) for w in weights))
-        check_bool("avg_non_ignore", self.avg_non_ignore)
-        if self.ohem_min_kept is not None:
-            check_int("ohem_min_kept", self.ohem_min_kept, 1)
-        if self.ohem_thresh is not None:
-            if self.ohem_min_kept is None:
-                raise ValueError(f"ohem_thresh={self.ohem_thresh!r} needs ohem_min_kept (OHEM is off without it)")
-            check_float("ohem_thresh", self.ohem_thresh, 0.0, 1.0, min_open=True, max_open=True)
-
-    def without_ohem(self) -> LossSettings:
-        """These settings for the auxiliary head, whose loss mmseg computes without the OHEM sampler."""
-        return self.replace(ohem_min_kept=None, ohem_thresh=None)
 
 
 class SegmentationLoss(nn.Module):

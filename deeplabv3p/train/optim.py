@@ -3,58 +3,16 @@ once per iteration."""
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from ..fields import JsonRecord, check_choice, check_float, check_int, documented, option
+from ..fields import check_int
+from .settings import OPTIMIZERS, OptimizerName, OptimSettings
 
 __all__ = ["OPTIMIZERS", "OptimSettings", "OptimizerName", "PolyLR", "build_optimizer"]
-
-OptimizerName = Literal["sgd", "adamw"]
-OPTIMIZERS: tuple[OptimizerName, ...] = typing.get_args(OptimizerName)
-
-
-@documented
-@dataclass(frozen=True)
-class OptimSettings(JsonRecord):
-    """The optimiser (`build_optimizer`), its PolyLR schedule (`PolyLR`) and gradient clipping, mmseg's defaults.
-    Frozen and validated."""
-
-    optimizer: OptimizerName = option("sgd", help="the optimiser: sgd (mmseg's default) or adamw (with betas)")
-    betas: tuple[float, float] = option(
-        (0.9, 0.999), help="AdamW's coefficients of the running averages (b1, b2)", metavar=("B1", "B2")
-    )
-    lr: float = option(0.01, help="learning rate")
-    momentum: float = option(0.9, help="SGD momentum, in [0, 1)")
-    weight_decay: float = option(5e-4, help="weight decay")
-    power: float = option(0.9, help="PolyLR power")
-    min_lr: float = option(1e-4, help="PolyLR floor")
-    encoder_lr_mult: float = option(1.0, help="encoder learning rate = lr * encoder_lr_mult")
-    clip_grad_norm: float | None = option(
-        None, help="clip the gradients' global L2 norm to this (mmseg's clip_grad; default: no clipping)",
-        metavar="NORM",
-    )  # fmt: skip
-
-    def __post_init__(self) -> None:
-        for name in ("momentum", "weight_decay", "min_lr", "encoder_lr_mult", "power"):
-            check_float(name, getattr(self, name), 0.0)
-        check_float("lr", self.lr, 0.0, min_open=True)
-        if not self.momentum < 1:
-            raise ValueError(
-                f"momentum must be in [0, 1) (SGD diverges from 1 on; mmseg uses 0.9), got {self.momentum!r}"
-            )
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not (isinstance(self.betas, tuple | list) and len(self.betas) == 2):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        betas = tuple(check_float("betas entries", b, 0.0, 1.0, max_open=True) for b in self.betas)
-        object.__setattr__(self, "betas", betas)
-        if self.clip_grad_norm is not None:
-            check_float("clip_grad_norm", self.clip_grad_norm, 0.0, min_open=True)
 
 
 def build_optimizer(model: nn.Module, settings: OptimSettings | None = None) -> torch.optim.Optimizer:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from .layouts import CITYSCAPES_ID_TO_TRAIN_ID, IGNORE, label_lut
+from .names import PREPARE_NAMES
 
 __all__ = ["CONVERTERS", "PREPARE_NAMES", "PrepareReport", "isaid_windows", "isprs_boxes", "prepare"]
 
@@ -507,7 +508,8 @@ CONVERTERS: dict[str, Converter] = {
     "loveda": Converter(_prepare_loveda),
     "cityscapes": Converter(_prepare_cityscapes, in_place=True),
 }
-PREPARE_NAMES: tuple[str, ...] = tuple(CONVERTERS)  # the one list of the names prepare knows
+if tuple(CONVERTERS) != PREPARE_NAMES:  # the command line offers PREPARE_NAMES without importing this module
+    raise RuntimeError(f"deeplabv3p.train.names.PREPARE_NAMES {PREPARE_NAMES} differs from {tuple(CONVERTERS)}")
 
 
 def prepare(name: str, raw: str | Path, out: str | Path | None = None, *, progress: bool = True) -> PrepareReport:

@@ -19,7 +19,6 @@ mmseg's data preprocessor does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,8 +27,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._utils import query_size
 
-from ..fields import JsonRecord, check_bool, check_float, check_pair, documented, option
+from ..fields import check_float, check_pair
 from ..inference.resize import rescale_size
+from .settings import AugmentSettings
 
 __all__ = ["AugmentSettings", "PhotoMetricDistortion", "RandomCrop", "RandomResize", "training_transforms"]
 
@@ -191,36 +191,6 @@ def _scale_saturation(img: torch.Tensor, factor: float) -> torch.Tensor:
     spread = v - x.amin(dim=-3, keepdim=True)
     k = torch.where(spread > 0, torch.clamp(v / spread.clamp_min(1e-6), max=factor), torch.ones_like(v))
     return _clip(v - (v - x) * k, img.dtype)
-
-
-@documented
-@dataclass(frozen=True)
-class AugmentSettings(JsonRecord):
-    """mmseg's training augmentation (`training_transforms`): random resize, random crop, flip and photometric
-    distortion. Frozen and validated."""
-
-    crop_size: tuple[int, int] = option((512, 512), help="training crop (h, w)", metavar=("H", "W"))
-    scale: tuple[int, int] | None = option(
-        None,
-        help="mmseg's resize target (a, b) that ratio_range multiplies, e.g. 2048 512; also the test-time resize "
-        "recorded with the model (default: each image's own size)",
-        metavar=("A", "B"),
-    )
-    ratio_range: tuple[float, float] = option(
-        (0.5, 2.0), help="random resize ratios (min, max) of the scale", metavar=("MIN", "MAX")
-    )
-    cat_max_ratio: float = option(0.75, help="random crop: the largest share one class may take of a crop")
-    flip_prob: float = option(0.5, help="probability of a horizontal flip")
-    photometric: bool = option(True, help="photometric distortion (brightness, contrast, saturation, hue)")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "crop_size", check_pair("crop_size", self.crop_size))
-        if self.scale is not None:
-            object.__setattr__(self, "scale", check_pair("scale", self.scale))
-        if isinstance(self.ratio_range, list):
-            object.__setattr__(self, "ratio_range", tuple(self.ratio_range))
-        check_bool("photometric", self.photometric)
-        training_transforms(self)  # the transforms check their own settings (ratio_range, cat_max_ratio, flip_prob)
 
 
 def training_transforms(augment: AugmentSettings, ignore_index: int = 255) -> v2.Compose:

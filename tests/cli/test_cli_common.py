@@ -7,6 +7,8 @@ import torch
 from nets import narrow_model
 
 from deeplabv3p.cli import common
+from deeplabv3p.inference import model as model_module
+from deeplabv3p.pretrained import source
 
 
 @pytest.mark.parametrize(
@@ -23,8 +25,9 @@ from deeplabv3p.cli import common
 )
 def test_weights_each_source_asks_for(monkeypatch, tmp_path, model, pretrained, default, expected):
     calls = []
-    monkeypatch.setattr(common, "resolve_source", lambda *args: args)  # (name, pretrained, checkpoint_path)
-    monkeypatch.setattr(common, "create_model", lambda source, **kwargs: calls.append((source, kwargs)))
+    # where model_from_args finds them when it runs (the CLI imports no model code to build its parsers)
+    monkeypatch.setattr(source, "resolve_source", lambda *args: args)  # (name, pretrained, checkpoint_path)
+    monkeypatch.setattr(model_module, "create_model", lambda source, **kwargs: calls.append((source, kwargs)))
     name = str(tmp_path) if model == "SAVED" else model
     common.model_from_args(name, pretrained, "ckpt.pth", default=default, num_classes=3)
     assert calls == [((name, expected, "ckpt.pth"), {"num_classes": 3})]

@@ -14,7 +14,8 @@ from deeplabv3p.cli import COMMANDS, build_parser, main
 
 # argv of the commands that must answer without torch (torch alone takes seconds to import)
 LIGHT = [["--help"], ["--version"], ["list"], ["list", "--pretrained", "*r18*"], ["list", "--help"],
-         ["convert", "--help"], ["export", "--help"]]  # fmt: skip
+         ["convert", "--help"], ["export", "--help"], ["predict", "--help"], ["train", "--help"],
+         ["evaluate", "--help"], ["demo", "--help"], ["prepare", "--help"]]  # fmt: skip
 
 
 def _modules_after(argv: list[str]) -> dict:

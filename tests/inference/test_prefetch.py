@@ -87,7 +87,7 @@ def test_reading_ahead_only_where_it_leaves_the_network_its_cores(folder, monkey
 
     read = []
     real = prefetch.prepare
-    monkeypatch.setattr(prefetch, "prepare", lambda item, i, spec, pin=False: read.append(i) or real(item, i, spec))
+    monkeypatch.setattr(prefetch, "prepare", lambda item, i, spec, *rest: read.append(i) or real(item, i, spec, *rest))
     items, _ = expand_inputs(folder)
     stream = prefetched(items, ViewSpec(None, True, (1.0,)), read_ahead=False)
     assert next(stream).index == 0 and read == [0]  # nothing read before it is asked for
