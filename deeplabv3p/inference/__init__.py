@@ -1,6 +1,7 @@
-"""Inference: image reading, mmcv-exact resizing, the whole/slide/TTA pipeline over a backend (PyTorch or
-onnxruntime), `SegmentationResult`, sharded and resumable folder prediction, fast paths (`optimize_for_inference`,
-``dtype="auto"``), ONNX export and INT8 quantization. Never imports the training package."""
+"""Inference: image reading, mmcv-exact resizing, the whole/slide/TTA pipeline over a backend (PyTorch or onnxruntime),
+`SegmentationResult`, sharded and resumable folder prediction, streamed georeferenced rasters (`predict_raster`),
+fast paths (`optimize_for_inference`, ``dtype="auto"``), ONNX export and INT8 quantization. Never imports the
+training package."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (loaded on 
     from .optimize import fold_batchnorm, optimize_for_inference
     from .options import PredictOptions
     from .pipeline import predict, predict_iter
+    from .raster_predict import RasterOptions, RasterSummary, predict_raster
     from .result import SegmentationResult
     from .writer import WriteSummary, merge_manifest, write_predictions
 
@@ -29,6 +31,9 @@ _EXPORTS = {
     "PredictOptions": "options",
     "predict": "pipeline",
     "predict_iter": "pipeline",
+    "RasterOptions": "raster_predict",
+    "RasterSummary": "raster_predict",
+    "predict_raster": "raster_predict",
     "SegmentationResult": "result",
     "WriteSummary": "writer",
     "merge_manifest": "writer",
