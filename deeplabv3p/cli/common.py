@@ -11,6 +11,7 @@ from ..inference.model import DeepLabV3Plus, create_model
 from ..pretrained.registry import split_model_name
 from ..pretrained.source import Source, is_saved_name, resolve_source
 from ..train.layouts import LAYOUTS, ZooLayout
+from .flags import parse_size
 
 __all__ = [
     "add_dataset_args",
@@ -80,9 +81,15 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--layout", choices=list(LAYOUTS), metavar="LAYOUT",
-        help="how --data is laid out: folder (images/masks/classes.json), mmseg (img_dir/ann_dir), or a zoo "
-        f"dataset's official layout ({', '.join(zoo)}); default: folder when --data has "
+        help="how --data is laid out: folder (images/masks/classes.json), rasters (the same tree of large GeoTIFFs "
+        "read window by window: images/SPLIT/NAME.tif, masks/SPLIT/NAME.tif; the [geo] extra), mmseg "
+        f"(img_dir/ann_dir), or a zoo dataset's official layout ({', '.join(zoo)}); default: folder when --data has "
         "classes.json, else the layout of the weights' (or recipe's) dataset",
+    )  # fmt: skip
+    p.add_argument(
+        "--raster-window", type=parse_size, metavar="HxW",
+        help="--layout rasters: the window read from the rasters as one sample (default 512x512); training draws "
+        "random windows, validation and evaluate tile the rasters with them",
     )  # fmt: skip
     p.add_argument(
         "--reduce-zero-label", action=argparse.BooleanOptionalAction, default=None,

@@ -174,6 +174,11 @@ class RasterSource:
         return self.grid.width
 
     @property
+    def band_count(self) -> int:
+        """How many bands the file holds (all of them, not only the selected ones)."""
+        return int(self._src.count)
+
+    @property
     def block_shapes(self) -> list[tuple[int, int]]:
         """GDAL's block ``(h, w)`` of each selected band (tiles, or strips of whole rows)."""
         return [tuple(self._src.block_shapes[b - 1]) for b in self.bands]
@@ -198,17 +203,23 @@ class RasterSource:
         window = rasterio.windows.Window(x1, y1, x2 - x1, y2 - y1)
         return np.asarray(self._src.read_masks(list(self.bands), window=window) != 0)
 
-    def read(self, y1: int, y2: int, x1: int, x2: int) -> RasterWindow:
-        """A window as network input and its valid mask (see `RasterWindow`): a pixel is nodata where every band
-        is; a band's nodata value in a pixel that other bands hold is read as 0."""
+    def read_stored(self, y1: int, y2: int, x1: int, x2: int) -> RasterWindow:
+        """A window's bands laid out for the model but still in the stored dtype (as an image file is before
+        `to_input_scale`; training's ``load`` hands these to `evaluate`), and its valid mask: a pixel is nodata
+        where every band is; a band's nodata value in a pixel that other bands hold is read as 0."""
         raw = self.read_raw(y1, y2, x1, x2)
         masks = self.band_masks(raw, y1, y2, x1, x2)
         valid = None if masks is None else np.asarray(masks.any(axis=0))
         if masks is not None and not masks.all():
             raw = np.where(masks, raw, np.zeros((), dtype=raw.dtype))
         pixels = lay_out_bands(torch.from_numpy(np.ascontiguousarray(raw)), self.spec.in_chans, self.name)
+        return RasterWindow(pixels, valid)
+
+    def read(self, y1: int, y2: int, x1: int, x2: int) -> RasterWindow:
+        """A window as network input and its valid mask (see `RasterWindow` and `read_stored`)."""
+        stored = self.read_stored(y1, y2, x1, x2)
         where = f"{self.name} (rows {y1}:{y2}, columns {x1}:{x2})"
-        return RasterWindow(to_input_scale(pixels, self.spec, where), valid)
+        return RasterWindow(to_input_scale(stored.pixels, self.spec, where), stored.valid)
 
     def read_all(self) -> RasterWindow:
         """The whole raster as one window (for small rasters and tests)."""

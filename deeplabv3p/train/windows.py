@@ -1,0 +1,65 @@
+"""Where the training windows of large rasters lie (`deeplabv3p.train.raster_data`): a regular grid that covers every
+pixel of every raster once (validation, evaluation), and random windows weighted by area (training), as torchgeo's
+``GridGeoSampler`` and ``RandomGeoSampler`` place them, in pixels of each raster rather than map units.
+
+Pure geometry on ``(height, width)`` sizes: nothing here opens a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["RandomWindows", "Window", "grid_windows"]
+
+
+class Window(NamedTuple):
+    """Rows ``y:y + height`` and columns ``x:x + width`` of raster number ``raster``."""
+
+    raster: int
+    y: int
+    x: int
+    height: int
+    width: int
+
+    def describe(self) -> str:
+        return f"rows {self.y}:{self.y + self.height}, columns {self.x}:{self.x + self.width}"
+
+
+def grid_windows(sizes: Sequence[tuple[int, int]], size: tuple[int, int]) -> list[Window]:
+    """Every raster of `sizes` tiled row by row by windows of `size` ``(h, w)`` side by side, so that each pixel lies
+    in exactly one window (evaluation counts it once); windows at the right and bottom edges are cut to the raster.
+    No overlap is needed: each window is predicted with the model's own test settings (whole or slide)."""
+    sh, sw = size
+    windows = []
+    for raster, (height, width) in enumerate(sizes):
+        for y in range(0, height, sh):
+            for x in range(0, width, sw):
+                windows.append(Window(raster, y, x, min(size[0], height - y), min(size[1], width - x)))
+    return windows
+
+
+class RandomWindows:
+    """Random windows of `size` ``(h, w)`` over rasters of `sizes`: a raster chosen with probability proportional to
+    its area, then a position uniform over the places a window fits (a raster smaller than the window gives the
+    whole raster). `draw` takes the generator, so that the caller owns the seed."""
+
+    def __init__(self, sizes: Sequence[tuple[int, int]], size: tuple[int, int]) -> None:
+        if not sizes:
+            raise ValueError("no rasters to draw windows from")
+        self.sizes = [(int(h), int(w)) for h, w in sizes]
+        self.size = size
+        areas = np.array([h * w for h, w in self.sizes], dtype=np.float64)
+        if areas.sum() <= 0:
+            raise ValueError(f"every raster is empty (sizes {self.sizes})")
+        self.weights = areas / areas.sum()
+
+    def draw(self, rng: np.random.Generator) -> Window:
+        raster = int(rng.choice(len(self.sizes), p=self.weights))
+        height, width = self.sizes[raster]
+        h, w = min(self.size[0], height), min(self.size[1], width)
+        y = int(rng.integers(0, height - h + 1))
+        x = int(rng.integers(0, width - w + 1))
+        return Window(raster, y, x, h, w)
