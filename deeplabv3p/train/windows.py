@@ -7,7 +7,9 @@ Pure geometry on ``(height, width)`` sizes: nothing here opens a file.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -28,16 +30,24 @@ class Window(NamedTuple):
         return f"rows {self.y}:{self.y + self.height}, columns {self.x}:{self.x + self.width}"
 
 
+def _cuts(length: int, size: int) -> list[int]:
+    """Where the windows along one axis start and end: as few windows of at most `size` pixels as cover `length`,
+    of equal size to a pixel (``[0, 33, 67, 100]`` for 100 by 40), so that no edge window is a thin sliver the
+    network cannot take."""
+    count = max(1, math.ceil(length / size))
+    return [round(i * length / count) for i in range(count + 1)]
+
+
 def grid_windows(sizes: Sequence[tuple[int, int]], size: tuple[int, int]) -> list[Window]:
-    """Every raster of `sizes` tiled row by row by windows of `size` ``(h, w)`` side by side, so that each pixel lies
-    in exactly one window (evaluation counts it once); windows at the right and bottom edges are cut to the raster.
-    No overlap is needed: each window is predicted with the model's own test settings (whole or slide)."""
-    sh, sw = size
+    """Every raster of `sizes` tiled row by row by windows of at most `size` ``(h, w)``, side by side, so that each
+    pixel lies in exactly one window (evaluation counts it once); the windows of a raster share its size out evenly
+    (`_cuts`). No overlap is needed: each window is predicted with the model's own test settings (whole or slide)."""
     windows = []
     for raster, (height, width) in enumerate(sizes):
-        for y in range(0, height, sh):
-            for x in range(0, width, sw):
-                windows.append(Window(raster, y, x, min(size[0], height - y), min(size[1], width - x)))
+        rows, cols = _cuts(height, size[0]), _cuts(width, size[1])
+        for y1, y2 in pairwise(rows):
+            for x1, x2 in pairwise(cols):
+                windows.append(Window(raster, y1, x1, y2 - y1, x2 - x1))
     return windows
 
 
