@@ -92,6 +92,11 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
         "random windows, validation and evaluate tile the rasters with them",
     )  # fmt: skip
     p.add_argument(
+        "--raster-margin", type=int, metavar="PIXELS",
+        help="--layout rasters: pixels of context read around each validation/evaluation window (its labels "
+        "there ignored, so each pixel counts once); default 0",
+    )  # fmt: skip
+    p.add_argument(
         "--reduce-zero-label", action=argparse.BooleanOptionalAction, default=None,
         help="label 0 means 'unlabelled' (mmseg's reduce_zero_label) for folder/mmseg trees; evaluate defaults to "
         "the model's setting",

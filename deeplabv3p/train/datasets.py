@@ -138,6 +138,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             ``"grid"`` (side by side, each pixel once); default: random for the split ``"train"``, else grid.
         samples_per_epoch: random windows in one pass over the dataset (its ``len``); default: as many as the
             grid has.
+        margin: grid sampling: pixels of context read around each window (labelled ``ignore_index``, so that each
+            pixel still counts once), default 0.
 
     With ``layout="rasters"``, ``samples`` lists the raster pairs and each index is a window (`rasters` reads them).
     ``dataset[i]`` is ``(tv_tensors.Image (in_chans, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`,
@@ -165,6 +167,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         window: int | Sequence[int] | None = None,
         sampling: str | None = None,
         samples_per_epoch: int | None = None,
+        margin: int | None = None,
     ) -> None:
         if (root is None) == (pairs is None):
             raise ValueError("pass exactly one of root= (a dataset folder) and pairs= (a list of (image, mask) paths)")
@@ -174,7 +177,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         check_int("in_chans", in_chans, 1)
         if transforms is not None and not callable(transforms):
             raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
-        raster_options = self._check_raster_options(layout, split, window, sampling, samples_per_epoch)
+        raster_options = self._check_raster_options(layout, split, window, sampling, samples_per_epoch, margin)
         self.split = split
         self.in_chans = in_chans
         self.layout: ResolvedLayout | None = None
@@ -213,12 +216,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _check_raster_options(
-        layout: str, split: str, window: Any, sampling: str | None, samples_per_epoch: int | None
-    ) -> tuple[tuple[int, int], str, int | None] | None:
-        """The rasters layout's ``(window, sampling, samples_per_epoch)`` with defaults, or None for another layout
-        (which takes none of them); the ``geo`` extra is required first."""
-        given = [k for k, v in (("window", window), ("sampling", sampling), ("samples_per_epoch", samples_per_epoch))
-                 if v is not None]  # fmt: skip
+        layout: str, split: str, window: Any, sampling: str | None, samples_per_epoch: int | None, margin: int | None
+    ) -> tuple[tuple[int, int], str, int | None, int] | None:
+        """The rasters layout's ``(window, sampling, samples_per_epoch, margin)`` with defaults, or None for another
+        layout (which takes none of them); the ``geo`` extra is required first."""
+        options = (("window", window), ("sampling", sampling), ("samples_per_epoch", samples_per_epoch),
+                   ("margin", margin))  # fmt: skip
+        given = [k for k, v in options if v is not None]
         if layout != RASTERS:
             if given:
                 raise ValueError(f"{given} apply to layout={RASTERS!r} only, not to layout={layout!r}")
@@ -232,7 +236,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
             check_int("samples_per_epoch", samples_per_epoch, 1)
             if sampling == GRID:
                 raise ValueError("samples_per_epoch applies to sampling='random'; a grid has one sample per window")
-        return size, sampling, samples_per_epoch
+        if margin is not None:
+            check_int("margin", margin, 0)
+            if sampling == RANDOM and margin:
+                raise ValueError("margin applies to sampling='grid' (validation, evaluation), not to random windows")
+        return size, sampling, samples_per_epoch, margin or 0
 
     @staticmethod
     def _check_label_map(label_map: Any) -> np.ndarray | None:

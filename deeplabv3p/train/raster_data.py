@@ -9,7 +9,9 @@ rasters on the same grid, read window by window, so that no raster is ever read 
   every pixel is nodata or ``ignore_index`` is drawn again. An epoch is ``samples_per_epoch`` windows (default:
   as many as the grid has, so an epoch sees about every pixel once).
 - ``"grid"`` sampling (any other split's default): windows side by side covering every pixel exactly once, for
-  validation and `evaluate`.
+  validation and `evaluate`. A ``margin`` of context widens each window's image by that many pixels on every side
+  (within the raster), its labels there ``ignore_index``: the network sees the neighbourhood, as in slide
+  inference over the whole raster, and each pixel is still counted once.
 
 Images are read by the raster rule of `deeplabv3p.inference.rasters` (the in-memory image rule's bands and dtypes);
 labels are the first band of a uint8/uint16 raster of class ids. A pixel that is nodata in the image or the labels
@@ -100,6 +102,7 @@ class RasterPairs:
         window: tuple[int, int],
         sampling: str,
         samples_per_epoch: int | None,
+        margin: int,
         ignore_index: int,
         to_labels: Callable[[np.ndarray], np.ndarray],
         check_labels: Callable[[np.ndarray, str], None],
@@ -109,6 +112,7 @@ class RasterPairs:
         self.in_chans = in_chans
         self.window = window
         self.sampling = sampling
+        self.margin = margin
         self.ignore_index = ignore_index
         self.to_labels = to_labels
         self.check_labels = check_labels
@@ -129,7 +133,8 @@ class RasterPairs:
 
     def describe(self) -> str:
         h, w = self.window
-        return f"{len(self.pairs)} raster pairs, {self.sampling} windows of {h}x{w}"
+        margin = f" (+{self.margin} px of context)" if self.margin else ""
+        return f"{len(self.pairs)} raster pairs, {self.sampling} windows of {h}x{w}{margin}"
 
     def _sources(self, raster: int) -> tuple[RasterSource, RasterSource]:
         """Raster pair `raster`, opened in this process (a forked worker opens its own)."""
@@ -146,9 +151,21 @@ class RasterPairs:
                 source.close()
         return opened
 
+    def widened(self, window: Window) -> Window:
+        """`window` with `margin` pixels of context on each side, within its raster."""
+        if not self.margin:
+            return window
+        height, width = self.sizes[window.raster]
+        y1, x1 = max(0, window.y - self.margin), max(0, window.x - self.margin)
+        y2 = min(height, window.y + window.height + self.margin)
+        x2 = min(width, window.x + window.width + self.margin)
+        return Window(window.raster, y1, x1, y2 - y1, x2 - x1)
+
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """`window` as ``(image (h, w, in_chans) in the stored dtype, labels (h, w) int64)``: the image as an image
-        file is read before scaling, nodata pixels of either raster labelled `ignore_index`."""
+        """`window` and its margin as ``(image (h, w, in_chans) in the stored dtype, labels (h, w) int64)``: the
+        image as an image file is read before scaling; nodata pixels of either raster and the margin's labelled
+        `ignore_index`."""
+        core, window = window, self.widened(window)
         image_src, label_src = self._sources(window.raster)
         y1, y2, x1, x2 = window.y, window.y + window.height, window.x, window.x + window.width
         stored = image_src.read_stored(y1, y2, x1, x2)
@@ -158,6 +175,10 @@ class RasterPairs:
         valid = stored.valid
         if masks is not None:
             valid = masks[0] if valid is None else valid & masks[0]
+        if window != core:
+            inside = np.zeros(raw.shape, dtype=bool)
+            inside[core.y - y1 : core.y - y1 + core.height, core.x - x1 : core.x - x1 + core.width] = True
+            valid = inside if valid is None else valid & inside
         if valid is not None:
             raw[~valid] = self.ignore_index
         labels = self.to_labels(raw)
@@ -167,9 +188,10 @@ class RasterPairs:
         return np.ascontiguousarray(stored.pixels.permute(1, 2, 0).numpy()), labels
 
     def window_at(self, index: int) -> Window:
-        """The grid window `index` (grid sampling), or a random window's nominal place: raster and size only."""
+        """The region read for grid window `index` (its margin included), or a random window's nominal place:
+        raster and size only."""
         if self.sampling == GRID:
-            return self.grid[index]
+            return self.widened(self.grid[index])
         largest = (max(h for h, _ in self.sizes), max(w for _, w in self.sizes))
         return Window(0, 0, 0, min(self.window[0], largest[0]), min(self.window[1], largest[1]))
 

@@ -106,6 +106,26 @@ def test_grid_samples_add_up_to_the_rasters_with_nodata_ignored(root: Path) -> N
     torch.testing.assert_close(sample_mask, torch.from_numpy(val.load(4)[1]))
 
 
+def test_a_margin_widens_the_image_and_ignores_its_labels(root: Path) -> None:
+    val = SegmentationDataset(root, "val", layout="rasters", window=32, margin=5)
+    assert val.rasters is not None and len(val) == 9
+    expected = _expected_labels(root, "val", "c")
+    counted = np.zeros((70, 90), dtype=np.int64)
+    for i, core in enumerate(val.rasters.grid):
+        image, mask = val.load(i)
+        y1, x1 = max(0, core.y - 5), max(0, core.x - 5)
+        y2, x2 = min(70, core.y + core.height + 5), min(90, core.x + core.width + 5)
+        assert image.shape[:2] == mask.shape == (y2 - y1, x2 - x1) == val.image_size(i)
+        inside = np.zeros(mask.shape, dtype=bool)
+        inside[core.y - y1 : core.y - y1 + core.height, core.x - x1 : core.x - x1 + core.width] = True
+        assert (mask[~inside] == 255).all()
+        np.testing.assert_array_equal(mask[inside], expected[y1:y2, x1:x2][inside])
+        counted[y1:y2, x1:x2] += mask != 255
+    np.testing.assert_array_equal(counted, (expected != 255).astype(np.int64))  # each labelled pixel once
+    with pytest.raises(ValueError, match="margin applies to sampling='grid'"):
+        SegmentationDataset(root, "train", layout="rasters", margin=5)
+
+
 def test_random_windows_lie_inside_and_follow_the_seed_and_the_areas() -> None:
     sizes = [(70, 50), (20, 30)]
     sampler = RandomWindows(sizes, (32, 32))
@@ -271,7 +291,8 @@ def test_evaluate_on_grid_windows_counts_every_pixel_as_the_whole_raster(root: P
     matrix.update(torch.from_numpy(whole), torch.from_numpy(_expected_labels(root, "val", "c")))
     reference = matrix.compute(CLASSES)  # the whole raster in memory, nodata ignored
     assert 0 < reference["mIoU"] < 100
-    for dataset in (val, patches):
+    with_context = SegmentationDataset(root, "val", layout="rasters", window=32, margin=8)
+    for dataset in (val, patches, with_context):
         metrics = evaluate(_PixelRule(), dataset, progress=False)
         assert metrics["aAcc"] == pytest.approx(reference["aAcc"])
         assert metrics["IoU"] == pytest.approx(reference["IoU"])
