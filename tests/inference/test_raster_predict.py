@@ -66,6 +66,17 @@ def test_output_keeps_georeference_palette_and_names(model, tmp_path):
     np.testing.assert_allclose(probs / 255.0, expected.probs, atol=0.5 / 255 + 1e-6)
 
 
+def test_cog_layout_on_request(model, tmp_path):
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(40, 40, 3))
+    out = tmp_path / "labels.tif"
+    predict_raster(model, source, out, raster=RasterOptions(cog=True, tile=TILE), **WINDOW)
+    plain = tmp_path / "plain.tif"
+    predict_raster(model, source, plain, raster=RasterOptions(tile=TILE), **WINDOW)
+    with rasterio.open(out) as cog:
+        assert cog.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and cog.colormap(1)[0]
+    np.testing.assert_array_equal(_read(out)[0], _read(plain)[0])
+
+
 def test_uint16_four_band_striped_raster_with_band_selection(model, tmp_path):
     pixels = synthetic_pixels(40, 44, 4, "uint16")
     source = write_geotiff(tmp_path / "in.tif", pixels, tiled=False)
