@@ -187,6 +187,19 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         'res = model.predict("tile.tif", mode="slide", crop_size=48, stride=32)',
         BIG,
     ),
+    # Large rasters (GeoTIFF)
+    Sub(
+        ("Large rasters (GeoTIFF)",),
+        'deeplabv3p.create_model("deeplabv3plus_r50_d8", pretrained="potsdam")',
+        'deeplabv3p.create_model("{standins}/r50-potsdam")',
+        NO_HUB,
+    ),
+    Sub(
+        ("Large rasters (GeoTIFF)",),
+        "--model deeplabv3plus_r50_d8.potsdam",
+        "--model {standins}/r50-potsdam --no-progress",
+        NO_HUB,
+    ),
     # Fine-tuning
     Sub(("Fine-tuning",), "deeplabv3p demo            #", "deeplabv3p demo --iters 8 --no-progress #", BIG),
     Sub(
@@ -319,6 +332,7 @@ SLOW: tuple[tuple[str, str, str], ...] = (
     ("Fast inference and ONNX export", "deeplabv3p export", "ONNX export, INT8 calibration and three CLI processes"),
     ("Fine-tuning", "deeplabv3p prepare potsdam", "five CLI processes (each imports torch: about 4 s)"),
     ("Fine-tuning", "--layout rasters", "two CLI processes that train and evaluate"),
+    ("Large rasters (GeoTIFF)", "deeplabv3p predict ortho.tif", "a CLI process (imports torch and GDAL: about 5 s)"),
     ("examples/finetune.py", "python examples/finetune.py", "trains and evaluates (5 s each, on a quiet machine)"),
     ("examples/predict.py", "--tta", "multi-scale + flip on a folder (7 s)"),
 )

@@ -2,8 +2,9 @@
 inference does (sum / count), finished strips stored as soon as no later window touches them, and a georeferenced
 label raster written at the end (`deeplabv3p.inference.raster_writer`).
 
-What is held at once: the rows of logits that unfinished windows still add to (classes x about window + stride +
-tile rows x raster width, float32) and a few windows of input; nothing of the raster's height. Rasters are
+What is held at once (`deeplabv3p.inference.raster_blend`): the logits of the rows the next row of windows overlaps
+(classes x (window - stride) rows x raster width, float32), one window-wide column band of the current row, labels
+until they fill a tile row, and a few windows of input; nothing of the raster's height. Rasters are
 predicted at their own resolution (no test rescale: a pixel is a ground distance) in slide mode with the weights'
 window and stride (their training crop with a 2/3 stride where they test whole), or ``crop_size`` / ``stride``
 (``--window`` / ``--stride``). Windows, their order, their batches (``window_batch_size``) and the blend are those
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +33,9 @@ from ..fields import check_bands, check_bool, check_choice, check_float, check_i
 from .options import PredictOptions, make_options
 from .pipeline import _start, normalize, slide_windows
 from .prefetch import made_ahead, reads_ahead
+from .raster_blend import RowBlend, Window
 from .raster_writer import TILE, label_dtype, probs_path, write_label_raster
-from .rasters import RasterSource, is_raster_path, open_raster
+from .rasters import RasterSource, is_raster_path, open_raster, require_rasterio
 from .strips import StripStore
 
 if TYPE_CHECKING:
@@ -42,9 +45,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("deeplabv3p")
 
+GDAL_CACHE_MB = 64
 ProbsKind = Literal["confidence", "classes"]
 PROBS_KINDS: tuple[ProbsKind, ...] = ("confidence", "classes")
-Window = tuple[int, int, int, int]  # y1, y2, x1, x2
 
 
 @dataclass(frozen=True)
@@ -105,75 +108,29 @@ def raster_settings(options: PredictOptions) -> PredictOptions:
     return options.replace(mode="slide", resize=False, return_probs=False, batch_size=1)
 
 
-class _Blend:
-    """The rows of summed logits that windows still add to, from row `top` down, and (for a raster with nodata)
-    which of them are valid: rows are added as windows reach them, invalid until a window that is not all nodata
-    says otherwise."""
-
-    def __init__(self, top: int, width: int, classes: int, device: torch.device, masked: bool) -> None:
-        self.top, self.width = top, width
-        self.sums = torch.zeros((classes, 0, width), dtype=torch.float32, device=device)
-        self.valid = np.zeros((0, width), dtype=bool) if masked else None
-
-    @property
-    def bottom(self) -> int:
-        return self.top + self.sums.shape[1]
-
-    def reach(self, row: int) -> None:
-        """Hold rows down to `row` (new rows: zero sums, invalid)."""
-        more = row - self.bottom
-        if more > 0:
-            self.sums = torch.cat([self.sums, self.sums.new_zeros((self.sums.shape[0], more, self.width))], 1)
-            if self.valid is not None:
-                self.valid = np.concatenate([self.valid, np.zeros((more, self.width), dtype=bool)])
-
-    def add(self, logits: torch.Tensor, window: Window, valid: np.ndarray | None) -> None:
-        """Add one window's logits ``(K, h, w)``, as mmseg's slide canvas does."""
-        y1, y2, x1, x2 = window
-        self.reach(y2)
-        self.sums[:, y1 - self.top : y2 - self.top, x1:x2] += logits
-        if self.valid is not None and valid is not None:
-            self.valid[y1 - self.top : y2 - self.top, x1:x2] = valid
-
-    def take(self, y1: int, y2: int) -> tuple[torch.Tensor, np.ndarray | None]:
-        """Rows ``y1:y2`` (sums and valid mask), dropping every row above `y2`."""
-        self.reach(y2)
-        assert self.top <= y1 <= y2
-        sums = self.sums[:, y1 - self.top : y2 - self.top]
-        valid = None if self.valid is None else self.valid[y1 - self.top : y2 - self.top]
-        self.sums = self.sums[:, y2 - self.top :].clone()
-        self.valid = None if self.valid is None else self.valid[y2 - self.top :].copy()
-        self.top = y2
-        return sums, valid
-
-
-def _coverage(windows: list[Window], size: int, lo: int, hi: int) -> torch.Tensor:
-    """How many of the distinct window extents ``(windows[lo], windows[hi])`` cover each index of one axis."""
-    count = torch.zeros(size, dtype=torch.float32)
-    for a, b in {(w[lo], w[hi]) for w in windows}:
-        count[a:b] += 1
-    return count
-
-
 def _chunks(windows: list[Window], per_forward: int) -> list[list[Window]]:
     return [windows[i : i + per_forward] for i in range(0, len(windows), per_forward)]
 
 
 class _Batch:
-    """One chunk of windows read and normalized for the network (by the reading thread)."""
+    """One chunk of windows read and normalized for the network (by the reading thread): `x` holds the windows
+    that are not all nodata, `rows[i]` is window i's index in `x` (None: not run) and `valid` its mask."""
 
     def __init__(self, raster: RasterSource, chunk: list[Window], run: _Run, pin: bool) -> None:
-        self.windows, self.valid, crops = [], [], []
+        self.rows: list[int | None] = []
+        self.valid: list[np.ndarray | None] = []
+        crops: list[torch.Tensor] = []
         settings = run.settings
         for window in chunk:
             read = raster.read(*window)
+            self.valid.append(read.valid)
             if read.valid is not None and not read.valid.any():
-                continue  # all nodata: its output is nodata whatever the network says
+                self.rows.append(None)  # all nodata: its output is nodata whatever the network says
+                continue
             x = normalize(read.pixels, settings.mean, settings.std)
             if read.valid is not None and not read.valid.all():
                 x[:, :, ~torch.from_numpy(read.valid)] = 0.0
-            self.windows.append(window)
-            self.valid.append(read.valid)
+            self.rows.append(len(crops))
             crops.append(x)
         self.x = torch.cat(crops) if crops else None
         if self.x is not None and pin:
@@ -239,7 +196,8 @@ def predict_raster(
     _check_output(source, out)
     _, _, run = _start(model, [source], opts, {})
     label_dtype(run.backend.num_classes)
-    with open_raster(source, run.backend.config.in_chans, raster_options.bands, raster_options.nodata) as src:
+    bands, nodata = raster_options.bands, raster_options.nodata
+    with _gdal_env(source), open_raster(source, run.backend.config.in_chans, bands, nodata) as src:
         grid = src.grid
         if not grid.georeferenced:
             logger.warning("%s has no georeference (CRS): %s is written without one", source, out)
@@ -248,14 +206,24 @@ def predict_raster(
         store = StripStore(out, _fingerprint(src, run, raster_options))
         resumed = store.open(resume)
         stored = _stream(src, run, store, raster_options, progress)
-    written = write_label_raster(out, grid, store, run.classes, run.palette, raster_options.probs,
-                                 raster_options.cog, raster_options.tile)  # fmt: skip
+    with _gdal_env(out):
+        written = write_label_raster(out, grid, store, run.classes, run.palette, raster_options.probs,
+                                     raster_options.cog, raster_options.tile)  # fmt: skip
     strips = len(store.done)
     store.remove()
     seconds = time.perf_counter() - started
     logger.info("%s: %d strips (%d stored by this run) in %.1f s", out, strips, stored, seconds)
     return RasterSummary(source, out, tuple(written), (grid.height, grid.width), grid.georeferenced, strips,
                          resumed, seconds)  # fmt: skip
+
+
+def _gdal_env(path: Path) -> Any:
+    """rasterio's environment for one raster job: GDAL's block cache bounded to `GDAL_CACHE_MB` (its default is 5%
+    of the machine's memory, which reading a large raster fills), unless ``GDAL_CACHEMAX`` is set."""
+    rasterio = require_rasterio(f"the raster {str(path)!r}")
+    if "GDAL_CACHEMAX" in os.environ:
+        return rasterio.Env()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)
 
 
 def strips_pending(out: Path) -> bool:
@@ -265,14 +233,10 @@ def strips_pending(out: Path) -> bool:
     return strips_folder(out).is_dir()
 
 
-def _strip_ends(chunks: list[list[Window]], height: int, tile: int) -> list[int]:
-    """The last row (exclusive) of the strip finished after each chunk: the first row a later window touches,
-    rounded down to the output's tile rows, so each tile row is written once; the height after the last."""
-    ends = []
-    for i in range(len(chunks)):
-        nxt = chunks[i + 1][0][0] if i + 1 < len(chunks) else height
-        ends.append(height if nxt >= height else nxt // tile * tile)
-    return ends
+def _strip_end(finished: int, height: int, tile: int) -> int:
+    """Where the strip stored once rows ``:finished`` are labels ends: at the last whole tile row (so each tile row
+    of the output is written once), or at the bottom."""
+    return height if finished >= height else finished // tile * tile
 
 
 def _stream(src: RasterSource, run: _Run, store: StripStore, raster: RasterOptions, progress: bool) -> int:
@@ -283,60 +247,47 @@ def _stream(src: RasterSource, run: _Run, store: StripStore, raster: RasterOptio
     test = run.settings.test
     assert test.window is not None and test.stride is not None  # raster_settings: slide mode
     windows = slide_windows(height, width, test.window, test.stride)
-    chunks = _chunks(windows, run.window_batch_size)
-    ends = _strip_ends(chunks, height, raster.tile)
+    per_forward = run.window_batch_size
+    chunks = _chunks(windows, per_forward)
     done = store.rows_done
     if done >= height:
         return 0
     first = next(i for i, chunk in enumerate(chunks) if any(w[1] > done for w in chunk))
-    rows, cols = _coverage(windows, height, 0, 1), _coverage(windows, width, 2, 3)
     nodata = label_dtype(run.backend.num_classes)[1]
-    out_dtype = np.uint8 if nodata == 255 else np.uint16
     backend, device = run.backend, run.backend.device
-    blend = _Blend(chunks[first][0][0], width, backend.num_classes, device, src.has_nodata)
+    blend = RowBlend(windows, height, width, backend.num_classes, device, top=done, masked=src.has_nodata,
+                     nodata=nodata, probs=raster.probs)  # fmt: skip
+    ends = {_strip_end(n, height, raster.tile) for n in blend.next_row.values()}
+    strips_total = len(store.done) + len({e for e in ends if e > done})
     todo = list(range(first, len(chunks)))
     pin = device.type == "cuda"
     batches = made_ahead(lambda i: _Batch(src, chunks[i], run, pin), todo, reads_ahead(device))
-    strips_total = len(store.done) + len({e for e in ends if e > done})
     bar = tqdm(total=(height - done) * width, unit="px", unit_scale=True, disable=not progress, desc=src.path.name)
     stored = 0
     try:
         for i, batch in zip(todo, batches):
+            logits = None
             if batch.x is not None:
                 with backend.session():
                     logits = backend(batch.x.to(device, non_blocking=True))
-                for j, (window, valid) in enumerate(zip(batch.windows, batch.valid)):
-                    blend.add(logits[j], window, valid)
-            end = ends[i]
-            if end <= done:
-                continue
-            sums, valid = blend.take(done, end)
-            scores = sums / (rows[done:end, None] * cols[None]).to(sums.device)
-            labels = scores.argmax(dim=0).cpu().numpy().astype(out_dtype)
-            if valid is not None:
-                labels[~valid] = nodata
-            arrays = {"labels": labels}
-            if raster.probs is not None:
-                arrays["probs"] = _scaled_probs(scores, valid, raster.probs)
-            store.add(done, end, arrays)
-            stored += 1
-            bar.update((end - done) * width)
-            bar.set_postfix_str(f"strip {len(store.done)}/{strips_total}", refresh=False)
-            done = end
+            for j, window in enumerate(chunks[i]):
+                k = i * per_forward + j
+                following = windows[k + 1] if k + 1 < len(windows) else None
+                next_x1 = following[2] if following is not None and following[:2] == window[:2] else width
+                row = batch.rows[j]
+                blend.add(window, None if row is None or logits is None else logits[row], batch.valid[j], next_x1)
+                end = _strip_end(blend.finished(), height, raster.tile)
+                if end <= done:
+                    continue
+                labels, probs = blend.take(end)
+                store.add(done, end, {"labels": labels} if probs is None else {"labels": labels, "probs": probs})
+                stored += 1
+                bar.update((end - done) * width)
+                bar.set_postfix_str(f"strip {len(store.done)}/{strips_total}", refresh=False)
+                done = end
     finally:
         bar.close()
         close = getattr(batches, "close", None)
         if close is not None:
             close()
     return stored
-
-
-def _scaled_probs(scores: torch.Tensor, valid: np.ndarray | None, kind: ProbsKind) -> np.ndarray:
-    """Softmax probabilities of a strip's blended logits, times 255 rounded to uint8 (0 on nodata)."""
-    probs = scores.float().softmax(dim=0)
-    if kind == "confidence":
-        probs = probs.max(dim=0, keepdim=True).values
-    scaled = (probs * 255.0).round().to(torch.uint8).cpu().numpy()
-    if valid is not None:
-        scaled[:, ~valid] = 0
-    return scaled

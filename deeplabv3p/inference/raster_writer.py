@@ -97,7 +97,9 @@ def _check(path: Path, profile: dict[str, Any]) -> None:
 
 def _cog(tmp: Path, resampling: str, tile: int) -> Path:
     """A Cloud Optimized GeoTIFF copy of the GeoTIFF `tmp` (GDAL streams it: nothing full-size in memory)."""
-    rasterio = require_rasterio("writing Cloud Optimized GeoTIFFs")
+    require_rasterio("writing Cloud Optimized GeoTIFFs")
+    import rasterio.shutil
+
     cog = temporary_name(tmp.with_name(tmp.name + ".cog"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)

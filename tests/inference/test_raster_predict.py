@@ -13,8 +13,8 @@ pytest.importorskip("rasterio")
 import rasterio
 from raster_helpers import synthetic_pixels, write_geotiff
 
-from deeplabv3p.inference import raster_predict
-from deeplabv3p.inference.pipeline import predict
+from deeplabv3p.inference.pipeline import predict, slide_inference, slide_windows
+from deeplabv3p.inference.raster_blend import RowBlend
 from deeplabv3p.inference.raster_predict import RasterOptions, predict_raster
 from deeplabv3p.inference.strips import StripStore, strips_folder
 
@@ -64,6 +64,17 @@ def test_output_keeps_georeference_palette_and_names(model, tmp_path):
     expected = predict(model, _hwc(synthetic_pixels(40, 50, 3)), mode="slide", resize=False, return_probs=True,
                        **WINDOW)  # fmt: skip
     np.testing.assert_allclose(probs / 255.0, expected.probs, atol=0.5 / 255 + 1e-6)
+
+
+def test_cog_layout_on_request(model, tmp_path):
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(40, 40, 3))
+    out = tmp_path / "labels.tif"
+    predict_raster(model, source, out, raster=RasterOptions(cog=True, tile=TILE), **WINDOW)
+    plain = tmp_path / "plain.tif"
+    predict_raster(model, source, plain, raster=RasterOptions(tile=TILE), **WINDOW)
+    with rasterio.open(out) as cog:
+        assert cog.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and cog.colormap(1)[0]
+    np.testing.assert_array_equal(_read(out)[0], _read(plain)[0])
 
 
 def test_uint16_four_band_striped_raster_with_band_selection(model, tmp_path):
@@ -169,10 +180,29 @@ def test_bad_output_paths_are_refused_before_work(model, tmp_path):
         predict_raster(model, source, tmp_path / "missing" / "o.tif")
 
 
-def test_strip_ends_follow_tiles_and_windows():
-    windows = raster_predict.slide_windows(100, 30, (32, 32), (20, 20))
-    chunks = raster_predict._chunks(windows, 4)
-    ends = raster_predict._strip_ends(chunks, 100, 16)
-    assert ends[-1] == 100 and all(e % 16 == 0 for e in ends[:-1]) and ends == sorted(ends)
-    for i, end in enumerate(ends[:-1]):  # no later window touches a finished row
-        assert all(w[0] >= end for chunk in chunks[i + 1 :] for w in chunk)
+@pytest.mark.parametrize(
+    ("height", "width", "crop", "stride", "top"),
+    [(70, 90, 32, 20, 0), (64, 50, 16, 16, 0), (83, 41, 30, 11, 40), (20, 20, 32, 20, 0)],
+)
+def test_row_blend_equals_slide_inference(height, width, crop, stride, top):
+    """Row by row, labels finished as soon as no later window touches them: mmseg's canvas / count, exactly."""
+    torch = pytest.importorskip("torch")
+    x = torch.randn(1, 5, height, width, generator=torch.Generator().manual_seed(height))
+
+    def forward(crops):
+        return torch.tanh(crops * 3) + crops.mean(dim=(2, 3), keepdim=True)  # depends on the whole window
+
+    expected = slide_inference(forward, x, crop, stride).argmax(dim=1)[0].numpy()
+    windows = slide_windows(height, width, (crop, crop), (stride, stride))
+    blend = RowBlend(windows, height, width, 5, torch.device("cpu"), top=top)
+    got = []
+    for k, (y1, y2, x1, x2) in enumerate(windows):
+        following = windows[k + 1] if k + 1 < len(windows) else None
+        next_x1 = following[2] if following is not None and following[:2] == (y1, y2) else width
+        blend.add((y1, y2, x1, x2), forward(x[:, :, y1:y2, x1:x2])[0], None, next_x1)
+        finished = blend.finished()
+        if finished > blend.top:
+            got.append(blend.take(finished)[0])
+    labels = np.concatenate(got)
+    assert labels.shape == (height - top, width)
+    np.testing.assert_array_equal(labels, expected[top:])
