@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from .pipeline import _start, normalize, slide_windows
 from .prefetch import made_ahead, reads_ahead
 from .raster_blend import RowBlend, Window
 from .raster_writer import TILE, label_dtype, probs_path, write_label_raster
-from .rasters import RasterSource, is_raster_path, open_raster, require_rasterio
+from .rasters import RasterSource, gdal_env, is_raster_path, open_raster
 from .strips import StripStore
 
 if TYPE_CHECKING:
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("deeplabv3p")
 
-GDAL_CACHE_MB = 64
 ProbsKind = Literal["confidence", "classes"]
 PROBS_KINDS: tuple[ProbsKind, ...] = ("confidence", "classes")
 
@@ -197,7 +195,7 @@ def predict_raster(
     _, _, run = _start(model, [source], opts, {})
     label_dtype(run.backend.num_classes)
     bands, nodata = raster_options.bands, raster_options.nodata
-    with _gdal_env(source), open_raster(source, run.backend.config.in_chans, bands, nodata) as src:
+    with gdal_env(source), open_raster(source, run.backend.config.in_chans, bands, nodata) as src:
         grid = src.grid
         if not grid.georeferenced:
             logger.warning("%s has no georeference (CRS): %s is written without one", source, out)
@@ -206,7 +204,7 @@ def predict_raster(
         store = StripStore(out, _fingerprint(src, run, raster_options))
         resumed = store.open(resume)
         stored = _stream(src, run, store, raster_options, progress)
-    with _gdal_env(out):
+    with gdal_env(out):
         written = write_label_raster(out, grid, store, run.classes, run.palette, raster_options.probs,
                                      raster_options.cog, raster_options.tile)  # fmt: skip
     strips = len(store.done)
@@ -215,15 +213,6 @@ def predict_raster(
     logger.info("%s: %d strips (%d stored by this run) in %.1f s", out, strips, stored, seconds)
     return RasterSummary(source, out, tuple(written), (grid.height, grid.width), grid.georeferenced, strips,
                          resumed, seconds)  # fmt: skip
-
-
-def _gdal_env(path: Path) -> Any:
-    """rasterio's environment for one raster job: GDAL's block cache bounded to `GDAL_CACHE_MB` (its default is 5%
-    of the machine's memory, which reading a large raster fills), unless ``GDAL_CACHEMAX`` is set."""
-    rasterio = require_rasterio(f"the raster {str(path)!r}")
-    if "GDAL_CACHEMAX" in os.environ:
-        return rasterio.Env()
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)
 
 
 def strips_pending(out: Path) -> bool:

@@ -17,6 +17,7 @@ blanks them (`deeplabv3p.inference.raster_predict`).
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..fields import check_bands, check_float
 from .images import RGB_CHANNELS, ImageSpec, lay_out_bands, to_input_scale
 
 GEO_EXTRA = 'pip install "deeplabv3p[geo]"'
+GDAL_CACHE_MB = 64  # GDAL's block cache in a process that reads or writes rasters (`gdal_env`)
 RASTER_SUFFIXES = (".tif", ".tiff")  # an output path with one of these is written as a GeoTIFF
 _READABLE_DTYPES = ("uint8", "uint16", "float32", "float64")
 
@@ -41,6 +43,16 @@ def require_rasterio(purpose: str) -> ModuleType:
     except ImportError as e:
         raise ImportError(f"{purpose} needs the optional package rasterio (GDAL): {GEO_EXTRA}") from e
     return rasterio
+
+
+def gdal_env(path: str | Path) -> Any:
+    """rasterio's environment for reading or writing `path`: GDAL's block cache bounded to `GDAL_CACHE_MB` (its
+    default is 5% of the machine's memory, which reading a large raster fills, in every process that reads), unless
+    ``GDAL_CACHEMAX`` is set. Prediction holds it for a whole raster, training for each window it reads."""
+    rasterio = require_rasterio(f"the raster {str(path)!r}")
+    if "GDAL_CACHEMAX" in os.environ:
+        return rasterio.Env()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)
 
 
 def is_raster_path(path: str | Path) -> bool:

@@ -16,7 +16,8 @@ rasters on the same grid, read window by window, so that no raster is ever read 
 Images are read by the raster rule of `deeplabv3p.inference.rasters` (the in-memory image rule's bands and dtypes);
 labels are the first band of a uint8/uint16 raster of class ids. A pixel that is nodata in the image or the labels
 becomes ``ignore_index``. The files are opened lazily in each process (a DataLoader worker opens its own GDAL
-handles: they cannot be shared across processes) and at most `OPEN_PAIRS` pairs are held open at once.
+handles: they cannot be shared across processes), at most `OPEN_PAIRS` pairs are held open at once, and GDAL's
+block cache is bounded as prediction bounds it (`deeplabv3p.inference.rasters.gdal_env`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..inference.rasters import RasterGrid, RasterSource, require_rasterio
+from ..inference.rasters import RasterGrid, RasterSource, gdal_env, require_rasterio
 from .windows import RandomWindows, Window, grid_windows
 
 __all__ = ["GRID", "RANDOM", "SAMPLINGS", "RasterPairs"]
@@ -165,6 +166,10 @@ class RasterPairs:
         """`window` and its margin as ``(image (h, w, in_chans) in the stored dtype, labels (h, w) int64)``: the
         image as an image file is read before scaling; nodata pixels of either raster and the margin's labelled
         `ignore_index`."""
+        with gdal_env(self.pairs[window.raster][0]):  # GDAL's block cache bounded in every reading process
+            return self._read(window)
+
+    def _read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         core, window = window, self.widened(window)
         image_src, label_src = self._sources(window.raster)
         y1, y2, x1, x2 = window.y, window.y + window.height, window.x, window.x + window.width
