@@ -11,7 +11,7 @@ from ..inference.model import DeepLabV3Plus, create_model
 from ..pretrained.registry import split_model_name
 from ..pretrained.source import Source, is_saved_name, resolve_source
 from ..train.layouts import LAYOUTS, ZooLayout
-from .flags import parse_size
+from .flags import parse_bands, parse_size
 
 __all__ = [
     "add_dataset_args",
@@ -90,6 +90,11 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
         "--raster-window", type=parse_size, metavar="HxW",
         help="--layout rasters: the window read from the rasters as one sample (default 512x512); training draws "
         "random windows, validation and evaluate tile the rasters with them",
+    )  # fmt: skip
+    p.add_argument(
+        "--bands", type=parse_bands, metavar="B,B,B",
+        help="--layout rasters: the image rasters' bands to read, 1-based as GDAL counts (4,3,2), as predict "
+        "reads them",
     )  # fmt: skip
     p.add_argument(
         "--raster-margin", type=int, metavar="PIXELS",

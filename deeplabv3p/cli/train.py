@@ -52,9 +52,9 @@ def add_train(sub: argparse._SubParsersAction, help: str) -> None:
 
 
 def _raster_options(args: argparse.Namespace, training: bool) -> dict[str, Any]:
-    """The rasters layout's options from --raster-window, --samples-per-epoch and --raster-margin: random windows
-    for training, a grid (with its margin) for validation and evaluation. Given with another layout, the dataset
-    refuses them."""
+    """The rasters layout's options from --raster-window, --bands, --samples-per-epoch and --raster-margin: random
+    windows for training, a grid (with its margin) for validation and evaluation. Given with another layout, the
+    dataset refuses them."""
     from ..train.layouts import RASTERS
     from ..train.raster_data import GRID, RANDOM
 
@@ -63,6 +63,8 @@ def _raster_options(args: argparse.Namespace, training: bool) -> dict[str, Any]:
         options["window"] = args.raster_window
     if training and getattr(args, "samples_per_epoch", None) is not None:
         options["samples_per_epoch"] = args.samples_per_epoch
+    if args.bands is not None:
+        options["bands"] = args.bands
     if not training and args.raster_margin is not None:
         options["margin"] = args.raster_margin
     if args.layout == RASTERS:

@@ -38,7 +38,7 @@ import torch
 from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
-from ..fields import check_bool, check_choice, check_int, check_pair
+from ..fields import check_bands, check_bool, check_choice, check_int, check_pair
 from ..inference.images import ImageSpec, decode_image, open_image_file, to_input_scale
 from ..inference.rasters import require_rasterio
 from ..inference.tiff import is_tiff
@@ -140,6 +140,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             grid has.
         margin: grid sampling: pixels of context read around each window (labelled ``ignore_index``, so that each
             pixel still counts once), default 0.
+        bands: the rasters' bands to read, 1-based as GDAL counts (``(4, 3, 2)``); default: the raster rule's
+            (`deeplabv3p.inference.rasters`).
 
     With ``layout="rasters"``, ``samples`` lists the raster pairs and each index is a window (`rasters` reads them).
     ``dataset[i]`` is ``(tv_tensors.Image (in_chans, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`,
@@ -168,6 +170,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         sampling: str | None = None,
         samples_per_epoch: int | None = None,
         margin: int | None = None,
+        bands: Sequence[int] | None = None,
     ) -> None:
         if (root is None) == (pairs is None):
             raise ValueError("pass exactly one of root= (a dataset folder) and pairs= (a list of (image, mask) paths)")
@@ -177,7 +180,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         check_int("in_chans", in_chans, 1)
         if transforms is not None and not callable(transforms):
             raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
-        raster_options = self._check_raster_options(layout, split, window, sampling, samples_per_epoch, margin)
+        raster_options = self._check_raster_options(layout, split, window, sampling, samples_per_epoch, margin, bands)
         self.split = split
         self.in_chans = in_chans
         self.layout: ResolvedLayout | None = None
@@ -216,12 +219,18 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _check_raster_options(
-        layout: str, split: str, window: Any, sampling: str | None, samples_per_epoch: int | None, margin: int | None
-    ) -> tuple[tuple[int, int], str, int | None, int] | None:
-        """The rasters layout's ``(window, sampling, samples_per_epoch, margin)`` with defaults, or None for another
-        layout (which takes none of them); the ``geo`` extra is required first."""
+        layout: str,
+        split: str,
+        window: Any,
+        sampling: str | None,
+        samples_per_epoch: int | None,
+        margin: int | None,
+        bands: Any,
+    ) -> tuple[tuple[int, int], str, int | None, int, tuple[int, ...] | None] | None:
+        """The rasters layout's ``(window, sampling, samples_per_epoch, margin, bands)`` with defaults, or None for
+        another layout (which takes none of them); the ``geo`` extra is required first."""
         options = (("window", window), ("sampling", sampling), ("samples_per_epoch", samples_per_epoch),
-                   ("margin", margin))  # fmt: skip
+                   ("margin", margin), ("bands", bands))  # fmt: skip
         given = [k for k, v in options if v is not None]
         if layout != RASTERS:
             if given:
@@ -240,7 +249,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             check_int("margin", margin, 0)
             if sampling == RANDOM and margin:
                 raise ValueError("margin applies to sampling='grid' (validation, evaluation), not to random windows")
-        return size, sampling, samples_per_epoch, margin or 0
+        return size, sampling, samples_per_epoch, margin or 0, None if bands is None else check_bands("bands", bands)
 
     @staticmethod
     def _check_label_map(label_map: Any) -> np.ndarray | None:

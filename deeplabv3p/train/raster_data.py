@@ -78,9 +78,10 @@ def _open_labels(path: Path) -> RasterSource:
     return source
 
 
-def check_pair(image: Path, labels: Path, in_chans: int) -> tuple[int, int]:
-    """Open both rasters' headers and check they can be read together; returns their ``(height, width)``."""
-    with RasterSource(image, in_chans) as img, _open_labels(labels) as lbl:
+def check_pair(image: Path, labels: Path, in_chans: int, bands: tuple[int, ...] | None) -> tuple[int, int]:
+    """Open both rasters' headers and check they can be read together (the image's `bands` for a model of
+    `in_chans`, the labels on its grid); returns their ``(height, width)``."""
+    with RasterSource(image, in_chans, bands) as img, _open_labels(labels) as lbl:
         if not same_grid(img.grid, lbl.grid):
             raise ValueError(
                 f"image raster {str(image)!r} and label raster {str(labels)!r} are not on the same grid: the image is "
@@ -92,7 +93,8 @@ def check_pair(image: Path, labels: Path, in_chans: int) -> tuple[int, int]:
 
 class RasterPairs:
     """Image/label raster `pairs` (checked when built: readable, same grid, integer labels) read as windows of
-    `window` ``(h, w)`` by `sampling` (see the module docstring). `to_labels` turns stored label values into the
+    `window` ``(h, w)`` by `sampling` (see the module docstring), the images' `bands` (1-based; None: the raster
+    rule's default) for a model of `in_chans`. `to_labels` turns stored label values into the
     model's (the dataset's ``reduce_zero_label`` / ``label_map``) and `check_labels` raises for labels outside the
     classes; both run after nodata became `ignore_index`."""
 
@@ -104,6 +106,7 @@ class RasterPairs:
         sampling: str,
         samples_per_epoch: int | None,
         margin: int,
+        bands: tuple[int, ...] | None,
         ignore_index: int,
         to_labels: Callable[[np.ndarray], np.ndarray],
         check_labels: Callable[[np.ndarray, str], None],
@@ -114,10 +117,11 @@ class RasterPairs:
         self.window = window
         self.sampling = sampling
         self.margin = margin
+        self.bands = bands
         self.ignore_index = ignore_index
         self.to_labels = to_labels
         self.check_labels = check_labels
-        self.sizes = [check_pair(image, labels, in_chans) for image, labels in self.pairs]
+        self.sizes = [check_pair(image, labels, in_chans, bands) for image, labels in self.pairs]
         self.grid = grid_windows(self.sizes, window)
         self.random = RandomWindows(self.sizes, window) if sampling == RANDOM else None
         self.length = len(self.grid) if samples_per_epoch is None or sampling == GRID else samples_per_epoch
@@ -145,7 +149,7 @@ class RasterPairs:
             self._open.move_to_end(raster)
             return self._open[raster]
         image, labels = self.pairs[raster]
-        opened = (RasterSource(image, self.in_chans), _open_labels(labels))
+        opened = (RasterSource(image, self.in_chans, self.bands), _open_labels(labels))
         self._open[raster] = opened
         while len(self._open) > OPEN_PAIRS:
             for source in self._open.popitem(last=False)[1]:

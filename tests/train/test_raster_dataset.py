@@ -323,3 +323,20 @@ def test_train_and_evaluate_on_rasters_match_the_cut_patches(root: Path, tmp_pat
         for name in CLASSES:
             assert measured[key][name] == pytest.approx(reference[key][name], nan_ok=True)
     assert evaluate(model, val, progress=False)["aAcc"] == pytest.approx(reference["aAcc"])
+
+
+def test_bands_are_chosen_as_predict_chooses_them(tmp_path: Path, capsys) -> None:
+    (tmp_path / "classes.json").write_text(json.dumps(CLASSES))
+    pixels = synthetic_pixels(40, 48, 4, "uint8", seed=6)  # RGB + NIR, the 4th band not declared alpha
+    for folder, data in (("images", pixels), ("masks", _labels_of(pixels)[None])):
+        (tmp_path / folder / "val").mkdir(parents=True)
+        write_geotiff(tmp_path / folder / "val" / "x.tif", data)
+    with pytest.raises(ValueError, match=r"x\.tif.*4 bands.*bands=\(1, 2, 3\)"):
+        SegmentationDataset(tmp_path, "val", layout="rasters")
+    chosen = SegmentationDataset(tmp_path, "val", layout="rasters", window=32, bands=[4, 3, 2])
+    np.testing.assert_array_equal(chosen.load(0)[0], np.moveaxis(pixels[[3, 2, 1], :20, :24], 0, -1))
+    every = SegmentationDataset(tmp_path, "val", layout="rasters", window=32, in_chans=4)
+    assert every.load(0)[0].shape == (20, 24, 4)
+    assert main(["train", "--data", str(tmp_path), "--layout", "folder", "--raster-window", "32", "--model",
+                 "deeplabv3plus", "--no-progress"]) == 2  # fmt: skip
+    assert "apply to layout='rasters' only" in capsys.readouterr().err
