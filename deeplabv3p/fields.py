@@ -128,6 +128,21 @@ def check_file(name: str, path: Any) -> Path:
     return path
 
 
+def check_bands(name: str, value: Any) -> tuple[int, ...]:
+    """A non-empty sequence of 1-based band numbers (GDAL's numbering: ``(4, 3, 2)`` is NIR-less false colour from
+    a Sentinel-2 stack), no band twice, as a tuple; else a TypeError or ValueError in `check_int`'s format."""
+    accepted = "a non-empty sequence of band numbers >= 1 (1-based, as GDAL counts), e.g. (4, 3, 2)"
+    if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
+        raise TypeError(f"{name} must be {accepted}, got {value!r} ({type(value).__name__})")
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise TypeError(f"{name} must be {accepted}, got {value!r}")
+    if min(value) < 1:
+        raise ValueError(f"{name} must be {accepted}, got {value!r}: band numbers start at 1")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}: a band appears twice")
+    return tuple(int(v) for v in value)
+
+
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **cli: Any) -> Any:
     """A dataclass field that documents itself: `help` is the one description of the field, shown in the class
     docstring (`documented`) and as the help of its command-line flag. `cli` holds flag details for

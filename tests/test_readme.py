@@ -27,6 +27,7 @@ failing command.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -186,6 +187,19 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         'res = model.predict("tile.tif", mode="slide", crop_size=48, stride=32)',
         BIG,
     ),
+    # Large rasters (GeoTIFF)
+    Sub(
+        ("Large rasters (GeoTIFF)",),
+        'deeplabv3p.create_model("deeplabv3plus_r50_d8", pretrained="potsdam")',
+        'deeplabv3p.create_model("{standins}/r50-potsdam")',
+        NO_HUB,
+    ),
+    Sub(
+        ("Large rasters (GeoTIFF)",),
+        "--model deeplabv3plus_r50_d8.potsdam",
+        "--model {standins}/r50-potsdam --no-progress",
+        NO_HUB,
+    ),
     # Fine-tuning
     Sub(("Fine-tuning",), "deeplabv3p demo            #", "deeplabv3p demo --iters 8 --no-progress #", BIG),
     Sub(
@@ -234,6 +248,13 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         "--model {standins}/r50-ade20k --data data/ade --tta",
         NO_HUB,
     ),
+    Sub(
+        ("Fine-tuning",),
+        "--model deeplabv3plus_r50_d8.potsdam_512x512_80k --iters 8000",
+        "--model {standins}/r50-potsdam --iters 2 --crop-size 64 64 --batch-size 2 --num-workers 0 --no-progress",
+        NO_HUB + "; " + BIG,
+    ),
+    Sub(("Fine-tuning",), "--raster-window 512x512", "--raster-window 64x64", BIG + " (the rasters are 96x128)"),
     Sub(
         ("Fine-tuning",),
         "torchrun --nproc_per_node 4 -m deeplabv3p train --recipe deeplabv3plus_r50_d8.cityscapes_512x1024_80k \\\n"
@@ -304,6 +325,8 @@ SLOW: tuple[tuple[str, str, str], ...] = (
     ("Fine-tuning", "deeplabv3p train --data", "four CLI processes that train and evaluate"),
     ("Fast inference and ONNX export", "deeplabv3p export", "ONNX export, INT8 calibration and three CLI processes"),
     ("Fine-tuning", "deeplabv3p prepare potsdam", "five CLI processes (each imports torch: about 4 s)"),
+    ("Fine-tuning", "--layout rasters", "two CLI processes that train and evaluate"),
+    ("Large rasters (GeoTIFF)", "deeplabv3p predict ortho.tif", "a CLI process (imports torch and GDAL: about 5 s)"),
     ("examples/finetune.py", "python examples/finetune.py", "trains and evaluates (5 s each, on a quiet machine)"),
     ("examples/predict.py", "--tta", "multi-scale + flip on a folder (7 s)"),
 )
@@ -330,6 +353,22 @@ def _dataset(root: Path, classes: tuple[str, ...] = ("background", "crack", "sta
             (root / "masks" / split).mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask).save(root / "masks" / split / f"{split}_{i}.png")
     (root / "classes.json").write_text('["' + '", "'.join(classes) + '"]')
+
+
+def _rasters(root: Path) -> None:
+    """The README's rasters layout: one 96x128 GeoTIFF pair per split, Potsdam's six classes, nodata in the labels."""
+    from raster_helpers import synthetic_pixels, write_geotiff
+
+    from deeplabv3p.pretrained.zoo import DATASETS
+
+    for split, seed in (("train", 1), ("val", 2)):
+        pixels = synthetic_pixels(96, 128, 3, "uint8", seed=seed)
+        labels = (pixels[:1] // 43).astype(np.uint8)
+        labels[:, :4] = 255
+        for folder, data in (("images", pixels), ("masks", labels)):
+            (root / folder / split).mkdir(parents=True, exist_ok=True)
+            write_geotiff(root / folder / split / "ortho.tif", data, nodata=255 if folder == "masks" else None)
+    (root / "classes.json").write_text(json.dumps(list(DATASETS["potsdam"]["classes"])))
 
 
 def _layouts(cwd: Path) -> None:
@@ -382,6 +421,7 @@ def files(standins: Path) -> tuple[tuple[str, Callable[[Path], None], str, tuple
         ("scene.tif", lambda p: _image(p, bands=4), "a 4-band TIFF", None),
         ("tile.tif", lambda p: _image(p, 96, 128, bands=4, seed=5), "a larger 4-band TIFF", None),
         ("data", _dataset, "your dataset: 6 small images with masks", None),
+        ("rasters", _rasters, "large rasters: a small GeoTIFF pair per split", ("Fine-tuning",)),
         ("my_data", _dataset, "your dataset: 6 small images with masks", None),
         ("data/cityscapes", lambda p: _layouts(p.parents[1]), "zoo layouts and raw downloads, fabricated", None),
         ("deeplabv3plus_r50-d8_512x1024_80k_cityscapes.pth", _parity_checkpoint, "an mmseg checkpoint, narrow", None),

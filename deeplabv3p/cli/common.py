@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..train.names import LAYOUT_NAMES, ZOO_LAYOUT_NAMES
+from .flags import parse_bands, parse_size
 
 if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
@@ -87,9 +88,25 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--layout", choices=list(LAYOUT_NAMES), metavar="LAYOUT",
-        help="how --data is laid out: folder (images/masks/classes.json), mmseg (img_dir/ann_dir), or a zoo "
-        f"dataset's official layout ({', '.join(ZOO_LAYOUT_NAMES)}); default: folder when --data has "
-        "classes.json, else the layout of the weights' (or recipe's) dataset",
+        help="how --data is laid out: folder (images/masks/classes.json), rasters (the same tree of large GeoTIFFs "
+        "read window by window: images/SPLIT/NAME.tif, masks/SPLIT/NAME.tif; the [geo] extra), mmseg "
+        f"(img_dir/ann_dir), or a zoo dataset's official layout ({', '.join(ZOO_LAYOUT_NAMES)}); default: folder "
+        "when --data has classes.json, else the layout of the weights' (or recipe's) dataset",
+    )  # fmt: skip
+    p.add_argument(
+        "--raster-window", type=parse_size, metavar="HxW",
+        help="--layout rasters: the window read from the rasters as one sample (default 512x512); training draws "
+        "random windows, validation and evaluate tile the rasters with them",
+    )  # fmt: skip
+    p.add_argument(
+        "--bands", type=parse_bands, metavar="B,B,B",
+        help="--layout rasters: the image rasters' bands to read, 1-based as GDAL counts (4,3,2), as predict "
+        "reads them",
+    )  # fmt: skip
+    p.add_argument(
+        "--raster-margin", type=int, metavar="PIXELS",
+        help="--layout rasters: pixels of context read around each validation/evaluation window (its labels "
+        "there ignored, so each pixel counts once); default 0",
     )  # fmt: skip
     p.add_argument(
         "--reduce-zero-label", action=argparse.BooleanOptionalAction, default=None,

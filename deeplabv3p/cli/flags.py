@@ -51,6 +51,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return values
 
 
+def parse_bands(text: str) -> tuple[int, ...]:
+    """``"4,3,2"`` -> (4, 3, 2): 1-based band numbers, as GDAL counts (`deeplabv3p.fields.check_bands`)."""
+    from ..fields import check_bands
+
+    try:
+        return check_bands("--bands", tuple(int(p) for p in text.split(",")))
+    except (TypeError, ValueError) as e:
+        message = str(e) if "--bands" in str(e) else f"--bands must be band numbers such as 4,3,2, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 # --- flags from dataclass fields ----------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""``deeplabv3p predict``: label maps (and overlays) of images or folders, sharded under torchrun, resumable."""
+"""``deeplabv3p predict``: label maps (and overlays) of images or folders, or georeferenced label rasters of large
+rasters, sharded under torchrun, resumable."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from ..fields import path_kind
 from ..inference.options import PredictOptions
-from .flags import add_options, exported_file, option_values, parse_model_kwargs
+from .flags import add_options, exported_file, option_values, parse_bands, parse_model_kwargs
 
 if TYPE_CHECKING:
     from ..deploy.backend import DeployedBackend
     from ..inference.model import DeepLabV3Plus
+    from ..inference.raster_predict import RasterOptions
 
 EPILOG = """\
 Under torchrun every process takes its own device (cuda:LOCAL_RANK, or the CPU) and every world-th input, and
@@ -22,7 +24,12 @@ command after a crash or preemption finishes the job. Several nodes: the usual t
 OUT on a filesystem every node sees, e.g.
   torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 --rdzv-id job1 \\
       -m deeplabv3p predict photos/ --model deeplabv3plus_r50_d8.cityscapes --out masks/
+
+Large rasters (GeoTIFF, COG, JP2, VRT; the [geo] extra): --out NAME.tif writes the label raster of one input raster,
+--geotiff writes OUT/NAME.tif for every input; streamed in slide windows (--window / --stride), resumable, e.g.
+  deeplabv3p predict ortho.tif --model deeplabv3plus_r50_d8.potsdam --out labels.tif --bands 1,2,3 --probs confidence
 """
+RASTER_FLAGS = ("bands", "nodata", "probs", "cog")
 
 
 def add_predict(sub: argparse._SubParsersAction, help: str) -> None:
@@ -54,12 +61,46 @@ def add_predict(sub: argparse._SubParsersAction, help: str) -> None:
     p.add_argument(
         "--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="create_model overrides, e.g. num_classes=5"
     )
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument(
+        "--out", required=True, help="output folder (created if missing), or NAME.tif: the label raster of one raster"
+    )
     p.add_argument("--overlay", action="store_true", help="also write the labels blended over each image")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the labels (default 0.5)")
     p.add_argument("--overwrite", action="store_true", help="predict every input again, even where outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_options(p.add_argument_group("predict options (deeplabv3p.PredictOptions)"), PredictOptions)
+    _add_raster_flags(p.add_argument_group("label rasters (GeoTIFF; pip install 'deeplabv3p[geo]')"))
+
+
+def _add_raster_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--geotiff", action="store_true", help="write OUT/NAME.tif, a georeferenced label raster, for every input"
+    )
+    g.add_argument("--bands", type=parse_bands, metavar="B,B,B", help="bands to read, 1-based as GDAL counts: 4,3,2")
+    g.add_argument("--nodata", type=float, metavar="VALUE", help="the input's nodata value (default: the raster's)")
+    g.add_argument(
+        "--probs",
+        choices=("confidence", "classes"),
+        help="also write NAME_probs.tif: the winning class's probability, or one band per class (uint8, x255)",
+    )
+    g.add_argument("--cog", action="store_true", help="write Cloud Optimized GeoTIFFs")
+
+
+def _raster_options(args: argparse.Namespace) -> RasterOptions | None:
+    """The `RasterOptions` of a raster run (``--geotiff`` or ``--out NAME.tif``), else None; raster flags without
+    one are an error."""
+    from ..inference.raster_predict import RasterOptions
+    from ..inference.rasters import is_raster_path
+
+    single = is_raster_path(args.out) and not Path(args.out).is_dir()
+    if not (args.geotiff or single):
+        given = [f"--{name}" for name in RASTER_FLAGS if getattr(args, name) not in (None, False)]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to label rasters: add --geotiff, or pass --out NAME.tif")
+        return None
+    if args.overlay:
+        raise ValueError("--overlay draws PNG label maps; label rasters (--geotiff, --out NAME.tif) have no overlay")
+    return RasterOptions(bands=args.bands, nodata=args.nodata, probs=args.probs, cog=args.cog)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -75,11 +116,20 @@ def run_predict(args: argparse.Namespace) -> int:
             "PyTorch models only"
         )
     options = PredictOptions(**option_values(args, PredictOptions))
+    raster = _raster_options(args)
     items, _ = expand_inputs(args.inputs, name="IMAGES_OR_DIR")
     out = Path(args.out)
-    if (kind := path_kind(out)) not in ("nothing", "a folder"):
+    single = raster is not None and not args.geotiff
+    if single:
+        if len(items) != 1:
+            raise ValueError(
+                f"--out {str(out)!r} is one label raster but {len(items)} inputs were given: pass one raster, or "
+                "--geotiff with an output folder"
+            )
+    elif (kind := path_kind(out)) not in ("nothing", "a folder"):
         raise ValueError(f"--out {str(out)!r} is {kind}, not a folder")
-    output_paths(items, out, args.overlay)  # name clashes fail before any model is loaded
+    else:
+        output_paths(items, out, args.overlay, ".png" if raster is None else ".tif")  # clashes fail before loading
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     model: DeepLabV3Plus | DeployedBackend
@@ -96,6 +146,11 @@ def run_predict(args: argparse.Namespace) -> int:
             kwargs = parse_model_kwargs(args.model_kwargs)
             model = model_from_args(args.model, args.pretrained, args.checkpoint, require_weights=True, **kwargs)
             model = model.to(ctx.device)
+        if single:
+            assert raster is not None and items[0].path is not None
+            if ctx.is_main:  # one raster: one process predicts it
+                _predict_one_raster(model, items[0].path, out, options, raster, args)
+            return 0
         summary = write_predictions(
             model,
             [item.path for item in items],
@@ -106,10 +161,11 @@ def run_predict(args: argparse.Namespace) -> int:
             resume=not args.overwrite,
             shard=(ctx.rank, ctx.world_size),
             progress=ctx.is_main and not args.no_progress,
+            raster=raster,
         )
     finally:
         distributed.teardown(ctx)
-    kinds = "label maps and overlays" if args.overlay else "label maps"
+    kinds = "label rasters" if raster is not None else "label maps and overlays" if args.overlay else "label maps"
     share = f" (process {ctx.rank} of {ctx.world_size}: {summary.share})" if ctx.distributed else ""
     skipped = f", {summary.skipped} already there" if summary.skipped else ""
     print(f"wrote {kinds} of {summary.written} image(s) to {out}{share}{skipped}")
@@ -121,3 +177,31 @@ def run_predict(args: argparse.Namespace) -> int:
               f"(listed in the manifest; fix or remove them and run again):{lines}", file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _predict_one_raster(
+    model: DeepLabV3Plus | DeployedBackend,
+    source: Path,
+    out: Path,
+    options: PredictOptions,
+    raster: RasterOptions,
+    args: argparse.Namespace,
+) -> None:
+    from ..inference.raster_predict import predict_raster
+
+    summary = predict_raster(
+        model,
+        source,
+        out,
+        options.replace(device=None),
+        raster,
+        resume=not args.overwrite,
+        progress=not args.no_progress,
+    )
+    height, width = summary.size
+    if not summary.written:
+        print(f"{out} is already there ({height}x{width}); --overwrite predicts it again")
+        return
+    crs = "with the input's CRS" if summary.georeferenced else "without a CRS (the input has none)"
+    resumed = f", resumed at row {summary.resumed_rows}" if summary.resumed_rows else ""
+    print(f"wrote {', '.join(map(str, summary.written))}: {height}x{width} (HxW), {crs}{resumed}")

@@ -45,17 +45,48 @@ def add_train(sub: argparse._SubParsersAction, help: str) -> None:
         "--val-split",
         help="validation split, 'none' to skip (default: val where the dataset has one; a named split must exist)",
     )
+    p.add_argument(
+        "--samples-per-epoch", type=int, metavar="N",
+        help="--layout rasters: random training windows per epoch (default: as many as tile the training rasters)",
+    )  # fmt: skip
     p.add_argument("--out", default="runs/train", help="run folder (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     add_options(p.add_argument_group("recipe (deeplabv3p.train.TrainConfig)"), TrainConfig)
 
 
+def _raster_options(args: argparse.Namespace, training: bool) -> dict[str, Any]:
+    """The rasters layout's options from --raster-window, --bands, --samples-per-epoch and --raster-margin: random
+    windows for training, a grid (with its margin) for validation and evaluation. Given with another layout, the
+    dataset refuses them."""
+    from ..train.layouts import RASTERS
+    from ..train.raster_data import GRID, RANDOM
+
+    options: dict[str, Any] = {}
+    if args.raster_window is not None:
+        options["window"] = args.raster_window
+    if training and getattr(args, "samples_per_epoch", None) is not None:
+        options["samples_per_epoch"] = args.samples_per_epoch
+    if args.bands is not None:
+        options["bands"] = args.bands
+    if not training and args.raster_margin is not None:
+        options["margin"] = args.raster_margin
+    if args.layout == RASTERS:
+        options["sampling"] = RANDOM if training else GRID
+    return options
+
+
 def _open_split(
-    args: argparse.Namespace, split: str, dataset: str, in_chans: int, model_rules: dict[str, Any] | None = None
+    args: argparse.Namespace,
+    split: str,
+    dataset: str,
+    in_chans: int,
+    model_rules: dict[str, Any] | None = None,
+    training: bool = False,
 ) -> SegmentationDataset:
     """The `split` of --data in --layout (default "auto": the layout of the weights' or recipe's zoo `dataset`
     unless --data holds classes.json). `model_rules` (evaluate: the weights' reduce_zero_label and ignore_index)
-    apply to trees without a zoo dataset's rules; --reduce-zero-label to every tree."""
+    apply to trees without a zoo dataset's rules; --reduce-zero-label to every tree. `training`: the split is
+    trained on (random windows of rasters)."""
     from ..pretrained.zoo import DATASETS
     from ..train.datasets import SegmentationDataset
     from ..train.layouts import choose_layout
@@ -67,6 +98,7 @@ def _open_split(
         rules = {}  # the zoo's rules
     if args.reduce_zero_label is not None:
         rules["reduce_zero_label"] = args.reduce_zero_label
+    rules.update(_raster_options(args, training))
     return SegmentationDataset(args.data, split, layout=layout, dataset=zoo, in_chans=in_chans, **rules)
 
 
@@ -75,7 +107,7 @@ def _train_data(args: argparse.Namespace, dataset: str, in_chans: int = 3) -> tu
     a model of `in_chans` bands."""
     from ..train.reproduce import check_split_size
 
-    train_set = _open_split(args, args.train_split, dataset, in_chans)
+    train_set = _open_split(args, args.train_split, dataset, in_chans, training=True)
     if is_main_process() and (message := check_split_size(train_set)):
         print(f"deeplabv3p train: warning: {message}", file=sys.stderr)
     val_set = None

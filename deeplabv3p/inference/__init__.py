@@ -1,6 +1,7 @@
 """Inference: image reading, mmcv-exact resizing, the whole/slide/TTA pipeline over a backend (PyTorch, or an
-exported file from `deeplabv3p.deploy`), `SegmentationResult`, sharded and resumable folder prediction, fast paths
-(`optimize_for_inference`, ``dtype="auto"``). Never imports the training or deployment packages."""
+exported file from `deeplabv3p.deploy`), `SegmentationResult`, sharded and resumable folder prediction, streamed
+georeferenced rasters (`predict_raster`), fast paths (`optimize_for_inference`, ``dtype="auto"``). Never imports the
+training or deployment packages."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (loaded on 
     from .optimize import fold_batchnorm, optimize_for_inference
     from .options import PredictOptions
     from .pipeline import predict, predict_iter
+    from .raster_predict import RasterOptions, RasterSummary, predict_raster
     from .result import SegmentationResult
     from .writer import WriteSummary, merge_manifest, write_predictions
 
@@ -24,6 +26,9 @@ _EXPORTS = {
     "PredictOptions": "options",
     "predict": "pipeline",
     "predict_iter": "pipeline",
+    "RasterOptions": "raster_predict",
+    "RasterSummary": "raster_predict",
+    "predict_raster": "raster_predict",
     "SegmentationResult": "result",
     "WriteSummary": "writer",
     "merge_manifest": "writer",

@@ -291,6 +291,13 @@ def decode_image(source: Any, spec: ImageSpec | None = None, name: str = "image"
         return _lay_out(pixels if pixels.dim() == 3 else pixels[None], spec.in_chans)
 
 
+def lay_out_bands(pixels: torch.Tensor, in_chans: int | None, name: str = "image") -> torch.Tensor:
+    """Decoded ``(C, H, W)`` pixels -> the bands a model of `in_chans` reads (the rule of `decode_image`: gray
+    repeated and a 4th band dropped for RGB models, exactly `in_chans` bands otherwise); errors name `name`."""
+    with _naming(name):
+        return _lay_out(pixels, in_chans)
+
+
 def _lay_out(pixels: torch.Tensor, in_chans: int | None) -> torch.Tensor:
     """``(C, H, W)`` -> the bands a model of `in_chans` reads: RGB rules for 3, the same count otherwise."""
     bands = pixels.shape[0]

@@ -45,7 +45,10 @@ class PredictOptions:
         metavar=("A", "B"),
     )
     crop_size: int | tuple[int, int] | None = option(
-        None, help="slide window (h, w), an int for a square (default: the weights' window)", metavar="N"
+        None,
+        help="slide window (h, w), an int for a square (default: the weights' window)",
+        metavar="N",
+        aliases=("--window",),
     )
     stride: int | tuple[int, int] | None = option(
         None,

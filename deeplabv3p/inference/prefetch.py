@@ -13,15 +13,19 @@ its error when its turn comes, as it would without prefetching, or with ``skip_u
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .images import ImageItem
 from .resize import resize_for_test
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,23 @@ class _PreparedImages(Dataset):
         return p if isinstance(p, Unreadable) else (p.index, p.size, p.views)
 
 
+def made_ahead(make: Callable[[_T], _R], inputs: Sequence[_T], read_ahead: bool = True) -> Iterator[_R]:
+    """``make(x)`` for each of `inputs`, in order; with `read_ahead` (and more than one input) one background thread
+    makes the next while the caller uses the current. A failure is raised when its turn comes. The one reading
+    thread of `prefetched` and of raster windows (`deeplabv3p.inference.raster_predict`)."""
+    if len(inputs) <= 1 or not read_ahead:
+        for x in inputs:
+            yield make(x)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(make, inputs[0])
+        for i in range(len(inputs)):
+            current = pending.result()
+            if i + 1 < len(inputs):
+                pending = pool.submit(make, inputs[i + 1])
+            yield current
+
+
 def reads_ahead(device: torch.device) -> bool:
     """Whether a background reading thread pays off: when the network runs elsewhere (a GPU) or leaves CPU cores
     free. When its torch threads take every core, reading ahead only takes time from them (4% slower measured,
@@ -112,17 +133,7 @@ def prefetched(
     if not items:
         return
     if num_workers == 0:
-        if len(items) == 1 or not read_ahead:
-            for i, item in enumerate(items):
-                yield prepare(item, i, spec, pin, skip_unreadable)
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(prepare, items[0], 0, spec, pin, skip_unreadable)
-            for i in range(len(items)):
-                current = pending.result()
-                if i + 1 < len(items):
-                    pending = pool.submit(prepare, items[i + 1], i + 1, spec, pin, skip_unreadable)
-                yield current
+        yield from made_ahead(lambda i: prepare(items[i], i, spec, pin, skip_unreadable), range(len(items)), read_ahead)
         return
     on_gpu = [item for item in items if isinstance(item.source, torch.Tensor) and item.source.device.type != "cpu"]
     if on_gpu:

@@ -1,11 +1,14 @@
 """Predicting a folder (or list) of image files into an output folder: sharded over processes, resumable, with a
 manifest.
 
-`write_predictions` writes ``OUT/NAME.png`` (and ``OUT/NAME_overlay.jpg``) for every input ``NAME.EXT``:
+`write_predictions` writes ``OUT/NAME.png`` (and ``OUT/NAME_overlay.jpg``) for every input ``NAME.EXT``, or with
+``raster=RasterOptions(...)`` the georeferenced label raster ``OUT/NAME.tif`` of every input raster, streamed in
+bounded memory (`deeplabv3p.inference.raster_predict`):
 
 - under torchrun (or with ``shard=(rank, world_size)``) each process takes every world-th input from its rank and
   writes only those;
-- outputs that already exist and decode to the end are skipped (a rerun after a crash or preemption does only what
+- outputs that already exist and decode to the end are skipped (a raster that was cut short resumes at its first
+  unfinished strip) (a rerun after a crash or preemption does only what
   is missing or cut short), and every file is written under a temporary name, checked and renamed once complete,
   so none is ever half-written;
 - each process appends one JSON line per written image to its own ``OUT/.manifest.rank{R}.jsonl``; at the end
@@ -33,9 +36,11 @@ from PIL import Image
 from ..atomic import atomic_write_text
 from ..fields import check_float, path_kind
 from .images import ImageItem, expand_inputs
-from .options import PredictOptions
+from .options import PredictOptions, make_options
 from .pipeline import predict_iter_skipping
 from .prefetch import Unreadable
+from .raster_predict import RasterOptions, predict_raster, raster_settings, strips_pending
+from .rasters import is_raster_path, open_raster, require_rasterio
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3PlusNetwork
@@ -80,7 +85,20 @@ class _Job:
     def done(self) -> bool:
         """Whether its files exist and decode to the end: a file that a full disk or an older writer cut short is
         done again, never trusted (about 10 ms a label, 60 ms an overlay at 1024x2048)."""
+        if is_raster_path(self.label):
+            return self.written() and _raster_size(self.label) is not None and not strips_pending(self.label)
         return self.written() and all(_decodes(path) for path in (self.label, self.overlay) if path is not None)
+
+
+def _raster_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` of a label raster whose last row reads, else None."""
+    rasterio = require_rasterio("checking label rasters")
+    try:
+        with rasterio.open(path) as src:
+            src.read(1, window=rasterio.windows.Window(0, src.height - 1, src.width, 1))
+            return src.height, src.width
+    except rasterio.errors.RasterioError:
+        return None
 
 
 def _decodes(path: Path) -> bool:
@@ -92,8 +110,11 @@ def _decodes(path: Path) -> bool:
     return True
 
 
-def output_paths(items: list[ImageItem], out: Path, overlay: bool) -> list[tuple[Path, Path | None]]:
-    """Label (and overlay) file of each input: named after it, never an input file, never shared."""
+def output_paths(
+    items: list[ImageItem], out: Path, overlay: bool, suffix: str = ".png"
+) -> list[tuple[Path, Path | None]]:
+    """Label (and overlay) file of each input: named after it (``NAME`` + `suffix`), never an input file, never
+    shared."""
     inputs = {item.path.resolve() for item in items if item.path is not None}
     owners: dict[Path, Path] = {}
     paths = []
@@ -101,7 +122,7 @@ def output_paths(items: list[ImageItem], out: Path, overlay: bool) -> list[tuple
         if item.path is None:
             raise ValueError(f"{item.name}: writing predictions needs image files (outputs are named after them)")
         stem = item.path.stem
-        label = out / f"{stem}.png"
+        label = out / f"{stem}{suffix}"
         over = out / f"{stem}_overlay.jpg" if overlay else None
         for target in (label, over):
             if target is None:
@@ -119,7 +140,7 @@ def output_paths(items: list[ImageItem], out: Path, overlay: bool) -> list[tuple
     return paths
 
 
-def _jobs(inputs: Any, out: Path, overlay: bool) -> list[_Job]:
+def _jobs(inputs: Any, out: Path, overlay: bool, suffix: str = ".png") -> list[_Job]:
     if (kind := path_kind(out)) not in ("nothing", "a folder"):
         raise ValueError(f"output folder {str(out)!r} is {kind}, not a folder")
     for given in inputs if isinstance(inputs, list | tuple) else [inputs]:
@@ -131,7 +152,7 @@ def _jobs(inputs: Any, out: Path, overlay: bool) -> list[_Job]:
     items, _ = expand_inputs(inputs)
     return [
         _Job(item.path, label, over)  # type: ignore[arg-type]  # output_paths checked that each has a path
-        for item, (label, over) in zip(items, output_paths(items, out, overlay))
+        for item, (label, over) in zip(items, output_paths(items, out, overlay, suffix))
     ]
 
 
@@ -170,6 +191,9 @@ def _failure_record(job: _Job, reason: str, rank: int) -> dict[str, Any]:
 
 
 def _found_record(job: _Job) -> dict[str, Any]:
+    if is_raster_path(job.label):
+        size = _raster_size(job.label) or (0, 0)
+        return _record(job, size, None, None)
     with Image.open(job.label) as im:
         width, height = im.size
     return _record(job, (height, width), None, None)
@@ -199,11 +223,12 @@ def _merge(out: Path, jobs: list[_Job]) -> Path:
     return manifest
 
 
-def merge_manifest(inputs: Any, out: str | os.PathLike, overlay: bool = False) -> Path:
+def merge_manifest(inputs: Any, out: str | os.PathLike, overlay: bool = False, rasters: bool = False) -> Path:
     """Merge the per-process records in `out` into ``OUT/manifest.jsonl`` for the job `inputs` -> `out` (done by
-    `write_predictions` itself except when it was given an explicit `shard` outside a process group)."""
+    `write_predictions` itself except when it was given an explicit `shard` outside a process group); `rasters`:
+    the job wrote label rasters (``raster=...``)."""
     out = Path(out)
-    return _merge(out, _jobs(inputs, out, overlay))
+    return _merge(out, _jobs(inputs, out, overlay, ".tif" if rasters else ".png"))
 
 
 def write_predictions(
@@ -217,6 +242,7 @@ def write_predictions(
     resume: bool = True,
     shard: tuple[int, int] | None = None,
     progress: bool = False,
+    raster: RasterOptions | None = None,
     **overrides: Any,
 ) -> WriteSummary:
     """Segment image files and write their label maps (and overlays) to `out`, as described in the module docstring.
@@ -230,19 +256,26 @@ def write_predictions(
         shard: ``(rank, world_size)`` of this process; default: the process group's or torchrun's environment.
             Without a process group the merge is left to a final `merge_manifest` call (unless the world is 1).
         progress: show a progress bar.
+        raster: write each input as a georeferenced label raster ``OUT/NAME.tif``, streamed, read and written as
+            these `RasterOptions` say (bands, nodata, probabilities, COG); None writes PNG label maps.
     """
     from tqdm.auto import tqdm
 
     from .. import distributed
 
     check_float("alpha", alpha, 0.0, 1.0)
+    if raster is not None and overlay:
+        raise ValueError("overlay=True draws PNG label maps; label rasters (raster=...) have no overlay")
     out = Path(out)
-    jobs = _jobs(inputs, out, overlay)
+    jobs = _jobs(inputs, out, overlay, ".png" if raster is None else ".tif")
     rank, world = shard if shard is not None else distributed.process_share()
     if not 0 <= rank < world:
         raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
     mine = jobs[rank::world]
     todo = [job for job in mine if not (resume and job.done())]
+    if raster is not None:
+        written = _write_rasters(model, todo, out, rank, options, raster, resume, progress, overrides)
+        return _finish(out, jobs, len(mine), len(todo), written, rank, world, ())
     # Options and model are checked (by predict_iter_skipping) before anything is written.
     results = predict_iter_skipping(model, [job.input for job in todo] or [jobs[0].input], options, **overrides)
     out.mkdir(parents=True, exist_ok=True)
@@ -271,10 +304,57 @@ def write_predictions(
             with contextlib.suppress(Exception):
                 _merge(out, jobs)
         raise
+    return _finish(out, jobs, len(mine), len(todo), written, rank, world, tuple(failures))
+
+
+def _finish(
+    out: Path,
+    jobs: list[_Job],
+    mine: int,
+    todo: int,
+    written: int,
+    rank: int,
+    world: int,
+    failures: tuple[tuple[Path, str], ...],
+) -> WriteSummary:
+    """Merge the manifest (rank 0, once every process is done) and sum up what this process did."""
+    from .. import distributed
+
     grouped = world > 1 and distributed.current()[1] == world
     manifest = None
     if world == 1 or grouped:
         distributed.barrier()
         if rank == 0:
             manifest = _merge(out, jobs)
-    return WriteSummary(len(jobs), len(mine), written, len(mine) - len(todo), manifest, tuple(failures))
+    return WriteSummary(len(jobs), mine, written, mine - todo, manifest, failures)
+
+
+def _write_rasters(
+    model: DeepLabV3PlusNetwork | Backend,
+    todo: list[_Job],
+    out: Path,
+    rank: int,
+    options: PredictOptions | None,
+    raster: RasterOptions,
+    resume: bool,
+    progress: bool,
+    overrides: dict[str, Any],
+) -> int:
+    """Predict each input raster of `todo` into its label raster, recording each in this process's manifest part.
+    Options, and every raster's bands and dtype, are checked before the first is predicted."""
+    raster_settings(make_options(options, **overrides))
+    in_chans = model.config.in_chans
+    for job in todo:
+        open_raster(job.input, in_chans, raster.bands, raster.nodata).close()
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with _part(out, rank).open("a", encoding="utf-8") as part:
+        for job in todo:
+            summary = predict_raster(
+                model, job.input, job.label, options, raster, resume=resume, progress=progress, **overrides
+            )
+            part.write(json.dumps(_record(job, summary.size, summary.seconds, rank)) + "\n")
+            part.flush()
+            os.fsync(part.fileno())
+            written += 1
+    return written

@@ -11,6 +11,10 @@ The same constructor reads the zoo's benchmark datasets as they unpack (``layout
 ``"voc12aug"``, ``"pascal_context"``, ``"pascal_context_59"``, ``"loveda"``, ``"potsdam"``, ``"vaihingen"``,
 ``"isaid"``, ``"mapillary_v1_65"``) and any tree prepared for mmseg (``layout="mmseg"``).
 
+Large rasters need no cutting into patches first: ``layout="rasters"`` reads ``ROOT/images/SPLIT/NAME.tif`` with
+``ROOT/masks/SPLIT/NAME.tif`` (class ids on the image's grid; the ``geo`` extra) window by window, random windows
+for training and a grid of windows for validation (`deeplabv3p.train.raster_data`); each sample is a window.
+
 Images are read as `predict` reads them (`deeplabv3p.inference.images`), for a model of ``in_chans`` bands: RGB
 rules for 3, the bands as stored otherwise (multi-band TIFFs with the ``tiff`` extra); uint8, 16-bit and float
 files alike.
@@ -34,17 +38,20 @@ import torch
 from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
-from ..fields import check_bool, check_int
+from ..fields import check_bands, check_bool, check_choice, check_int, check_pair
 from ..inference.images import ImageSpec, decode_image, open_image_file, to_input_scale
+from ..inference.rasters import require_rasterio
 from ..inference.tiff import is_tiff
 from .classes import CLASSES_FILE, check_classes, check_palette, read_classes_file
-from .layouts import AUTO, FOLDER, IGNORE, MMSEG, Layout, ResolvedLayout, choose_layout, label_lut
+from .layouts import AUTO, FOLDER, IGNORE, MMSEG, RASTERS, Layout, ResolvedLayout, choose_layout, label_lut
 from .layouts import zoo_dataset as zoo
 from .pairing import MAX_LISTED, listing
+from .raster_data import GRID, RANDOM, SAMPLINGS, RasterPairs
 
 __all__ = ["SegmentationDataset"]
 
 _INDEX_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
+DEFAULT_WINDOW = 512  # the rasters layout's window side, mmseg's usual training crop
 
 
 def _label_rules(
@@ -59,10 +66,10 @@ def _label_rules(
 ) -> tuple[Any, Any, bool]:
     """``(classes, palette, reduce_zero_label)`` of a split in `layout`: a zoo dataset's where the layout holds one
     (the zoo's own layouts refuse other rules), else the given ones or ``ROOT/classes.json``."""
-    if in_chans != 3 and layout.name != FOLDER:
+    if in_chans != 3 and layout.name not in (FOLDER, RASTERS):
         raise ValueError(
             f"the {layout.name!r} layout holds RGB images, but the model takes in_chans={in_chans}: put multi-band "
-            f"data in the {FOLDER!r} layout (images/SPLIT, masks/SPLIT, {CLASSES_FILE})"
+            f"data in the {FOLDER!r} layout (images/SPLIT, masks/SPLIT, {CLASSES_FILE}) or the {RASTERS!r} layout"
         )
     if layout.dataset is None:  # the folder layout, or an mmseg tree of no zoo dataset
         if classes is None:
@@ -124,8 +131,19 @@ class SegmentationDataset(torch.utils.data.Dataset):
         transforms: ``f(image, mask) -> (image, mask)`` applied by ``__getitem__``; None returns samples as read.
             `deeplabv3p.train.fit` augments with mmseg's pipeline when this is None.
         in_chans: the band count of the model the images are for (see the module docstring); an image with
-            another count is an error naming both. The layouts other than the folder layout hold RGB images.
+            another count is an error naming both. The layouts other than the folder and rasters layouts hold RGB
+            images.
+        window: the rasters layout's window ``(h, w)`` (or one side), default 512.
+        sampling: the rasters layout's windows: ``"random"`` (drawn anew for every sample, seeded by `fit`) or
+            ``"grid"`` (side by side, each pixel once); default: random for the split ``"train"``, else grid.
+        samples_per_epoch: random windows in one pass over the dataset (its ``len``); default: as many as the
+            grid has.
+        margin: grid sampling: pixels of context read around each window (labelled ``ignore_index``, so that each
+            pixel still counts once), default 0.
+        bands: the rasters' bands to read, 1-based as GDAL counts (``(4, 3, 2)``); default: the raster rule's
+            (`deeplabv3p.inference.rasters`).
 
+    With ``layout="rasters"``, ``samples`` lists the raster pairs and each index is a window (`rasters` reads them).
     ``dataset[i]`` is ``(tv_tensors.Image (in_chans, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`,
     the image on the 0..255 scale: uint8 for 8-bit files (and 16-bit RGB ones, high byte), float32 for 16-bit
     multi-band and float files. Every argument is checked before the files are listed.
@@ -148,6 +166,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
         seg_suffix: str | None = None,
         transforms: Callable[[Any, Any], tuple[Any, Any]] | None = None,
         in_chans: int = 3,
+        window: int | Sequence[int] | None = None,
+        sampling: str | None = None,
+        samples_per_epoch: int | None = None,
+        margin: int | None = None,
+        bands: Sequence[int] | None = None,
     ) -> None:
         if (root is None) == (pairs is None):
             raise ValueError("pass exactly one of root= (a dataset folder) and pairs= (a list of (image, mask) paths)")
@@ -157,6 +180,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         check_int("in_chans", in_chans, 1)
         if transforms is not None and not callable(transforms):
             raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
+        raster_options = self._check_raster_options(layout, split, window, sampling, samples_per_epoch, margin, bands)
         self.split = split
         self.in_chans = in_chans
         self.layout: ResolvedLayout | None = None
@@ -187,6 +211,45 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise ValueError(f"ignore_index={ignore_index} collides with a class index (there are {len(self.classes)})")
         self.label_map = self._check_label_map(label_map)
         self.transforms = transforms
+        self.rasters: RasterPairs | None = None
+        if raster_options is not None:
+            self.rasters = RasterPairs(
+                self.samples, in_chans, *raster_options, ignore_index, self.to_labels, self._check_labels
+            )
+
+    @staticmethod
+    def _check_raster_options(
+        layout: str,
+        split: str,
+        window: Any,
+        sampling: str | None,
+        samples_per_epoch: int | None,
+        margin: int | None,
+        bands: Any,
+    ) -> tuple[tuple[int, int], str, int | None, int, tuple[int, ...] | None] | None:
+        """The rasters layout's ``(window, sampling, samples_per_epoch, margin, bands)`` with defaults, or None for
+        another layout (which takes none of them); the ``geo`` extra is required first."""
+        options = (("window", window), ("sampling", sampling), ("samples_per_epoch", samples_per_epoch),
+                   ("margin", margin), ("bands", bands))  # fmt: skip
+        given = [k for k, v in options if v is not None]
+        if layout != RASTERS:
+            if given:
+                raise ValueError(f"{given} apply to layout={RASTERS!r} only, not to layout={layout!r}")
+            return None
+        require_rasterio(f"layout={RASTERS!r}")
+        size = check_pair("window", DEFAULT_WINDOW if window is None else window)
+        if sampling is None:
+            sampling = RANDOM if split == "train" else GRID
+        check_choice("sampling", sampling, SAMPLINGS)
+        if samples_per_epoch is not None:
+            check_int("samples_per_epoch", samples_per_epoch, 1)
+            if sampling == GRID:
+                raise ValueError("samples_per_epoch applies to sampling='random'; a grid has one sample per window")
+        if margin is not None:
+            check_int("margin", margin, 0)
+            if sampling == RANDOM and margin:
+                raise ValueError("margin applies to sampling='grid' (validation, evaluation), not to random windows")
+        return size, sampling, samples_per_epoch, margin or 0, None if bands is None else check_bands("bands", bands)
 
     @staticmethod
     def _check_label_map(label_map: Any) -> np.ndarray | None:
@@ -238,23 +301,31 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return self.layout.official_count if self.layout is not None else None
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.rasters) if self.rasters is not None else len(self.samples)
 
     def __repr__(self) -> str:
         where = f"root={str(self.root)!r}, split={self.split!r}" if self.root is not None else "pairs=[...]"
         if self.layout is not None:
             where = f"{self.layout.layout!r}, {where}"
+        if self.rasters is not None:
+            where = f"{where}, {self.rasters.describe()}"
         return f"SegmentationDataset({where}, {len(self)} samples, {self.num_classes} classes)"
 
     def read_image(self, index: int) -> np.ndarray:
         """The image as stored, ``(H, W, in_chans)`` in its file's dtype (uint8, uint16 or float), bands laid out
         as `predict` lays them out (RGB rules for 3 bands; EXIF orientation applied, as OpenCV's reader does)."""
+        if self.rasters is not None:
+            return self.load(index)[0]
         path = self.samples[index][0]
         pixels = decode_image(path, ImageSpec(self.in_chans), str(path))
         return np.ascontiguousarray(pixels.permute(1, 2, 0).numpy())
 
     def image_size(self, index: int) -> tuple[int, int]:
-        """Sample `index`'s ``(H, W)``, from its mask file's header (cheap; `load` checks the image is as large)."""
+        """Sample `index`'s ``(H, W)``, from its mask file's header (cheap; `load` checks the image is as large);
+        a raster window's size (a random window's before it is cut to a small raster)."""
+        if self.rasters is not None:
+            window = self.rasters.window_at(index)
+            return window.height, window.width
         path = self.samples[index][1]
         with open_image_file(path, "mask") as img:
             return img.height, img.width
@@ -272,8 +343,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def sample_problem(self, index: int) -> str | None:
         """What is wrong with sample `index`, from its files' headers and its mask's values (`label_problem`, and
-        an image and mask of different sizes), or None; ``fit(check_data=True)`` asks it of every sample."""
+        an image and mask of different sizes), or None; ``fit(check_data=True)`` asks it of every sample. A random
+        raster window has none to tell beforehand (the rasters' headers are checked when the dataset is built, each
+        window's labels when it is read)."""
+        if self.rasters is not None and self.rasters.sampling == RANDOM:
+            return None
         problem = self.label_problem(index)
+        if self.rasters is not None:
+            return problem
         if problem is not None:
             return problem
         try:
@@ -302,6 +379,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def read_raw_mask(self, index: int) -> np.ndarray:
         """The label file's values as stored, ``(H, W)`` int64 (a single-channel index image is required)."""
+        if self.rasters is not None:
+            raise TypeError("a rasters dataset reads its labels window by window: use load(index) or read_mask(index)")
         path = self.samples[index][1]
         with open_image_file(path, "mask") as img:
             if img.mode not in _INDEX_MODES:
@@ -327,11 +406,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def read_mask(self, index: int) -> np.ndarray:
         """The mask as ``(H, W)`` int64 class indices, `reduce_zero_label` and `label_map` applied, labels checked."""
+        if self.rasters is not None:
+            return self.load(index)[1]
         mask = self.to_labels(self.read_raw_mask(index))
         self._check_labels(mask, self.samples[index][1])
         return mask
 
-    def _check_labels(self, mask: np.ndarray, path: Path) -> None:
+    def _check_labels(self, mask: np.ndarray, path: str | Path) -> None:
         k = self.num_classes
         bad = (mask != self.ignore_index) & ((mask < 0) | (mask >= k))
         if not bad.any():
@@ -349,8 +430,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def label_problem(self, index: int) -> str | None:
         """What is wrong with one label file (unreadable, colour-coded, values the layout never stores, labels
-        outside the classes), or None."""
+        outside the classes), or None. A raster window is read whole (image and labels: nodata counts)."""
         try:
+            if self.rasters is not None:
+                self.load(index)
+                return None
             raw = self.read_raw_mask(index)
             allowed = self.layout.label_sources[0].raw_values if self.layout is not None else None
             if allowed is not None:
@@ -376,7 +460,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image (H, W, in_chans) as stored, mask (H, W) int64)``, with sizes and labels checked. `evaluate`
-        hands these images to `predict`, which reads them exactly as ``dataset[i]`` does for training."""
+        hands these images to `predict`, which reads them exactly as ``dataset[i]`` does for training. With the
+        rasters layout, a window (a new random one at each call with random sampling)."""
+        if self.rasters is not None:
+            return self.rasters.sample(index)
         image, mask = self.read_image(index), self.read_mask(index)
         mismatch = self._size_mismatch(index, image.shape, mask.shape)
         if mismatch is not None:
@@ -385,9 +472,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         image, mask = self.load(index)
-        pixels = to_input_scale(
-            torch.from_numpy(image).permute(2, 0, 1), ImageSpec(self.in_chans), str(self.samples[index][0])
-        )
+        name = f"sample {index} of {self.root}" if self.rasters is not None else str(self.samples[index][0])
+        pixels = to_input_scale(torch.from_numpy(image).permute(2, 0, 1), ImageSpec(self.in_chans), name)
         sample = (tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(mask)))
         return self.transforms(*sample) if self.transforms is not None else sample
 

@@ -3,6 +3,8 @@ and the zoo's benchmark datasets as they unpack (or as mmseg's converters write 
 
 - ``folder``: ``ROOT/images/SPLIT/NAME.EXT`` + ``ROOT/masks/SPLIT/NAME.png`` (subfolders allowed, any extension
   predict reads), classes in ``ROOT/classes.json``;
+- ``rasters``: the same tree of large rasters (``images/SPLIT/NAME.tif`` + ``masks/SPLIT/NAME.tif`` on the same
+  grid), read window by window (`deeplabv3p.train.raster_data`);
 - ``mmseg``: any ``ROOT/img_dir/SPLIT`` + ``ROOT/ann_dir/SPLIT`` tree (one image suffix, found or given);
 - the zoo's layouts (``cityscapes``, ``ade20k``, ...): each split one or more *parts*, scanned folders or split
   lists paired as mmsegmentation 1.x's ``BaseSegDataset`` pairs them (`deeplabv3p.train.pairing`).
@@ -28,7 +30,7 @@ import numpy as np
 from ..inference.images import IMAGE_EXTENSIONS
 from ..pretrained.zoo import DATASETS, DatasetInfo
 from .classes import CLASSES_FILE
-from .names import FOLDER, LAYOUT_NAMES, MMSEG
+from .names import FOLDER, LAYOUT_NAMES, MMSEG, RASTERS
 from .pairing import LabelSource, Part, describe_folder, listing, pair_part, subfolders
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "IGNORE",
     "LAYOUTS",
     "MMSEG",
+    "RASTERS",
     "Layout",
     "ResolvedLayout",
     "choose_layout",
@@ -46,6 +49,8 @@ __all__ = [
 ]
 
 AUTO = "auto"  # not a layout: `choose_layout` picks one
+# What the rasters layout lists as images: GeoTIFF and the formats GDAL reads that hold large orthophotos.
+RASTER_IMAGE_EXTENSIONS = (".tif", ".tiff", ".vrt", ".jp2")
 IGNORE = 255
 
 # cityscapesscripts' labels.py: labelId -> trainId for the 19 evaluated classes; every other id is ignored.
@@ -105,12 +110,14 @@ class Layout(Protocol):
 
 @dataclass(frozen=True)
 class FolderLayout:
-    """The generic tree: ``images/SPLIT`` + ``masks/SPLIT`` (masks share the image's relative path and stem)."""
+    """The generic tree: ``images/SPLIT`` + ``masks/SPLIT`` (masks share the image's relative path and stem), of
+    images of `extensions` and masks ``NAME + mask_suffix``; the rasters layout is the same tree of rasters."""
 
     name: str = FOLDER
     dataset: str | None = None
     expected: str = f"images/SPLIT/NAME.EXT, masks/SPLIT/NAME.png and {CLASSES_FILE}"
     mask_suffix: str = ".png"
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS
 
     def resolve(self, root: Path, split: str) -> ResolvedLayout:
         images_dir, masks_dir = root / "images" / split, root / "masks" / split
@@ -118,9 +125,9 @@ class FolderLayout:
             found = subfolders(root / "images")
             hint = f"splits found under {str(root / 'images')!r}: {found}" if found else f"{str(root)!r} has no images/"
             raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist ({hint})")
-        images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions)
         if not images:
-            kinds = "/".join(s[1:] for s in IMAGE_EXTENSIONS)
+            kinds = "/".join(s[1:] for s in self.extensions)
             raise ValueError(f"split {split!r} is empty: no {kinds} images in {str(images_dir)!r}")
         stems: dict[Path, Path] = {}
         for image in images:
@@ -349,7 +356,14 @@ _ZOO_LAYOUTS: tuple[ZooLayout, ...] = (
     ),
 )
 
-_ALL: tuple[Layout, ...] = (FolderLayout(), MmsegLayout(), *_ZOO_LAYOUTS)
+_RASTER_LAYOUT = FolderLayout(
+    RASTERS,
+    expected=f"images/SPLIT/NAME.tif (any raster GDAL reads: .tif, .vrt, .jp2), masks/SPLIT/NAME.tif (class ids on "
+    f"the image's grid) and {CLASSES_FILE}",
+    mask_suffix=".tif",
+    extensions=RASTER_IMAGE_EXTENSIONS,
+)
+_ALL: tuple[Layout, ...] = (FolderLayout(), _RASTER_LAYOUT, MmsegLayout(), *_ZOO_LAYOUTS)
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in _ALL}
 if tuple(LAYOUTS) != LAYOUT_NAMES:  # the command line offers LAYOUT_NAMES without importing this module
     raise RuntimeError(f"deeplabv3p.train.names.LAYOUT_NAMES {LAYOUT_NAMES} differs from the layouts {tuple(LAYOUTS)}")

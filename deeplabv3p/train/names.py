@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from ..pretrained.zoo import DATASETS
 
-__all__ = ["FOLDER", "LAYOUT_NAMES", "MMSEG", "PREPARE_NAMES", "ZOO_LAYOUT_NAMES"]
+__all__ = ["FOLDER", "LAYOUT_NAMES", "MMSEG", "PREPARE_NAMES", "RASTERS", "ZOO_LAYOUT_NAMES"]
 
 FOLDER = "folder"
 MMSEG = "mmseg"
+RASTERS = "rasters"
 ZOO_LAYOUT_NAMES: tuple[str, ...] = tuple(DATASETS)  # every zoo dataset is read in its official layout
-LAYOUT_NAMES: tuple[str, ...] = (FOLDER, MMSEG, *ZOO_LAYOUT_NAMES)
+LAYOUT_NAMES: tuple[str, ...] = (FOLDER, RASTERS, MMSEG, *ZOO_LAYOUT_NAMES)
 PREPARE_NAMES: tuple[str, ...] = ("potsdam", "vaihingen", "isaid", "loveda", "cityscapes")

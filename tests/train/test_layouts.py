@@ -36,7 +36,7 @@ def _check(ds: SegmentationDataset, expected: list[tuple[Path, np.ndarray]], dat
 
 def test_every_zoo_dataset_has_a_layout() -> None:
     zoo = {name: layout for name, layout in LAYOUTS.items() if isinstance(layout, ZooLayout)}
-    assert set(DATASETS) == set(zoo) and set(LAYOUTS) == {"folder", "mmseg", *DATASETS}
+    assert set(DATASETS) == set(zoo) and set(LAYOUTS) == {"folder", "rasters", "mmseg", *DATASETS}
     assert all(layout.counts and layout.dataset == name for name, layout in zoo.items())
 
 

@@ -1,0 +1,163 @@
+"""The georeferenced label raster (and its probabilities) of a raster prediction, written from its finished strips
+(`deeplabv3p.inference.strips`) and published only when complete.
+
+The label raster is a tiled (256 x 256 by default), deflate-compressed GeoTIFF with the input's CRS, transform and
+size (no CRS for an input without one): one band of class indices, uint8 up to 255 classes and uint16 beyond; nodata
+is the largest value of the type (255, or 65535), which no class uses. The palette is the band's GDAL colour table
+and the class names are in the metadata (``CLASS_NAMES``, a JSON list, and ``CLASS_<i>=name``), so QGIS and
+``gdalinfo`` show a classified map. The probabilities (``NAME_probs.tif``, on request) are uint8, the probability
+times 255 rounded, with GDAL scale ``1/255`` so GDAL-aware readers see 0..1: one band, the winning class's
+probability (``"confidence"``), or one band per class (``"classes"``); nodata pixels hold 0. With ``cog=True`` both
+are Cloud Optimized GeoTIFFs (GDAL's COG driver, overviews by mode for labels and averaging for probabilities).
+
+Each file is written under a temporary name (`deeplabv3p.atomic.atomic_path`), reopened and checked, then renamed;
+the labels are renamed last, so their presence means the job is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_path, temporary_name
+from .rasters import RasterGrid, require_rasterio
+from .strips import StripStore
+
+TILE = 256  # default tile side of the written rasters; strips end on multiples of it, so each tile row is written once
+PROBS_SCALE = 1.0 / 255.0
+
+
+def label_dtype(num_classes: int) -> tuple[str, int]:
+    """``(dtype, nodata)`` of a label raster of `num_classes` classes: uint8 with nodata 255 up to 255 classes,
+    uint16 with nodata 65535 up to 65535."""
+    if num_classes <= 255:
+        return "uint8", 255
+    if num_classes <= 65535:
+        return "uint16", 65535
+    raise ValueError(f"cannot store {num_classes} classes in a 16-bit label raster (at most 65535, 65535 is nodata)")
+
+
+def probs_path(out: Path) -> Path:
+    """Where the probabilities of the label raster `out` go: ``NAME_probs.tif`` beside it."""
+    return out.with_name(f"{out.stem}_probs{out.suffix}")
+
+
+def _profile(grid: RasterGrid, count: int, dtype: str, nodata: float | None, tile: int) -> dict[str, Any]:
+    rasterio = require_rasterio("writing label rasters")
+    profile: dict[str, Any] = dict(
+        driver="GTiff",
+        height=grid.height,
+        width=grid.width,
+        count=count,
+        dtype=dtype,
+        nodata=nodata,
+        tiled=True,
+        blockxsize=tile,
+        blockysize=tile,
+        compress="deflate",
+        bigtiff="IF_SAFER",
+    )
+    if grid.crs is not None:
+        profile.update(crs=rasterio.crs.CRS.from_wkt(grid.crs), transform=rasterio.Affine(*grid.transform))
+    return profile
+
+
+def _write(path: Path, profile: dict[str, Any], store: StripStore, key: str, describe: Any) -> None:
+    """Copy `store`'s `key` arrays, strip by strip, into a new GeoTIFF at `path`; `describe(dst)` adds metadata."""
+    rasterio = require_rasterio("writing label rasters")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            describe(dst)
+            for y1, y2 in store.done:
+                array = store.load(key, (y1, y2))
+                if array.ndim == 2:
+                    array = array[None]
+                dst.write(array, window=rasterio.windows.Window(0, y1, profile["width"], y2 - y1))
+
+
+def _check(path: Path, profile: dict[str, Any]) -> None:
+    """Reopen a written raster: its size, band count and dtype as intended, and its last row readable."""
+    rasterio = require_rasterio("writing label rasters")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            got = (src.height, src.width, src.count, src.dtypes[0])
+            want = (profile["height"], profile["width"], profile["count"], profile["dtype"])
+            if got != want:
+                raise OSError(f"{path}: wrote {got}, expected {want} (height, width, bands, dtype)")
+            src.read(window=rasterio.windows.Window(0, src.height - 1, src.width, 1))
+
+
+def _cog(tmp: Path, resampling: str, tile: int) -> Path:
+    """A Cloud Optimized GeoTIFF copy of the GeoTIFF `tmp` (GDAL streams it: nothing full-size in memory)."""
+    require_rasterio("writing Cloud Optimized GeoTIFFs")
+    import rasterio.shutil
+
+    cog = temporary_name(tmp.with_name(tmp.name + ".cog"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        rasterio.shutil.copy(tmp, cog, driver="COG", compress="DEFLATE", blocksize=tile, overview_resampling=resampling)
+    return cog
+
+
+@contextmanager
+def _published(path: Path, profile: dict[str, Any], cog: bool, resampling: str) -> Iterator[Path]:
+    """A temporary path to write `path` to; checked (and made a COG with `cog`) and renamed when the block ends."""
+    with atomic_path(path) as tmp:
+        yield tmp
+        _check(tmp, profile)
+        if cog:
+            made = _cog(tmp, resampling, profile["blockxsize"])
+            try:
+                made.replace(tmp)
+            finally:
+                made.unlink(missing_ok=True)
+
+
+def write_label_raster(
+    out: Path,
+    grid: RasterGrid,
+    store: StripStore,
+    classes: tuple[str, ...],
+    palette: np.ndarray,
+    probs: str | None = None,
+    cog: bool = False,
+    tile: int = TILE,
+) -> list[Path]:
+    """Write the label raster `out` (and with `probs` its probabilities, `probs_path`) from `store`'s strips, as
+    the module docstring describes; returns the paths written, labels last."""
+    dtype, nodata = label_dtype(len(classes))
+    labels = _profile(grid, 1, dtype, nodata, tile)
+
+    def describe_labels(dst: Any) -> None:
+        dst.write_colormap(1, {i: (*map(int, palette[i]), 255) for i in range(len(classes))})
+        dst.update_tags(CLASS_NAMES=json.dumps(list(classes)), **{f"CLASS_{i}": n for i, n in enumerate(classes)})
+        dst.set_band_description(1, "class")
+
+    written = []
+    with ExitStack() as stack:
+        label_tmp = stack.enter_context(_published(out, labels, cog, "mode"))
+        if probs is not None:
+            bands = 1 if probs == "confidence" else len(classes)
+            profile = _profile(grid, bands, "uint8", None, tile)
+            names = ["confidence"] if probs == "confidence" else list(classes)
+
+            def describe_probs(dst: Any) -> None:
+                dst.scales = (PROBS_SCALE,) * bands
+                dst.offsets = (0.0,) * bands
+                for i, name in enumerate(names):
+                    dst.set_band_description(i + 1, name)
+
+            with _published(probs_path(out), profile, cog, "average") as probs_tmp:
+                _write(probs_tmp, profile, store, "probs", describe_probs)
+            written.append(probs_path(out))
+        _write(label_tmp, labels, store, "labels", describe_labels)
+    written.append(out)
+    return written
