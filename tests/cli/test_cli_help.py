@@ -55,10 +55,10 @@ def test_export_help_shows_its_defaults_and_a_description(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "ONNX opset (default: 17)" in out
+    assert "ONNX opset (onnx format; default: 17)" in out
     assert "(default: 512x512)" in out
     assert "DEFAULT_OPSET" not in out
-    assert "check the file against PyTorch with onnxruntime" in out
+    assert "compare it with PyTorch" in out
 
 
 def test_predict_says_what_dtype_auto_picked(tmp_path, capsys):

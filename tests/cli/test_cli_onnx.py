@@ -1,4 +1,5 @@
-"""``deeplabv3p export --int8`` and ``deeplabv3p predict --onnx``: the deployment path from the command line."""
+"""``deeplabv3p export --int8`` and ``deeplabv3p predict --model FILE.onnx``: the deployment path from the command
+line."""
 
 from __future__ import annotations
 
@@ -35,15 +36,15 @@ def test_export_int8_then_predict_with_either_file(saved, tmp_path, capsys):
     args = ["export", str(folder), "--out", str(onnx_file), "--size", "48x64", "--int8", "--calibration", str(images)]
     assert main([*args, "--calibration-images", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "argmax agreement 100.000%" in printed  # the fp32 check, on the folder's trained weights
+    assert "onnx vs PyTorch fp32 at 48x64 (HxW), 2 input(s): labels 100.000% equal" in printed  # the fp32 proof
     assert "on 2 held-out image(s)" in printed and "% of pixels agree" in printed
     int8_file = tmp_path / "model.int8.onnx"
     assert int8_file.is_file()
 
     torch_out, onnx_out, int8_out = tmp_path / "torch", tmp_path / "onnx", tmp_path / "int8"
     assert main(["predict", str(images), "--model", str(folder), "--out", str(torch_out), "--no-progress"]) == 0
-    assert main(["predict", str(images), "--onnx", str(onnx_file), "--out", str(onnx_out), "--no-progress"]) == 0
-    assert main(["predict", str(images), "--onnx", str(int8_file), "--out", str(int8_out), "--no-progress"]) == 0
+    assert main(["predict", str(images), "--model", str(onnx_file), "--out", str(onnx_out), "--no-progress"]) == 0
+    assert main(["predict", str(images), "--model", str(int8_file), "--out", str(int8_out), "--no-progress"]) == 0
     agree = []
     for i in range(4):
         with Image.open(torch_out / f"im{i}.png") as a, Image.open(onnx_out / f"im{i}.png") as b:
@@ -56,9 +57,15 @@ def test_export_int8_then_predict_with_either_file(saved, tmp_path, capsys):
 def test_onnx_flags_are_checked(saved, tmp_path, capsys):
     folder, images = saved
     out = str(tmp_path / "out")
-    assert main(["predict", str(images), "--out", out]) == 2
-    assert "either --model" in capsys.readouterr().err
-    assert main(["predict", str(images), "--onnx", str(tmp_path / "x.onnx"), "--model", str(folder), "--out", out]) == 2
+    with pytest.raises(SystemExit):
+        main(["predict", str(images), "--out", out])
+    assert "--model" in capsys.readouterr().err
+    onnx_file = str(tmp_path / "x.onnx")
+    assert main(["predict", str(images), "--model", onnx_file, "--checkpoint", "w.safetensors", "--out", out]) == 2
+    assert "is an exported file" in capsys.readouterr().err
+    assert main(["predict", str(images), "--model", onnx_file, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "ONNX file" in err and "does not exist" in err
     assert main(["export", str(folder), "--out", str(tmp_path / "m.onnx"), "--int8"]) == 2
     assert "--int8 needs --calibration" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
