@@ -36,7 +36,7 @@ from .prefetch import made_ahead, reads_ahead
 from .raster_blend import RowBlend, Window
 from .raster_writer import TILE, label_dtype, probs_path, write_label_raster
 from .rasters import RasterSource, is_raster_path, open_raster, require_rasterio
-from .strips import StripStore
+from .strips import StripStore, strips_folder
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3PlusNetwork
@@ -228,8 +228,6 @@ def _gdal_env(path: Path) -> Any:
 
 def strips_pending(out: Path) -> bool:
     """Whether `out` has stored strips of a run not yet published."""
-    from .strips import strips_folder
-
     return strips_folder(out).is_dir()
 
 
