@@ -143,13 +143,12 @@ def _markdown(record: dict) -> str:
         "throughput / network | streaming alone (s) | network / (network + streaming) | load average after |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    keys = ("windows", "seconds", "megapixels_per_s", "peak_rss_mb", "rss_before_mb", "network_alone_seconds",
+            "throughput_vs_network", "streaming_alone_seconds", "throughput_vs_network_from_parts")  # fmt: skip
     for r in record["results"]:
-        lines.append(
-            f"| {r['size']}x{r['size']} | {r['windows']} | {r['seconds']} | {r['megapixels_per_s']} | "
-            f"{r['peak_rss_mb']} | {r['rss_before_mb']} | {r['network_alone_seconds']} | "
-            f"{r['throughput_vs_network']} | {r['streaming_alone_seconds']} | "
-            f"{r['throughput_vs_network_from_parts']} | {r['load_average'][0]:.1f} |"
-        )
+        cells = [str(r.get(key, "-")) for key in keys]
+        load = f"{r['load_average'][0]:.1f}" if "load_average" in r else "-"
+        lines.append(f"| {r['size']}x{r['size']} | {' | '.join(cells)} | {load} |")
     peaks = [r["peak_rss_mb"] for r in record["results"]]
     if len(peaks) > 1:
         lines += ["", f"Peak RSS spread: largest / smallest = {max(peaks) / min(peaks):.3f}."]
