@@ -10,7 +10,8 @@ before the call (interpreter, torch, the model). Throughput is compared with the
 in the same process, after the raster, the network runs on ``--net-chunks`` batches of windows of the same shape
 (``window_batch_size`` windows each), and its time is scaled to the raster's number of batches. The network is a
 ResNet-18 DeepLabV3+ at 1/8 of its widths (``--full-width`` keeps them) with random weights: its speed is not the
-point, only what streaming adds to it. Results: ``--out`` (JSON and Markdown, with the CPU's flags).
+point, only what streaming adds to it; a second run with the network replaced by a stub measures what streaming
+costs by itself. Results: ``--out`` (JSON and Markdown, with the CPU's flags).
 """
 
 from __future__ import annotations
@@ -95,6 +96,14 @@ def _child(args: argparse.Namespace, size: int) -> dict:
             model(x)
         per_batch = (time.perf_counter() - start) / args.net_chunks
     network = per_batch * batches
+
+    def stub(x: torch.Tensor) -> torch.Tensor:  # the network replaced: what streaming itself costs
+        return torch.zeros((x.shape[0], args.num_classes, *x.shape[2:]))
+
+    model.forward = stub
+    stub_seconds = time.perf_counter()
+    predict_raster(model, source, out, raster=RasterOptions(), resume=False, **options)
+    stub_seconds = time.perf_counter() - stub_seconds
     out.unlink(missing_ok=True)
     return {
         "size": size,
@@ -105,6 +114,8 @@ def _child(args: argparse.Namespace, size: int) -> dict:
         "megapixels_per_s": round(size * size / seconds / 1e6, 3),
         "network_alone_seconds": round(network, 2),
         "throughput_vs_network": round(network / seconds, 3),
+        "streaming_alone_seconds": round(stub_seconds, 2),
+        "throughput_vs_network_from_parts": round(network / (network + stub_seconds), 3),
     }
 
 
@@ -115,23 +126,29 @@ def _markdown(record: dict) -> str:
         f"# Streamed raster prediction: peak memory and throughput ({cpu['model']}, {a['threads']} threads)",
         "",
         f"- date (UTC): {record['date']}; SIMD flags: {' '.join(cpu['simd_flags'])}",
+        f"- load average at start: {'/'.join(f'{v:.1f}' for v in record['load_average_at_start'])} "
+        f"({os.cpu_count()} logical CPUs; other jobs shared them: seconds are noisy, memory is not)",
         f"- network: {a['arch']} at {'full' if a['full_width'] else '1/8'} width, {a['num_classes']} classes, "
         f"random weights; window {a['window']}, stride {a['stride']}, {a['window_batch_size']} windows a batch",
         f"- versions: python {platform.python_version()}, torch {torch.__version__}, rasterio {record['rasterio']}",
         f"- command: `{record['command']}`",
         "- peak RSS: the process's VmHWM over the predict_raster call (before: what the process held before it)",
         "- network alone: the same network on batches of windows of the same shape, scaled to the raster's batches",
+        "- streaming alone: the same predict_raster call with the network replaced by a stub returning zeros "
+        "(reading, normalising, blending, storing strips, writing the GeoTIFF); network / (network + streaming) is "
+        "the throughput a run reaches where nothing overlaps (on this CPU the reading thread is off: torch's threads "
+        "take every core)",
         "",
         "| raster (px) | windows | seconds | Mpx/s | peak RSS (MB) | RSS before (MB) | network alone (s) | "
-        "throughput / network |",
-        "|---|---|---|---|---|---|---|---|",
+        "throughput / network | streaming alone (s) | network / (network + streaming) | load average after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    keys = ("windows", "seconds", "megapixels_per_s", "peak_rss_mb", "rss_before_mb", "network_alone_seconds",
+            "throughput_vs_network", "streaming_alone_seconds", "throughput_vs_network_from_parts")  # fmt: skip
     for r in record["results"]:
-        lines.append(
-            f"| {r['size']}x{r['size']} | {r['windows']} | {r['seconds']} | {r['megapixels_per_s']} | "
-            f"{r['peak_rss_mb']} | {r['rss_before_mb']} | {r['network_alone_seconds']} | "
-            f"{r['throughput_vs_network']} |"
-        )
+        cells = [str(r.get(key, "-")) for key in keys]
+        load = f"{r['load_average'][0]:.1f}" if "load_average" in r else "-"
+        lines.append(f"| {r['size']}x{r['size']} | {' | '.join(cells)} | {load} |")
     peaks = [r["peak_rss_mb"] for r in record["results"]]
     if len(peaks) > 1:
         lines += ["", f"Peak RSS spread: largest / smallest = {max(peaks) / min(peaks):.3f}."]
@@ -159,27 +176,27 @@ def main() -> None:
     import rasterio
 
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    results = []
-    for size in args.sizes:
-        make_raster(Path(args.workdir) / f"raster_{size}.tif", size)
-        cmd = [sys.executable, __file__, "--child", str(size), *sys.argv[1:]]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-        results.append(json.loads(out.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
     now = dt.datetime.now(dt.timezone.utc)
+    name = args.out or str(ROOT / "benchmarks" / "results" / f"cpu-{args.threads}t_raster_memory_{now:%Y-%m-%d}")
     record = {
         "date": now.strftime("%Y-%m-%d %H:%M"),
         "command": "python " + " ".join(["benchmarks/raster_memory.py", *sys.argv[1:]]),
         "cpu": cpu_stamp(),
+        "load_average_at_start": os.getloadavg(),
         "rasterio": rasterio.__version__,
         "gdal": rasterio.__gdal_version__,
         "args": {k: v for k, v in vars(args).items() if k not in ("child", "out")},
-        "results": results,
+        "results": [],
     }
-    name = args.out or str(ROOT / "benchmarks" / "results" / f"cpu-{args.threads}t_raster_memory_{now:%Y-%m-%d}")
-    Path(name + ".json").write_text(json.dumps(record, indent=2) + "\n")
-    Path(name + ".md").write_text(_markdown(record))
+    for size in args.sizes:  # the results so far are written after each size
+        make_raster(Path(args.workdir) / f"raster_{size}.tif", size)
+        cmd = [sys.executable, __file__, "--child", str(size), *sys.argv[1:]]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+        record["results"].append({**json.loads(out.strip().splitlines()[-1]), "load_average": os.getloadavg()})
+        print(json.dumps(record["results"][-1]), flush=True)
+        Path(name + ".json").write_text(json.dumps(record, indent=2) + "\n")
+        Path(name + ".md").write_text(_markdown(record))
     print(_markdown(record))
 
 

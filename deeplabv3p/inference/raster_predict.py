@@ -35,7 +35,7 @@ from .prefetch import made_ahead, reads_ahead
 from .raster_blend import RowBlend, Window
 from .raster_writer import TILE, label_dtype, probs_path, write_label_raster
 from .rasters import RasterSource, gdal_env, is_raster_path, open_raster
-from .strips import StripStore
+from .strips import StripStore, strips_folder
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3PlusNetwork
@@ -217,8 +217,6 @@ def predict_raster(
 
 def strips_pending(out: Path) -> bool:
     """Whether `out` has stored strips of a run not yet published."""
-    from .strips import strips_folder
-
     return strips_folder(out).is_dir()
 
 

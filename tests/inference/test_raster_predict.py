@@ -115,9 +115,9 @@ def test_non_georeferenced_tiff_is_written_without_crs(model, tmp_path, caplog):
 
 
 def test_killed_run_resumes_at_first_unfinished_strip_and_matches(model, tmp_path, monkeypatch):
-    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(130, 50, 3))
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(96, 36, 3))
     whole = tmp_path / "whole.tif"
-    options = dict(WINDOW, window_batch_size=2)  # six strips
+    options = dict(WINDOW, window_batch_size=2)  # five strips
     predict_raster(model, source, whole, raster=RasterOptions(tile=TILE, probs="confidence"), **options)
     out = tmp_path / "labels.tif"
     real_add, calls = StripStore.add, []
