@@ -24,13 +24,34 @@ from .metadata import read_sidecar
 from .packages import require
 
 
+_pool_threads: int | None = None  # what the first segmenter of the process set ExecuTorch's thread pool to
+
+
+def _thread_pool(portable_lib: Any, threads: int, explicit: bool) -> int:
+    """Size ExecuTorch's process-wide CPU thread pool once, before the first program is loaded: XNNPACK keeps the
+    pool of a loaded program, so resizing it later would crash the programs already loaded. Returns its size."""
+    global _pool_threads
+    if _pool_threads is None:
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+        _pool_threads = threads
+    elif explicit and threads != _pool_threads:
+        raise ValueError(
+            f"threads={threads}: ExecuTorch's thread pool is shared by the whole process and was sized to "
+            f"{_pool_threads} threads by the first program loaded (resizing it under a loaded program is unsafe); "
+            f"pass threads={_pool_threads} or leave threads unset"
+        )
+    return _pool_threads
+
+
 class ExecuTorchSegmenter(DeployedBackend):
     """An ExecuTorch DeepLabV3+ program run on the CPU.
 
     Args:
         path: a ``.pte`` file from ``deeplabv3p.deploy.export(..., format="executorch")``.
         threads: threads of ExecuTorch's CPU thread pool (default: torch's thread count). The pool is shared by
-            every ExecuTorch program of the process, so the last segmenter created sets it.
+            every ExecuTorch program of the process: the first segmenter sizes it, and a later one asking for
+            another size is refused.
         config, pretrained_cfg: for a program without the ``.pte.json`` sidecar; they replace the sidecar's.
     """
 
@@ -50,8 +71,10 @@ class ExecuTorchSegmenter(DeployedBackend):
 
         path = check_file("ExecuTorch program", path)
         self._setup(path, read_sidecar(path), config=config, pretrained_cfg=pretrained_cfg, threads=threads)
+        self.threads = _thread_pool(portable_lib, threads or self.threads, explicit=threads is not None)
         try:
             program = Runtime.get().load_program(path)
+            self._program = program  # the method runs out of the program's memory: keep it alive
             self._method = program.load_method("forward")
         except Exception as e:  # the runtime raises RuntimeError/ValueError with its own codes for foreign files
             raise ValueError(f"ExecuTorch cannot load {str(path)!r} as a program with a forward method: {e}") from e
@@ -70,8 +93,6 @@ class ExecuTorchSegmenter(DeployedBackend):
         if not fixed:
             in_shape[2:] = out_shape[2:] = [None, None]
         self._check_shapes(in_shape, out_shape)
-        if threads is not None or portable_lib._threadpool_get_thread_count() != self.threads:
-            portable_lib._unsafe_reset_threadpool(self.threads)
 
     def _planned_size(self, sizes: Any) -> tuple[int, int]:
         sizes = tuple(sizes)
