@@ -23,9 +23,7 @@ MIN_HEIGHT = "deeplabv3p_min_height"
 MIN_WIDTH = "deeplabv3p_min_width"
 
 
-def write(
-    model: nn.Module, path: Path, *, input_size: tuple[int, int], dynamic: bool, max_size: Any = None
-) -> None:
+def write(model: nn.Module, path: Path, *, input_size: tuple[int, int], dynamic: bool, max_size: Any = None) -> None:
     """Write `model` (not modified) as an ExecuTorch program at `path` and its metadata beside it."""
     require("executorch", "executorch", "ExecuTorch export")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

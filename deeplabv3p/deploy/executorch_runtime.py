@@ -23,7 +23,6 @@ from .executorch_export import MIN_HEIGHT, MIN_WIDTH
 from .metadata import read_sidecar
 from .packages import require
 
-
 _pool_threads: int | None = None  # what the first segmenter of the process set ExecuTorch's thread pool to
 
 

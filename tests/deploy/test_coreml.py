@@ -62,7 +62,7 @@ def test_inspector_accepts_a_matching_spec_and_refuses_another_models(model, tmp
     with pytest.raises(ExportCheckError, match=r"outputs \[\('out', \(1, 4, 64, 64\)\)\].*no 'deeplabv3p.config'"):
         inspect(four, model, input_size=(64, 64), dynamic=False)
     other = narrow_model(num_classes=5, deep_stem=False)
-    with pytest.raises(ExportCheckError, match="metadata config .* differs from the model's"):
+    with pytest.raises(ExportCheckError, match=r"metadata config .* differs from the model's"):
         inspect(five, other, input_size=(64, 64), dynamic=False)
 
 

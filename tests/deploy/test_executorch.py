@@ -39,6 +39,15 @@ def _conv_program(path, out_channels: int, size: tuple[int, int] = (16, 16)) -> 
 
 
 @pytest.fixture(scope="module")
+def conv(tmp_path_factory):
+    """One-convolution programs of 3 and 4 output planes, lowered once for the module."""
+    folder = tmp_path_factory.mktemp("conv")
+    for planes in (3, 4):
+        _conv_program(folder / f"conv{planes}.pte", out_channels=planes)
+    return folder
+
+
+@pytest.fixture(scope="module")
 def model() -> deeplabv3p.DeepLabV3Plus:
     m = build("r18_v1b_d8_slide")
     m.pretrained_cfg = m.pretrained_cfg.replace(classes=("sky", "road", "car"))
@@ -91,9 +100,9 @@ def test_static_export_of_a_deep_stem_network(tmp_path):
         segmenter(torch.randn(1, 3, 64, 48))
 
 
-def test_loader_checks_a_fixed_size_file(model, tmp_path):
+def test_loader_checks_a_fixed_size_file(model, conv, tmp_path):
     path = tmp_path / "conv.pte"
-    _conv_program(path, out_channels=3)
+    path.write_bytes((conv / "conv3.pte").read_bytes())
     with pytest.raises(ValueError, match="no deeplabv3p metadata"):
         ExecuTorchSegmenter(path)
     sidecar(path).write_text(to_json(model))
@@ -111,9 +120,9 @@ def test_loader_checks_a_fixed_size_file(model, tmp_path):
         segmenter(torch.randn(1, 3, 16, 24))
 
 
-def test_a_file_of_another_model_is_refused(model, tmp_path):
+def test_a_file_of_another_model_is_refused(model, conv, tmp_path):
     path = tmp_path / "four.pte"
-    _conv_program(path, out_channels=4)
+    path.write_bytes((conv / "conv4.pte").read_bytes())
     sidecar(path).write_text(to_json(model))  # the sidecar says 3 classes, the program gives 4 planes
     with pytest.raises(ValueError, match="output of 4 channels but its config says num_classes=3"):
         load(path)
@@ -133,9 +142,9 @@ def test_bad_export_arguments(model, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_executorch_is_a_clear_error(model, tmp_path, monkeypatch):
+def test_missing_executorch_is_a_clear_error(model, conv, tmp_path, monkeypatch):
     path = tmp_path / "conv.pte"
-    _conv_program(path, out_channels=3)
+    path.write_bytes((conv / "conv3.pte").read_bytes())
     monkeypatch.setitem(sys.modules, "executorch", None)
     with pytest.raises(ImportError, match=r"executorch export needs the 'executorch' package: pip install "
                                           r"'deeplabv3p\[executorch\]'"):  # fmt: skip
