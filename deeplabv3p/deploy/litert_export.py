@@ -11,6 +11,8 @@ settings go in a sidecar ``model.tflite.json`` (`metadata.sidecar`).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import torch
@@ -27,7 +29,7 @@ def write(model: nn.Module, path: Path, *, input_size: tuple[int, int], dynamic:
     litert_torch = require("litert_torch", "litert", "LiteRT export")
     config = model_config(model)
     example = torch.randn(1, config.in_chans, *input_size)
-    with torch.no_grad():
+    with torch.no_grad(), contextlib.redirect_stdout(sys.stderr):  # its progress lines, away from the report
         converted = litert_torch.convert(resize_pool_broadcast(graph_copy(model)), (example,))
-    converted.export(str(path))
+        converted.export(str(path))
     sidecar(path).write_text(to_json(model), encoding="utf-8")

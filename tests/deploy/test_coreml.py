@@ -77,3 +77,19 @@ def test_bad_exports_are_refused_before_any_work(model, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "coremltools", None)
     with pytest.raises(ImportError, match=r"pip install 'deeplabv3p\[coreml\]'"):
         export(model, tmp_path / "m.mlpackage", "coreml", dynamic=False)
+
+
+def test_cli_refuses_a_dynamic_core_ml_export_and_running_one(tmp_path, capsys):
+    from deeplabv3p.cli import main
+
+    out = tmp_path / "m.mlpackage"
+    assert main(["export", "deeplabv3plus_r18_d8", "--format", "coreml", "--out", str(out), "--size", "64x64"]) == 2
+    assert "the coreml format exports fixed sizes only" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    out.mkdir()
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    assert main(["predict", str(image), "--model", str(out), "--out", str(tmp_path / "masks")]) == 2
+    assert "a coreml export cannot run here" in capsys.readouterr().err
