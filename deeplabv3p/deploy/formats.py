@@ -91,6 +91,17 @@ FORMATS: dict[str, Format] = {
             runs_on_cpu=True,
             summary="ONNX, run by onnxruntime (CPU; dynamic or static shapes; INT8 with --int8)",
         ),
+        Format(
+            name="ncnn",
+            suffix=".ncnn.param",
+            extra="ncnn",
+            export_packages=("pnnx", "ncnn"),
+            run_packages=("ncnn",),
+            writer="ncnn_export:write",
+            loader="ncnn_runtime:NcnnSegmenter",
+            runs_on_cpu=True,
+            summary="ncnn graph + NAME.ncnn.bin weights, converted by pnnx (CPU/mobile; dynamic or static shapes)",
+        ),
     )
 }
 
