@@ -122,6 +122,7 @@ def write(model: nn.Module, path: Path, *, input_size: tuple[int, int], dynamic:
                 f"ended with:\n{_tail(log)}"
             )
     finally:
+        sys.modules.pop(str(work / "model_pnnx"), None)  # pnnx.export imports its generated module under this name
         shutil.rmtree(work, ignore_errors=True)
     declare_input(param, config.in_chans, None if dynamic else (h, w))
     atomic_write_text(sidecar(path), to_json(model))
