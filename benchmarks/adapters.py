@@ -8,6 +8,8 @@
   concat, no multi-grid), so it is the closest alternative, not the same network; its weights are its own random ones.
 - ``onnxruntime``: our model exported with `deeplabv3p.deploy.export` (and, for int8, quantized with
   `deeplabv3p.deploy.onnx_int8`), run by `OnnxSegmenter`, the predict backend, on onnxruntime's CPU provider.
+- ``tensorrt``: our model exported with `deeplabv3p.deploy.export(..., format="tensorrt")` (ONNX -> a fixed-shape
+  engine at the benchmark size, fp16 or fp32), run by `TensorRTSegmenter` on the GPU.
 
 Peers are optional: `available` says which import here, and nothing in deeplabv3p depends on them.
 """
@@ -34,12 +36,13 @@ from deeplabv3p.pretrained.convert import convert_key
 from deeplabv3p.pretrained.registry import PRETRAINED_CFGS
 from deeplabv3p.pretrained.state_dict import load_into
 
-LIBRARIES = ("ours", "mmseg", "smp", "onnxruntime")
+LIBRARIES = ("ours", "mmseg", "smp", "onnxruntime", "tensorrt")
 _REQUIREMENTS = {
     "ours": ("deeplabv3p",),
     "mmseg": ("mmseg", "mmcv", "mmengine"),
     "smp": ("segmentation_models_pytorch",),
     "onnxruntime": ("onnxruntime", "onnx"),
+    "tensorrt": ("tensorrt", "onnx"),
 }
 IGNORE_INDEX = 255
 AUX_WEIGHT = 0.4  # mmseg's loss weight of the FCN auxiliary head
@@ -291,6 +294,36 @@ def build_onnxruntime(
     return Runner(ours.model, segmenter, no_training, ours.num_params, note=note)
 
 
+# --- TensorRT -----------------------------------------------------------------------------------------------------
+
+
+def build_tensorrt(
+    architecture: str, weights: Path, device: torch.device, workdir: Path, dtype: str, size: tuple[int, int]
+) -> Runner:
+    """Our export as a TensorRT engine (`deeplabv3p.deploy.tensorrt_export`) for exactly the benchmark size, batch 1,
+    fp16 (``dtype="fp16"``) or full fp32 (TF32 off), cached in `workdir` (building one takes a minute or two), run
+    by `TensorRTSegmenter` with torch CUDA tensors bound as its input and output."""
+    from deeplabv3p.deploy.tensorrt_runtime import TensorRTSegmenter
+
+    if device.type != "cuda":
+        raise ValueError("TensorRT runs on a CUDA GPU only")
+    if dtype not in ("fp16", "fp32"):
+        raise ValueError(f"the TensorRT comparison is fp16 or fp32, not {dtype}")
+    ours = build_ours(architecture, weights, torch.device("cpu"))
+    path = workdir / f"{architecture}_{size[0]}x{size[1]}_{dtype}.engine"
+    if not path.is_file():
+        deeplabv3p.deploy.export(ours.model, path, "tensorrt", input_size=size, dynamic=False, fp16=dtype == "fp16",
+                                 check=False)  # fmt: skip  # the worker's own check compares the labels
+    segmenter = TensorRTSegmenter(path, device=device)
+
+    def no_training(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise ValueError("TensorRT is inference only")
+
+    note = (f"TensorRT engine built from ONNX, fixed {size[0]}x{size[1]}, batch 1, {dtype}; peak memory counts "
+            "torch's allocator only, not the engine's own")  # fmt: skip
+    return Runner(ours.model, segmenter, no_training, ours.num_params, note=note)
+
+
 def build(
     library: str,
     architecture: str,
@@ -311,6 +344,8 @@ def build(
         return build_smp(architecture, weights, device)
     if library == "onnxruntime":
         return build_onnxruntime(architecture, weights, device, threads, workdir, dtype, size)
+    if library == "tensorrt":
+        return build_tensorrt(architecture, weights, device, workdir, dtype, size)
     raise ValueError(f"library must be one of {list(LIBRARIES)}, got {library!r}")
 
 
@@ -324,7 +359,8 @@ def library_versions() -> dict[str, str]:
         "timm": timm.__version__,
         "deeplabv3p": deeplabv3p.__version__,
     }
-    peers = ("mmsegmentation", "mmcv", "mmcv-lite", "mmengine", "segmentation-models-pytorch", "onnx", "onnxruntime")
+    peers = ("mmsegmentation", "mmcv", "mmcv-lite", "mmengine", "segmentation-models-pytorch", "onnx", "onnxruntime",
+             "tensorrt")  # fmt: skip
     for dist in peers:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)

@@ -9,7 +9,8 @@ a run cut short keeps its numbers:
    fp16 (BatchNorm folded, channels_last, autocast), each beside the seed's fps;
 3. a training step per architecture (forward + backward + SGD, AMP: fp16 with a GradScaler) at batch 2 and the
    seed's crop size, its peak memory against the seed's "Mem (GB)";
-4. the compiled path (``torch.compile``) of R-50-D8;
+4. the compiled path (``torch.compile``) of R-50-D8, and R-50-D8 as a TensorRT fp16 engine (issue 19's target:
+   >= 2x our fp16 eager path, labels >= 99.5% equal; where the ``tensorrt`` package is installed);
 5. folder prediction with R-18-D8 at 1024x2048: today's one-at-a-time loop against reading workers and batching;
 6. while time is left: bf16 inference, mmseg's own models (where installed) for inference and training, and our
    fp32 training step.
@@ -56,6 +57,7 @@ class Preset:
     train_runs: int
     train_steps: int  # steps of training of the benchmark network (benchmarks.inputs), cached per architecture
     compile_models: tuple[str, ...]
+    tensorrt_models: tuple[str, ...]  # as TensorRT fp16 engines (with --compare tensorrt, where it is installed)
     folder_model: str
     folder_size: Size
     folder_images: int
@@ -75,6 +77,7 @@ FULL = Preset(
     train_runs=5,
     train_steps=200,  # run.py's 300 would take a minute of the budget over the seven: fp16 agrees either way
     compile_models=("deeplabv3plus_r50_d8",),
+    tensorrt_models=("deeplabv3plus_r50_d8",),
     folder_model="deeplabv3plus_r18_d8",
     folder_size=(1024, 2048),
     folder_images=8,
@@ -130,6 +133,8 @@ def plan(preset: Preset, device: str, peers: tuple[str, ...], workdir: Path) -> 
     cases += [train(arch, "ours", reduced) for arch in preset.models]
     cases += [infer(a, "ours", reduced, optimize=True, compile=True) for a in preset.compile_models
               if a in preset.models]  # fmt: skip
+    if device == "cuda" and "tensorrt" in peers:
+        cases += [infer(a, "tensorrt", "fp16") for a in preset.tensorrt_models if a in preset.models]
     arch = preset.folder_model if preset.folder_model in preset.models else preset.models[0]
     folder: dict[str, Any] = dict(task="folder", library="ours", architecture=arch, dtype="auto", optimize=True,
                                   size=preset.infer_size or crop(arch), predict_size=preset.folder_size,
@@ -234,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda; cpu only with --dry-run")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes, one architecture, cases in this process")
     p.add_argument("--models", default=None, help="comma-separated architectures (default: the seven; dry run: r18)")
-    p.add_argument("--compare", default="mmseg", help="peers beside ours where installed: mmseg or none")
+    p.add_argument(
+        "--compare", default="mmseg,tensorrt", help="beside ours where installed: mmseg, tensorrt, both or none"
+    )
     p.add_argument("--budget-s", type=float, default=480, help="wall-clock seconds for the whole run (default 480)")
     p.add_argument("--no-tests", action="store_true", help="skip the pytest -m gpu step")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
@@ -268,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     for arch in preset.models:
         adapters.seed_cfg(arch)  # a clear error for unknown names before anything runs
     try:
-        wanted = run._names(args.compare, ("mmseg",), "peer")
+        wanted = run._names(args.compare, ("mmseg", "tensorrt"), "peer")
     except argparse.ArgumentTypeError as e:
         print(e, file=sys.stderr)
         return 2

@@ -10,6 +10,9 @@
 # installed with `pip install -e . --no-deps --no-build-isolation` (its dependencies are already there: torch, timm
 # ...), and where that fails it runs from the checkout through PYTHONPATH. A dry run installs nothing.
 # BUDGET_S (default 480) is the whole run's wall-clock limit, this script's installation included.
+# TensorRT (R-50-D8 as an fp16 engine, and tests/deploy/test_tensorrt.py's GPU tests) runs where the device image
+# already has the `tensorrt` package: its wheels (over 1 GB, from pypi.nvidia.com) are not carried; without it the
+# results say "tensorrt skipped: tensorrt not installed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

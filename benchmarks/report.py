@@ -20,6 +20,7 @@ GPU_TRAIN_MEMORY_TARGET = 0.6
 # 2048x1024 with keep_ratio leaves as they are), batch 1, on a V100. Our fps compares with it at this size only.
 SEED_FPS_SIZE = (1024, 2048)
 GPU_FP16_SPEEDUP_TARGET = 1.5  # our fp16 path against our fp32 eager path, GPU
+GPU_TENSORRT_TARGET = 2.0  # a TensorRT fp16 engine against our fp16 eager path (issue 19), GPU
 
 
 def _find(cases: list[dict], **match: Any) -> dict | None:
@@ -174,6 +175,33 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
                 )
     if device == "cuda":
         targets += _seed_targets(seed_table(results))
+        targets += _tensorrt_targets(results)
+    return targets
+
+
+def _tensorrt_targets(results: dict) -> list[dict[str, Any]]:
+    """TensorRT fp16 against our fp16 eager path (BatchNorm folded, channels_last, autocast) at batch 1, labels
+    within `MIN_AGREEMENT` of fp32."""
+    targets = []
+    for arch in results["meta"]["models"]:
+        infer = [c for c in results["cases"] if c["case"]["architecture"] == arch and c["case"]["task"] == "infer"]
+        engine = _find(infer, library="tensorrt", dtype="fp16")
+        eager = _find(infer, library="ours", dtype="fp16", compile=False)
+        if not (_fps(engine, 1) and _fps(eager, 1)) or engine is None:
+            continue
+        ratio = _fps(engine, 1) / _fps(eager, 1)  # type: ignore[operator]
+        agreement = engine.get("check", {}).get("argmax_agreement", 0.0)
+        targets.append(
+            {
+                "model": arch,
+                "target": f"TensorRT fp16 >= {GPU_TENSORRT_TARGET}x our fp16 eager at batch 1, argmax agreement >= "
+                f"{MIN_AGREEMENT:.1%}",
+                "path": engine["label"],
+                "value": ratio,
+                "agreement": agreement,
+                "met": ratio >= GPU_TENSORRT_TARGET and agreement >= MIN_AGREEMENT,
+            }
+        )
     return targets
 
 

@@ -97,11 +97,12 @@ def _setup(case: Case):
 
 
 def _autocast(torch, case: Case):
-    """The caller's autocast for the peers' reduced precision; ours (optimized) and onnxruntime run their own."""
+    """The caller's autocast for the peers' reduced precision; ours (optimized) and the exported engines (onnxruntime,
+    TensorRT) run their own."""
     if (
         case.dtype not in ("bf16", "fp16")
         or (case.library == "ours" and case.optimize)
-        or case.library == "onnxruntime"
+        or case.library in ("onnxruntime", "tensorrt")
     ):
         return contextlib.nullcontext()
     return torch.autocast(device_type=case.device, dtype=getattr(torch, DTYPES[case.dtype]))

@@ -189,3 +189,39 @@ def test_table_and_targets_against_the_seed_on_the_gpu() -> None:
     text = report.render(results)
     assert "- GPU: NVIDIA H100 80GB HBM3 (sm_90, 79 GiB, 132 SMs); driver 580.159.04; CUDA 13.0; cuDNN 91300" in text
     assert "| deeplabv3plus_r50_d8 | 3.94 | 5 | 7 | 12 |  |  | 1.78x | 1.40x | 8 | 7.5 | 1.07x |" in text
+
+
+def test_tensorrt_row_follows_the_compiled_one_where_tensorrt_is_compared() -> None:
+    cases = gpu.plan(gpu.FULL, "cuda", ("mmseg", "tensorrt"), Path("work"))
+    engine = cases[29]
+    assert cases[28].compile and (engine.library, engine.dtype, engine.task) == ("tensorrt", "fp16", "infer")
+    assert (
+        engine.architecture == "deeplabv3plus_r50_d8"
+        and engine.size == (1024, 2048)
+        and engine.label == "tensorrt fp16"
+    )
+    assert [c for c in cases if c.library == "tensorrt"] == [engine]
+    assert cases[:29] + cases[30:] == gpu.plan(gpu.FULL, "cuda", ("mmseg",), Path("work"))
+    assert not [c for c in gpu.plan(gpu.DRY_RUN, "cpu", ("tensorrt",), Path("w")) if c.library == "tensorrt"]
+
+
+def test_tensorrt_target_against_our_fp16_eager_path() -> None:
+    arch = "deeplabv3plus_r50_d8"
+    engine = _infer(arch, "fp16", 20.0, [1024, 2048], optimize=False, agreement=0.997)
+    engine["case"]["library"], engine["label"] = "tensorrt", "tensorrt fp16"
+    cases = [_infer(arch, "fp32", 5.0, [1024, 2048], optimize=False), _infer(arch, "fp16", 9.0, [1024, 2048]), engine]
+    results = {"meta": {"device_type": "cuda", "models": [arch], "seed": {}}, "cases": cases}
+    (target,) = [t for t in report.evaluate_targets(results) if t["path"] == "tensorrt fp16"]
+    assert target["value"] == pytest.approx(20 / 9) and target["met"] and "2.0x our fp16 eager" in target["target"]
+    engine["check"]["argmax_agreement"] = 0.99  # fast but its labels moved: not met
+    assert not next(t for t in report.evaluate_targets(results) if t["path"] == "tensorrt fp16")["met"]
+    engine["batches"]["1"]["images_per_s"] = 17.0
+    engine["check"]["argmax_agreement"] = 0.999
+    assert not next(t for t in report.evaluate_targets(results) if t["path"] == "tensorrt fp16")["met"]
+
+
+def test_the_tensorrt_adapter_refuses_the_cpu() -> None:
+    from benchmarks import adapters
+
+    with pytest.raises(ValueError, match="TensorRT runs on a CUDA GPU only"):
+        adapters.build("tensorrt", "deeplabv3plus_r18_d8", Path("w.safetensors"), torch.device("cpu"), 1, Path("w"))

@@ -271,6 +271,13 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
     ),
     Sub(("Fast inference and ONNX export",), "torch.randn(1, 3, 512, 1024)", "torch.randn(1, 3, 64, 128)", BIG),
     Sub(("Fast inference and ONNX export",), 'pip install -e ".[onnx]"', "", NO_INDEX),
+    Sub(("Fast inference and ONNX export",), 'pip install -e ".[ncnn]"', "", NO_INDEX),
+    Sub(
+        ("Fast inference and ONNX export",),
+        "deeplabv3p export deeplabv3plus_r50_d8.cityscapes --format ncnn --out model.ncnn.param\n",
+        "deeplabv3p export {standins}/r50-cityscapes --format ncnn --out model.ncnn.param --size 64x64\n",
+        NO_HUB + "; " + BIG,
+    ),
     Sub(
         ("Fast inference and ONNX export",),
         "deeplabv3p export deeplabv3plus_r50_d8.cityscapes --out model.onnx\n",

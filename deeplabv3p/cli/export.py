@@ -41,6 +41,7 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
         "--size", type=parse_size, default=(512, 512), help="HxW of the example (or fixed) input (default: 512x512)"
     )
     p.add_argument("--static", action="store_true", help="fix batch, height and width to the example input")
+    p.add_argument("--fp16", action="store_true", help="tensorrt: let the engine use half-precision kernels")
     p.add_argument(
         "--check-images", metavar="DIR", help="prove the export on these images (default: fixed synthetic inputs)"
     )
@@ -71,6 +72,8 @@ def run_export(args: argparse.Namespace) -> int:
     check_target(args.out, fmt)
     if args.opset is not None and fmt.name != "onnx":
         raise ValueError(f"--opset applies to --format onnx, not {fmt.name}")
+    if args.fp16 and fmt.name != "tensorrt":
+        raise ValueError(f"--fp16 applies to --format tensorrt, not {fmt.name}")
     if args.int8 != (args.calibration is not None):
         raise ValueError("--int8 needs --calibration DIR (and --calibration DIR applies to --int8)")
     if args.int8 and fmt.name not in INT8_FORMATS:
@@ -85,6 +88,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     model = model_from_args(args.model, args.pretrained, args.checkpoint).eval()
     options: dict[str, Any] = {"opset": args.opset or DEFAULT_OPSET} if fmt.name == "onnx" else {}
+    if args.fp16:
+        options["fp16"] = True
     report = export(
         model,
         args.out,

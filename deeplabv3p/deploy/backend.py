@@ -99,6 +99,14 @@ class DeployedBackend(Backend):
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        logits = np.asarray(self.run(array), dtype=np.float32)
+        self._check_shapes(array.shape, logits.shape, declared=False)
+        return torch.from_numpy(logits)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        """A clear error for an input the file cannot take (bands, smaller than the output stride, a fixed size)."""
         m = self.config.output_stride
         if x.dim() != 4 or x.shape[1] != self.config.in_chans or min(x.shape[2:]) < m:
             raise ValueError(
@@ -110,12 +118,8 @@ class DeployedBackend(Backend):
             raise ValueError(
                 f"{str(self.path)!r} was exported for {h}x{w} (HxW) inputs only and was given "
                 f"{x.shape[2]}x{x.shape[3]}: export it with dynamic shapes (no --static), or predict with "
-                f"mode='slide', window=({h}, {w}) so that every window has that size"
+                f"mode='slide', crop_size=({h}, {w}) so that every window has that size"
             )
-        array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        logits = np.asarray(self.run(array), dtype=np.float32)
-        self._check_shapes(array.shape, logits.shape, declared=False)
-        return torch.from_numpy(logits)
 
     def predict(
         self, inputs: Any, options: PredictOptions | None = None, **overrides: Any

@@ -126,6 +126,29 @@ FORMATS: dict[str, Format] = {
             folder=True,
             inspector="coreml:inspect",
         ),
+        Format(
+            name="ncnn",
+            suffix=".ncnn.param",
+            extra="ncnn",
+            export_packages=("pnnx", "ncnn"),
+            run_packages=("ncnn",),
+            writer="ncnn_export:write",
+            loader="ncnn_runtime:NcnnSegmenter",
+            runs_on_cpu=True,
+            summary="ncnn graph + NAME.ncnn.bin weights, converted by pnnx (CPU/mobile; dynamic or static shapes)",
+        ),
+        Format(
+            name="tensorrt",
+            suffix=".engine",
+            extra="tensorrt",
+            export_packages=("tensorrt", "onnx"),
+            run_packages=("tensorrt",),
+            writer="tensorrt_export:write",
+            loader="tensorrt_runtime:TensorRTSegmenter",
+            runs_on_cpu=False,
+            summary="TensorRT engine built from ONNX (NVIDIA GPU of the building machine; fp16 with fp16=True)",
+            inspector="tensorrt_runtime:prove",
+        ),
     )
 }
 
