@@ -232,9 +232,11 @@ def _check_array_layout(value: np.ndarray | torch.Tensor, spec: ImageSpec) -> No
         if accepted is not None and shape[channel_axis] not in accepted:
             if shape[other_axis] in accepted:
                 hint = (
-                    "tensors are channels-first (C, H, W): use x.permute(2, 0, 1)"
+                    "it looks like channels-last (H, W, C), and tensors are channels-first (C, H, W): use "
+                    "x.permute(2, 0, 1)"
                     if is_tensor
-                    else "numpy images are channels-last (H, W, C): use np.transpose(a, (1, 2, 0)) or torch.from_numpy"
+                    else "it looks like channels-first (C, H, W), and numpy images are channels-last (H, W, C): use "
+                    "np.transpose(a, (1, 2, 0)), or torch.from_numpy(a) for a (C, H, W) tensor"
                 )
                 raise _UnnamedImageError(f"cannot read {_describe(value)} as an image; {hint}")
             if in_chans == 3:
@@ -328,6 +330,16 @@ def to_input_scale(pixels: torch.Tensor, spec: ImageSpec | None = None, name: st
 
 def _float_to_input_scale(pixels: torch.Tensor, floats: FloatScale) -> torch.Tensor:
     """Float32 pixels on the `floats` scale -> the 0..255 scale; a value off the scale is refused, not guessed."""
+    finite = torch.isfinite(pixels)
+    if not bool(finite.all()):
+        bad = ~finite
+        nan, count = int(torch.isnan(pixels).sum()), int(bad.sum())
+        band, row, col = (int(i) for i in bad.nonzero()[0])
+        raise _UnnamedImageError(
+            f"the image holds {count} non-finite value(s) ({nan} NaN, {count - nan} inf), the first at band {band}, "
+            f"row {row}, column {col}: one such pixel turns the loss and then every weight into NaN. Fix or drop "
+            "the sample (nodata values of a raster are usually to be masked as ignore_index in the label)"
+        )
     lo, hi = (float(v) for v in torch.aminmax(pixels))
     if floats == "0..1":
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
