@@ -118,6 +118,11 @@ class ImageItem:
         return read_image(self.source, self.spec, self.name)
 
 
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded: empty, cut short, not an image, or declaring more pixels than the
+    budget. Folder prediction reports and skips such a file (an image the model cannot take is an error instead)."""
+
+
 class _UnnamedImageError(Exception):
     """A problem with one image, worded without its name: `_naming` adds the name, which is only for error text."""
 
@@ -384,11 +389,11 @@ def open_image_file(path: Path, kind: str = "image file") -> Iterator[Image.Imag
         with Image.open(path) as im:
             yield im
     except Image.DecompressionBombError as e:
-        raise ValueError(
+        raise UnreadableImageError(
             f"cannot read {kind} {str(path)!r}: {e} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"cannot read {kind} {str(path)!r}: {e}") from None
+        raise UnreadableImageError(f"cannot read {kind} {str(path)!r}: {e}") from None
 
 
 def _check_pixel_budget(path: Path, max_pixels: int) -> None:
@@ -402,7 +407,7 @@ def _check_pixel_budget(path: Path, max_pixels: int) -> None:
     except Exception:
         return
     if width * height > max_pixels:
-        raise ValueError(
+        raise UnreadableImageError(
             f"image file {str(path)!r} declares {height}x{width} (H x W) = {width * height} pixels, over the per-image "
             f"pixel budget of {max_pixels} (max_pixels): refused before decoding (a small file can declare a huge "
             f"image). If you trust it, pass {arg('max_pixels', Placeholder('N'))} (0: no budget)"
