@@ -341,7 +341,7 @@ def _float_to_input_scale(pixels: torch.Tensor, floats: FloatScale) -> torch.Ten
         nan, count = int(torch.isnan(pixels).sum()), int(bad.sum())
         band, row, col = (int(i) for i in bad.nonzero()[0])
         raise _UnnamedImageError(
-            f"the image holds {count} non-finite value(s) ({nan} NaN, {count - nan} inf), the first at band {band}, "
+            f"the image holds {count} non-finite value(s) ({nan} nan, {count - nan} inf), the first at band {band}, "
             f"row {row}, column {col}: one such pixel turns the loss and then every weight into NaN. Fix or drop "
             "the sample (nodata values of a raster are usually to be masked as ignore_index in the label)"
         )

@@ -306,7 +306,7 @@ class Tiny(Val):
 
 
 FIT_CASES = [
-    ("train-nan-pixel", {}, OnePoisoned(0, float("nan")), None, ValueError, ["training sample 0", "1 NaN", "row 7"]),
+    ("train-nan-pixel", {}, OnePoisoned(0, float("nan")), None, ValueError, ["training sample 0", "1 nan", "row 7"]),
     ("train-inf-pixel", {}, OnePoisoned(0, float("inf")), None, ValueError, ["training sample 0", "1 inf"]),
     ("train-all-masks-ignored", {}, AllIgnored(), None, ValueError, ["first 4 training masks", "ignore_index 255"]),
     ("train-rgb-data-4-band-model", {"in_chans": 4}, Pairs(), None, ValueError, ["4 bands", "3"]),
