@@ -99,6 +99,13 @@ def path_kind(path: str | Path) -> str:
     return next((kind for test, kind in kinds if test(mode)), "something")
 
 
+def absent(path: str | Path, expected: str) -> str:
+    """The end of an error about `path` that is not the `expected` thing ("a folder", "a file"): "does not exist",
+    or what it is instead ("is a file, not a folder")."""
+    kind = path_kind(path)
+    return "does not exist" if kind == "nothing" else f"is {kind}, not {expected}"
+
+
 def check_output_file(name: str, path: str | Path) -> Path:
     """`path` as a Path if a file can be written there: not a folder or other non-file, and no ancestor a file
     (checked before long work, so that it never fails after it with a bare ``[Errno 17]`` / ``[Errno 21]``)."""

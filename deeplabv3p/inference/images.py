@@ -118,6 +118,11 @@ class ImageItem:
         return read_image(self.source, self.spec, self.name)
 
 
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded: empty, cut short, not an image, or declaring more pixels than the
+    budget. Folder prediction reports and skips such a file (an image the model cannot take is an error instead)."""
+
+
 class _UnnamedImageError(Exception):
     """A problem with one image, worded without its name: `_naming` adds the name, which is only for error text."""
 
@@ -232,9 +237,11 @@ def _check_array_layout(value: np.ndarray | torch.Tensor, spec: ImageSpec) -> No
         if accepted is not None and shape[channel_axis] not in accepted:
             if shape[other_axis] in accepted:
                 hint = (
-                    "tensors are channels-first (C, H, W): use x.permute(2, 0, 1)"
+                    "it looks like channels-last (H, W, C), and tensors are channels-first (C, H, W): use "
+                    "x.permute(2, 0, 1)"
                     if is_tensor
-                    else "numpy images are channels-last (H, W, C): use np.transpose(a, (1, 2, 0)) or torch.from_numpy"
+                    else "it looks like channels-first (C, H, W), and numpy images are channels-last (H, W, C): use "
+                    "np.transpose(a, (1, 2, 0)), or torch.from_numpy(a) for a (C, H, W) tensor"
                 )
                 raise _UnnamedImageError(f"cannot read {_describe(value)} as an image; {hint}")
             if in_chans == 3:
@@ -335,6 +342,16 @@ def to_input_scale(pixels: torch.Tensor, spec: ImageSpec | None = None, name: st
 
 def _float_to_input_scale(pixels: torch.Tensor, floats: FloatScale) -> torch.Tensor:
     """Float32 pixels on the `floats` scale -> the 0..255 scale; a value off the scale is refused, not guessed."""
+    finite = torch.isfinite(pixels)
+    if not bool(finite.all()):
+        bad = ~finite
+        nan, count = int(torch.isnan(pixels).sum()), int(bad.sum())
+        band, row, col = (int(i) for i in bad.nonzero()[0])
+        raise _UnnamedImageError(
+            f"the image holds {count} non-finite value(s) ({nan} nan, {count - nan} inf), the first at band {band}, "
+            f"row {row}, column {col}: one such pixel turns the loss and then every weight into NaN. Fix or drop "
+            "the sample (nodata values of a raster are usually to be masked as ignore_index in the label)"
+        )
     lo, hi = (float(v) for v in torch.aminmax(pixels))
     if floats == "0..1":
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
@@ -379,11 +396,11 @@ def open_image_file(path: Path, kind: str = "image file") -> Iterator[Image.Imag
         with Image.open(path) as im:
             yield im
     except Image.DecompressionBombError as e:
-        raise ValueError(
+        raise UnreadableImageError(
             f"cannot read {kind} {str(path)!r}: {e} Raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"cannot read {kind} {str(path)!r}: {e}") from None
+        raise UnreadableImageError(f"cannot read {kind} {str(path)!r}: {e}") from None
 
 
 def _check_pixel_budget(path: Path, max_pixels: int) -> None:
@@ -397,7 +414,7 @@ def _check_pixel_budget(path: Path, max_pixels: int) -> None:
     except Exception:
         return
     if width * height > max_pixels:
-        raise ValueError(
+        raise UnreadableImageError(
             f"image file {str(path)!r} declares {height}x{width} (H x W) = {width * height} pixels, over the per-image "
             f"pixel budget of {max_pixels} (max_pixels): refused before decoding (a small file can declare a huge "
             f"image). If you trust it, pass {arg('max_pixels', Placeholder('N'))} (0: no budget)"

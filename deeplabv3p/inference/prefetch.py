@@ -21,7 +21,7 @@ from typing import TypeVar
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageItem
+from .images import ImageItem, UnreadableImageError
 from .resize import resize_for_test
 
 _T = TypeVar("_T")
@@ -56,8 +56,9 @@ class Unreadable:
     error: Exception
 
 
-# What reading one image raises when the image itself is bad (an ImportError, a missing reader, is not its fault).
-UNREADABLE_ERRORS = (OSError, ValueError, TypeError)
+# What reading one image raises when its file cannot be decoded (or is gone); an image the model cannot take (another
+# band count) or a missing reader (ImportError) is an error of the whole run, raised as it is.
+UNREADABLE_ERRORS = (UnreadableImageError, OSError)
 
 
 def prepare(

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_write_bytes
-from ..fields import check_float
+from ..fields import absent, check_float
 
 SAVE_KINDS = ("labels", "color", "overlay")
 
@@ -48,7 +48,9 @@ def save_image_atomic(image: Image.Image, path: str | Path, **save_kwargs: Any) 
     """
     path = Path(path)
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot save {str(path)!r}: folder {str(path.parent)!r} does not exist")
+        raise FileNotFoundError(
+            f"cannot save {str(path)!r}: folder {str(path.parent)!r} {absent(path.parent, 'a folder')}"
+        )
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot save {str(path)!r}: unknown image file extension {path.suffix!r}")

@@ -23,6 +23,7 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from ..atomic import atomic_path
+from ..fields import absent
 from ..spelling import arg
 from .convert import convert_mmseg_state_dict, is_mmseg_state_dict
 
@@ -90,7 +91,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise FileNotFoundError(f"folder {str(path)!r} has no {WEIGHTS_NAME}; is it a save_pretrained() folder?")
         path = path / WEIGHTS_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"checkpoint file {str(path)!r} {absent(path, 'a file')}")
     if path.suffix == ".safetensors":
         state_dict = _read_safetensors(path)
     elif path.suffix in TORCH_SUFFIXES:

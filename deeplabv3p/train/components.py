@@ -16,6 +16,7 @@ from .. import distributed
 from ..inference.images import ImageSpec
 from ..inference.resize import rescale_size
 from ..pretrained.config import PretrainedCfg
+from ..pretrained.test_settings import TestSettings
 from ..spelling import arg
 from .config import TrainConfig
 from .loader import AugmentedDataset, PadCollate, TrainSampler, batches
@@ -101,11 +102,14 @@ def _check_run(
     share = -(-len(train) // ctx.world_size)  # this process's samples per epoch
     if cfg.batch_size > share:
         where = f" per process ({ctx.world_size} processes)" if ctx.world_size > 1 else ""
-        raise ValueError(
+        text = (
             f"batch_size={cfg.batch_size} is larger than the training set ({len(train)} samples{where}): every "
-            f"batch would repeat each image about {cfg.batch_size // share} times; pass {arg('batch_size', share)} "
-            "or fewer"
+            f"batch holds each image about {cfg.batch_size / share:.1f} times"
         )
+        if cfg.batch_size > 2 * share:  # a typo or a wrong unit, not a small dataset: refuse before any work
+            raise ValueError(f"{text}; pass {arg('batch_size', share)} or fewer")
+        warnings.warn(f"{text} (a small dataset: fine, if slower per step than {arg('batch_size', share)})",
+                      stacklevel=3)  # fmt: skip
     return info, val_info
 
 
@@ -137,16 +141,65 @@ def _check_data(train: Any, val: Any, info: DatasetInfo, val_info: DatasetInfo |
 
 def _check_first_samples(
     model: DeepLabV3Plus, train: Any, val: Any, info: DatasetInfo, val_info: DatasetInfo | None,
-    transform: Callable[[Any, Any], tuple[Any, Any]] | None, spec: ImageSpec, seed: int,
+    transform: Callable[[Any, Any], tuple[Any, Any]] | None, spec: ImageSpec, seed: int, test: TestSettings,
 ) -> None:  # fmt: skip
     """Read the first training sample (augmented) and the first validation sample, so that a dataset of the
     wrong form or with labels outside the classes fails now rather than after files were written."""
     k = model.num_classes
     _, mask = AugmentedDataset(train, transform, spec)[(0, seed)]
     check_labels(mask, k, info.ignore_index, "training sample 0 (its mask)")
+    if not bool((mask != info.ignore_index).any()):  # sample 0 has nothing labelled: has any sample?
+        _check_something_labelled(train, info, spec)
     if val is not None and val_info is not None:
         _, val_mask = evaluation_sample(val, val_info, 0, "validation")
         check_labels(torch.from_numpy(val_mask), k, val_info.ignore_index, "validation sample 0 (its mask)")
+        _check_validation_size(model, val, val_mask.shape, test)
+
+
+LABELLED_SAMPLE = 8  # training masks read up front to find a labelled pixel
+
+
+def _check_something_labelled(train: Any, info: DatasetInfo, spec: ImageSpec) -> None:
+    """Refuse a training set whose first masks (up to `LABELLED_SAMPLE`, as stored) are all `ignore_index`: such a
+    run trains to the end on a zero loss and validates to NaN. A wrong ``reduce_zero_label`` (a binary mask of
+    0/1 turns into 255/0) or a label file of another encoding are the usual causes."""
+    count = min(len(train), LABELLED_SAMPLE)
+    reader = AugmentedDataset(train, None, spec)
+    for index in range(count):
+        _, mask = reader[(index, 0)]
+        if bool((mask != info.ignore_index).any()):
+            return
+    raise ValueError(
+        f"every pixel of the first {count} training masks is ignore_index {info.ignore_index}: there is nothing to "
+        "learn (the loss would be zero and validation NaN). Check the label values and reduce_zero_label "
+        "(--reduce-zero-label / --no-reduce-zero-label): with it, label 0 becomes ignored"
+    )
+
+
+def _network_size(height: int, width: int, test: TestSettings) -> tuple[int, int]:
+    """The size at which validation gives an image of ``(height, width)`` to the network (one window at most)."""
+    if test.scale is not None:
+        height, width = rescale_size(height, width, test.scale) if test.keep_ratio else test.scale
+    if test.mode == "slide" and test.window is not None:
+        height, width = min(height, test.window[0]), min(width, test.window[1])
+    return height, width
+
+
+def _check_validation_size(model: DeepLabV3Plus, val: Any, first: tuple[int, ...], test: TestSettings) -> None:
+    """Validation images that reach the network smaller than it takes (its output stride's minimum) fail now,
+    not at the first validation after training time was spent. The sizes are read from file headers where the
+    dataset has them, else the first sample's."""
+    sizes = image_sizes(val) or [(int(first[0]), int(first[1]))]
+    m = model.min_input_size
+    height, width = min(sizes, key=lambda s: min(_network_size(s[0], s[1], test)))
+    net_h, net_w = _network_size(height, width, test)
+    if min(net_h, net_w) < m:
+        scaled = f", {net_h}x{net_w} after the test rescale" if (net_h, net_w) != (height, width) else ""
+        raise ValueError(
+            f"validation sample 0 of the set: images as small as {height}x{width} (H x W){scaled} reach the network, "
+            f"which needs at least {m}x{m} pixels (its output stride): give a test scale that enlarges them "
+            f"({arg('test_scale', (2 * m, 2 * m))}), or leave them out of the validation set"
+        )
 
 
 # Measured on a 2-core CPU (issue 21): fine-tuning on 160x120 images with the default crop (512, 512) and batch 8.
@@ -206,7 +259,7 @@ def build_components(
     transform = None if info.transforms is not None else training_transforms(cfg.augment, ignore_index)
     if cfg.check_data:
         _check_data(train, val, info, val_info, ctx, progress)
-    _check_first_samples(model, train, val, info, val_info, transform, spec, cfg.seed)
+    _check_first_samples(model, train, val, info, val_info, transform, spec, cfg.seed, cfg.resolved_test)
     if transform is not None and ctx.is_main and (hint := crop_hint(cfg, image_sizes(train), len(train))):
         warnings.warn(hint, stacklevel=4)
     model.pretrained_cfg = trained_cfg(weights_cfg(model), info, cfg, model.num_classes)

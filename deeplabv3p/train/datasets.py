@@ -400,7 +400,10 @@ class SegmentationDataset(torch.utils.data.Dataset):
             mask[ignored] = self.ignore_index
         if self.label_map is not None:
             if mask.size and (mask.min() < 0 or mask.max() > 255):
-                raise ValueError(f"label_map covers stored values 0..255, got {int(mask.min())}..{int(mask.max())}")
+                raise ValueError(
+                    f"label_map covers stored values 0..255, got {int(mask.min())}..{int(mask.max())} (a 16-bit label "
+                    "file? this dataset's labels are 8-bit: check the file is the release's own)"
+                )
             mask = self.label_map[mask]
         return mask
 
@@ -408,8 +411,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
         """The mask as ``(H, W)`` int64 class indices, `reduce_zero_label` and `label_map` applied, labels checked."""
         if self.rasters is not None:
             return self.load(index)[1]
-        mask = self.to_labels(self.read_raw_mask(index))
-        self._check_labels(mask, self.samples[index][1])
+        path = self.samples[index][1]
+        try:
+            mask = self.to_labels(self.read_raw_mask(index))
+        except ValueError as e:
+            if str(path) in str(e):
+                raise
+            raise ValueError(f"mask {str(path)!r}: {e}") from None
+        self._check_labels(mask, path)
         return mask
 
     def _check_labels(self, mask: np.ndarray, path: str | Path) -> None:
@@ -444,7 +453,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
                     return f"mask {str(path)!r} holds value(s) {stray[:MAX_LISTED]}:{self._hint()}"
             self._check_labels(self.to_labels(raw), self.samples[index][1])
         except ValueError as e:
-            return str(e)
+            where = str(self.samples[index][1])
+            return str(e) if where in str(e) else f"mask {where!r}: {e}"
         return None
 
     def audit_labels(self, indices: Sequence[int] | None = None, progress: bool = False) -> list[str]:

@@ -107,6 +107,20 @@ class DivergenceCheck:
             )
 
 
+def refuse_non_finite(state: RunState, model: DeepLabV3Plus, cfg: TrainConfig, what: str) -> None:
+    """Before `what` is written: the loss summed since the last log entry (every step's, with no host sync per
+    step) and the model's weights and buffers must be finite, so that no NaN model is ever saved."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    finite = torch.stack([torch.isfinite(state.running).all(), *(torch.isfinite(t).all() for t in tensors)])
+    if bool(finite.all()):
+        return
+    last = f"; the last checkpoint, {state.last_checkpoint}, holds finite weights" if state.last_checkpoint else ""
+    raise FloatingPointError(
+        f"the loss or the weights are not finite (NaN or inf) at iteration {state.iteration}: training diverged and "
+        f"{what} was not written{last}. Lower lr (now {cfg.optim.lr}), or use amp='bf16' instead of 'fp16'"
+    )
+
+
 class TrainLog:
     """The mean loss, learning rate and speed since the last entry, in the log and on the bar; then a new count."""
 
@@ -148,9 +162,11 @@ class Validation:
     ) -> None:  # fmt: skip
         self.interval = cfg.resolved_val_interval
         self.model, self.val, self.out, self.log, self.ctx, self.progress = model, val, out, log, ctx, progress
+        self.cfg = cfg
 
     def __call__(self, state: RunState) -> None:
         model = self.model
+        refuse_non_finite(state, model, self.cfg, "the best model")
         distributed.broadcast_buffers(model)  # every rank evaluates the same model
         metrics = evaluate(model, self.val, progress=self.progress)
         state.last_metrics = metrics
@@ -179,6 +195,7 @@ class Checkpointing:
 
     def __call__(self, state: RunState) -> None:
         parts, ctx = self.parts, self.ctx
+        refuse_non_finite(state, self.model, self.cfg, "the checkpoint")
         rng = {"cpu": torch.get_rng_state()}
         if ctx.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(ctx.device)

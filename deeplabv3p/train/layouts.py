@@ -27,6 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..fields import absent, path_kind
 from ..inference.images import IMAGE_EXTENSIONS
 from ..pretrained.zoo import DATASETS, DatasetInfo
 from .classes import CLASSES_FILE
@@ -124,7 +125,7 @@ class FolderLayout:
         if not images_dir.is_dir():
             found = subfolders(root / "images")
             hint = f"splits found under {str(root / 'images')!r}: {found}" if found else f"{str(root)!r} has no images/"
-            raise FileNotFoundError(f"image folder {str(images_dir)!r} does not exist ({hint})")
+            raise FileNotFoundError(f"image folder {str(images_dir)!r} {absent(images_dir, 'a folder')} ({hint})")
         images = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions)
         if not images:
             kinds = "/".join(s[1:] for s in self.extensions)
@@ -371,7 +372,7 @@ if tuple(LAYOUTS) != LAYOUT_NAMES:  # the command line offers LAYOUT_NAMES witho
 
 def _find_root(layout: ZooLayout, root: Path) -> Path:
     if not root.is_dir():
-        raise FileNotFoundError(f"{layout.name} dataset folder {str(root)!r} does not exist")
+        raise FileNotFoundError(f"{layout.name} dataset folder {str(root)!r} {absent(root, 'a folder')}")
     for sub in layout.roots:
         candidate = root / sub if sub else root
         if candidate.is_dir() and (not layout.marker or (candidate / layout.marker).is_dir()):
@@ -413,12 +414,18 @@ def choose_layout(
         layout = dataset if dataset is not None and not (root / CLASSES_FILE).is_file() else FOLDER
     chosen = LAYOUTS[layout]
     suffixes = {k: v for k, v in (("img_suffix", img_suffix), ("seg_suffix", seg_suffix)) if v is not None}
+    for key, value in suffixes.items():
+        if not isinstance(value, str) or not value:
+            raise ValueError(
+                f"{key}={value!r}: pass the ending of the file names, such as '.jpg' or '_labelTrainIds.png' (an "
+                "empty one would make every file an image or a label), or leave it out to find it"
+            )
     if isinstance(chosen, MmsegLayout):
         chosen = dataclasses.replace(chosen, dataset=dataset, **suffixes)
     elif suffixes:
         raise ValueError(f"{sorted(suffixes)} apply to the {MMSEG!r} layout only, not to the {layout!r} layout")
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"root {str(root)!r} is a file; pass the dataset folder (the one holding {chosen.expected})")
+    if (kind := path_kind(root)) not in ("nothing", "a folder"):
+        raise ValueError(f"root {str(root)!r} is {kind}; pass the dataset folder (the one holding {chosen.expected})")
     if not root.is_dir():
         raise FileNotFoundError(f"{layout} dataset folder {str(root)!r} does not exist")
     return chosen

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fields import absent
+
 __all__ = ["MAX_LISTED", "LabelSource", "Part", "describe_folder", "listing", "pair_part", "subfolders"]
 
 MAX_LISTED = 10
@@ -72,7 +74,14 @@ def _scan(img_dir: Path, img_suffix: str) -> list[str]:
 
 def _names(list_file: Path) -> list[str]:
     """Non-blank, stripped lines of a split file, in file order."""
-    return [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"split list {str(list_file)!r} is not UTF-8 text ({e.reason} at byte {e.start}): it should hold one "
+            "image name per line; is it the release's own file?"
+        ) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def pair_part(root: Path, part: Part, where: str) -> tuple[list[tuple[Path, Path]], LabelSource]:
@@ -81,24 +90,25 @@ def pair_part(root: Path, part: Part, where: str) -> tuple[list[tuple[Path, Path
     img_dir, ann_dir = root / part.img_dir, root / part.ann_dir
     if not img_dir.is_dir():
         raise FileNotFoundError(
-            f"{where}: image folder {str(img_dir)!r} does not exist; {str(img_dir.parent)!r} holds "
+            f"{where}: image folder {str(img_dir)!r} {absent(img_dir, 'a folder')}; {str(img_dir.parent)!r} holds "
             f"{describe_folder(img_dir.parent)}"
         )
     if part.list_file is not None:
         list_path = root / part.list_file
         if not list_path.is_file():
             raise FileNotFoundError(
-                f"{where}: split list {str(list_path)!r} does not exist; {str(list_path.parent)!r} holds "
+                f"{where}: split list {str(list_path)!r} {absent(list_path, 'a file')}; {str(list_path.parent)!r} "
+                "holds "
                 f"{describe_folder(list_path.parent)}"
             )
         images = [(name + part.img_suffix) for name in _names(list_path)]
         if not images:
             raise ValueError(f"{where}: split list {str(list_path)!r} names no images")
-        absent = [str(img_dir / rel) for rel in images if not (img_dir / rel).is_file()]
-        if absent:
+        unlisted = [str(img_dir / rel) for rel in images if not (img_dir / rel).is_file()]
+        if unlisted:
             raise FileNotFoundError(
-                f"{where}: {len(absent)} of {len(images)} images named in {str(list_path)!r} do not exist: "
-                f"{listing(absent)}"
+                f"{where}: {len(unlisted)} of {len(images)} images named in {str(list_path)!r} do not exist: "
+                f"{listing(unlisted)}"
             )
     else:
         images = _scan(img_dir, part.img_suffix)
@@ -108,7 +118,7 @@ def pair_part(root: Path, part: Part, where: str) -> tuple[list[tuple[Path, Path
             )
     if not ann_dir.is_dir():
         raise FileNotFoundError(
-            f"{where}: label folder {str(ann_dir)!r} does not exist; {str(ann_dir.parent)!r} holds "
+            f"{where}: label folder {str(ann_dir)!r} {absent(ann_dir, 'a folder')}; {str(ann_dir.parent)!r} holds "
             f"{describe_folder(ann_dir.parent)}"
         )
     stems = [rel[: -len(part.img_suffix)] if part.list_file else rel for rel in images]

@@ -19,8 +19,10 @@ at the function.
 from __future__ import annotations
 
 import io
+import os
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +33,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, remove_stale
+from ..fields import absent
 from .layouts import CITYSCAPES_ID_TO_TRAIN_ID, IGNORE, label_lut
 from .names import PREPARE_NAMES
 
@@ -124,13 +127,39 @@ class _Member:
             raise ValueError(f"cannot read {self.where}: {e}") from None
 
 
+def _check_archive(path: Path, zf: zipfile.ZipFile) -> None:
+    """Read every member of the zip `path` to the end (checking its CRC), so that a damaged download fails before
+    anything is written, naming the member, rather than after the patches of the members before it."""
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        try:
+            with zf.open(info) as f:
+                while f.read(1 << 24):
+                    pass
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
+            raise ValueError(
+                f"member {info.filename!r} of {str(path)!r} is damaged ({e}): the archive is corrupt or incomplete; "
+                "download it again (nothing was written)"
+            ) from None
+
+
+_CHECKED: set[tuple[str, int, int]] = set()  # the zips read to the end by this process: (path, size, mtime)
+
+
 def _members(folder: Path) -> Iterator[_Member]:
-    """Every file of the zips in `folder` and every other file below it, in sorted order."""
+    """Every file of the zips in `folder` and every other file below it, in sorted order. Each zip is read to the
+    end once first (`_check_archive`)."""
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         if path.suffix.lower() == ".zip":
             try:
                 with zipfile.ZipFile(path) as zf:
                     names = sorted(i.filename for i in zf.infolist() if not i.is_dir())
+                    stat = path.stat()
+                    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+                    if key not in _CHECKED:
+                        _check_archive(path, zf)
+                        _CHECKED.add(key)
             except zipfile.BadZipFile:
                 raise ValueError(f"{str(path)!r} is not a readable zip file (an incomplete download?)") from None
             for name in names:
@@ -306,10 +335,8 @@ def _isprs_pixels(member: _Member, kind: str, fix: str) -> np.ndarray:
 
 def _prepare_isprs(spec: _Isprs, raw: Path, out: Path, report: PrepareReport, progress: bool) -> None:
     tiles = _isprs_tiles(raw, spec.name, spec.parse, spec.splits, report)
-    for split in ("train", "val"):
-        for folder in ("img_dir", "ann_dir"):
-            (out / folder / split).mkdir(parents=True, exist_ok=True)
-    for tile in tqdm(tiles, desc=f"prepare {spec.name}", unit="tile", disable=not progress):
+    boxes_of = {}
+    for tile in tiles:  # every tile's size is checked before any patch is written
         assert tile.image is not None and tile.label is not None
         width, height = tile.image.image_size()
         if tile.label.image_size() != (width, height):
@@ -317,7 +344,18 @@ def _prepare_isprs(spec: _Isprs, raw: Path, out: Path, report: PrepareReport, pr
                 f"{spec.name} tile {tile.tile}: the label tile {tile.label.where} is not the size of the image tile "
                 f"{tile.image.where} ({width}x{height})"
             )
-        boxes = isprs_boxes(height, width)
+        try:
+            boxes_of[tile.tile] = isprs_boxes(height, width)
+        except ValueError as e:
+            raise ValueError(
+                f"{spec.name} tile {tile.tile} ({tile.image.where}): {e}; is it the official tile?"
+            ) from None
+    for split in ("train", "val"):
+        for folder in ("img_dir", "ann_dir"):
+            (out / folder / split).mkdir(parents=True, exist_ok=True)
+    for tile in tqdm(tiles, desc=f"prepare {spec.name}", unit="tile", disable=not progress):
+        assert tile.image is not None and tile.label is not None
+        boxes = boxes_of[tile.tile]
         for kind, member, folder in (("image", tile.image, "img_dir"), ("label", tile.label, "ann_dir")):
             pixels = cache(partial(_isprs_pixels, member, kind, spec.fix))  # read once, if a patch is missing
             for x0, y0, x1, y1 in boxes:
@@ -512,6 +550,13 @@ if tuple(CONVERTERS) != PREPARE_NAMES:  # the command line offers PREPARE_NAMES 
     raise RuntimeError(f"deeplabv3p.train.names.PREPARE_NAMES {PREPARE_NAMES} differs from {tuple(CONVERTERS)}")
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove the temporaries that writers killed before their rename (``kill -9``, a power cut) left under `out`
+    (`deeplabv3p.atomic.remove_stale`: only those whose writing process is gone)."""
+    for folder, _, _ in os.walk(out):
+        remove_stale(folder)
+
+
 def prepare(name: str, raw: str | Path, out: str | Path | None = None, *, progress: bool = True) -> PrepareReport:
     """Convert the official download of `name` in `raw` into the layout `SegmentationDataset(..., layout=name)`
     (and mmseg) reads, under `out` (Cityscapes: in place, `out` None or `raw`). Safe to run again: outputs that
@@ -524,7 +569,7 @@ def prepare(name: str, raw: str | Path, out: str | Path | None = None, *, progre
     converter = CONVERTERS[name]
     raw = Path(raw)
     if not raw.is_dir():
-        raise FileNotFoundError(f"input folder {str(raw)!r} does not exist")
+        raise FileNotFoundError(f"input folder {str(raw)!r} {absent(raw, 'a folder')}")
     if converter.in_place:
         if out is not None and Path(out).resolve() != raw.resolve():
             raise ValueError(
@@ -537,6 +582,7 @@ def prepare(name: str, raw: str | Path, out: str | Path | None = None, *, progre
     elif Path(out).resolve() == raw.resolve():
         raise ValueError(f"the output folder must differ from the input folder {str(raw)!r}")
     report = PrepareReport(name, Path(out))
+    _remove_stale_temporaries(Path(out))
     with _large_images():
         converter.convert(raw, Path(out), report, progress)
     return report

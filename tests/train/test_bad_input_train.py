@@ -4,6 +4,8 @@ before `fit` writes anything; every accepted sample form stays aligned through a
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from layout_trees import make_cityscapes, make_img_ann, make_voc12aug
 from nets import tiny_model
 from PIL import Image
 from torchvision import tv_tensors
 from train_helpers import TINY, one_thread  # noqa: F401  (one_thread: autouse fixture)
 
+import deeplabv3p
 from deeplabv3p.train.datasets import SegmentationDataset
 from deeplabv3p.train.loader import AugmentedDataset
 from deeplabv3p.train.samples import sample_spec
@@ -264,3 +268,152 @@ def test_decompression_bomb_is_named_and_listed_by_verify(tmp_path, monkeypatch,
     with pytest.raises(ValueError, match=r"1 of 2 samples have problems") as info:
         dataset.verify()
     assert str(bomb) in str(info.value)
+
+
+# ----- issue 18: fit's remaining unclear or late errors ---------------------------------------------------------------
+
+
+class OnePoisoned(Pairs):
+    """Four float samples on the 0..255 scale, sample `bad` holding one `value` pixel (NaN, Inf)."""
+
+    def __init__(self, bad: int, value: float) -> None:
+        super().__init__()
+        self.bad, self.value = bad, value
+
+    def __getitem__(self, index: int) -> Any:
+        image, mask = super().__getitem__(index)
+        image = image.float()
+        if index == self.bad:
+            image[1, 7, 9] = self.value
+        return image, mask
+
+
+class AllIgnored(Pairs):
+    def __getitem__(self, index: int) -> Any:
+        image, mask = super().__getitem__(index)
+        return image, torch.full_like(mask, 255)
+
+
+class Tiny(Val):
+    """Validation images of `side` pixels."""
+
+    def __init__(self, side: int) -> None:
+        super().__init__(labels=1)
+        self.side = side
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((self.side, self.side, 3), np.uint8), np.ones((self.side, self.side), np.int64)
+
+
+FIT_CASES = [
+    ("train-nan-pixel", {}, OnePoisoned(0, float("nan")), None, ValueError, ["training sample 0", "1 nan", "row 7"]),
+    ("train-inf-pixel", {}, OnePoisoned(0, float("inf")), None, ValueError, ["training sample 0", "1 inf"]),
+    ("train-all-masks-ignored", {}, AllIgnored(), None, ValueError, ["first 4 training masks", "ignore_index 255"]),
+    ("train-rgb-data-4-band-model", {"in_chans": 4}, Pairs(), None, ValueError, ["4 bands", "3"]),
+    ("val-smaller-than-output-stride", {}, Pairs(), Tiny(4), ValueError, ["4x4 (H x W)", "16x16", "test_scale"]),
+    (
+        "train-channels-first-numpy", {}, Pairs(lambda i, m: (i.numpy(), m.numpy())), None, ValueError,
+        ["training sample 0", "looks like channels-first (C, H, W)", "(3, 40, 40)"],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model_kwargs", "train", "val", "exc", "words"), [c[1:] for c in FIT_CASES], ids=[c[0] for c in FIT_CASES]
+)
+def test_fit_refuses_bad_samples_before_writing(tmp_path, model_kwargs, train, val, exc, words):
+    out = tmp_path / "run"
+    with pytest.raises(exc) as info:
+        fit(tiny_model(**model_kwargs), train, val, out=out, **TINY)
+    message = str(info.value)
+    assert all(word in message for word in words), message
+    assert not out.exists()
+
+
+def test_a_non_finite_model_is_never_saved(tmp_path):
+    """Issue 18: the loss was checked only every log_interval, so a run wrote NaN checkpoints (and best/) first.
+    An absurd lr makes the weights inf/NaN within a few steps; no log entry comes before the end (log_interval)."""
+    out = tmp_path / "run"
+    settings = {**TINY, "iters": 8, "lr": 1e12, "momentum": 0.0, "log_interval": 100, "checkpoint_interval": 1}
+    with pytest.raises(FloatingPointError, match=r"not finite.*was not written"):
+        fit(tiny_model(), Pairs(), Pairs(), out=out, **settings, val_interval=1, keep_checkpoints=0)
+    saved = sorted((out / "checkpoints").glob("iter_*")) + ([out / "best"] if (out / "best").exists() else [])
+    for folder in saved:
+        weights = deeplabv3p.create_model(str(folder)).state_dict()
+        assert all(bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point()), folder
+
+
+# ----- issue 18: dataset trees whose errors named no file, or called a path that exists missing ----------------------
+
+
+def _fifo_root(tmp: Path) -> tuple[dict[str, Any], str]:
+    os.mkfifo(tmp / "data")
+    return {"root": tmp / "data"}, str(tmp / "data")
+
+
+def _images_split_is_a_file(tmp: Path) -> tuple[dict[str, Any], str]:
+    root = _dataset(tmp / "data")
+    (root / "images" / "val").write_text("not a folder")
+    return {"root": root, "split": "val"}, str(root / "images" / "val")
+
+
+def _mmseg_label_folder_is_a_file(tmp: Path) -> tuple[dict[str, Any], str]:
+    make_img_ann(tmp / "data", 4, counts={"train": 2})
+    shutil.rmtree(tmp / "data" / "ann_dir" / "train")
+    (tmp / "data" / "ann_dir" / "train").write_text("not a folder")
+    kwargs = {"root": tmp / "data", "split": "train", "layout": "mmseg", "classes": ("a", "b", "c")}
+    return kwargs, str(tmp / "data" / "ann_dir" / "train")
+
+
+def _cityscapes_16_bit_label(tmp: Path) -> tuple[dict[str, Any], str]:
+    make_cityscapes(tmp / "data", {"train": 1})
+    label = next((tmp / "data" / "gtFine" / "train").rglob("*_labelIds.png"))
+    Image.fromarray(np.full((12, 24), 300, np.uint16)).save(label)  # a 16-bit file with a value past 255
+    return {"root": tmp / "data", "split": "train", "layout": "cityscapes", "read": 0}, str(label)
+
+
+def _split_list_not_utf8(tmp: Path) -> tuple[dict[str, Any], str]:
+    make_voc12aug(tmp / "data")
+    listing = tmp / "data" / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt"
+    listing.write_bytes("2007_000033\n".encode("utf-16"))
+    return {"root": tmp / "data", "split": "val", "layout": "voc12aug"}, str(listing)
+
+
+def _mmseg_empty_img_suffix(tmp: Path) -> tuple[dict[str, Any], str]:
+    make_img_ann(tmp / "data", 4, counts={"train": 2})
+    return {"root": tmp / "data", "split": "train", "layout": "mmseg", "classes": ("a", "b", "c"), "img_suffix": ""}, (
+        "img_suffix=''"
+    )
+
+
+# (case id, the tree: tmp -> (SegmentationDataset kwargs, what the error must name), the error, other words)
+TREE_CASES = [
+    ("root-is-a-fifo", _fifo_root, ValueError, ["is a FIFO"]),
+    ("folder-split-images-is-a-file", _images_split_is_a_file, FileNotFoundError, ["is a file, not a folder"]),
+    ("mmseg-label-folder-is-a-file", _mmseg_label_folder_is_a_file, FileNotFoundError, ["is a file, not a folder"]),
+    ("cityscapes-16-bit-label-300", _cityscapes_16_bit_label, ValueError, ["300", "0..255"]),
+    ("split-list-not-utf8", _split_list_not_utf8, ValueError, ["not UTF-8"]),
+    ("mmseg-img-suffix-empty", _mmseg_empty_img_suffix, ValueError, ["'.jpg'", "every file"]),
+]
+
+
+@pytest.mark.parametrize(("tree", "exc", "words"), [c[1:] for c in TREE_CASES], ids=[c[0] for c in TREE_CASES])
+def test_a_bad_dataset_tree_names_the_file(tmp_path, tree, exc, words):
+    kwargs, named = tree(tmp_path)
+    read = kwargs.pop("read", None)
+    with pytest.raises(exc) as info:
+        dataset = SegmentationDataset(**kwargs)
+        dataset.read_mask(read)
+    message = str(info.value)
+    assert named in message and all(word in message for word in words), message
+    assert "does not exist" not in message
+
+
+def test_a_batch_up_to_twice_a_small_training_set_warns_and_trains(tmp_path):
+    """A batch of 6 on 4 samples is a small dataset (warned, trained); 9 on 4 is refused before any work."""
+    with pytest.warns(UserWarning, match=r"batch_size=6 is larger than the training set \(4 samples\)"):
+        result = fit(tiny_model(), Pairs(), out=tmp_path / "run", **{**TINY, "iters": 1, "batch_size": 6})
+    assert result.iterations == 1
+    with pytest.raises(ValueError, match=r"batch_size=9 .* pass batch_size=4 or fewer"):
+        fit(tiny_model(), Pairs(), out=tmp_path / "refused", **{**TINY, "batch_size": 9})
+    assert not (tmp_path / "refused").exists()
