@@ -71,6 +71,7 @@ class OpenVinoSegmenter(DeployedBackend):
                 "export has one of each (image in, logits out)"
             )
         self._check_shapes(_dims(ov_model.inputs[0]), _dims(ov_model.outputs[0]))
+        self.static_batch = _dims(ov_model.inputs[0])[0]  # a static export takes batches of its example's size
         self.compiled = core.compile_model(
             ov_model,
             "CPU",
@@ -86,6 +87,14 @@ class OpenVinoSegmenter(DeployedBackend):
         self._request = self.compiled.create_infer_request()
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        step = self.static_batch
+        if step is not None and x.shape[0] != step:
+            if x.shape[0] % step:
+                raise ValueError(
+                    f"{str(self.path)!r} was exported for batches of {step} and was given {x.shape[0]} images: "
+                    "export it with dynamic shapes (no --static) or predict with batch_size a multiple of it"
+                )
+            return np.concatenate([self.run(x[i : i + step]) for i in range(0, x.shape[0], step)])
         self._request.infer({0: x})
         return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 

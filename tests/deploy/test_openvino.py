@@ -97,6 +97,10 @@ def test_static_export_refuses_another_size(model, tmp_path):
     assert segmenter.static_size == (64, 64)
     with pytest.raises(ValueError, match=r"exported for 64x64 \(HxW\) inputs only and was given 64x96.*dynamic"):
         segmenter(torch.randn(1, 3, 64, 96))
+    x = torch.randn(3, 3, 64, 64)  # the batch of a static export is fixed too: run one image at a time
+    with torch.inference_mode():
+        expected = model(x)
+    assert (segmenter(x) - expected).abs().max() <= FP32.rtol * expected.abs().max()
 
 
 def _foreign_model(classes: int, metadata: str | None):
