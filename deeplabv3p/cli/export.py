@@ -63,9 +63,9 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
     )  # fmt: skip
     q.add_argument(
         "--max-drop", type=float, default=None, metavar="FRACTION",
-        help="openvino: NNCF accuracy control on the next N --calibration images (held out): layers go back to "
-        "full precision until label agreement is within FRACTION of the fp32 file's "
-        f"(default {DEFAULT_MAX_DROP}); needs more than N images",
+        help="openvino: when --calibration has more than N images, the next N are held out and NNCF's accuracy "
+        "control returns layers to full precision until label agreement with PyTorch fp32 is within FRACTION of "
+        f"the fp32 file's (default {DEFAULT_MAX_DROP}; giving it without such images is an error)",
     )  # fmt: skip
 
 
