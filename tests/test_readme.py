@@ -290,6 +290,20 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         "deeplabv3p export {standins}/r50-cityscapes --out model.onnx --size 64x64 --int8",
         NO_HUB + "; " + BIG,
     ),
+    Sub(("Fast inference and ONNX export",), 'pip install -e ".[openvino]"', "", NO_INDEX),
+    Sub(
+        ("Fast inference and ONNX export",),
+        "deeplabv3p export deeplabv3plus_r50_d8.cityscapes --format openvino --out model.xml\n",
+        "deeplabv3p export {standins}/r50-cityscapes --format openvino --out model.xml --size 64x64\n",
+        NO_HUB + "; " + BIG,
+    ),
+    Sub(
+        ("Fast inference and ONNX export",),
+        "deeplabv3p export deeplabv3plus_r50_d8.cityscapes --format openvino --out model.xml \\\n    --int8",
+        "deeplabv3p export {standins}/r50-cityscapes --format openvino --out model.xml --size 64x64 \\\n"
+        "    --calibration-images 2 --int8",
+        NO_HUB + "; " + BIG + "; the folder has 3 images: 2 to calibrate, 1 held out",
+    ),
     # Performance
     Sub(
         ("Performance",),

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..deploy.formats import FORMATS
 from ..deploy.opset import DEFAULT_OPSET
+from ..fields import check_float
 from .flags import parse_size
 
 if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
 
-INT8_FORMATS = ("onnx",)
+INT8_FORMATS = tuple(f.name for f in FORMATS.values() if f.quantizer is not None)
+DEFAULT_MAX_DROP = 0.005  # NNCF accuracy control: INT8 labels within half a percent of the fp32 file's
 
 
 def add_export(sub: argparse._SubParsersAction, help: str) -> None:
@@ -48,7 +50,7 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
     p.add_argument(
         "--no-check", action="store_true", help="publish without running the file against PyTorch (not advised)"
     )
-    q = p.add_argument_group("INT8 (static post-training quantization, for CPU deployment)")
+    q = p.add_argument_group(f"INT8 (static post-training quantization, for CPU deployment: {', '.join(INT8_FORMATS)})")
     q.add_argument("--int8", action="store_true", help="also write OUT_STEM.int8.EXT, calibrated on --calibration")
     q.add_argument(
         "--calibration", metavar="DIR", help="images to calibrate activation ranges on (predict's preprocessing)"
@@ -57,8 +59,14 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
         "--calibration-images", type=int, default=32, metavar="N", help="calibrate on the first N (default 32)"
     )
     q.add_argument(
-        "--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
+        "--calibration-method", choices=["minmax", "percentile", "entropy"], default=None,
         help="activation range from the calibration statistics (onnx; default minmax)",
+    )  # fmt: skip
+    q.add_argument(
+        "--max-drop", type=float, default=None, metavar="FRACTION",
+        help="openvino: when --calibration has more than N images, the next N are held out and NNCF's accuracy "
+        "control returns layers to full precision until label agreement with PyTorch fp32 is within FRACTION of "
+        f"the fp32 file's (default {DEFAULT_MAX_DROP}; giving it without such images is an error)",
     )  # fmt: skip
 
 
@@ -80,7 +88,22 @@ def run_export(args: argparse.Namespace) -> int:
         raise ValueError(f"--int8 is available for --format {', '.join(INT8_FORMATS)}, not {fmt.name}")
     if args.int8 and args.calibration_images < 1:
         raise ValueError(f"--calibration-images must be >= 1, got {args.calibration_images}")
+    for flag, value, applies in (
+        ("--calibration-method", args.calibration_method, "onnx"),
+        ("--max-drop", args.max_drop, "openvino"),
+    ):
+        if value is not None and (fmt.name != applies or not args.int8):
+            given = f"--format {fmt.name}" + ("" if args.int8 else " without --int8")
+            raise ValueError(f"{flag} applies to --int8 with --format {applies} (given: {given})")
+    if args.max_drop is not None:
+        check_float("--max-drop", args.max_drop, 0.0, 1.0, max_open=True)
     calibration = expand_inputs(args.calibration, name="--calibration")[0] if args.int8 else []  # before any work
+    if args.max_drop is not None and len(calibration) <= args.calibration_images:
+        raise ValueError(
+            f"--max-drop needs held-out images: --calibration {args.calibration!r} has {len(calibration)} image(s), "
+            f"all used for calibration (--calibration-images {args.calibration_images}); add images or lower "
+            "--calibration-images"
+        )
     check_images = None
     if args.check_images is not None:
         check_images = [i.path for i in expand_inputs(args.check_images, name="--check-images")[0] if i.path]
@@ -108,16 +131,39 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _int8(args: argparse.Namespace, model: DeepLabV3Plus, fp32: Path, paths: list[Path]) -> None:
+    """The format's one INT8 step (`Format.quantizer`) on the first N calibration images, then the agreement of
+    the INT8 file's labels with PyTorch fp32 on the next N (held out), or on the calibration images if none."""
     from ..deploy.calibration import calibration_inputs, label_agreement
-    from ..deploy.onnx_int8 import quantize_onnx
-    from ..deploy.onnx_runtime import OnnxSegmenter
+    from ..deploy.formats import get_format
+    from ..deploy.loader import load
 
+    fmt = get_format(args.format)
     n = args.calibration_images
-    target = fp32.with_name(fp32.name.removesuffix(".onnx") + ".int8.onnx")
-    quantize_onnx(fp32, target, calibration_inputs(model, paths, limit=n), method=args.calibration_method)
+    target = fmt.int8_path(fp32)
     held_out = paths[n : 2 * n]
+    options, how = _int8_options(args, model, held_out)
+    fmt.quantize_function()(fp32, target, calibration_inputs(model, paths, limit=n), **options)
     checked = held_out or paths[:n]
-    agreement = label_agreement(model, OnnxSegmenter(target), checked)
+    agreement = label_agreement(model, load(target), checked)
     which = f"{len(held_out)} held-out" if held_out else f"the {len(checked)} calibration"
-    print(f"wrote {target} (INT8, calibrated on {min(n, len(paths))} image(s), {args.calibration_method})")
+    print(f"wrote {target} (INT8, calibrated on {min(n, len(paths))} image(s), {how})")
     print(f"INT8 labels vs PyTorch fp32 on {which} image(s): {100 * agreement:.2f}% of pixels agree")
+
+
+def _int8_options(args: argparse.Namespace, model: DeepLabV3Plus, held_out: list[Path]) -> tuple[dict[str, Any], str]:
+    """The quantizer's options from the INT8 flags of ``--format``, and how the report describes them."""
+    if args.format == "onnx":
+        method = args.calibration_method or "minmax"
+        return {"method": method}, method
+    if not held_out:  # openvino without held-out images: plain NNCF post-training quantization
+        return {}, "NNCF, no accuracy control: no held-out images"
+    from ..deploy.calibration import calibration_inputs
+    from ..deploy.openvino_int8 import torch_reference
+
+    drop = DEFAULT_MAX_DROP if args.max_drop is None else args.max_drop
+    options = {
+        "held_out": list(calibration_inputs(model, held_out, limit=len(held_out))),
+        "reference": torch_reference(model),
+        "max_drop": drop,
+    }
+    return options, f"NNCF with accuracy control on {len(held_out)} held-out image(s), max drop {100 * drop:.2g}%"

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # what type checkers see; `_EXPORTS` is what runs (loaded on 
     from .loader import load
     from .onnx_int8 import quantize_onnx
     from .onnx_runtime import OnnxSegmenter
+    from .openvino_int8 import quantize_openvino
+    from .openvino_runtime import OpenVinoSegmenter
     from .proof import Agreement, Bounds, ExportCheckError
 
 _EXPORTS = {
@@ -33,6 +35,8 @@ _EXPORTS = {
     "load": "loader",
     "quantize_onnx": "onnx_int8",
     "OnnxSegmenter": "onnx_runtime",
+    "quantize_openvino": "openvino_int8",
+    "OpenVinoSegmenter": "openvino_runtime",
     "Agreement": "proof",
     "Bounds": "proof",
     "ExportCheckError": "proof",

@@ -33,6 +33,9 @@ class Format:
             check of an export that cannot run here (its inputs, outputs, shapes and metadata): notes, or raises.
         runs_on_cpu: whether the export runs on a CPU-only Linux machine, so that export can prove it.
         folder: the export is a folder (Core ML ``.mlpackage``) rather than a file.
+        quantizer: ``"module:attribute"`` of the format's INT8 step, ``quantize(fp32_path, out_path, calibration,
+            **options) -> Path`` (`calibration`: network inputs as `deeplabv3p.deploy.calibration.calibration_inputs`
+            makes them); None where ``--int8`` is not offered.
         summary: one line for ``--help`` and the README.
     """
 
@@ -47,6 +50,7 @@ class Format:
     summary: str
     folder: bool = False
     inspector: str | None = None
+    quantizer: str | None = None
 
     def require_export(self) -> None:
         """Import what the writer needs, or raise ImportError naming the extra."""
@@ -65,6 +69,17 @@ class Format:
         if self.inspector is None:
             raise ValueError(f"the {self.name} format has no inspector")
         return _resolve(self.inspector)
+
+    def quantize_function(self) -> Callable[..., Path]:
+        if self.quantizer is None:
+            with_int8 = [f.name for f in FORMATS.values() if f.quantizer is not None]
+            raise ValueError(f"INT8 is available for the formats {with_int8}, not {self.name}")
+        return _resolve(self.quantizer)
+
+    def int8_path(self, fp32_path: str | Path) -> Path:
+        """Where the INT8 copy of an export goes: ``NAME.int8.EXT`` beside it."""
+        fp32_path = Path(fp32_path)
+        return fp32_path.with_name(fp32_path.name.removesuffix(self.suffix) + ".int8" + self.suffix)
 
     def load_function(self) -> Callable[..., Any]:
         if self.loader is None:
@@ -90,6 +105,19 @@ FORMATS: dict[str, Format] = {
             loader="onnx_runtime:OnnxSegmenter",
             runs_on_cpu=True,
             summary="ONNX, run by onnxruntime (CPU; dynamic or static shapes; INT8 with --int8)",
+            quantizer="onnx_int8:quantize_onnx",
+        ),
+        Format(
+            name="openvino",
+            suffix=".xml",
+            extra="openvino",
+            export_packages=("openvino", "onnx"),
+            run_packages=("openvino",),
+            writer="openvino_export:write",
+            loader="openvino_runtime:OpenVinoSegmenter",
+            runs_on_cpu=True,
+            summary="OpenVINO IR (.xml + .bin; CPU, f32 explicit; dynamic or static shapes; NNCF INT8 with --int8)",
+            quantizer="openvino_int8:quantize_openvino",
         ),
         Format(
             name="executorch",
