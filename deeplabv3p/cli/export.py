@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
 
 INT8_FORMATS = tuple(f.name for f in FORMATS.values() if f.quantizer is not None)
+INT8_LABELS = 0.995  # deeplabv3p.deploy.proof.INT8.labels, here without importing torch (a test keeps them equal)
 DEFAULT_MAX_DROP = 0.005  # NNCF accuracy control: INT8 labels within half a percent of the fp32 file's
 
 
@@ -68,6 +69,11 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
         "control returns layers to full precision until label agreement with PyTorch fp32 is within FRACTION of "
         f"the fp32 file's (default {DEFAULT_MAX_DROP}; giving it without such images is an error)",
     )  # fmt: skip
+    q.add_argument(
+        "--int8-min-agreement", type=float, default=INT8_LABELS, metavar="FRACTION",
+        help="the least share of INT8 labels equal to PyTorch fp32's on the checked images; below it the INT8 file "
+        f"is removed and the command fails (default {INT8_LABELS}, the documented INT8 bound)",
+    )  # fmt: skip
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -97,6 +103,7 @@ def run_export(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} applies to --int8 with --format {applies} (given: {given})")
     if args.max_drop is not None:
         check_float("--max-drop", args.max_drop, 0.0, 1.0, max_open=True)
+    check_float("--int8-min-agreement", args.int8_min_agreement, 0.0, 1.0)
     calibration = expand_inputs(args.calibration, name="--calibration")[0] if args.int8 else []  # before any work
     if args.max_drop is not None and len(calibration) <= args.calibration_images:
         raise ValueError(
@@ -146,8 +153,19 @@ def _int8(args: argparse.Namespace, model: DeepLabV3Plus, fp32: Path, paths: lis
     checked = held_out or paths[:n]
     agreement = label_agreement(model, load(target), checked)
     which = f"{len(held_out)} held-out" if held_out else f"the {len(checked)} calibration"
+    report = f"INT8 labels vs PyTorch fp32 on {which} image(s): {100 * agreement:.2f}% of pixels agree"
+    if agreement < args.int8_min_agreement:
+        target.unlink(missing_ok=True)
+        from ..deploy.proof import ExportCheckError
+
+        raise ExportCheckError(
+            f"{report}, below --int8-min-agreement {args.int8_min_agreement}: {target} was removed (the fp32 file "
+            f"{fp32} stands). Calibrate on more images (--calibration-images), "
+            + ("lower --max-drop, " if fmt.name == "openvino" else "try --format openvino (NNCF accuracy control), ")
+            + "or accept the drop with a lower --int8-min-agreement"
+        )
     print(f"wrote {target} (INT8, calibrated on {min(n, len(paths))} image(s), {how})")
-    print(f"INT8 labels vs PyTorch fp32 on {which} image(s): {100 * agreement:.2f}% of pixels agree")
+    print(report)
 
 
 def _int8_options(args: argparse.Namespace, model: DeepLabV3Plus, held_out: list[Path]) -> tuple[dict[str, Any], str]:

@@ -69,3 +69,17 @@ def test_onnx_flags_are_checked(saved, tmp_path, capsys):
     assert main(["export", str(folder), "--out", str(tmp_path / "m.onnx"), "--int8"]) == 2
     assert "--int8 needs --calibration" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_int8_file_below_the_bound_is_removed(saved, tmp_path, capsys):
+    from deeplabv3p.cli.export import INT8_LABELS
+    from deeplabv3p.deploy.proof import INT8
+
+    assert INT8.labels == INT8_LABELS  # the CLI's torch-free copy of the documented bound
+    folder, images = saved
+    out = tmp_path / "model.onnx"
+    args = ["export", str(folder), "--out", str(out), "--size", "48x64", "--int8", "--calibration", str(images)]
+    assert main([*args, "--calibration-images", "1", "--int8-min-agreement", "1.0"]) == 2
+    err = capsys.readouterr().err
+    assert "below --int8-min-agreement 1.0" in err and "was removed" in err
+    assert out.is_file() and not (tmp_path / "model.int8.onnx").exists()
