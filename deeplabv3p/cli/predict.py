@@ -106,6 +106,11 @@ def run_predict(args: argparse.Namespace) -> int:
             f"--backend {args.backend} may run an exported file, which keeps its own precision and layouts: drop "
             "--dtype / --channels-last, or use --backend pytorch-folded"
         )
+    if args.backend not in (None, EAGER) and distributed.process_share()[1] > 1:
+        raise ValueError(
+            f"--backend {args.backend} times and proves backends in one process: run predict without torchrun (the "
+            "chosen runtime uses every thread it is given)"
+        )
     if args.backend is not None and options.device not in (None, "cpu"):
         raise ValueError(f"--backend chooses among CPU runtimes; it does not apply to --device {options.device}")
     items, _ = expand_inputs(args.inputs, name="IMAGES_OR_DIR")

@@ -107,6 +107,11 @@ def test_predict_backend_flags_are_checked(saved, cache, tmp_path, capsys):
     ):
         assert main([*base, *extra]) == 2
         assert match in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WORLD_SIZE", "2")
+        env.setenv("RANK", "0")
+        assert main([*base, "--backend", "auto"]) == 2
+        assert "run predict without torchrun" in capsys.readouterr().err
     onnx_file = tmp_path / "m.onnx"
     onnx_file.write_bytes(b"x")
     assert (
