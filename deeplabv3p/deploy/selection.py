@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import inspect
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -90,7 +91,10 @@ def _exported(model: DeepLabV3Plus, fmt: Format, folder: Path, size: tuple[int, 
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         export(model, path, fmt.name, input_size=size, dynamic=True, check=False)  # proven below, by the caller
-    segmenter: DeployedBackend = fmt.load_function()(path, threads=threads)
+    loader = fmt.load_function()
+    parameters = inspect.signature(loader).parameters.values()
+    takes_threads = any(p.name == "threads" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    segmenter: DeployedBackend = loader(path, threads=threads) if takes_threads else loader(path)
     return segmenter
 
 
@@ -133,6 +137,10 @@ def _measure(
     except Exception as e:  # a runtime that cannot export or load this model is a row, not the end of the search
         return BackendRow(name, why=f"failed: {type(e).__name__}: {_first_line(e)}"), None
     path = str(segmenter.path) if isinstance(segmenter, DeployedBackend) else None
+    if isinstance(segmenter, DeployedBackend) and segmenter.static_size is not None:
+        h, w = segmenter.static_size
+        why = f"static shapes only ({h}x{w}): a backend for predict takes every input size"
+        return BackendRow(name, why=why, path=path), None
     try:
         if name == EAGER:
             labels, rel_diff, within = 1.0, 0.0, True

@@ -38,10 +38,11 @@ class FakeSegmenter(DeployedBackend):
 
     name = "fake"
 
-    def __init__(self, path, *, threads=None, network=None, delay=0.0, offset=0.0):
+    def __init__(self, path, *, threads=None, network=None, delay=0.0, offset=0.0, static=False):
         path = check_file("fake file", path)
         self._setup(path, read_sidecar(path), config=None, pretrained_cfg=None, threads=threads)
-        self._check_shapes([-1, self.config.in_chans, -1, -1], [-1, self.config.num_classes, -1, -1])
+        h, w = SIZE if static else (-1, -1)
+        self._check_shapes([1, self.config.in_chans, h, w], [1, self.config.num_classes, h, w])
         self.network, self.delay, self.offset, self.memo = network, delay, offset, {}
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -65,12 +66,14 @@ class FakeFormat(Format):
     network: torch.nn.Module | None = None
     delay: float = 0.0
     offset: float = 0.0
+    static: bool = False
 
     def write_function(self):
         return fake_write
 
     def load_function(self):
-        return functools.partial(FakeSegmenter, network=self.network, delay=self.delay, offset=self.offset)
+        kwargs = dict(network=self.network, delay=self.delay, offset=self.offset, static=self.static)
+        return functools.partial(FakeSegmenter, **kwargs)
 
 
 def fake(name: str, network, **kwargs) -> FakeFormat:
@@ -162,8 +165,11 @@ def test_the_cache_key_follows_threads_weights_and_size(model, tmp_path, monkeyp
 def test_a_runtime_that_is_missing_or_fails_is_a_row(model, monkeypatch, tmp_path):
     monkeypatch.setitem(FORMATS, "absent", fake("absent", model, run_packages=("no_such_runtime_xyz",)))
     monkeypatch.setitem(FORMATS, "broken", fake("broken", None))  # its run() fails: no network to call
-    _, table = fastest(model, SIZE, formats=["absent", "broken"], threads=1, runs=1, cache=False, cache_root=tmp_path)
-    absent, broken = table.row("absent"), table.row("broken")
+    monkeypatch.setitem(FORMATS, "static", fake("static", model, static=True))
+    formats = ["absent", "broken", "static"]
+    _, table = fastest(model, SIZE, formats=formats, threads=1, runs=1, cache=False, cache_root=tmp_path)
+    absent, broken, static = (table.row(name) for name in formats)
+    assert not static.kept and static.why.startswith("static shapes only (64x64)") and static.ms is None
     assert not absent.kept and absent.ms is None
     assert "not installed" in absent.why and "pip install 'deeplabv3p[absent]'" in absent.why
     assert not broken.kept and broken.why.startswith("failed: ") and table.chosen in (EAGER, FOLDED)
