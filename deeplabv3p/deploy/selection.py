@@ -166,7 +166,12 @@ def _first_line(error: BaseException) -> str:
 
 def _still_there(table: BackendTable, folder: Path) -> bool:
     """Whether the chosen backend of a cached decision can be rebuilt as it was measured (its export is there)."""
-    return table.chosen in PYTORCH_BACKENDS or (folder / f"model{get_format(table.chosen).suffix}").exists()
+    if table.chosen in PYTORCH_BACKENDS:
+        return True
+    try:
+        return (folder / f"model{get_format(table.chosen).suffix}").exists()
+    except ValueError:  # a format this version no longer has
+        return False
 
 
 def _candidates(formats: list[str]) -> list[str]:

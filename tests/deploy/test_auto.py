@@ -122,6 +122,7 @@ def test_a_cached_decision_is_reused_without_timing(model, fakes, tmp_path, monk
     first_segmenter, first = fastest(model, SIZE, formats=fakes, threads=1, runs=1, cache_root=tmp_path)
     assert not first.cached
     calls = count_timings(monkeypatch)
+    real_export = selection.export
     monkeypatch.setattr(selection, "export", lambda *a, **k: pytest.fail("a cached decision exports nothing"))
     segmenter, second = fastest(model, SIZE, formats=fakes, threads=1, runs=1, cache_root=tmp_path)
     assert calls == [] and second.cached and "cached decision" in str(second)
@@ -130,6 +131,11 @@ def test_a_cached_decision_is_reused_without_timing(model, fakes, tmp_path, monk
     # cache=False measures again.
     _, third = fastest(model, SIZE, formats=fakes, threads=1, runs=1, cache=False, cache_root=tmp_path)
     assert len(calls) == len(third.rows) and not third.cached
+    # A decision whose chosen export has gone is measured again (and the export written again).
+    monkeypatch.setattr(selection, "export", real_export)
+    segmenter.path.unlink()
+    _, fourth = fastest(model, SIZE, formats=fakes, threads=1, runs=1, cache_root=tmp_path)
+    assert not fourth.cached and len(calls) == 2 * len(third.rows) and segmenter.path.is_file()
 
 
 def test_the_cache_key_follows_threads_weights_and_size(model, tmp_path, monkeypatch):
