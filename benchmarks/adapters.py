@@ -336,14 +336,25 @@ def build_deployed(
     return Runner(ours.model, segmenter, _no_training, ours.num_params, note=note)
 
 
-def build_auto(architecture: str, weights: Path, threads: int, workdir: Path, size: tuple[int, int]) -> Runner:
+def build_auto(
+    architecture: str,
+    weights: Path,
+    threads: int,
+    workdir: Path,
+    size: tuple[int, int],
+    warmup: int = 1,
+    runs: int = 3,
+) -> Runner:
     """Our model run by what `deeplabv3p.deploy.fastest` picks on this machine at `size` (its decision cached in
-    `workdir`); the result carries the choice, its table and how long choosing took."""
+    `workdir`), timing each candidate with the run's `warmup` and `runs`; the result carries the choice, its table
+    and how long choosing took."""
     from deeplabv3p.deploy.selection import as_backend, fastest
 
     ours = build_ours(architecture, weights, torch.device("cpu"))
     started = time.perf_counter()
-    segmenter, table = fastest(ours.model, size, threads=threads or None, cache_root=workdir / "backend-cache")
+    segmenter, table = fastest(
+        ours.model, size, threads=threads or None, warmup=warmup, runs=runs, cache_root=workdir / "backend-cache"
+    )
     extra = {
         "auto_chosen": table.chosen,
         "auto_table": table.to_dict(),

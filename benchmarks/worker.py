@@ -234,7 +234,7 @@ def run_infer(case: Case) -> dict[str, Any]:
     if case.extra.get("backend") == "auto":
         from benchmarks.adapters import build_auto
 
-        runner = build_auto(case.architecture, weights, case.threads, work, case.size)
+        runner = build_auto(case.architecture, weights, case.threads, work, case.size, case.warmup, case.runs)
     else:
         runner = build(case.library, case.architecture, weights, device, case.threads, work, case.dtype, case.size)
     call, model = _inference_call(torch, case, runner)
