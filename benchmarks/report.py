@@ -97,7 +97,7 @@ def _auto_targets(arch: str, infer: list[dict]) -> list[dict[str, Any]]:
     auto = next((c for c in infer if c.get("auto_chosen") and _fps(c, 1)), None)
     rows = [
         c for c in infer
-        if c["case"]["dtype"] == "fp32" and "reused_from" not in c and _fps(c, 1)
+        if c["case"]["dtype"] == "fp32" and "reused_from" not in c and _fps(c, 1) and not c.get("auto_chosen")
         and c.get("check", {}).get("argmax_agreement", 0) >= FP32_LABELS
     ]  # fmt: skip
     if auto is None or not rows:
