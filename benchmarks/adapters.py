@@ -10,6 +10,11 @@
   `deeplabv3p.deploy.onnx_int8`), run by `OnnxSegmenter`, the predict backend, on onnxruntime's CPU provider.
 - ``tensorrt``: our model exported with `deeplabv3p.deploy.export(..., format="tensorrt")` (ONNX -> a fixed-shape
   engine at the benchmark size, fp16 or fp32), run by `TensorRTSegmenter` on the GPU.
+- every other deployment format that runs on a CPU (``openvino``, ``executorch``, ``litert``, ``ncnn``, ... as
+  `deeplabv3p.deploy.FORMATS` lists them), by its name: exported with `deeplabv3p.deploy.export` and run by
+  `deeplabv3p.deploy.load`'s backend, the same way for each (`deploy_formats`).
+- ``ours`` with the ``auto`` backend (`build_auto`): `deeplabv3p.deploy.fastest` picks among the above on this
+  machine (cached in the work folder) and its choice is timed.
 
 Peers are optional: `available` says which import here, and nothing in deeplabv3p depends on them.
 """
@@ -19,9 +24,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
+import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -48,9 +54,26 @@ IGNORE_INDEX = 255
 AUX_WEIGHT = 0.4  # mmseg's loss weight of the FCN auxiliary head
 
 
+def deploy_formats() -> list[str]:
+    """The deployment formats benchmarked as libraries of their own: every one that runs on a CPU, but ONNX (the
+    ``onnxruntime`` rows, fp32 and int8)."""
+    from deeplabv3p.deploy.backend_names import runnable_formats
+
+    return [f.name for f in runnable_formats() if f.name != "onnx"]
+
+
+def _requirements(library: str) -> tuple[str, ...]:
+    if library in _REQUIREMENTS:
+        return _REQUIREMENTS[library]
+    from deeplabv3p.deploy.formats import get_format
+
+    fmt = get_format(library)
+    return tuple(dict.fromkeys(fmt.export_packages + fmt.run_packages))
+
+
 def available(library: str) -> tuple[bool, str]:
     """Whether `library` can run here, and a note saying why not."""
-    missing = [m for m in _REQUIREMENTS[library] if importlib.util.find_spec(m) is None]
+    missing = [m for m in _requirements(library) if importlib.util.find_spec(m) is None]
     if missing:
         return False, f"{library} skipped: {', '.join(missing)} not installed"
     return True, ""
@@ -73,6 +96,7 @@ class Runner:
     train_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (batch, labels) -> scalar loss
     num_params: int
     note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # more fields of the case's result
 
 
 def _count(model: nn.Module) -> int:
@@ -324,6 +348,56 @@ def build_tensorrt(
     return Runner(ours.model, segmenter, no_training, ours.num_params, note=note)
 
 
+def _no_training(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    raise ValueError("an exported model is inference only")
+
+
+def build_deployed(
+    library: str, architecture: str, weights: Path, threads: int, workdir: Path, size: tuple[int, int]
+) -> Runner:
+    """Our model exported to the deployment format `library` (dynamic shapes, traced at `size`, cached in
+    `workdir`) and run by its `deeplabv3p.deploy.load` backend; agreement is the case's check, as for every row."""
+    from deeplabv3p.deploy.formats import get_format
+
+    fmt = get_format(library)
+    ours = build_ours(architecture, weights, torch.device("cpu"))
+    path = workdir / f"{architecture}_{size[0]}x{size[1]}{fmt.suffix}"
+    if not path.exists():
+        deeplabv3p.deploy.export(ours.model, path, fmt.name, input_size=size, check=False)
+    segmenter = deeplabv3p.deploy.load(path, threads=threads or None)
+    note = f"exported with deeplabv3p.deploy.export(format={fmt.name!r}), run by {type(segmenter).__name__}"
+    return Runner(ours.model, segmenter, _no_training, ours.num_params, note=note)
+
+
+def build_auto(
+    architecture: str,
+    weights: Path,
+    threads: int,
+    workdir: Path,
+    size: tuple[int, int],
+    warmup: int = 1,
+    runs: int = 3,
+) -> Runner:
+    """Our model run by what `deeplabv3p.deploy.fastest` picks on this machine at `size` (its decision cached in
+    `workdir`), timing each candidate with the run's `warmup` and `runs`; the result carries the choice, its table
+    and how long choosing took."""
+    from deeplabv3p.deploy.selection import as_backend, fastest
+
+    ours = build_ours(architecture, weights, torch.device("cpu"))
+    started = time.perf_counter()
+    segmenter, table = fastest(
+        ours.model, size, threads=threads or None, warmup=warmup, runs=runs, cache_root=workdir / "backend-cache"
+    )
+    extra = {
+        "auto_chosen": table.chosen,
+        "auto_table": table.to_dict(),
+        "auto_cached": table.cached,
+        "auto_selection_s": time.perf_counter() - started,
+    }
+    note = f"deeplabv3p.deploy.fastest chose {table.chosen} ({'cached decision' if table.cached else 'measured'})"
+    return Runner(ours.model, as_backend(segmenter), _no_training, ours.num_params, note=note, extra=extra)
+
+
 def build(
     library: str,
     architecture: str,
@@ -346,6 +420,8 @@ def build(
         return build_onnxruntime(architecture, weights, device, threads, workdir, dtype, size)
     if library == "tensorrt":
         return build_tensorrt(architecture, weights, device, workdir, dtype, size)
+    if library in deploy_formats():
+        return build_deployed(library, architecture, weights, threads, workdir, size)
     raise ValueError(f"library must be one of {list(LIBRARIES)}, got {library!r}")
 
 
@@ -360,7 +436,8 @@ def library_versions() -> dict[str, str]:
         "deeplabv3p": deeplabv3p.__version__,
     }
     peers = ("mmsegmentation", "mmcv", "mmcv-lite", "mmengine", "segmentation-models-pytorch", "onnx", "onnxruntime",
-             "tensorrt")  # fmt: skip
+             "tensorrt", "openvino", "nncf", "executorch", "ai-edge-litert", "litert-torch", "ncnn",
+             "pnnx")  # fmt: skip
     for dist in peers:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[dist] = metadata.version(dist)

@@ -89,6 +89,35 @@ def add_ratios(results: dict) -> None:
                 c["memory_vs_mmseg_fp32"] = c["peak_mem_bytes"] / base["peak_mem_bytes"]
 
 
+AUTO_WITHIN = 0.95  # backend="auto" within 5% of the fastest full-precision row measured (issue 19)
+FP32_LABELS = 0.999  # the deploy layer's full-precision bound
+
+
+def _auto_targets(arch: str, infer: list[dict]) -> list[dict[str, Any]]:
+    """backend="auto" against the fastest measured full-precision row whose labels agree within the FP32 bound."""
+    auto = next((c for c in infer if c.get("auto_chosen") and _fps(c, 1)), None)
+    rows = [
+        c for c in infer
+        if c["case"]["dtype"] == "fp32" and "reused_from" not in c and _fps(c, 1) and not c.get("auto_chosen")
+        and c.get("check", {}).get("argmax_agreement", 0) >= FP32_LABELS
+    ]  # fmt: skip
+    if auto is None or not rows:
+        return []
+    best = max(rows, key=lambda c: _fps(c, 1))
+    ratio = _fps(auto, 1) / _fps(best, 1)
+    return [
+        {
+            "model": arch,
+            "target": f"backend=auto within {1 - AUTO_WITHIN:.0%} of the fastest fp32 row with labels >= "
+            f"{FP32_LABELS:.1%} equal (here {best['label']})",
+            "path": auto["label"] + f" (= {auto['auto_chosen']})",
+            "value": ratio,
+            "agreement": auto.get("check", {}).get("argmax_agreement", 0.0),
+            "met": ratio >= AUTO_WITHIN,
+        }
+    ]
+
+
 def evaluate_targets(results: dict) -> list[dict[str, Any]]:
     """The issue's targets, each with the numbers that decide it."""
     cases, device = results["cases"], results["meta"]["device_type"]
@@ -97,6 +126,7 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
         infer = [
             c for c in cases if c["case"]["architecture"] == arch and c["case"]["task"] == "infer" and "error" not in c
         ]
+        targets += _auto_targets(arch, infer)
         base = _find(infer, library="mmseg", dtype="fp32", channels_last=False)
         base_fps = _fps(base, 1)
         if not base_fps:
@@ -397,6 +427,8 @@ def render(results: dict) -> str:
             f"- GPU: {gpu['name']} ({gpu['capability']}, {gpu['memory_gib']:.0f} GiB, {gpu['multiprocessors']} SMs); "
             f"driver {gpu['driver']}; CUDA {gpu['cuda']}; cuDNN {gpu['cudnn']}; torch {gpu['torch']}",
         )
+    if meta.get("avx2_rows"):
+        lines.insert(4, f"- AVX2: {meta['avx2_rows']}")
     for note in meta.get("notes", []):
         lines.append(f"> {note}")
     if meta.get("notes"):
@@ -452,6 +484,16 @@ def render(results: dict) -> str:
                         + f" {_num(rate)} | {_pct(rate, meta.get('fp32_peak_gflops'))} | "
                         f"{_pct(rate, meta.get('gemm_fp32_gflops'))} |"
                     )
+            for c in infer:
+                if c.get("auto_table"):
+                    from deeplabv3p.deploy.backend_table import BackendTable
+
+                    table = BackendTable.from_dict(c["auto_table"], cached=c.get("auto_cached", False))
+                    title = (
+                        f"What backend=auto measured (deeplabv3p.deploy.fastest, {c['case']['threads']} thread(s)); "
+                        "the row above times its choice again:"
+                    )
+                    lines += ["", title, "", "```", *table.lines(), "```"]
             reused = [c for c in infer if "reused_from" in c]
             for source in sorted({c["reused_from"] for c in reused}):
                 scales = sorted({f"{v:.3f}" for c in reused if c["reused_from"] == source
@@ -551,6 +593,8 @@ def _path(case: dict) -> str:
     if case["case"]["dtype"] == "auto" and case.get("inference_dtype"):
         short = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[case["inference_dtype"]]
         label = label.replace("auto", f"auto (= {short})", 1)
+    if case.get("auto_chosen"):
+        label += f" (= {case['auto_chosen']})"
     if "reused_from" in case:
         label += " *estimated*"
     return label

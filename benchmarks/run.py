@@ -96,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--compile", action="store_true", help="add the torch.compile fast path (ours)")
     p.add_argument("--compare", default=",".join(PEERS), help=f"peers to run, comma-separated, from {list(PEERS)}")
+    p.add_argument(
+        "--formats",
+        default="all",
+        help="deployment formats to run as rows of their own on the CPU, comma-separated (default: all: every "
+        "format in deeplabv3p.deploy.FORMATS that runs on a CPU and is installed, ONNX aside: it is the onnxruntime "
+        "peer); none for no such row",
+    )
+    p.add_argument(
+        "--no-auto",
+        action="store_true",
+        help="no 'ours fp32 backend=auto' row (CPU): deeplabv3p.deploy.fastest's choice here, measured first "
+        "(minutes; cached in --workdir)",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads per worker (default: torch's default)")
     p.add_argument("--batches", type=_ints, default=None, help="inference batch sizes (default: 1,2 CPU; 1,8 GPU)")
     p.add_argument("--train-batch", type=int, default=2, help="training batch (default 2, the seed table's per GPU)")
@@ -234,6 +247,20 @@ def _auto_choice(device: str) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[native_dtype(torch.device(device))]
 
 
+def _deploy_formats(text: str, notes: list[str]) -> tuple[str, ...]:
+    """The deployment formats of ``--formats`` that are installed here; a note for each one that is not."""
+    known = tuple(adapters.deploy_formats())
+    names = known if text == "all" else _names(text, known, "deployment format")
+    kept = []
+    for name in names:
+        ok, note = adapters.available(name)
+        if ok:
+            kept.append(name)
+        else:
+            notes.append(note)
+    return tuple(kept)
+
+
 def _folder_configs(text: str) -> list[tuple[int, int]]:
     try:
         pairs = [tuple(int(v) for v in part.split("x")) for part in text.split(",") if part]
@@ -276,6 +303,12 @@ def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) ->
             if "onnxruntime" in peers and cpu:
                 cases.append(Case(library="onnxruntime", dtype="fp32", **infer))
                 cases.append(Case(library="onnxruntime", dtype="int8", **infer))
+            if cpu:  # batch 1: what the auto choice is made for, and what every runtime takes
+                one = dict(infer, batches=(1,))
+                if getattr(args, "auto", True):
+                    cases.append(Case(library="ours", dtype="fp32", extra={"backend": "auto"}, **one))
+                for fmt in getattr(args, "deploy_formats", ()):
+                    cases.append(Case(library=fmt, dtype="fp32", **one))
         if "train" in tasks:
             train = dict(base, task="train", batches=(args.train_batch,), warmup=1 if cpu else 3, runs=args.train_runs)
             cases.append(Case(library="ours", dtype="fp32", **train))
@@ -472,6 +505,19 @@ def make_meta(
             meta["fp32_flops_per_cycle"] = per_cycle
         if cpu_isa == "avx2":
             meta["device_name"] += "; PyTorch capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2)"
+        real_avx2 = "avx512f" not in stamp["simd_flags"]
+        meta["real_avx2_only_cpu"] = real_avx2
+        meta["avx2_rows"] = (
+            "every row ran on a real AVX2-only CPU"
+            if real_avx2
+            else "no row ran on a real AVX2-only CPU: this CPU has AVX-512"
+            + (
+                "; --cpu-isa avx2 caps PyTorch only (oneDNN, ATen): onnxruntime and the other runtimes still use "
+                "AVX-512 here, so their rows overstate an AVX2-only CPU"
+                if cpu_isa == "avx2"
+                else ""
+            )
+        )
     if device == "cuda":
         meta["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32  # "fp32" convs use TF32 when True, for every library
         meta["cuda"] = torch.version.cuda
@@ -530,6 +576,12 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             notes.append(note)
     peers = tuple(p for p in peers if adapters.available(p)[0])
+    try:
+        args.deploy_formats = _deploy_formats(args.formats, notes)
+    except argparse.ArgumentTypeError as e:
+        print(e, file=sys.stderr)
+        return 2
+    args.auto = not args.no_auto
     (ROOT / args.workdir).mkdir(parents=True, exist_ok=True)  # workers run in ROOT: relative paths start there
     args.out.mkdir(parents=True, exist_ok=True)
     if args.wait_load is not None:

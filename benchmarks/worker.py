@@ -5,7 +5,9 @@ its own peak memory, its own thread settings and no warm state from another libr
 
 - ``prepare``: make the benchmark weights (calibrated, see `benchmarks.inputs`), the check images and the fp32 eager
   reference logits on them, in the work folder.
-- ``infer``: throughput and latency at each batch size, peak memory, and agreement with the fp32 reference.
+- ``infer``: throughput and latency at each batch size, peak memory, and agreement with the fp32 reference (for
+  ours, deeplabv3p's eager, optimized and compiled paths, or with ``extra={"backend": "auto"}`` what
+  `deeplabv3p.deploy.fastest` picks; for each deployment format, its exported file run by its runtime).
 - ``train``: forward + backward + SGD step time and peak memory at the training batch.
 - ``predict``: end-to-end ``model.predict`` (ours) / ``mmseg.apis.inference_model`` on full-size images.
 - ``folder``: images/s of predicting a folder of full-size image files: today's one-at-a-time loop against the
@@ -72,6 +74,8 @@ class Case:
             parts.append("compile")
         if self.grad_ckpt:
             parts.append("ckpt")
+        if self.extra.get("backend"):
+            parts.append(f"backend={self.extra['backend']}")
         return " ".join(parts)
 
     def to_json(self) -> str:
@@ -228,9 +232,14 @@ def run_infer(case: Case) -> dict[str, Any]:
 
     device = torch.device(case.device)
     weights, work = Path(_paths(case)["weights"]), Path(case.workdir)
-    runner = build(case.library, case.architecture, weights, device, case.threads, work, case.dtype, case.size)
+    if case.extra.get("backend") == "auto":
+        from benchmarks.adapters import build_auto
+
+        runner = build_auto(case.architecture, weights, case.threads, work, case.size, case.warmup, case.runs)
+    else:
+        runner = build(case.library, case.architecture, weights, device, case.threads, work, case.dtype, case.size)
     call, model = _inference_call(torch, case, runner)
-    result: dict[str, Any] = {"num_params": runner.num_params, "note": runner.note, "batches": {}}
+    result: dict[str, Any] = {"num_params": runner.num_params, "note": runner.note, "batches": {}, **runner.extra}
     if case.library == "ours" and case.optimize:
         result["inference_dtype"] = str(model.inference_dtype).removeprefix("torch.")
     for batch in case.batches:

@@ -304,6 +304,14 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         "    --calibration-images 2 --int8",
         NO_HUB + "; " + BIG + "; the folder has 3 images: 2 to calibrate, 1 held out",
     ),
+    # The fastest runtime on your machine
+    Sub(
+        ("The fastest runtime on your machine",),
+        'create_model("deeplabv3plus_r50_d8", pretrained="cityscapes"',
+        'create_model("{standins}/r50-cityscapes"',
+        NO_HUB,
+    ),
+    Sub(("The fastest runtime on your machine",), "(512, 1024), threads=2)", "(64, 64), threads=1)", BIG),
     # Performance
     Sub(
         ("Performance",),
@@ -345,6 +353,7 @@ SLOW: tuple[tuple[str, str, str], ...] = (
     ("Fine-tuning", "deeplabv3p demo", "writes 200 images and trains; the demo has its own tests"),
     ("Fine-tuning", "deeplabv3p train --data", "four CLI processes that train and evaluate"),
     ("Fast inference and ONNX export", "deeplabv3p export", "ONNX export, INT8 calibration and three CLI processes"),
+    ("The fastest runtime on your machine", "deeplabv3p benchmark-backends", "exports and times every runtime, 3 CLIs"),
     ("Fine-tuning", "deeplabv3p prepare potsdam", "five CLI processes (each imports torch: about 4 s)"),
     ("Fine-tuning", "--layout rasters", "two CLI processes that train and evaluate"),
     ("Large rasters (GeoTIFF)", "deeplabv3p predict ortho.tif", "a CLI process (imports torch and GDAL: about 5 s)"),

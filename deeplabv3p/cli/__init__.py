@@ -37,13 +37,16 @@ COMMANDS: dict[str, Command] = {
     "prepare": Command("prepare", "convert an official download (ISPRS tiles, iSAID, LoveDA, Cityscapes trainIds)"),
     "demo": Command("train", "offline demo: synthetic dataset, CPU fine-tuning, per-class IoU, overlays"),
     "export": Command("export", "export a model to ONNX (dynamic batch, height and width)"),
+    "benchmark-backends": Command(
+        "backends", "time PyTorch and every installed runtime on this machine; keep those that agree, pick the fastest"
+    ),
 }
 
 
 def _function(name: str, kind: str) -> Callable[..., Any]:
     """``add_<name>`` or ``run_<name>`` of command `name` (importing its module)."""
     module = importlib.import_module(f".{COMMANDS[name].module}", __name__)
-    return getattr(module, f"{kind}_{name}")
+    return getattr(module, f"{kind}_{name.replace('-', '_')}")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..deploy.backend_names import AUTO, EAGER, PYTORCH_BACKENDS, backend_names
 from ..fields import path_kind
 from ..inference.options import PredictOptions
-from .flags import add_options, exported_file, option_values, parse_bands, parse_model_kwargs
+from .flags import add_options, exported_file, option_values, parse_bands, parse_model_kwargs, parse_size
 
 if TYPE_CHECKING:
     from ..deploy.backend import DeployedBackend
+    from ..deploy.selection import Segmenter
+    from ..inference.images import ImageItem
     from ..inference.model import DeepLabV3Plus
     from ..inference.raster_predict import RasterOptions
 
@@ -68,6 +71,23 @@ def add_predict(sub: argparse._SubParsersAction, help: str) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the labels (default 0.5)")
     p.add_argument("--overwrite", action="store_true", help="predict every input again, even where outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--backend",
+        choices=[AUTO, *backend_names()],
+        default=None,
+        help="run the PyTorch model with this backend: 'auto' times PyTorch and every installed runtime on this "
+        "machine at the network's input size and uses the fastest that segments as PyTorch fp32 does (cached; see "
+        "deeplabv3p benchmark-backends); a format name exports the model into the cache and runs it there "
+        "(default: the PyTorch model as it is)",
+    )
+    p.add_argument(
+        "--backend-size",
+        type=parse_size,
+        default=None,
+        metavar="HxW",
+        help="network input size --backend times and proves at (default: the slide window, or the first image "
+        "after the test rescale)",
+    )
     add_options(p.add_argument_group("predict options (deeplabv3p.PredictOptions)"), PredictOptions)
     _add_raster_flags(p.add_argument_group("label rasters (GeoTIFF; pip install 'deeplabv3p[geo]')"))
 
@@ -117,6 +137,26 @@ def run_predict(args: argparse.Namespace) -> int:
         )
     options = PredictOptions(**option_values(args, PredictOptions))
     raster = _raster_options(args)
+    if args.backend is not None and exported:
+        raise ValueError(
+            f"--backend applies to PyTorch models; --model {args.model!r} is an exported file, run by its runtime"
+        )
+    if args.backend_size is not None and args.backend is None:
+        raise ValueError("--backend-size applies to --backend")
+    if args.backend not in (None, *PYTORCH_BACKENDS) and (
+        options.dtype not in (None, "auto", "float32") or options.channels_last
+    ):
+        raise ValueError(
+            f"--backend {args.backend} may run an exported file, which keeps its own precision and layouts: drop "
+            "--dtype / --channels-last, or use --backend pytorch-folded"
+        )
+    if args.backend not in (None, EAGER) and distributed.process_share()[1] > 1:
+        raise ValueError(
+            f"--backend {args.backend} times and proves backends in one process: run predict without torchrun (the "
+            "chosen runtime uses every thread it is given)"
+        )
+    if args.backend is not None and options.device not in (None, "cpu"):
+        raise ValueError(f"--backend chooses among CPU runtimes; it does not apply to --device {options.device}")
     items, _ = expand_inputs(args.inputs, name="IMAGES_OR_DIR")
     out = Path(args.out)
     single = raster is not None and not args.geotiff
@@ -132,7 +172,7 @@ def run_predict(args: argparse.Namespace) -> int:
         output_paths(items, out, args.overlay, ".png" if raster is None else ".tif")  # clashes fail before loading
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
-    model: DeepLabV3Plus | DeployedBackend
+    model: DeepLabV3Plus | DeployedBackend | Segmenter
     if exported:
         from ..deploy.loader import load
 
@@ -146,6 +186,8 @@ def run_predict(args: argparse.Namespace) -> int:
             kwargs = parse_model_kwargs(args.model_kwargs)
             model = model_from_args(args.model, args.pretrained, args.checkpoint, require_weights=True, **kwargs)
             model = model.to(ctx.device)
+            if args.backend not in (None, EAGER):
+                model = _backend(model, args.backend, args.backend_size, options, items[0], ctx.is_main)
         if single:
             assert raster is not None and items[0].path is not None
             if ctx.is_main:  # one raster: one process predicts it
@@ -180,7 +222,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_one_raster(
-    model: DeepLabV3Plus | DeployedBackend,
+    model: DeepLabV3Plus | DeployedBackend | Segmenter,
     source: Path,
     out: Path,
     options: PredictOptions,
@@ -205,3 +247,40 @@ def _predict_one_raster(
     crs = "with the input's CRS" if summary.georeferenced else "without a CRS (the input has none)"
     resumed = f", resumed at row {summary.resumed_rows}" if summary.resumed_rows else ""
     print(f"wrote {', '.join(map(str, summary.written))}: {height}x{width} (HxW), {crs}{resumed}")
+
+
+def _backend(
+    model: DeepLabV3Plus, name: str, size: tuple[int, int] | None, options: PredictOptions, first: ImageItem, show: bool
+) -> Segmenter:
+    """`model` run by the backend `name` (``auto``: `deeplabv3p.deploy.fastest`, its table printed), proven at
+    `size` (default: the network input of the first image, `_network_size`)."""
+    from ..deploy.backend import DeployedBackend
+    from ..deploy.selection import backend_for, fastest
+
+    size = size or _network_size(model, options, first)
+    if name == AUTO:
+        segmenter, table = fastest(model, size)
+        if show:
+            print(table)
+    else:
+        segmenter = backend_for(model, name, size)
+    if isinstance(segmenter, DeployedBackend):
+        segmenter.configure(options)  # PyTorch-only options (--dtype, --channels-last) fail here
+    return segmenter
+
+
+def _network_size(model: DeepLabV3Plus, options: PredictOptions, first: ImageItem) -> tuple[int, int]:
+    """The network input size predict uses for the first image: the slide window, else the image after the test
+    rescale (or the budget's slide window when whole mode would slide over it)."""
+    from ..inference.images import read_image
+    from ..inference.pipeline import resolve_settings
+    from ..inference.resize import scaled_test_size
+
+    settings = resolve_settings(model, options)
+    if settings.test.mode == "slide" and settings.test.window is not None:
+        return settings.test.window
+    height, width = read_image(first.path).shape[-2:]
+    size = scaled_test_size(height, width, settings.test.scale, settings.test.keep_ratio)
+    if settings.slides_over_budget(*size) and settings.budget_slide is not None:
+        return settings.budget_slide[0]
+    return size
