@@ -47,8 +47,8 @@ class Agreement:
     max_abs_diff: float
     max_abs_logit: float
     label_agreement: float
-    seconds: float  # the export's mean time per input
-    reference_seconds: float  # eager PyTorch fp32's
+    seconds: float  # the export's mean time per input, the first (warm-up) call left out when there are several
+    reference_seconds: float  # eager PyTorch fp32's (0 when the caller passed the reference logits)
 
     @property
     def rel_diff(self) -> float:
@@ -59,11 +59,15 @@ class Agreement:
         return self.label_agreement >= bounds.labels and (bounds.rtol is None or self.rel_diff <= bounds.rtol)
 
     def describe(self, name: str) -> str:
-        speed = self.reference_seconds / max(self.seconds, 1e-12)
+        speed = (
+            f" ({self.reference_seconds / max(self.seconds, 1e-12):.2f}x PyTorch eager)"
+            if self.reference_seconds
+            else ""
+        )
         return (
             f"{name} vs PyTorch fp32 at {self.size[0]}x{self.size[1]} (HxW), {self.inputs} input(s): labels "
             f"{100 * self.label_agreement:.3f}% equal, max logit difference {self.rel_diff:.2e} of the largest "
-            f"logit; {1000 * self.seconds:.1f} ms per input ({speed:.2f}x PyTorch eager)"
+            f"logit; {1000 * self.seconds:.1f} ms per input{speed}"
         )
 
 
@@ -86,7 +90,7 @@ def compare(
     eager = copy.deepcopy(model).float().cpu().eval() if expected is None else None
     max_diff = max_logit = 0.0
     same = total = count = 0
-    seconds = reference_seconds = 0.0
+    times: list[tuple[float, float]] = []  # (export, reference) seconds per input
     size: tuple[int, int] | None = None
     for x in inputs:
         if size is not None and tuple(x.shape[-2:]) != size:
@@ -95,10 +99,9 @@ def compare(
         with torch.inference_mode():
             start = time.perf_counter()
             reference = eager(x) if eager is not None else expected[count]  # type: ignore[index]
-            reference_seconds += time.perf_counter() - start
-            start = time.perf_counter()
+            middle = time.perf_counter()
             got = backend(x).float().cpu()
-            seconds += time.perf_counter() - start
+            times.append((time.perf_counter() - middle, middle - start))
         if got.shape != reference.shape:
             raise ExportCheckError(
                 f"the export gives logits of shape {tuple(got.shape)} for input {tuple(x.shape)}, PyTorch gives "
@@ -111,7 +114,9 @@ def compare(
         count += 1
     if size is None:
         raise ValueError("compare needs at least one input")
-    return Agreement(size, count, max_diff, max_logit, same / total, seconds / count, reference_seconds / count)
+    warm = times[1:] or times  # the first call of each warms caches and JIT-compiles kernels: not its speed
+    seconds, reference_seconds = (sum(t[i] for t in warm) / len(warm) for i in (0, 1))
+    return Agreement(size, count, max_diff, max_logit, same / total, seconds, reference_seconds)
 
 
 def reference_logits(model: nn.Module, inputs: Iterable[torch.Tensor]) -> list[torch.Tensor]:
