@@ -193,6 +193,16 @@ def replace_folder(new: str | Path, final: str | Path) -> None:
         os.chdir(cwd if os.path.isdir(cwd) else final)
 
 
+def _new_staging(path: Path) -> Path:
+    """A new empty hidden folder beside `path` (`temporary_name`); an OSError names `path`, not the folder."""
+    staging = temporary_name(path)
+    try:
+        os.mkdir(staging)
+    except OSError as e:
+        raise _naming(e, path) from e
+    return staging
+
+
 @contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A new empty folder beside `path` to fill; when the block succeeds it takes `path`'s place (`replace_folder`).
@@ -201,11 +211,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     full) names `path` or the file inside it, never the staging folder.
     """
     path = Path(path)
-    staging = temporary_name(path)
-    try:
-        os.mkdir(staging)
-    except OSError as e:
-        raise _naming(e, path) from e
+    staging = _new_staging(path)
     try:
         yield staging
         replace_folder(staging, path)
@@ -229,11 +235,7 @@ def atomic_files(path: str | Path) -> Iterator[Path]:
     moved and the staging folder is removed.
     """
     path = Path(path)
-    staging = temporary_name(path)
-    try:
-        os.mkdir(staging)
-    except OSError as e:
-        raise _naming(e, path) from e
+    staging = _new_staging(path)
     try:
         yield staging
         entries = sorted(staging.iterdir(), key=lambda p: p.name == path.name)
