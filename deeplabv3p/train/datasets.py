@@ -453,6 +453,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
                     return f"mask {str(path)!r} holds value(s) {stray[:MAX_LISTED]}:{self._hint()}"
             self._check_labels(self.to_labels(raw), self.samples[index][1])
         except ValueError as e:
+            if self.rasters is not None:  # the raster window's error names its file and window already
+                return str(e)
             where = str(self.samples[index][1])
             return str(e) if where in str(e) else f"mask {where!r}: {e}"
         return None
