@@ -179,3 +179,21 @@ def test_a_file_whose_class_planes_differ_from_its_config_is_refused(model, expo
     segmenter = OnnxSegmenter(path, config=config, pretrained_cfg=model.pretrained_cfg.replace(num_classes=3))
     with pytest.raises(ValueError, match="output of 6 channels but its config says num_classes=3"):
         segmenter.predict(_images(1)[0])
+
+
+def test_unavailable_providers_and_a_wrong_rank_are_named(model, exported, tmp_path):
+    """onnxruntime silently falls back to the CPU for a provider it lacks and accepts any name: refuse both; a graph
+    of another rank fails at load with the shape it has, not onnxruntime's "Invalid rank" on the first call."""
+    with pytest.raises(ValueError, match=r"\['Bogus'\] not available in this onnxruntime build.*leave providers unset"):
+        OnnxSegmenter(exported, providers=["Bogus"])
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["logits"])],
+        "flat",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", 3, "L"])],
+        [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 3, "L"])],
+    )
+    path = tmp_path / "flat.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ValueError, match=r"has an input of shape \['N', 3, 'L'\].*\(N, C, H, W\)"):
+        OnnxSegmenter(path, config=model.config, pretrained_cfg=model.pretrained_cfg)
