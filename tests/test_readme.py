@@ -312,6 +312,18 @@ SUBSTITUTIONS: tuple[Sub, ...] = (
         NO_HUB,
     ),
     Sub(("The fastest runtime on your machine",), "(512, 1024), threads=2)", "(64, 64), threads=1)", BIG),
+    Sub(
+        ("The fastest runtime on your machine",),
+        "benchmark-backends deeplabv3plus_r50_d8.cityscapes --size 512x1024 --threads 2",
+        "benchmark-backends {standins}/r50-cityscapes --size 64x64 --threads 1",
+        NO_HUB + "; " + BIG,
+    ),
+    Sub(
+        ("The fastest runtime on your machine",),
+        "--model deeplabv3plus_r50_d8.cityscapes --backend",
+        "--model {standins}/r50-cityscapes --backend-size 64x64 --backend",
+        NO_HUB + "; " + BIG,
+    ),
     # Performance
     Sub(
         ("Performance",),
