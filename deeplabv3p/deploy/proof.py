@@ -16,22 +16,9 @@ import torch
 from torch import nn
 
 from ..inference.backend import Backend
+from .bounds import FP32, INT8, Bounds
 
-
-@dataclass(frozen=True)
-class Bounds:
-    """The least label agreement and the largest relative logit difference an export may show."""
-
-    labels: float
-    rtol: float | None
-
-    def describe(self) -> str:
-        rtol = f", relative logit difference <= {self.rtol:.0e}" if self.rtol is not None else ""
-        return f"labels >= {100 * self.labels:.1f}% equal{rtol}"
-
-
-FP32 = Bounds(labels=0.999, rtol=1e-3)
-INT8 = Bounds(labels=0.995, rtol=None)
+__all__ = ["FP32", "INT8", "Agreement", "Bounds", "ExportCheckError", "compare", "reference_logits", "synthetic_inputs"]
 
 
 class ExportCheckError(ValueError):
