@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..inference.backend import Backend
+from ..inference.labels import class_indices
 from .bounds import FP32, INT8, Bounds
 
 __all__ = ["FP32", "INT8", "Agreement", "Bounds", "ExportCheckError", "compare", "reference_logits", "synthetic_inputs"]
@@ -96,7 +97,7 @@ def compare(
             )
         max_diff = max(max_diff, (got - reference).abs().max().item())
         max_logit = max(max_logit, reference.abs().max().item())
-        same += int((got.argmax(1) == reference.argmax(1)).sum())
+        same += int((class_indices(got, 1) == class_indices(reference, 1)).sum())
         total += reference.shape[0] * reference.shape[2] * reference.shape[3]
         count += 1
     if size is None:

@@ -36,6 +36,7 @@ from ..pretrained.config import PretrainedCfg, pretrained_cfg_for
 from ..pretrained.test_settings import TestSettings, budget_window, over_budget
 from .backend import Backend, TorchBackend
 from .images import ImageItem, ImageSpec, expand_inputs
+from .labels import class_indices
 from .options import PredictOptions, make_options, settings_in_force
 from .prefetch import Prepared, Unreadable, ViewSpec, prefetched, reads_ahead
 from .resize import resize_for_test
@@ -107,12 +108,12 @@ def normalize(
     `sizes` ``(N, 2)`` are the images' own ``(h, w)`` in a batch padded at the bottom and right: the padding is set
     to 0 after normalisation, as mmseg's data preprocessor does.
     """
-    x = images.to(torch.float32)
+    x = images.to(torch.float32, copy=True)  # a copy even when float32 already: normalised in place below
     if x.dim() == 3:
         x = x[None]
     mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    x = (x - mean_t) / std_t
+    x.sub_(mean_t).div_(std_t)
     height, width = x.shape[2:]
     if sizes is not None and bool((sizes[:, 0] < height).any() or (sizes[:, 1] < width).any()):
         rows = torch.arange(height, device=x.device).view(1, -1, 1) < sizes[:, 0].to(x.device).view(-1, 1, 1)
@@ -369,7 +370,7 @@ def _segment(run: _Run, group: list[Prepared], items: list[ImageItem]) -> list[S
             first = items[group[0].index]
             more = f" and {len(group) - 1} more of that size" if len(group) > 1 else ""
             raise ValueError(f"{first.name} ({group[0].size[0]}x{group[0].size[1]}, HxW){more}: {e}") from e
-        labels = scores.argmax(dim=1).cpu().numpy()
+        labels = class_indices(scores, dim=1).cpu().numpy()
         probs = scores.float().cpu().numpy() if run.return_probs else None
     seconds = (time.perf_counter() - started) / len(group)
     return [
