@@ -137,5 +137,10 @@ class DeployedBackend(Backend):
 
         return predict_iter(self, inputs, options, shard=shard, **overrides)
 
+    def weights_identity(self) -> str:
+        """The metadata, and the file as the file system knows it (an export rewritten has a new time stamp)."""
+        stat = self.path.stat()
+        return f"{super().weights_identity()} {self.path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, {self.config.architecture}, {self.num_classes} classes)"

@@ -16,10 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..atomic import atomic_write_text
+from ..models.digest import state_digest
 from ..pretrained.fetch import cache_dir
 from ..version import __version__
 from .backend_table import BackendTable
@@ -30,13 +30,8 @@ logger = logging.getLogger("deeplabv3p")
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """sha256 of the model's config and test settings (its export metadata) and of every parameter and buffer."""
-    digest = hashlib.sha256(to_json(model).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    """sha256 of the model's config and test settings (its export metadata) and of its weights (`state_digest`)."""
+    return hashlib.sha256(f"{to_json(model)} {state_digest(model)}".encode()).hexdigest()
 
 
 def exports_folder(fingerprint: str, input_size: tuple[int, int], root: Path | None = None) -> Path:

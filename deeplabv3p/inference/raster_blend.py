@@ -5,16 +5,26 @@ touches it.
 mmseg places windows on a grid: every window of a row spans the same rows ``Y1:Y2``, and the next row starts at
 ``N`` (``Y1 <= N <= Y2``). When a row's windows arrive in order, columns left of the next window's start are
 complete for that row: their rows ``Y1:N`` (no later row touches them) become labels at once, and their rows
-``N:Y2`` (the next row's overlap) are carried as sums. So what is held in float is the overlap band (classes x
-``Y2 - N`` rows x width; nothing when the stride is the window) and the window-wide strip of columns still open;
-labels wait in uint8 until they fill whole tile rows. Each pixel receives the same additions in the same order as
-in `deeplabv3p.inference.pipeline.slide_inference`, and is divided by the same count, so the labels are the same.
+``N:Y2`` (the next row's overlap) are carried as sums to the next row (`CarryBand`). The carry spans the raster's
+width (classes x ``Y2 - N`` rows x width, float32: 147 MB for 6 classes, 384 rows and 16000 columns, the last row
+of windows of a 16000-pixel raster with 512-pixel windows), so it lives in a temporary file: written left to right
+as columns finish, read back left to right as the next row opens them. What is held in memory is the window-wide
+band of columns still open, and labels in uint8 until they fill whole tile rows. Each pixel receives the same
+additions in the same order as in `deeplabv3p.inference.pipeline.slide_inference`, and is divided by the same
+count, so the labels are the same.
 """
 
 from __future__ import annotations
 
+import io
+import tempfile
+from pathlib import Path
+from typing import cast
+
 import numpy as np
 import torch
+
+from .labels import class_indices
 
 Window = tuple[int, int, int, int]  # y1, y2, x1, x2
 
@@ -37,6 +47,45 @@ def scaled_probs(scores: torch.Tensor, confidence: bool) -> np.ndarray:
     return (probs * 255.0).round().to(torch.uint8).cpu().numpy()
 
 
+class CarryBand:
+    """The sums a row of windows passes to the next row, ``(classes, rows, width)`` float32, in an unnamed
+    temporary file in `folder` (the system's temporary folder when None), stored column after column so that any
+    range of columns is one contiguous read. `write` and `read` take column ranges; nothing of the raster's width is
+    held in memory. The file disappears when the band is closed or garbage-collected, also after a crash."""
+
+    def __init__(self, classes: int, rows: int, width: int, folder: Path | None = None) -> None:
+        self.classes, self.rows, self.width = classes, rows, width
+        self._file: io.BufferedRandom | None = None
+        if rows:  # closed by `close` (RowBlend.close), or with the object
+            self._file = cast(io.BufferedRandom, tempfile.TemporaryFile(dir=folder))  # noqa: SIM115
+        self._column = classes * rows * 4  # bytes per column
+
+    def write(self, x0: int, block: torch.Tensor) -> None:
+        """Store columns ``x0:x0 + w`` of the band from `block` ``(classes, rows, w)``."""
+        if self._file is None:
+            return
+        data = block.detach().permute(2, 0, 1).to("cpu", torch.float32).contiguous().numpy()
+        self._file.seek(x0 * self._column)
+        self._file.write(data.data.cast("B"))
+
+    def read(self, x0: int, x1: int, device: torch.device) -> torch.Tensor:
+        """Columns ``x0:x1`` of the band, ``(classes, rows, x1 - x0)`` on `device` (every column must be written)."""
+        out = np.empty((x1 - x0, self.classes, self.rows), dtype=np.float32)
+        if self._file is not None and out.size:
+            self._file.seek(x0 * self._column)
+            got = self._file.readinto(out.data.cast("B"))
+            if got != out.nbytes:
+                raise OSError(
+                    f"the carried sums of columns {x0}:{x1} were not all written ({got} of {out.nbytes} bytes)"
+                )
+        return torch.from_numpy(out).permute(1, 2, 0).to(device)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class RowBlend:
     """The blend of one raster's windows, fed in mmseg's order (`add`), giving finished label rows (`take`)."""
 
@@ -52,6 +101,7 @@ class RowBlend:
         masked: bool = False,
         nodata: int = 255,
         probs: str | None = None,
+        spill: Path | None = None,
     ) -> None:
         self.height, self.width, self.classes, self.device = height, width, classes, device
         self.rows, self.cols = coverage(windows, height, 0, 1), coverage(windows, width, 2, 3)
@@ -66,9 +116,10 @@ class RowBlend:
         bands = 0 if probs is None else 1 if probs == "confidence" else classes
         self.probs = np.zeros((bands, 0, width), dtype=np.uint8)
         self.span: tuple[int, int, int] | None = None  # the current row of windows: y1, y2, next row's y1
-        self.carry = torch.zeros((classes, 0, width), device=device)  # sums of rows y1:carry_end
+        self.spill = spill  # the folder of the carry's temporary files
+        self.carry = CarryBand(classes, 0, width)  # sums of rows y1:y1 + carry.rows, from the previous row
         self.next_carry = self.carry
-        self.open = self.carry  # sums of rows y1:y2, columns open_x:open_x + open.shape[2]
+        self.open = torch.zeros((classes, 0, 0), device=device)  # sums of rows y1:y2, columns open_x:open_x + w
         self.open_x = 0
         self.valid: np.ndarray | None = None  # rows y1:y2, full width (masked rasters)
 
@@ -81,18 +132,18 @@ class RowBlend:
         n = self.next_row[(y1, y2)]
         if self.span is not None:
             assert self.open_x == self.width, "a row of windows ended before its last column"
+            self.carry.close()
             self.carry = self.next_carry
             old_valid, old_y1 = self.valid, self.span[0]
         else:
-            self.carry = torch.zeros((self.classes, 0, self.width), device=self.device)
             old_valid, old_y1 = None, y1
-        self.next_carry = torch.zeros((self.classes, y2 - n, self.width), device=self.device)
+        self.next_carry = CarryBand(self.classes, y2 - n, self.width, self.spill)
         self.open = torch.zeros((self.classes, y2 - y1, 0), device=self.device)
         self.open_x = 0
         if self.masked:
             valid = np.zeros((y2 - y1, self.width), dtype=bool)
-            if old_valid is not None and self.carry.shape[1]:
-                valid[: self.carry.shape[1]] = old_valid[y1 - old_y1 : y1 - old_y1 + self.carry.shape[1]]
+            if old_valid is not None and self.carry.rows:
+                valid[: self.carry.rows] = old_valid[y1 - old_y1 : y1 - old_y1 + self.carry.rows]
             self.valid = valid
         self.span = (y1, y2, n)
         grow = n - self.done
@@ -109,9 +160,13 @@ class RowBlend:
             self._start_row(y1, y2)
         end = self.open_x + self.open.shape[2]
         if x2 > end:  # open the new columns, with the sums the previous row carried into them
-            fresh = torch.zeros((self.classes, y2 - y1, x2 - end), device=self.device)
-            fresh[:, : self.carry.shape[1]] = self.carry[:, :, end:x2]
-            self.open = torch.cat([self.open, fresh], 2)
+            keep, carried = self.open.shape[2], self.carry.rows
+            opened = torch.empty((self.classes, y2 - y1, keep + x2 - end), device=self.device)
+            opened[:, :, :keep] = self.open
+            if carried:
+                opened[:, :carried, keep:] = self.carry.read(end, x2, self.device)
+            opened[:, carried:, keep:] = 0.0
+            self.open = opened
         if logits is not None:
             self.open[:, :, x1 - self.open_x : x2 - self.open_x] += logits
             if self.valid is not None and valid is not None:
@@ -125,12 +180,12 @@ class RowBlend:
         y1, _, n = self.span
         x0, cut = self.open_x, x_end - self.open_x
         block = self.open[:, :, :cut]
-        self.next_carry[:, :, x0:x_end] = block[:, n - y1 :]
+        self.next_carry.write(x0, block[:, n - y1 :])
         first = max(y1, self.top)  # resuming: rows above `top` were done before
         if n > first:
-            sums = block[:, first - y1 : n - y1]
-            scores = sums / (self.rows[first:n, None] * self.cols[None, x0:x_end]).to(sums.device)
-            labels = scores.argmax(dim=0).cpu().numpy().astype(self.label_dtype)
+            scores = block[:, first - y1 : n - y1]  # divided in place: these columns are dropped below
+            scores.div_((self.rows[first:n, None] * self.cols[None, x0:x_end]).to(scores.device))
+            labels = class_indices(scores, dim=0).cpu().numpy().astype(self.label_dtype)
             probs = None if self.probs_kind is None else scaled_probs(scores, self.probs_kind == "confidence")
             if self.valid is not None:
                 invalid = ~self.valid[first - y1 : n - y1, x0:x_end]
@@ -157,3 +212,8 @@ class RowBlend:
         probs, self.probs = self.probs[:, :cut], self.probs[:, cut:]
         self.top = end
         return labels, (None if self.probs_kind is None else probs)
+
+    def close(self) -> None:
+        """Remove the carried sums' temporary files."""
+        self.carry.close()
+        self.next_carry.close()

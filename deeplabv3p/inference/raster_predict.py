@@ -2,9 +2,10 @@
 inference does (sum / count), finished strips stored as soon as no later window touches them, and a georeferenced
 label raster written at the end (`deeplabv3p.inference.raster_writer`).
 
-What is held at once (`deeplabv3p.inference.raster_blend`): the logits of the rows the next row of windows overlaps
-(classes x (window - stride) rows x raster width, float32), one window-wide column band of the current row, labels
-until they fill a tile row, and a few windows of input; nothing of the raster's height. Rasters are
+What is held at once (`deeplabv3p.inference.raster_blend`): one window-wide column band of logits of the current
+row of windows, labels until they fill a tile row, and a few windows of input; the sums the next row of windows
+shares with this one go to a temporary file beside the strips. Nothing of the raster's height, and nothing in float
+of its width. Rasters are
 predicted at their own resolution (no test rescale: a pixel is a ground distance) in slide mode with the weights'
 window and stride (their training crop with a 2/3 stride where they test whole), or ``crop_size`` / ``stride``
 (``--window`` / ``--stride``). Windows, their order, their batches (``window_batch_size``) and the blend are those
@@ -52,7 +53,8 @@ PROBS_KINDS: tuple[ProbsKind, ...] = ("confidence", "classes")
 class RasterOptions:
     """How a raster is read and its labels written (the network's options are `PredictOptions`).
 
-    ``bands``: 1-based bands to read, in order (default: all, less a declared alpha for RGB models); ``nodata``: the
+    ``bands``: 1-based bands to read, in order (default: the bands the weights were trained on, ``pretrained_cfg.
+    bands``, else all, less a declared alpha for RGB models); ``nodata``: the
     input's nodata value, replacing the raster's own; ``probs``: also write ``NAME_probs.tif``, ``"confidence"``
     (the winning class's probability) or ``"classes"`` (one band per class), uint8-scaled; ``cog``: write Cloud
     Optimized GeoTIFFs; ``tile``: the side of the written tiles (a multiple of 16), also the rows a stored strip
@@ -118,19 +120,18 @@ class _Batch:
         self.rows: list[int | None] = []
         self.valid: list[np.ndarray | None] = []
         crops: list[torch.Tensor] = []
-        settings = run.settings
         for window in chunk:
             read = raster.read(*window)
             self.valid.append(read.valid)
             if read.valid is not None and not read.valid.any():
                 self.rows.append(None)  # all nodata: its output is nodata whatever the network says
                 continue
-            x = normalize(read.pixels, settings.mean, settings.std)
-            if read.valid is not None and not read.valid.all():
-                x[:, :, ~torch.from_numpy(read.valid)] = 0.0
             self.rows.append(len(crops))
-            crops.append(x)
-        self.x = torch.cat(crops) if crops else None
+            crops.append(read.pixels)
+        self.x = normalize(torch.stack(crops), run.settings.mean, run.settings.std) if crops else None
+        for row, valid in zip(self.rows, self.valid):
+            if self.x is not None and row is not None and valid is not None and not valid.all():
+                self.x[row, :, ~torch.from_numpy(valid)] = 0.0
         if self.x is not None and pin:
             self.x = self.x.pin_memory()
 
@@ -151,8 +152,7 @@ def _fingerprint(raster: RasterSource, run: _Run, raster_options: RasterOptions)
         "classes": run.classes,
         "probs": raster_options.probs,
         "tile": raster_options.tile,
-        "weights": repr(run.backend.pretrained_cfg),
-        "model": repr(run.backend.config),
+        "weights": run.backend.weights_identity(),
     }
 
 
@@ -163,6 +163,18 @@ def _check_output(source: Path, out: Path) -> None:
         raise FileNotFoundError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist")
     if out.resolve() == source.resolve() or probs_path(out).resolve() == source.resolve():
         raise ValueError(f"output {str(out)!r} would overwrite the input raster: choose another output path")
+
+
+def _open_source(source: Path, run: _Run, options: RasterOptions) -> RasterSource:
+    """`source` opened for the model: the bands asked for, else those the weights were trained on, else the rule's."""
+    weights = run.backend.pretrained_cfg
+    trained = weights.bands if weights is not None and options.bands is None else None
+    try:
+        return open_raster(source, run.backend.config.in_chans, options.bands or trained, options.nodata)
+    except ValueError as e:
+        if trained is None:
+            raise
+        raise ValueError(f"{e} (the weights were trained on bands {trained}: choose others with --bands)") from e
 
 
 def predict_raster(
@@ -194,8 +206,7 @@ def predict_raster(
     _check_output(source, out)
     _, _, run = _start(model, [source], opts, {})
     label_dtype(run.backend.num_classes)
-    bands, nodata = raster_options.bands, raster_options.nodata
-    with gdal_env(source), open_raster(source, run.backend.config.in_chans, bands, nodata) as src:
+    with gdal_env(source), _open_source(source, run, raster_options) as src:
         grid = src.grid
         if not grid.georeferenced:
             logger.warning("%s has no georeference (CRS): %s is written without one", source, out)
@@ -243,7 +254,7 @@ def _stream(src: RasterSource, run: _Run, store: StripStore, raster: RasterOptio
     nodata = label_dtype(run.backend.num_classes)[1]
     backend, device = run.backend, run.backend.device
     blend = RowBlend(windows, height, width, backend.num_classes, device, top=done, masked=src.has_nodata,
-                     nodata=nodata, probs=raster.probs)  # fmt: skip
+                     nodata=nodata, probs=raster.probs, spill=store.folder)  # fmt: skip
     ends = {_strip_end(n, height, raster.tile) for n in blend.next_row.values()}
     strips_total = len(store.done) + len({e for e in ends if e > done})
     todo = list(range(first, len(chunks)))
@@ -274,6 +285,7 @@ def _stream(src: RasterSource, run: _Run, store: StripStore, raster: RasterOptio
                 done = end
     finally:
         bar.close()
+        blend.close()
         close = getattr(batches, "close", None)
         if close is not None:
             close()

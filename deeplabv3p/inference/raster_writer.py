@@ -10,22 +10,21 @@ times 255 rounded, with GDAL scale ``1/255`` so GDAL-aware readers see 0..1: one
 probability (``"confidence"``), or one band per class (``"classes"``); nodata pixels hold 0. With ``cog=True`` both
 are Cloud Optimized GeoTIFFs (GDAL's COG driver, overviews by mode for labels and averaging for probabilities).
 
-Each file is written under a temporary name (`deeplabv3p.atomic.atomic_path`), reopened and checked, then renamed;
-the labels are renamed last, so their presence means the job is complete.
+Both files are written in a staging folder beside the output (`deeplabv3p.atomic.atomic_files`), reopened and
+checked, then moved into place together, the labels last, so their presence means the job is complete; a failure
+leaves neither.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path, temporary_name
+from ..atomic import atomic_files, temporary_name
 from .rasters import RasterGrid, require_rasterio
 from .strips import StripStore
 
@@ -107,18 +106,11 @@ def _cog(tmp: Path, resampling: str, tile: int) -> Path:
     return cog
 
 
-@contextmanager
-def _published(path: Path, profile: dict[str, Any], cog: bool, resampling: str) -> Iterator[Path]:
-    """A temporary path to write `path` to; checked (and made a COG with `cog`) and renamed when the block ends."""
-    with atomic_path(path) as tmp:
-        yield tmp
-        _check(tmp, profile)
-        if cog:
-            made = _cog(tmp, resampling, profile["blockxsize"])
-            try:
-                made.replace(tmp)
-            finally:
-                made.unlink(missing_ok=True)
+def _finish(path: Path, profile: dict[str, Any], cog: bool, resampling: str) -> None:
+    """Check a written raster, and with `cog` turn it into a Cloud Optimized GeoTIFF in place."""
+    _check(path, profile)
+    if cog:
+        _cog(path, resampling, profile["blockxsize"]).replace(path)
 
 
 def write_label_raster(
@@ -142,8 +134,7 @@ def write_label_raster(
         dst.set_band_description(1, "class")
 
     written = []
-    with ExitStack() as stack:
-        label_tmp = stack.enter_context(_published(out, labels, cog, "mode"))
+    with atomic_files(out) as staging:  # both files appear together, the labels last, or neither
         if probs is not None:
             bands = 1 if probs == "confidence" else len(classes)
             profile = _profile(grid, bands, "uint8", None, tile)
@@ -155,9 +146,12 @@ def write_label_raster(
                 for i, name in enumerate(names):
                     dst.set_band_description(i + 1, name)
 
-            with _published(probs_path(out), profile, cog, "average") as probs_tmp:
-                _write(probs_tmp, profile, store, "probs", describe_probs)
+            staged = staging / probs_path(out).name
+            _write(staged, profile, store, "probs", describe_probs)
+            _finish(staged, profile, cog, "average")
             written.append(probs_path(out))
-        _write(label_tmp, labels, store, "labels", describe_labels)
+        staged = staging / out.name
+        _write(staged, labels, store, "labels", describe_labels)
+        _finish(staged, labels, cog, "mode")
     written.append(out)
     return written

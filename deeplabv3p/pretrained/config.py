@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..fields import JsonRecord, check_float, check_records
+from ..fields import JsonRecord, check_bands, check_float, check_records
 from ..models.config import ModelConfig
 from .test_settings import TestSettings
 
@@ -89,7 +89,9 @@ class PretrainedCfg(JsonRecord):
     ``mean`` / ``std`` hold one value per input band, on the 0..255 scale (mmseg's convention; `for_in_chans`
     spreads three RGB values over another band count). ``test`` holds how the weights are tested (`TestSettings`,
     mmseg's semantics); ``crop_size`` is the training crop, the slide window when a predict call asks for slide
-    inference of weights that define none.
+    inference of weights that define none. ``bands``: the raster bands the weights were trained on (1-based, as GDAL
+    counts, in the order the model takes them), which `deeplabv3p.predict_raster` reads unless told other bands;
+    None: the rule for the band count (`deeplabv3p.inference.rasters`).
     """
 
     architecture: str = ""
@@ -100,6 +102,7 @@ class PretrainedCfg(JsonRecord):
     palette: tuple[tuple[int, int, int], ...] = ()
     mean: tuple[float, ...] = (123.675, 116.28, 103.53)
     std: tuple[float, ...] = (58.395, 57.12, 57.375)
+    bands: tuple[int, ...] | None = None
     reduce_zero_label: bool = False
     ignore_index: int = 255
     crop_size: tuple[int, int] | None = None
@@ -118,6 +121,13 @@ class PretrainedCfg(JsonRecord):
         mean, std = _check_statistics(self.mean, self.std)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
+        if self.bands is not None:
+            object.__setattr__(self, "bands", check_bands("bands", self.bands))
+            if len(self.bands) != len(mean):
+                raise ValueError(
+                    f"bands {self.bands} are {len(self.bands)} but mean/std have {len(mean)} values: one band per "
+                    "input band of the model"
+                )
         check_records(self)
         if self.classes and self.num_classes is not None and len(self.classes) != self.num_classes:
             raise ValueError(f"{len(self.classes)} class names given for num_classes={self.num_classes}")
@@ -145,9 +155,11 @@ class PretrainedCfg(JsonRecord):
                 f"band, e.g. create_model(..., mean=<{in_chans} values>, std=<{in_chans} values>)"
             )
         if in_chans == 1:
-            return self.replace(mean=(sum(self.mean) / 3,), std=(sum(self.std) / 3,))
+            return self.replace(mean=(sum(self.mean) / 3,), std=(sum(self.std) / 3,), bands=None)
         return self.replace(
-            mean=tuple(self.mean[i % 3] for i in range(in_chans)), std=tuple(self.std[i % 3] for i in range(in_chans))
+            mean=tuple(self.mean[i % 3] for i in range(in_chans)),
+            std=tuple(self.std[i % 3] for i in range(in_chans)),
+            bands=None,
         )
 
     def for_new_classes(self, num_classes: int, architecture: str | None = None) -> PretrainedCfg:

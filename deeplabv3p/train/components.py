@@ -230,15 +230,15 @@ def crop_hint(cfg: TrainConfig, sizes: list[tuple[int, int]] | None, total: int)
 
 
 def trained_cfg(base: PretrainedCfg, info: DatasetInfo, cfg: TrainConfig, num_classes: int) -> PretrainedCfg:
-    """The model's weights metadata after this run: the training set's classes, the test-time resize trained
-    for, whole-image inference; mean/std and align_corners are kept."""
+    """The model's weights metadata after this run: the training set's classes and raster bands, the test-time
+    resize trained for, whole-image inference; mean/std and align_corners are kept."""
     k = num_classes
     classes, palette, dataset = info.classes, info.palette, info.name
     origin = f" from {base.name}" if base.tag else ""
     return base.replace(
         tag="", dataset=dataset, num_classes=k,
         classes=classes if len(classes) == k else (), palette=palette if len(palette) == k else (),
-        reduce_zero_label=info.reduce_zero_label, ignore_index=info.ignore_index,
+        reduce_zero_label=info.reduce_zero_label, ignore_index=info.ignore_index, bands=info.bands,
         crop_size=cfg.augment.crop_size, test=cfg.resolved_test,
         metrics={}, hf_hub_id=None, url=None, sha256_prefix=None, source_config=None, iters=cfg.iters,
         notes=(*base.notes, f"fine-tuned{origin} on {dataset} for {cfg.iters} iterations with deeplabv3p.train"),

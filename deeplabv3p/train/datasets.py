@@ -296,6 +296,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return self.root.resolve().name if self.root is not None else "custom"
 
     @property
+    def bands(self) -> tuple[int, ...] | None:
+        """The raster bands read (layout ``"rasters"`` with ``bands``), which training records in the weights'
+        metadata so that prediction reads the same; None: the band rule for the model's band count."""
+        return self.rasters.bands if self.rasters is not None else None
+
+    @property
     def official_count(self) -> int | None:
         """The split's size in the official release (layouts only), to tell an incomplete copy."""
         return self.layout.official_count if self.layout is not None else None

@@ -62,7 +62,8 @@ class DatasetInfo:
     """The `SegmentationData` attributes of one dataset, each the dataset's own or its default: the model's
     ``num_classes`` and ``in_chans``, the ignore index of the model's weights (``pretrained_cfg.ignore_index``),
     no class names or palette, the name ``"custom"``, no ``reduce_zero_label``, no own ``transforms`` (`fit`
-    augments with mmseg's pipeline); ``stored`` says whether it has ``load`` (images as stored, for `evaluate`)."""
+    augments with mmseg's pipeline); ``stored`` says whether it has ``load`` (images as stored, for `evaluate`);
+    ``bands`` are the raster bands it reads (None: the band rule's default)."""
 
     num_classes: int
     in_chans: int
@@ -73,6 +74,7 @@ class DatasetInfo:
     reduce_zero_label: bool
     transforms: Callable[..., Any] | None
     stored: bool
+    bands: tuple[int, ...] | None = None
 
 
 def weights_cfg(model: DeepLabV3Plus) -> PretrainedCfg:
@@ -100,6 +102,7 @@ def dataset_info(dataset: Any, model: DeepLabV3Plus) -> DatasetInfo:
         reduce_zero_label=bool(getattr(dataset, "reduce_zero_label", False)),
         transforms=getattr(dataset, "transforms", None),
         stored=callable(getattr(dataset, "load", None)),
+        bands=None if getattr(dataset, "bands", None) is None else tuple(int(b) for b in dataset.bands),
     )
 
 

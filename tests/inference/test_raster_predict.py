@@ -14,7 +14,7 @@ import rasterio
 from raster_helpers import synthetic_pixels, write_geotiff
 
 from deeplabv3p.inference.pipeline import predict, slide_inference, slide_windows
-from deeplabv3p.inference.raster_blend import RowBlend
+from deeplabv3p.inference.raster_blend import CarryBand, RowBlend
 from deeplabv3p.inference.raster_predict import RasterOptions, predict_raster
 from deeplabv3p.inference.strips import StripStore, strips_folder
 
@@ -148,6 +148,28 @@ def test_killed_run_resumes_at_first_unfinished_strip_and_matches(model, tmp_pat
     assert again.resumed_rows == 0
 
 
+def test_a_failed_write_publishes_neither_file_and_keeps_the_strips(model, tmp_path, monkeypatch):
+    from deeplabv3p.inference import raster_writer
+
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(40, 36, 3))
+    out = tmp_path / "labels.tif"
+    real_write = raster_writer._write
+
+    def failing_labels(path, profile, store, key, describe):
+        if key == "labels":
+            raise OSError(28, "No space left on device")
+        real_write(path, profile, store, key, describe)
+
+    monkeypatch.setattr(raster_writer, "_write", failing_labels)
+    with pytest.raises(OSError, match="No space left"):
+        predict_raster(model, source, out, raster=RasterOptions(tile=TILE, probs="classes"), **WINDOW)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".labels.tif.strips", "in.tif"]  # probs not published
+    monkeypatch.setattr(raster_writer, "_write", real_write)
+    summary = predict_raster(model, source, out, raster=RasterOptions(tile=TILE, probs="classes"), **WINDOW)
+    assert summary.resumed_rows == 40 and summary.written == (tmp_path / "labels_probs.tif", out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "labels.tif", "labels_probs.tif"]
+
+
 def test_complete_output_is_skipped_on_resume(model, tmp_path):
     source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(20, 20, 3))
     out = tmp_path / "labels.tif"
@@ -206,3 +228,50 @@ def test_row_blend_equals_slide_inference(height, width, crop, stride, top):
     labels = np.concatenate(got)
     assert labels.shape == (height - top, width)
     np.testing.assert_array_equal(labels, expected[top:])
+
+
+def test_carry_band_round_trips_column_ranges_bit_for_bit(tmp_path):
+    """The carried sums go through a file and come back unchanged, in any split of the columns; reading past the
+    columns written is an error, not zeros."""
+    torch = pytest.importorskip("torch")
+    sums = torch.randn(3, 7, 50, generator=torch.Generator().manual_seed(0)) * 1e3
+    band = CarryBand(3, 7, 50, tmp_path)
+    for x0, x1 in [(0, 13), (13, 14), (14, 50)]:
+        band.write(x0, sums[:, :, x0:x1])
+    for x0, x1 in [(0, 20), (20, 21), (21, 50)]:
+        assert torch.equal(band.read(x0, x1, torch.device("cpu")), sums[:, :, x0:x1])
+    band.close()
+    partial = CarryBand(3, 7, 50, tmp_path)
+    partial.write(0, sums[:, :, :10])
+    with pytest.raises(OSError, match="columns 10:50 were not all written"):
+        partial.read(10, 50, torch.device("cpu"))
+    partial.close()
+    assert list(tmp_path.iterdir()) == []  # unnamed temporary files: nothing left behind
+    empty = CarryBand(3, 0, 50, tmp_path)
+    assert empty.read(5, 9, torch.device("cpu")).shape == (3, 0, 4)
+
+
+def test_new_weights_of_the_same_architecture_start_over_instead_of_resuming(model, tmp_path, monkeypatch):
+    """Resuming is keyed on the weights' values, not their description: strips of other weights are not reused."""
+    import copy
+
+    torch = pytest.importorskip("torch")
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(64, 36, 3))
+    out = tmp_path / "labels.tif"
+    real_add, calls = StripStore.add, []
+
+    def dying_add(self, y1, y2, arrays):
+        if len(calls) == 1:
+            raise KeyboardInterrupt("killed")
+        calls.append((y1, y2))
+        real_add(self, y1, y2, arrays)
+
+    monkeypatch.setattr(StripStore, "add", dying_add)
+    with pytest.raises(KeyboardInterrupt):
+        predict_raster(model, source, out, raster=RasterOptions(tile=TILE), **WINDOW)
+    monkeypatch.setattr(StripStore, "add", real_add)
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        next(retrained.parameters()).mul_(1.5)  # same architecture and metadata, other values
+    assert repr(retrained.pretrained_cfg) == repr(model.pretrained_cfg)
+    assert predict_raster(retrained, source, out, raster=RasterOptions(tile=TILE), **WINDOW).resumed_rows == 0

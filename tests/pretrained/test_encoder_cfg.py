@@ -137,3 +137,16 @@ def test_explicit_statistics_win_and_are_checked(timm_loads):
     for extra, error, match in cases:
         with pytest.raises(error, match=match):
             deeplabv3p.create_model("deeplabv3plus", **{**kwargs, **extra})
+
+
+def test_raster_bands_are_checked_and_dropped_when_the_band_count_changes():
+    from deeplabv3p.pretrained.config import PretrainedCfg
+
+    cfg = PretrainedCfg(bands=[4, 3, 2])
+    assert cfg.bands == (4, 3, 2) and PretrainedCfg.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match=r"bands \(4, 3\) are 2 but mean/std have 3 values"):
+        PretrainedCfg(bands=(4, 3))
+    with pytest.raises(ValueError, match="a band appears twice"):
+        PretrainedCfg(bands=(2, 2, 1))
+    assert cfg.for_in_chans(3).bands == (4, 3, 2)  # same band count: kept
+    assert cfg.for_in_chans(4).bands is None and cfg.for_in_chans(1).bands is None  # statistics spread: bands unknown

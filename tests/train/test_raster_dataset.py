@@ -340,3 +340,38 @@ def test_bands_are_chosen_as_predict_chooses_them(tmp_path: Path, capsys) -> Non
     assert main(["train", "--data", str(tmp_path), "--layout", "folder", "--raster-window", "32", "--model",
                  "deeplabv3plus", "--no-progress"]) == 2  # fmt: skip
     assert "apply to layout='rasters' only" in capsys.readouterr().err
+
+
+def test_the_bands_trained_on_are_saved_with_the_weights_and_read_by_predict(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deeplabv3p
+    from deeplabv3p.inference import raster_predict
+    from deeplabv3p.inference.raster_predict import RasterOptions, predict_raster
+
+    tiny_model(num_classes=len(CLASSES)).save_pretrained(tmp_path / "start")
+    run = tmp_path / "run"
+    args = ["train", "--data", str(root), "--layout", "rasters", "--raster-window", "32x32", "--bands", "3,2,1",
+            "--model", str(tmp_path / "start"), "--out", str(run), "--batch-size", "2", "--crop-size", "32", "32",
+            "--num-workers", "0", "--no-progress", "--iters", "1", "--samples-per-epoch", "2"]  # fmt: skip
+    assert main(args) == 0
+    model = deeplabv3p.create_model(str(run / "best"))
+    assert model.pretrained_cfg.bands == (3, 2, 1)
+    assert json.loads((run / "best" / "config.json").read_text())["pretrained_cfg"]["bands"] == [3, 2, 1]
+
+    opened = []
+    real_open = raster_predict.open_raster
+
+    def recording_open(path, in_chans, bands, nodata):
+        opened.append(bands)
+        return real_open(path, in_chans, bands, nodata)
+
+    monkeypatch.setattr(raster_predict, "open_raster", recording_open)
+    source = root / "images" / "val" / "c.tif"
+    predict_raster(model, source, tmp_path / "trained.tif", crop_size=32, stride=32)
+    predict_raster(model, source, tmp_path / "asked.tif", raster=RasterOptions(bands=(1, 2, 3)), crop_size=32)
+    assert opened == [(3, 2, 1), (1, 2, 3)]  # the weights' bands unless others are asked for
+
+    two_bands = write_geotiff(tmp_path / "two.tif", synthetic_pixels(40, 40, 2, "uint8", seed=3))
+    with pytest.raises(ValueError, match=r"asks for band 3.*trained on bands \(3, 2, 1\).*--bands"):
+        predict_raster(model, two_bands, tmp_path / "two_labels.tif", crop_size=32)
