@@ -119,4 +119,3 @@ class TorchBackend(Backend):
             return self.model(x).float()
         with torch.autocast(device_type=x.device.type, dtype=self.dtype):
             return self.model(x).float()
-

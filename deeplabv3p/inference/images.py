@@ -403,6 +403,12 @@ def open_image_file(path: Path, kind: str = "image file") -> Iterator[Image.Imag
         raise UnreadableImageError(f"cannot read {kind} {str(path)!r}: {e}") from None
 
 
+_STREAM_HINT = (
+    "; a raster larger than memory is better streamed window by window into a label GeoTIFF: "
+    "deeplabv3p.inference.predict_raster(model, PATH, 'labels.tif'), or deeplabv3p predict PATH --out labels.tif"
+)
+
+
 def _check_pixel_budget(path: Path, max_pixels: int) -> None:
     """Refuse a file whose header declares more than `max_pixels` pixels, before anything is decoded. A file PIL
     cannot open is left to the read, which names the problem."""
@@ -418,6 +424,7 @@ def _check_pixel_budget(path: Path, max_pixels: int) -> None:
             f"image file {str(path)!r} declares {height}x{width} (H x W) = {width * height} pixels, over the per-image "
             f"pixel budget of {max_pixels} (max_pixels): refused before decoding (a small file can declare a huge "
             f"image). If you trust it, pass {arg('max_pixels', Placeholder('N'))} (0: no budget)"
+            + (_STREAM_HINT if is_tiff(path) else "")
         )
 
 

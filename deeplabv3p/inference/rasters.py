@@ -29,10 +29,10 @@ import torch
 
 from ..fields import check_bands, check_float
 from .images import RGB_CHANNELS, ImageSpec, lay_out_bands, to_input_scale
+from .tiff import is_tiff
 
 GEO_EXTRA = 'pip install "deeplabv3p[geo]"'
 GDAL_CACHE_MB = 64  # GDAL's block cache in a process that reads or writes rasters (`gdal_env`)
-RASTER_SUFFIXES = (".tif", ".tiff")  # an output path with one of these is written as a GeoTIFF
 _READABLE_DTYPES = ("uint8", "uint16", "float32", "float64")
 
 
@@ -57,7 +57,7 @@ def gdal_env(path: str | Path) -> Any:
 
 def is_raster_path(path: str | Path) -> bool:
     """Whether an output path names a GeoTIFF (``.tif`` / ``.tiff``)."""
-    return Path(path).suffix.lower() in RASTER_SUFFIXES
+    return is_tiff(Path(path))
 
 
 @dataclass(frozen=True)

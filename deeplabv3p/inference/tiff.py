@@ -28,6 +28,7 @@ class TiffBands(NamedTuple):
 
 
 def is_tiff(path: Path) -> bool:
+    """Whether `path` is named as a TIFF (read as one; an output so named is written as a GeoTIFF)."""
     return path.suffix.lower() in TIFF_EXTENSIONS
 
 

@@ -91,6 +91,12 @@ def test_the_pixel_budget_is_checked_before_decoding(model, tmp_path):
         predict(model, small, max_pixels=599)
     assert predict(model, small, max_pixels=600).labels.shape == (20, 30)
     assert predict(model, small, max_pixels=0).labels.shape == (20, 30)  # 0: no budget
+    ortho = tmp_path / "ortho.tif"
+    Image.new("RGB", (30, 20)).save(ortho)
+    with pytest.raises(ValueError, match=r"max_pixels=N.*streamed.*predict_raster\(model, PATH, 'labels.tif'\)"):
+        predict(model, ortho, max_pixels=599)  # a TIFF over the budget: the streamed path is named
+    with pytest.raises(ValueError, match=r"max_pixels=N\)?[^;]*$"):
+        predict(model, small, max_pixels=599)  # not for other formats
 
 
 def test_a_fifo_with_an_image_name_is_not_called_missing(model, tmp_path):
