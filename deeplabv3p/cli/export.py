@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
 
 INT8_FORMATS = tuple(f.name for f in FORMATS.values() if f.quantizer is not None)
+MAX_SIZE_FORMATS = ("executorch", "tensorrt")  # their writers take max_size=
 INT8_LABELS = INT8.labels  # the documented INT8 bound (deeplabv3p.deploy.bounds: torch-free)
 DEFAULT_MAX_DROP = 0.005  # NNCF accuracy control: INT8 labels within half a percent of the fp32 file's
 
@@ -45,6 +46,11 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
         "--size", type=parse_size, default=(512, 512), help="HxW of the example (or fixed) input (default: 512x512)"
     )
     p.add_argument("--static", action="store_true", help="fix batch, height and width to the example input")
+    p.add_argument(
+        "--max-size", type=parse_size, default=None, metavar="HxW",
+        help="executorch, tensorrt: the largest input the dynamic file takes (default: executorch the --size, "
+        "tensorrt twice the --size)",
+    )  # fmt: skip
     p.add_argument("--fp16", action="store_true", help="tensorrt: let the engine use half-precision kernels")
     p.add_argument(
         "--check-images", metavar="DIR", help="prove the export on these images (default: fixed synthetic inputs)"
@@ -89,6 +95,11 @@ def run_export(args: argparse.Namespace) -> int:
         raise ValueError(f"--opset applies to --format onnx, not {fmt.name}")
     if args.fp16 and fmt.name != "tensorrt":
         raise ValueError(f"--fp16 applies to --format tensorrt, not {fmt.name}")
+    if args.max_size is not None and (fmt.name not in MAX_SIZE_FORMATS or args.static):
+        given = f"--format {fmt.name}" + (" with --static" if args.static else "")
+        raise ValueError(
+            f"--max-size applies to dynamic exports of --format {' or '.join(MAX_SIZE_FORMATS)} (given: {given})"
+        )
     if args.int8 != (args.calibration is not None):
         raise ValueError("--int8 needs --calibration DIR (and --calibration DIR applies to --int8)")
     if args.int8 and fmt.name not in INT8_FORMATS:
@@ -121,6 +132,8 @@ def run_export(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"opset": args.opset or DEFAULT_OPSET} if fmt.name == "onnx" else {}
     if args.fp16:
         options["fp16"] = True
+    if args.max_size is not None:
+        options["max_size"] = args.max_size
     report = export(
         model,
         args.out,

@@ -151,3 +151,28 @@ def test_missing_executorch_is_a_clear_error(model, conv, tmp_path, monkeypatch)
     with pytest.raises(ImportError, match=r"pip install 'deeplabv3p\[executorch\]'"):
         load(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.pte"]
+
+
+def test_cli_max_size_reaches_the_writer_and_is_refused_where_it_does_not_apply(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from deeplabv3p.cli import main
+    from deeplabv3p.deploy import exporter
+
+    calls = []
+    monkeypatch.setattr(exporter, "export", lambda *a, **k: calls.append(k) or SimpleNamespace(lines=lambda: []))
+    base = ["export", "deeplabv3plus_r18_d8", "--size", "64x64", "--max-size", "96x128"]
+    assert main([*base, "--format", "executorch", "--out", str(tmp_path / "m.pte")]) == 0
+    assert calls[0]["max_size"] == (96, 128) and calls[0]["input_size"] == (64, 64) and calls[0]["dynamic"]
+    for refused, words in (
+        (["--format", "onnx", "--out", str(tmp_path / "m.onnx")], "(given: --format onnx)"),
+        (
+            ["--format", "executorch", "--static", "--out", str(tmp_path / "m.pte")],
+            "(given: --format executorch with --static)",
+        ),
+    ):
+        assert main([*base, *refused]) == 2
+        assert f"--max-size applies to dynamic exports of --format executorch or tensorrt {words}" in (
+            capsys.readouterr().err
+        )
+    assert len(calls) == 1 and list(tmp_path.iterdir()) == []
