@@ -11,8 +11,9 @@ from ..models.config import ModelConfig
 from .test_settings import TestSettings
 
 # Version of the saved ``config.json`` layout (architecture, model_config, pretrained_cfg, library_version).
-# 2: the test-time settings nested as ``pretrained_cfg.test`` (`TestSettings`); 1 had them as flat fields.
-CONFIG_SCHEMA_VERSION = 2
+# 3: ``pretrained_cfg.bands`` (the raster bands trained on); 2: the test-time settings nested as
+# ``pretrained_cfg.test`` (`TestSettings`); 1 had them as flat fields.
+CONFIG_SCHEMA_VERSION = 3
 
 # Fields that describe where weights come from and what their classes are called, without changing what the model
 # predicts: a saved config may leave these out (see `deeplabv3p.pretrained.saved.parse_config`).

@@ -46,6 +46,9 @@ _OPTIONAL_FIELDS: dict[str, frozenset[str]] = {
     "model_config": frozenset(),
     "pretrained_cfg": frozenset(DESCRIPTIVE_FIELDS),
 }
+# Fields added by a later schema: a file of an earlier schema lacks them and means their default (bands: None,
+# the band rule every model used before).
+_ADDED_IN: dict[str, dict[str, int]] = {"model_config": {}, "pretrained_cfg": {"bands": 3}}
 
 
 def config_dict(config: ModelConfig, pretrained_cfg: PretrainedCfg) -> dict[str, Any]:
@@ -90,7 +93,8 @@ def _record(cls: type[_Record], data: Any, section: str, version: int, origin: s
         raise ValueError(f"{origin}: {section} must be a JSON object, got {type(data).__name__}")
     if version == 1:
         data = nest(cls, data)  # flat test settings -> the nested record
-    missing = _missing(cls, data, _OPTIONAL_FIELDS[section])
+    added_later = frozenset(name for name, since in _ADDED_IN[section].items() if version < since)
+    missing = _missing(cls, data, _OPTIONAL_FIELDS[section] | added_later)
     if missing:
         raise ValueError(
             f"{origin}: {section} lacks the field(s) {missing}, which config schema {version} requires (they "

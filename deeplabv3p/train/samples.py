@@ -51,6 +51,7 @@ class SegmentationData(Protocol):
     name: str
     reduce_zero_label: bool
     transforms: Callable[..., Any] | None
+    bands: Sequence[int] | None  # raster bands read (1-based), recorded in the trained weights
 
     def __len__(self) -> int: ...
 

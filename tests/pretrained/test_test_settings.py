@@ -16,7 +16,7 @@ import deeplabv3p
 from deeplabv3p.fields import flat_fields, nest
 from deeplabv3p.inference.options import PredictOptions, settings_in_force
 from deeplabv3p.pretrained.config import CONFIG_SCHEMA_VERSION, PretrainedCfg
-from deeplabv3p.pretrained.saved import parse_config
+from deeplabv3p.pretrained.saved import config_dict, parse_config
 from deeplabv3p.pretrained.test_settings import MMSEG_TTA_RATIOS, TestSettings, default_stride
 
 LAYOUT_V1 = Path(__file__).parents[1] / "data" / "layout_v1"
@@ -111,7 +111,7 @@ def test_slide_over_whole_weights_uses_their_training_crop():
 
 def test_a_schema_1_config_json_with_flat_test_settings_loads(tmp_path):
     data = json.loads((LAYOUT_V1 / "config.json").read_text())  # written by deeplabv3p 0.1.0 before the change
-    assert data["schema_version"] == 1 and CONFIG_SCHEMA_VERSION == 2 and "test_mode" in data["pretrained_cfg"]
+    assert data["schema_version"] == 1 and CONFIG_SCHEMA_VERSION >= 2 and "test_mode" in data["pretrained_cfg"]
     config, cfg = parse_config(data)
     assert cfg.test == TestSettings(mode="slide", scale=(128, 96), window=(64, 64), stride=(40, 40), tta_flip=False)
     assert cfg.classes == ("a", "b", "c") and cfg.crop_size == (64, 64)
@@ -123,7 +123,7 @@ def test_a_schema_1_config_json_with_flat_test_settings_loads(tmp_path):
     assert loaded.config == config and loaded.pretrained_cfg == cfg
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     again = json.loads((loaded.save_pretrained(tmp_path / "new") / "config.json").read_text())
-    assert again["schema_version"] == 2 and again["pretrained_cfg"]["test"]["stride"] == [40, 40]
+    assert again["schema_version"] == CONFIG_SCHEMA_VERSION and again["pretrained_cfg"]["test"]["stride"] == [40, 40]
 
 
 def test_a_schema_1_config_json_missing_a_flat_test_setting_is_refused():
@@ -134,3 +134,16 @@ def test_a_schema_1_config_json_missing_a_flat_test_setting_is_refused():
     data["schema_version"] = 2  # the flat layout is schema 1's only
     with pytest.raises(ValueError, match=r"lacks the field\(s\) \['test'\], which config schema 2 requires"):
         parse_config(data)
+
+
+def test_a_schema_2_config_json_without_bands_loads_and_schema_3_requires_them():
+    """`pretrained_cfg.bands` came with schema 3: a file saved before it means no bands (the band rule)."""
+    model = narrow_model("deeplabv3plus_r18_d8", num_classes=3)
+    data = json.loads(json.dumps(config_dict(model.config, model.pretrained_cfg.replace(bands=(3, 2, 1)))))
+    assert data["schema_version"] == CONFIG_SCHEMA_VERSION == 3
+    assert parse_config(data)[1].bands == (3, 2, 1)
+    del data["pretrained_cfg"]["bands"]
+    with pytest.raises(ValueError, match=r"lacks the field\(s\) \['bands'\], which config schema 3 requires"):
+        parse_config(data)
+    data["schema_version"] = 2
+    assert parse_config(data)[1].bands is None
