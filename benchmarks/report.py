@@ -21,6 +21,7 @@ GPU_TRAIN_MEMORY_TARGET = 0.6
 SEED_FPS_SIZE = (1024, 2048)
 GPU_FP16_SPEEDUP_TARGET = 1.5  # our fp16 path against our fp32 eager path, GPU
 GPU_TENSORRT_TARGET = 2.0  # a TensorRT fp16 engine against our fp16 eager path (issue 19), GPU
+INT8_VS_MMSEG_TARGET = 3.0  # the best INT8 runtime that keeps the labels against mmseg fp32 (issue 19), CPU
 
 
 def _find(cases: list[dict], **match: Any) -> dict | None:
@@ -118,6 +119,43 @@ def _auto_targets(arch: str, infer: list[dict]) -> list[dict[str, Any]]:
     ]
 
 
+def _int8_targets(arch: str, infer: list[dict], base_fps: float | None) -> list[dict[str, Any]]:
+    """The INT8 targets of issue 19: the fastest INT8 row that keeps >= 99.5% of fp32's labels, against mmseg
+    fp32 when it ran (>= 3x), and which INT8 rows keep the labels at all."""
+    rows = [c for c in infer if c["case"]["dtype"] == "int8" and _fps(c, 1)]
+    eager = _find(infer, library="ours", dtype="fp32", optimize=False, compile=False)
+    targets = []
+    for c in rows:
+        agreement = c.get("check", {}).get("argmax_agreement", 0.0)
+        speed = f", {_fps(c, 1) / _fps(eager, 1):.2f}x our fp32 eager" if _fps(eager, 1) else ""
+        targets.append(
+            {
+                "model": arch,
+                "target": f"INT8 labels >= {MIN_AGREEMENT:.1%} equal to fp32 on the trained benchmark network",
+                "path": c["label"] + speed,
+                "value": agreement,
+                "agreement": agreement,
+                "met": agreement >= MIN_AGREEMENT,
+            }
+        )
+    keeping = [c for c in rows if c.get("check", {}).get("argmax_agreement", 0.0) >= MIN_AGREEMENT]
+    if keeping and base_fps:
+        best = max(keeping, key=lambda c: _fps(c, 1))
+        ratio = _fps(best, 1) / base_fps
+        targets.append(
+            {
+                "model": arch,
+                "target": f"best INT8 path >= {INT8_VS_MMSEG_TARGET}x mmseg fp32 at batch 1, labels >= "
+                f"{MIN_AGREEMENT:.1%} equal",
+                "path": best["label"],
+                "value": ratio,
+                "agreement": best["check"]["argmax_agreement"],
+                "met": ratio >= INT8_VS_MMSEG_TARGET,
+            }
+        )
+    return targets
+
+
 def evaluate_targets(results: dict) -> list[dict[str, Any]]:
     """The issue's targets, each with the numbers that decide it."""
     cases, device = results["cases"], results["meta"]["device_type"]
@@ -129,6 +167,7 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
         targets += _auto_targets(arch, infer)
         base = _find(infer, library="mmseg", dtype="fp32", channels_last=False)
         base_fps = _fps(base, 1)
+        targets += _int8_targets(arch, infer, base_fps)
         if not base_fps:
             continue
         estimated = " (mmseg fp32 estimated from an earlier run)" if base and "reused_from" in base else ""

@@ -309,6 +309,8 @@ def plan(args: argparse.Namespace, models: list[str], peers: tuple[str, ...]) ->
                     cases.append(Case(library="ours", dtype="fp32", extra={"backend": "auto"}, **one))
                 for fmt in getattr(args, "deploy_formats", ()):
                     cases.append(Case(library=fmt, dtype="fp32", **one))
+                    if fmt == "openvino":  # INT8 with NNCF, the accuracy-controlled path
+                        cases.append(Case(library=fmt, dtype="int8", **one))
         if "train" in tasks:
             train = dict(base, task="train", batches=(args.train_batch,), warmup=1 if cpu else 3, runs=args.train_runs)
             cases.append(Case(library="ours", dtype="fp32", **train))

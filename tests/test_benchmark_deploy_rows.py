@@ -22,9 +22,10 @@ def test_the_plan_has_an_auto_row_and_a_row_per_deployment_format():
     cases = [c for c in run.plan(args, ["deeplabv3plus_r18_d8"], ("onnxruntime",)) if c.task == "infer"]
     labels = [c.label for c in cases]
     assert {"ours fp32 backend=auto", "openvino fp32", "ncnn fp32", "onnxruntime fp32"} <= set(labels)
+    assert {(c.library, c.dtype) for c in cases if c.dtype == "int8"} == {("onnxruntime", "int8"), ("openvino", "int8")}
     for case in cases:
         if case.extra.get("backend") == "auto" or case.library in ("openvino", "ncnn"):
-            assert case.batches == (1,) and case.dtype == "fp32"
+            assert case.batches == (1,) and case.dtype == ("int8" if case.label == "openvino int8" else "fp32")
     args.auto, args.deploy_formats = False, ()
     labels = [c.label for c in run.plan(args, ["deeplabv3plus_r18_d8"], ("onnxruntime",))]
     assert not any("backend=auto" in label or label.startswith(("openvino", "ncnn")) for label in labels)

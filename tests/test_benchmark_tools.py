@@ -142,3 +142,17 @@ def test_seed_rows():
     assert cfg.crop_size == (512, 1024) and cfg.metrics["train_mem_gb"] == 7.5 and cfg.metrics["fps"] == 3.94
     with pytest.raises(ValueError, match="seven mmseg models"):
         adapters.seed_cfg("deeplabv3plus")
+
+
+def test_int8_targets_name_each_int8_row_and_compare_the_best_that_keeps_the_labels():
+    eager = _infer("ours", "fp32", 1.0, 1.0)
+    eager["case"]["optimize"] = False
+    cases = [eager, _infer("onnxruntime", "int8", 3.0, 0.97), _infer("openvino", "int8", 2.0, 0.998)]
+    results = {"meta": {"device_type": "cpu", "models": ["a"]}, "cases": cases}
+    ort, ov = report.evaluate_targets(results)  # no mmseg row: agreement only
+    assert (ort["met"], ort["value"], ort["path"]) == (False, 0.97, "onnxruntime int8, 3.00x our fp32 eager")
+    assert ov["met"] and ov["target"].startswith("INT8 labels >= 99.5% equal")
+    results["cases"].append(_infer("mmseg", "fp32", 0.5, 1.0))
+    vs_mmseg = [t for t in report.evaluate_targets(results) if t["target"].startswith("best INT8")]
+    assert len(vs_mmseg) == 1 and vs_mmseg[0]["path"] == "openvino int8"  # the faster ORT row loses labels
+    assert vs_mmseg[0]["value"] == pytest.approx(4.0) and vs_mmseg[0]["met"]
