@@ -39,7 +39,9 @@ from .rasters import RasterSource, gdal_env, is_raster_path, open_raster
 from .strips import StripStore, strips_folder
 
 if TYPE_CHECKING:
+    from ..models.config import ModelConfig
     from ..models.model import DeepLabV3PlusNetwork
+    from ..pretrained.config import PretrainedCfg
     from .backend import Backend
     from .pipeline import _Run
 
@@ -165,12 +167,14 @@ def _check_output(source: Path, out: Path) -> None:
         raise ValueError(f"output {str(out)!r} would overwrite the input raster: choose another output path")
 
 
-def _open_source(source: Path, run: _Run, options: RasterOptions) -> RasterSource:
-    """`source` opened for the model: the bands asked for, else those the weights were trained on, else the rule's."""
-    weights = run.backend.pretrained_cfg
+def open_for_model(
+    source: str | Path, config: ModelConfig, weights: PretrainedCfg | None, options: RasterOptions
+) -> RasterSource:
+    """`source` opened as the input of a model of `config` with `weights`: the bands `options` ask for, else those
+    the weights were trained on (``weights.bands``), else the band rule's; `options`' nodata."""
     trained = weights.bands if weights is not None and options.bands is None else None
     try:
-        return open_raster(source, run.backend.config.in_chans, options.bands or trained, options.nodata)
+        return open_raster(source, config.in_chans, options.bands or trained, options.nodata)
     except ValueError as e:
         if trained is None:
             raise
@@ -205,8 +209,9 @@ def predict_raster(
     source, out = Path(source), Path(out)
     _check_output(source, out)
     _, _, run = _start(model, [source], opts, {})
-    label_dtype(run.backend.num_classes)
-    with gdal_env(source), _open_source(source, run, raster_options) as src:
+    backend = run.backend
+    label_dtype(backend.num_classes)
+    with gdal_env(source), open_for_model(source, backend.config, backend.pretrained_cfg, raster_options) as src:
         grid = src.grid
         if not grid.georeferenced:
             logger.warning("%s has no georeference (CRS): %s is written without one", source, out)

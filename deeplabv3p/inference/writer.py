@@ -39,8 +39,8 @@ from .images import ImageItem, expand_inputs
 from .options import PredictOptions, make_options
 from .pipeline import predict_iter_skipping
 from .prefetch import Unreadable
-from .raster_predict import RasterOptions, predict_raster, raster_settings, strips_pending
-from .rasters import is_raster_path, open_raster, require_rasterio
+from .raster_predict import RasterOptions, open_for_model, predict_raster, raster_settings, strips_pending
+from .rasters import is_raster_path, require_rasterio
 
 if TYPE_CHECKING:
     from ..models.model import DeepLabV3PlusNetwork
@@ -343,9 +343,9 @@ def _write_rasters(
     """Predict each input raster of `todo` into its label raster, recording each in this process's manifest part.
     Options, and every raster's bands and dtype, are checked before the first is predicted."""
     raster_settings(make_options(options, **overrides))
-    in_chans = model.config.in_chans
+    weights = getattr(model, "pretrained_cfg", None)
     for job in todo:
-        open_raster(job.input, in_chans, raster.bands, raster.nodata).close()
+        open_for_model(job.input, model.config, weights, raster).close()
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     with _part(out, rank).open("a", encoding="utf-8") as part:

@@ -348,6 +348,7 @@ def test_the_bands_trained_on_are_saved_with_the_weights_and_read_by_predict(
     import deeplabv3p
     from deeplabv3p.inference import raster_predict
     from deeplabv3p.inference.raster_predict import RasterOptions, predict_raster
+    from deeplabv3p.inference.writer import write_predictions
 
     tiny_model(num_classes=len(CLASSES)).save_pretrained(tmp_path / "start")
     run = tmp_path / "run"
@@ -372,6 +373,9 @@ def test_the_bands_trained_on_are_saved_with_the_weights_and_read_by_predict(
     predict_raster(model, source, tmp_path / "asked.tif", raster=RasterOptions(bands=(1, 2, 3)), crop_size=32)
     assert opened == [(3, 2, 1), (1, 2, 3)]  # the weights' bands unless others are asked for
 
-    two_bands = write_geotiff(tmp_path / "two.tif", synthetic_pixels(40, 40, 2, "uint8", seed=3))
+    (tmp_path / "folder").mkdir()
+    two_bands = write_geotiff(tmp_path / "folder" / "two.tif", synthetic_pixels(40, 40, 2, "uint8", seed=3))
     with pytest.raises(ValueError, match=r"asks for band 3.*trained on bands \(3, 2, 1\).*--bands"):
         predict_raster(model, two_bands, tmp_path / "two_labels.tif", crop_size=32)
+    with pytest.raises(ValueError, match=r"asks for band 3.*trained on bands \(3, 2, 1\)"):  # a folder: same rule
+        write_predictions(model, tmp_path / "folder", tmp_path / "out", raster=RasterOptions(), crop_size=32)
