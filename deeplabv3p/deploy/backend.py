@@ -137,10 +137,11 @@ class DeployedBackend(Backend):
 
         return predict_iter(self, inputs, options, shard=shard, **overrides)
 
-    def weights_identity(self) -> str:
-        """The metadata, and the file as the file system knows it (an export rewritten has a new time stamp)."""
+    def identity(self) -> str:
+        """The metadata, and the file as the file system knows it (an export rewritten has a new time stamp); an
+        export runs in the one precision it was written in."""
         stat = self.path.stat()
-        return f"{super().weights_identity()} {self.path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+        return f"{self.config!r} {self.pretrained_cfg!r} {self.path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, {self.config.architecture}, {self.num_classes} classes)"

@@ -53,10 +53,11 @@ class Backend:
         """The context of every forward and post-processing step of a predict call (no autograd by default)."""
         return torch.inference_mode()
 
-    def weights_identity(self) -> str:
-        """What tells these weights from others across processes (a resumed raster prediction continues only with
-        the same weights): here the architecture and the weights' metadata; subclasses add their content."""
-        return f"{self.config!r} {self.pretrained_cfg!r}"
+    def identity(self) -> str | None:
+        """What tells this backend's outputs from another's across processes: the architecture, the weights'
+        metadata and content, and the precision they run in. A resumed raster prediction continues only under
+        the same identity; None (this default: a backend that cannot tell) never resumes."""
+        return None
 
 
 class TorchBackend(Backend):
@@ -94,8 +95,8 @@ class TorchBackend(Backend):
         dtype = resolve_dtype(options.dtype, self.device)
         return TorchBackend(self.model, dtype, options.channels_last)
 
-    def weights_identity(self) -> str:
-        return f"{super().weights_identity()} {state_digest(self.model)}"
+    def identity(self) -> str:
+        return f"{self.config!r} {self.pretrained_cfg!r} {state_digest(self.model)} {self.dtype} {self.device.type}"
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

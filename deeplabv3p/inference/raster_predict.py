@@ -20,6 +20,8 @@ resumes at its first unfinished strip (`deeplabv3p.inference.strips`); the outpu
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from .options import PredictOptions, make_options
 from .pipeline import _start, normalize, slide_windows
 from .prefetch import made_ahead, reads_ahead
 from .raster_blend import RowBlend, Window
-from .raster_writer import TILE, label_dtype, probs_path, write_label_raster
+from .raster_writer import TILE, label_dtype, probs_path, write_label_raster, written_job
 from .rasters import RasterSource, gdal_env, is_raster_path, open_raster
 from .strips import StripStore, strips_folder
 
@@ -154,8 +156,14 @@ def _fingerprint(raster: RasterSource, run: _Run, raster_options: RasterOptions)
         "classes": run.classes,
         "probs": raster_options.probs,
         "tile": raster_options.tile,
-        "weights": run.backend.weights_identity(),
+        "backend": run.backend.identity(),
     }
+
+
+def job_digest(fingerprint: dict[str, Any]) -> str:
+    """sha256 of a job's fingerprint: the tag a finished label raster carries (`JOB_TAG`), so a rerun skips it only
+    when the same input, weights, precision and options would write it again."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
 
 
 def _check_output(source: Path, out: Path) -> None:
@@ -199,8 +207,9 @@ def predict_raster(
         model, options, overrides: as for `deeplabv3p.predict`; the raster is predicted in slide mode at its own
             resolution (``crop_size`` / ``stride`` choose the window; TTA and ``test_scale`` do not apply).
         raster: how the raster is read and written (`RasterOptions`: bands, nodata, probabilities, COG).
-        resume: continue an interrupted run of the same job from its stored strips, and skip an output that is
-            already complete (False predicts it all again).
+        resume: continue an interrupted run of the same job (same input, weights, precision and options) from its
+            stored strips, and skip an output this job already wrote (its `JOB_TAG`); an output of another job is
+            predicted again. False predicts it all again. A `Backend` without an `identity` never resumes.
         progress: show a progress bar (strips and pixels per second).
     """
     started = time.perf_counter()
@@ -215,14 +224,23 @@ def predict_raster(
         grid = src.grid
         if not grid.georeferenced:
             logger.warning("%s has no georeference (CRS): %s is written without one", source, out)
+        fingerprint = _fingerprint(src, run, raster_options)
+        job = job_digest(fingerprint)
+        if resume and fingerprint["backend"] is None:
+            logger.warning("%s cannot tell its weights from others' (no identity()): %s is predicted from the start",
+                           type(backend).__name__, out)  # fmt: skip
+            resume = False
         if resume and out.is_file() and not strips_pending(out):
-            return RasterSummary(source, out, (), (grid.height, grid.width), grid.georeferenced, 0, grid.height, 0.0)
-        store = StripStore(out, _fingerprint(src, run, raster_options))
+            if written_job(out) == job:
+                return RasterSummary(source, out, (), (grid.height, grid.width), grid.georeferenced, 0, grid.height,
+                                     0.0)  # fmt: skip
+            logger.info("%s was written by another job (input, weights or options differ): predicting it again", out)
+        store = StripStore(out, fingerprint)
         resumed = store.open(resume)
         stored = _stream(src, run, store, raster_options, progress)
     with gdal_env(out):
         written = write_label_raster(out, grid, store, run.classes, run.palette, raster_options.probs,
-                                     raster_options.cog, raster_options.tile)  # fmt: skip
+                                     raster_options.cog, raster_options.tile, job)  # fmt: skip
     strips = len(store.done)
     store.remove()
     seconds = time.perf_counter() - started

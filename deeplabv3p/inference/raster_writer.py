@@ -5,10 +5,12 @@ The label raster is a tiled (256 x 256 by default), deflate-compressed GeoTIFF w
 size (no CRS for an input without one): one band of class indices, uint8 up to 255 classes and uint16 beyond; nodata
 is the largest value of the type (255, or 65535), which no class uses. The palette is the band's GDAL colour table
 and the class names are in the metadata (``CLASS_NAMES``, a JSON list, and ``CLASS_<i>=name``), so QGIS and
-``gdalinfo`` show a classified map. The probabilities (``NAME_probs.tif``, on request) are uint8, the probability
-times 255 rounded, with GDAL scale ``1/255`` so GDAL-aware readers see 0..1: one band, the winning class's
-probability (``"confidence"``), or one band per class (``"classes"``); nodata pixels hold 0. With ``cog=True`` both
-are Cloud Optimized GeoTIFFs (GDAL's COG driver, overviews by mode for labels and averaging for probabilities).
+``gdalinfo`` show a classified map; ``DEEPLABV3P_JOB`` is the sha256 of what made it (input, weights, precision,
+options), by which a rerun knows whether it is already done. The probabilities (``NAME_probs.tif``, on request) are
+uint8, the probability times 255 rounded, with GDAL scale ``1/255`` so GDAL-aware readers see 0..1: one band, the
+winning class's probability (``"confidence"``), or one band per class (``"classes"``); nodata pixels hold 0.
+With ``cog=True`` both are Cloud Optimized GeoTIFFs (GDAL's COG driver, overviews by mode for labels and averaging
+for probabilities).
 
 Both files are written in a staging folder beside the output (`deeplabv3p.atomic.atomic_files`), reopened and
 checked, then moved into place together, the labels last, so their presence means the job is complete; a failure
@@ -24,10 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_files, temporary_name
+from ..atomic import atomic_files, remove_stale, temporary_name
 from .rasters import RasterGrid, require_rasterio
 from .strips import StripStore
 
+JOB_TAG = "DEEPLABV3P_JOB"
 TILE = 256  # default tile side of the written rasters; strips end on multiples of it, so each tile row is written once
 PROBS_SCALE = 1.0 / 255.0
 
@@ -122,18 +125,22 @@ def write_label_raster(
     probs: str | None = None,
     cog: bool = False,
     tile: int = TILE,
+    job: str | None = None,
 ) -> list[Path]:
     """Write the label raster `out` (and with `probs` its probabilities, `probs_path`) from `store`'s strips, as
-    the module docstring describes; returns the paths written, labels last."""
+    the module docstring describes, tagged with `job` (`JOB_TAG`); returns the paths written, labels last."""
     dtype, nodata = label_dtype(len(classes))
     labels = _profile(grid, 1, dtype, nodata, tile)
 
     def describe_labels(dst: Any) -> None:
         dst.write_colormap(1, {i: (*map(int, palette[i]), 255) for i in range(len(classes))})
         dst.update_tags(CLASS_NAMES=json.dumps(list(classes)), **{f"CLASS_{i}": n for i, n in enumerate(classes)})
+        if job is not None:
+            dst.update_tags(**{JOB_TAG: job})
         dst.set_band_description(1, "class")
 
     written = []
+    remove_stale(out.parent, [out.name])  # staging folders of runs killed while writing
     with atomic_files(out) as staging:  # both files appear together, the labels last, or neither
         if probs is not None:
             bands = 1 if probs == "confidence" else len(classes)
@@ -155,3 +162,13 @@ def write_label_raster(
         _finish(staged, labels, cog, "mode")
     written.append(out)
     return written
+
+
+def written_job(out: Path) -> str | None:
+    """The `JOB_TAG` of the label raster `out` (None when it has none or cannot be read)."""
+    rasterio = require_rasterio("reading label rasters")
+    try:
+        with rasterio.open(out) as src:
+            return src.tags().get(JOB_TAG)
+    except rasterio.errors.RasterioError:
+        return None

@@ -7,10 +7,11 @@ bounded memory (`deeplabv3p.inference.raster_predict`):
 
 - under torchrun (or with ``shard=(rank, world_size)``) each process takes every world-th input from its rank and
   writes only those;
-- outputs that already exist and decode to the end are skipped (a raster that was cut short resumes at its first
-  unfinished strip) (a rerun after a crash or preemption does only what
-  is missing or cut short), and every file is written under a temporary name, checked and renamed once complete,
-  so none is ever half-written;
+- outputs that already exist and decode to the end are skipped, and a label raster only when the same job wrote
+  it (its input, weights, precision and options: `deeplabv3p.inference.raster_predict.job_digest`), so a rerun
+  after a crash or preemption does only what is missing or cut short (a raster resumes at its first unfinished
+  strip); every file is written under a temporary name, checked and renamed once complete, so none is ever
+  half-written;
 - each process appends one JSON line per written image to its own ``OUT/.manifest.rank{R}.jsonl``; at the end
   rank 0 merges them with the previous manifest into ``OUT/manifest.jsonl`` (``input``, ``output``, ``overlay``,
   ``size`` as ``[height, width]``, ``seconds``, ``rank``), one line per input, in input order. An output found
@@ -39,7 +40,7 @@ from .images import ImageItem, expand_inputs
 from .options import PredictOptions, make_options
 from .pipeline import predict_iter_skipping
 from .prefetch import Unreadable
-from .raster_predict import RasterOptions, open_for_model, predict_raster, raster_settings, strips_pending
+from .raster_predict import RasterOptions, open_for_model, predict_raster, raster_settings
 from .rasters import is_raster_path, require_rasterio
 
 if TYPE_CHECKING:
@@ -83,10 +84,9 @@ class _Job:
         return self.label.is_file() and (self.overlay is None or self.overlay.is_file())
 
     def done(self) -> bool:
-        """Whether its files exist and decode to the end: a file that a full disk or an older writer cut short is
-        done again, never trusted (about 10 ms a label, 60 ms an overlay at 1024x2048)."""
-        if is_raster_path(self.label):
-            return self.written() and _raster_size(self.label) is not None and not strips_pending(self.label)
+        """Whether its image files exist and decode to the end: a file that a full disk or an older writer cut short
+        is done again, never trusted (about 10 ms a label, 60 ms an overlay at 1024x2048). (A label raster is done
+        when `predict_raster` finds its job tag.)"""
         return self.written() and all(_decodes(path) for path in (self.label, self.overlay) if path is not None)
 
 
@@ -272,10 +272,10 @@ def write_predictions(
     if not 0 <= rank < world:
         raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard!r}")
     mine = jobs[rank::world]
+    if raster is not None:  # predict_raster knows which finished rasters this job wrote (their job tag) and skips them
+        written = _write_rasters(model, mine, out, rank, options, raster, resume, progress, overrides)
+        return _finish(out, jobs, len(mine), written, written, rank, world, ())
     todo = [job for job in mine if not (resume and job.done())]
-    if raster is not None:
-        written = _write_rasters(model, todo, out, rank, options, raster, resume, progress, overrides)
-        return _finish(out, jobs, len(mine), len(todo), written, rank, world, ())
     # Options and model are checked (by predict_iter_skipping) before anything is written.
     results = predict_iter_skipping(model, [job.input for job in todo] or [jobs[0].input], options, **overrides)
     out.mkdir(parents=True, exist_ok=True)
@@ -340,8 +340,9 @@ def _write_rasters(
     progress: bool,
     overrides: dict[str, Any],
 ) -> int:
-    """Predict each input raster of `todo` into its label raster, recording each in this process's manifest part.
-    Options, and every raster's bands and dtype, are checked before the first is predicted."""
+    """Predict each input raster of `todo` into its label raster (with `resume`, those this job already wrote are
+    skipped), recording each written in this process's manifest part; returns how many were written. Options, and
+    every raster's bands and dtype, are checked before the first is predicted."""
     raster_settings(make_options(options, **overrides))
     weights = getattr(model, "pretrained_cfg", None)
     for job in todo:
@@ -353,6 +354,8 @@ def _write_rasters(
             summary = predict_raster(
                 model, job.input, job.label, options, raster, resume=resume, progress=progress, **overrides
             )
+            if not summary.written:
+                continue
             part.write(json.dumps(_record(job, summary.size, summary.seconds, rank)) + "\n")
             part.flush()
             os.fsync(part.fileno())

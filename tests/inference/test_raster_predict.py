@@ -16,6 +16,7 @@ from raster_helpers import synthetic_pixels, write_geotiff
 from deeplabv3p.inference.pipeline import predict, slide_inference, slide_windows
 from deeplabv3p.inference.raster_blend import CarryBand, RowBlend
 from deeplabv3p.inference.raster_predict import RasterOptions, predict_raster
+from deeplabv3p.inference.raster_writer import JOB_TAG
 from deeplabv3p.inference.strips import StripStore, strips_folder
 
 WINDOW = dict(crop_size=32, stride=20)
@@ -170,12 +171,71 @@ def test_a_failed_write_publishes_neither_file_and_keeps_the_strips(model, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "labels.tif", "labels_probs.tif"]
 
 
-def test_complete_output_is_skipped_on_resume(model, tmp_path):
+def test_complete_output_is_skipped_on_resume_only_for_the_same_job(model, tmp_path):
+    """A finished raster carries its job's digest: the same job skips it; other weights or options predict it again
+    (before, any finished output was skipped, keeping the labels of the old weights)."""
+    import copy
+
+    torch = pytest.importorskip("torch")
     source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(20, 20, 3))
     out = tmp_path / "labels.tif"
-    predict_raster(model, source, out, **WINDOW)
-    assert predict_raster(model, source, out, **WINDOW).written == ()
+    predict_raster(model, source, out, raster=RasterOptions(cog=True), **WINDOW)
+    assert len(_read(out)[2][JOB_TAG]) == 64  # the COG copy keeps the tag
+    assert predict_raster(model, source, out, raster=RasterOptions(cog=True), **WINDOW).written == ()
     assert predict_raster(model, source, out, resume=False, **WINDOW).written == (out,)
+    assert predict_raster(model, source, out, **WINDOW).written == ()
+    assert predict_raster(model, source, out, crop_size=32, stride=16).written == (out,)
+    retrained = copy.deepcopy(model)
+    with torch.no_grad():
+        retrained.classifier.conv.bias.data.copy_(torch.arange(float(model.num_classes)) * 100)  # class 4 wins
+    assert predict_raster(retrained, source, out, crop_size=32, stride=16).written == (out,)
+    assert (_read(out)[0] == model.num_classes - 1).all()
+
+
+def test_a_precision_change_starts_over(model, tmp_path, monkeypatch):
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(64, 36, 3))
+    out = tmp_path / "labels.tif"
+    real_add = StripStore.add
+
+    def dying_add(self, y1, y2, arrays):  # killed after the first strip
+        if self.done:
+            raise KeyboardInterrupt("killed")
+        real_add(self, y1, y2, arrays)
+
+    monkeypatch.setattr(StripStore, "add", dying_add)
+    with pytest.raises(KeyboardInterrupt):
+        predict_raster(model, source, out, raster=RasterOptions(tile=TILE), dtype="float32", **WINDOW)
+    monkeypatch.setattr(StripStore, "add", real_add)
+    summary = predict_raster(model, source, out, raster=RasterOptions(tile=TILE), dtype="bfloat16", **WINDOW)
+    assert summary.resumed_rows == 0
+
+
+def test_a_backend_without_identity_never_resumes(model, tmp_path, caplog):
+    from deeplabv3p.inference.backend import Backend, TorchBackend
+
+    class Wrapped(Backend):  # a user's backend that does not say what its weights are
+        def __init__(self) -> None:
+            self.inner = TorchBackend(model)
+            self.config, self.pretrained_cfg, self.device = model.config, model.pretrained_cfg, self.inner.device
+
+        def __call__(self, x):
+            return self.inner(x)
+
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(20, 20, 3))
+    out = tmp_path / "labels.tif"
+    assert predict_raster(Wrapped(), source, out, **WINDOW).written == (out,)
+    with caplog.at_level("WARNING", logger="deeplabv3p"):
+        assert predict_raster(Wrapped(), source, out, **WINDOW).written == (out,)
+    assert "predicted from the start" in caplog.text
+
+
+def test_staging_folders_of_killed_writers_are_removed(model, tmp_path):
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(20, 20, 3))
+    stale = tmp_path / ".labels.tif.999999999-0123abcd.incomplete"  # no process 999999999
+    stale.mkdir()
+    (stale / "labels.tif").write_bytes(b"half")
+    predict_raster(model, source, tmp_path / "labels.tif", **WINDOW)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "labels.tif"]
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,9 @@ def test_folder_of_rasters_sharded_over_two_processes(model, tmp_path):
     assert (out / "r2_probs.tif").is_file()
     again = write_predictions(model, folder, out, shard=(0, 1), raster=raster, **WINDOW)
     assert (again.written, again.skipped) == (0, 3)
+    other = write_predictions(model, folder, out, shard=(0, 1), raster=raster, crop_size=32, stride=16)
+    assert (other.written, other.skipped) == (3, 0)  # finished by another job: predicted again
+    assert len(merge_manifest(folder, out, rasters=True).read_text().splitlines()) == 3
 
 
 def test_overlay_is_refused_for_rasters(model, tmp_path):
