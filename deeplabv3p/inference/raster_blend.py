@@ -55,6 +55,7 @@ class CarryBand:
 
     def __init__(self, classes: int, rows: int, width: int, folder: Path | None = None) -> None:
         self.classes, self.rows, self.width = classes, rows, width
+        self.folder = Path(folder) if folder is not None else Path(tempfile.gettempdir())
         self._file: io.BufferedRandom | None = None
         if rows:  # closed by `close` (RowBlend.close), or with the object
             self._file = cast(io.BufferedRandom, tempfile.TemporaryFile(dir=folder))  # noqa: SIM115
@@ -65,8 +66,17 @@ class CarryBand:
         if self._file is None:
             return
         data = block.detach().permute(2, 0, 1).to("cpu", torch.float32).contiguous().numpy()
-        self._file.seek(x0 * self._column)
-        self._file.write(data.data.cast("B"))
+        try:
+            self._file.seek(x0 * self._column)
+            self._file.write(data.data.cast("B"))
+            self._file.flush()
+        except OSError as e:  # the file has no name: say where it is and how large it grows
+            raise OSError(
+                e.errno,
+                f"cannot store the sums the next row of windows shares with this one in {str(self.folder)!r} "
+                f"({e.strerror}): they need {-(-self._column * self.width // 2**20)} MiB there; free space or "
+                "write the output elsewhere",
+            ) from e
 
     def read(self, x0: int, x1: int, device: torch.device) -> torch.Tensor:
         """Columns ``x0:x1`` of the band, ``(classes, rows, x1 - x0)`` on `device` (every column must be written)."""

@@ -334,3 +334,23 @@ def test_new_weights_of_the_same_architecture_start_over_instead_of_resuming(mod
         next(retrained.parameters()).mul_(1.5)  # same architecture and metadata, other values
     assert repr(retrained.pretrained_cfg) == repr(model.pretrained_cfg)
     assert predict_raster(retrained, source, out, raster=RasterOptions(tile=TILE), **WINDOW).resumed_rows == 0
+
+
+def test_a_full_disk_under_the_carried_sums_names_the_folder_and_size(tmp_path):
+    torch = pytest.importorskip("torch")
+    band = CarryBand(3, 4, 100, tmp_path)
+
+    class FullDisk:
+        def seek(self, offset):
+            pass
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    band._file = FullDisk()
+    with pytest.raises(OSError, match=r"in '.*test_a_full_disk.*' \(No space left on device\): they need 1 MiB") as e:
+        band.write(0, torch.zeros(3, 4, 10))
+    assert e.value.errno == 28
