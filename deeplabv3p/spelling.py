@@ -23,6 +23,7 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "checkpoint_path": ("--checkpoint", "--pretrained"),
     "pretrained": ("--pretrained",),
     "encoder_pretrained": ("--encoder-pretrained",),
+    "input_size": ("--size",),
 }
 _MODEL_KWARGS = "--model-kwargs"
 _PLAIN = re.compile(r"[\w@%+=:,./-]+")
@@ -68,8 +69,8 @@ def _literal(value: Any) -> str:
 
 
 def arg(name: str, value: Any) -> str:
-    """``name=value`` (the value as a Python literal), or under a command its flag: ``--flag value``, a bare
-    ``--flag`` for True, ``without --flag`` for False, or ``--model-kwargs name=value``."""
+    """``name=value`` (the value as a Python literal), or under a command its flag: ``--flag value`` (a pair of
+    ints as ``HxW``), a bare ``--flag`` for True, ``without --flag`` for False, or ``--model-kwargs name=value``."""
     python = f"{name}={_literal(value)}"
     flags = _flags.get()
     if flags is None:
@@ -80,6 +81,8 @@ def arg(name: str, value: Any) -> str:
         return f"{_MODEL_KWARGS} {_shell(python)}" if _MODEL_KWARGS in flags else python
     if isinstance(value, bool):
         return flag if value else f"without {flag}"
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{flag} {value[0]}x{value[1]}"  # the commands take sizes as HxW
     return f"{flag} {_shell(str(value))}"
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..inference.model import DeepLabV3Plus
 
 INT8_FORMATS = tuple(f.name for f in FORMATS.values() if f.quantizer is not None)
-MAX_SIZE_FORMATS = ("executorch", "tensorrt")  # their writers take max_size=
+MAX_SIZE_FORMATS = tuple(f.name for f in FORMATS.values() if f.max_size)
 INT8_LABELS = INT8.labels  # the documented INT8 bound (deeplabv3p.deploy.bounds: torch-free)
 DEFAULT_MAX_DROP = 0.005  # NNCF accuracy control: INT8 labels within half a percent of the fp32 file's
 

@@ -33,6 +33,7 @@ class Format:
             check of an export that cannot run here (its inputs, outputs, shapes and metadata): notes, or raises.
         runs_on_cpu: whether the export runs on a CPU-only Linux machine, so that export can prove it.
         folder: the export is a folder (Core ML ``.mlpackage``) rather than a file.
+        max_size: the writer takes ``max_size=`` (the largest input of a dynamic export: ``--max-size``).
         quantizer: ``"module:attribute"`` of the format's INT8 step, ``quantize(fp32_path, out_path, calibration,
             **options) -> Path`` (`calibration`: network inputs as `deeplabv3p.deploy.calibration.calibration_inputs`
             makes them); None where ``--int8`` is not offered.
@@ -50,6 +51,7 @@ class Format:
     summary: str
     folder: bool = False
     inspector: str | None = None
+    max_size: bool = False
     quantizer: str | None = None
 
     def require_export(self) -> None:
@@ -129,6 +131,7 @@ FORMATS: dict[str, Format] = {
             loader="executorch_runtime:ExecuTorchSegmenter",
             runs_on_cpu=True,
             summary="ExecuTorch program lowered to XNNPACK (CPU, mobile; dynamic sizes up to the export size)",
+            max_size=True,
         ),
         Format(
             name="litert",
@@ -176,6 +179,7 @@ FORMATS: dict[str, Format] = {
             runs_on_cpu=False,
             summary="TensorRT engine built from ONNX (NVIDIA GPU of the building machine; fp16 with fp16=True)",
             inspector="tensorrt_runtime:prove",
+            max_size=True,
         ),
     )
 }

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..atomic import atomic_write_text
 from ..fields import check_bool, check_int, check_pair
+from ..spelling import arg
 from .metadata import model_config, sidecar, to_json
 from .onnx_export import INPUT_NAME
 from .onnx_export import write as write_onnx
@@ -92,8 +93,8 @@ def write(
     high = check_pair("max_size", max_size, m) if max_size is not None else (2 * h, 2 * w)
     if dynamic and not (low[0] <= h <= high[0] and low[1] <= w <= high[1]):
         raise ValueError(
-            f"input_size={input_size} is outside min_size={low} .. max_size={high}: the engine is tuned for "
-            "input_size, which must lie between them"
+            f"{arg('input_size', input_size)} is outside {arg('min_size', low)} .. {arg('max_size', high)}: the "
+            "engine is tuned for the example's size, which must lie between them"
         )
     work = Path(tempfile.mkdtemp(prefix=".tensorrt-", dir=path.parent))
     try:

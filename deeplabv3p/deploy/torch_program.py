@@ -20,6 +20,7 @@ from torch import nn
 
 from ..fields import check_pair
 from ..models.decoder import ASPP
+from ..spelling import arg
 from .metadata import model_config
 
 
@@ -77,8 +78,8 @@ def check_max_size(max_size: Any, input_size: tuple[int, int], minimum: int) -> 
     pair = check_pair("max_size", max_size, minimum)
     if pair[0] < input_size[0] or pair[1] < input_size[1]:
         raise ValueError(
-            f"max_size={pair} is smaller than input_size={input_size}: the example input must fit; raise max_size "
-            "or lower input_size"
+            f"{arg('max_size', pair)} is smaller than {arg('input_size', input_size)}: the example input must fit; "
+            "raise the largest size or lower the example's"
         )
     return pair
 

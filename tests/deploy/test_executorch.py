@@ -141,6 +141,15 @@ def test_bad_export_arguments(model, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_size_errors_read_as_the_export_command_spells_them():
+    from deeplabv3p.deploy.torch_program import check_max_size
+    from deeplabv3p.spelling import command_line
+
+    with command_line({"--size", "--max-size"}), pytest.raises(ValueError) as e:
+        check_max_size((32, 48), (64, 64), 8)
+    assert str(e.value).startswith("--max-size 32x48 is smaller than --size 64x64: the example input must fit")
+
+
 def test_missing_executorch_is_a_clear_error(model, conv, tmp_path, monkeypatch):
     path = tmp_path / "conv.pte"
     path.write_bytes((conv / "conv3.pte").read_bytes())
@@ -176,3 +185,13 @@ def test_cli_max_size_reaches_the_writer_and_is_refused_where_it_does_not_apply(
             capsys.readouterr().err
         )
     assert len(calls) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_max_size_formats_are_those_whose_writers_take_it():
+    import inspect
+
+    from deeplabv3p.deploy.formats import FORMATS
+
+    for fmt in FORMATS.values():
+        takes = "max_size" in inspect.signature(fmt.write_function()).parameters
+        assert fmt.max_size == takes, fmt.name
