@@ -192,20 +192,25 @@ def test_complete_output_is_skipped_on_resume_only_for_the_same_job(model, tmp_p
     assert (_read(out)[0] == model.num_classes - 1).all()
 
 
-def test_a_precision_change_starts_over(model, tmp_path, monkeypatch):
-    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(64, 36, 3))
-    out = tmp_path / "labels.tif"
+def _killed_after_first_strip(model, source, out, monkeypatch, **kwargs) -> None:
+    """A run of `predict_raster` killed once its first strip is stored (its strips stay for a rerun)."""
     real_add = StripStore.add
 
-    def dying_add(self, y1, y2, arrays):  # killed after the first strip
+    def dying_add(self, y1, y2, arrays):
         if self.done:
             raise KeyboardInterrupt("killed")
         real_add(self, y1, y2, arrays)
 
-    monkeypatch.setattr(StripStore, "add", dying_add)
-    with pytest.raises(KeyboardInterrupt):
-        predict_raster(model, source, out, raster=RasterOptions(tile=TILE), dtype="float32", **WINDOW)
-    monkeypatch.setattr(StripStore, "add", real_add)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(StripStore, "add", dying_add)
+        predict_raster(model, source, out, raster=RasterOptions(tile=TILE), **WINDOW, **kwargs)
+    assert strips_folder(out).is_dir()
+
+
+def test_a_precision_change_starts_over(model, tmp_path, monkeypatch):
+    source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(64, 36, 3))
+    out = tmp_path / "labels.tif"
+    _killed_after_first_strip(model, source, out, monkeypatch, dtype="float32")
     summary = predict_raster(model, source, out, raster=RasterOptions(tile=TILE), dtype="bfloat16", **WINDOW)
     assert summary.resumed_rows == 0
 
@@ -318,17 +323,10 @@ def test_new_weights_of_the_same_architecture_start_over_instead_of_resuming(mod
     torch = pytest.importorskip("torch")
     source = write_geotiff(tmp_path / "in.tif", synthetic_pixels(64, 36, 3))
     out = tmp_path / "labels.tif"
-    real_add = StripStore.add
-
-    def dying_add(self, y1, y2, arrays):  # killed after the first strip
-        if self.done:
-            raise KeyboardInterrupt("killed")
-        real_add(self, y1, y2, arrays)
-
-    monkeypatch.setattr(StripStore, "add", dying_add)
-    with pytest.raises(KeyboardInterrupt):
-        predict_raster(model, source, out, raster=RasterOptions(tile=TILE), **WINDOW)
-    monkeypatch.setattr(StripStore, "add", real_add)
+    _killed_after_first_strip(model, source, out, monkeypatch)
+    assert predict_raster(model, source, out, raster=RasterOptions(tile=TILE), **WINDOW).resumed_rows > 0
+    out.unlink()
+    _killed_after_first_strip(model, source, out, monkeypatch)
     retrained = copy.deepcopy(model)
     with torch.no_grad():
         next(retrained.parameters()).mul_(1.5)  # same architecture and metadata, other values
