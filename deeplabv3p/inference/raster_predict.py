@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..fields import check_bands, check_bool, check_choice, check_float, check_int
+from .bands import choose_bands
 from .options import PredictOptions, make_options
 from .pipeline import _start, normalize, slide_windows
 from .prefetch import made_ahead, reads_ahead
@@ -55,8 +56,9 @@ PROBS_KINDS: tuple[ProbsKind, ...] = ("confidence", "classes")
 class RasterOptions:
     """How a raster is read and its labels written (the network's options are `PredictOptions`).
 
-    ``bands``: 1-based bands to read, in order (default: the bands the weights were trained on, ``pretrained_cfg.
-    bands``, else all, less a declared alpha for RGB models); ``nodata``: the
+    ``bands``: 1-based bands to read, in order (default: ``PredictOptions.bands``, else the bands the weights were
+    trained on, ``pretrained_cfg.bands``, else all, less a declared alpha for RGB models: the rule of
+    `deeplabv3p.inference.bands`); ``nodata``: the
     input's nodata value, replacing the raster's own; ``probs``: also write ``NAME_probs.tif``, ``"confidence"``
     (the winning class's probability) or ``"classes"`` (one band per class), uint8-scaled; ``cog``: write Cloud
     Optimized GeoTIFFs; ``tile``: the side of the written tiles (a multiple of 16), also the rows a stored strip
@@ -96,8 +98,21 @@ class RasterSummary:
     seconds: float
 
 
+def raster_bands(raster: RasterOptions, options: PredictOptions) -> RasterOptions:
+    """`raster` with the bands `options` choose (``PredictOptions.bands``) where it chooses none; the two choosing
+    different bands is an error."""
+    if options.bands is None or raster.bands == options.bands:
+        return raster
+    if raster.bands is not None:
+        raise ValueError(
+            f"bands chosen twice: RasterOptions(bands={raster.bands}) and bands={options.bands}; choose them once"
+        )
+    return dataclasses.replace(raster, bands=options.bands)
+
+
 def raster_settings(options: PredictOptions) -> PredictOptions:
-    """The predict options of a raster: slide mode at the raster's own resolution, no TTA, no in-memory probs."""
+    """The predict options of a raster: slide mode at the raster's own resolution, no TTA, no in-memory probs;
+    the bands are the `RasterOptions`' (`raster_bands`)."""
     if options.tta:
         raise ValueError("tta=True does not apply to rasters: they are predicted window by window at one scale")
     if options.test_scale is not None:
@@ -107,7 +122,7 @@ def raster_settings(options: PredictOptions) -> PredictOptions:
             "mode='whole' does not apply to rasters: they are predicted in slide windows (choose the window with "
             "crop_size / --window)"
         )
-    return options.replace(mode="slide", resize=False, return_probs=False, batch_size=1)
+    return options.replace(mode="slide", resize=False, return_probs=False, batch_size=1, bands=None)
 
 
 def _chunks(windows: list[Window], per_forward: int) -> list[list[Window]]:
@@ -171,14 +186,9 @@ def open_for_model(
     source: str | Path, config: ModelConfig, weights: PretrainedCfg | None, options: RasterOptions
 ) -> RasterSource:
     """`source` opened as the input of a model of `config` with `weights`: the bands `options` ask for, else those
-    the weights were trained on (``weights.bands``), else the band rule's; `options`' nodata."""
-    trained = weights.bands if weights is not None and options.bands is None else None
-    try:
-        return open_raster(source, config.in_chans, options.bands or trained, options.nodata)
-    except ValueError as e:
-        if trained is None:
-            raise
-        raise ValueError(f"{e} (the weights were trained on bands {trained}: choose others with --bands)") from e
+    the weights were trained on (``weights.bands``), else the band rule's (`deeplabv3p.inference.bands`, the rule
+    `predict` reads TIFF files by); `options`' nodata."""
+    return open_raster(source, config.in_chans, choose_bands(options.bands, weights), options.nodata)
 
 
 def predict_raster(
@@ -204,8 +214,9 @@ def predict_raster(
         progress: show a progress bar (strips and pixels per second).
     """
     started = time.perf_counter()
-    raster_options = raster or RasterOptions()
-    opts = raster_settings(make_options(options, **overrides))
+    opts = make_options(options, **overrides)
+    raster_options = raster_bands(raster or RasterOptions(), opts)
+    opts = raster_settings(opts)
     source, out = Path(source), Path(out)
     _check_output(source, out)
     _, _, run = _start(model, [source], opts, {})

@@ -39,7 +39,14 @@ from .images import ImageItem, expand_inputs
 from .options import PredictOptions, make_options
 from .pipeline import predict_iter_skipping
 from .prefetch import Unreadable
-from .raster_predict import RasterOptions, open_for_model, predict_raster, raster_settings, strips_pending
+from .raster_predict import (
+    RasterOptions,
+    open_for_model,
+    predict_raster,
+    raster_bands,
+    raster_settings,
+    strips_pending,
+)
 from .rasters import is_raster_path, require_rasterio
 
 if TYPE_CHECKING:
@@ -342,7 +349,9 @@ def _write_rasters(
 ) -> int:
     """Predict each input raster of `todo` into its label raster, recording each in this process's manifest part.
     Options, and every raster's bands and dtype, are checked before the first is predicted."""
-    raster_settings(make_options(options, **overrides))
+    opts = make_options(options, **overrides)
+    raster = raster_bands(raster, opts)
+    raster_settings(opts)
     weights = getattr(model, "pretrained_cfg", None)
     for job in todo:
         open_for_model(job.input, model.config, weights, raster).close()
