@@ -150,6 +150,27 @@ def check_bands(name: str, value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
+def band_counts(in_chans: int) -> tuple[int, ...]:
+    """How many bands of a raster or TIFF a model of `in_chans` input channels reads: 1 or 3 for an RGB model (one
+    band is repeated as gray), exactly `in_chans` otherwise. The one definition the readers
+    (`deeplabv3p.inference.rasters`, `deeplabv3p.inference.images`) and `PretrainedCfg.bands` check against."""
+    return (1, 3) if in_chans == 3 else (in_chans,)
+
+
+def check_band_count(name: str, bands: tuple[int, ...], in_chans: int) -> tuple[int, ...]:
+    """`bands` if a model of `in_chans` reads that many (`band_counts`); else a ValueError naming `name`, the bands,
+    the counts that fit and the two fixes."""
+    counts = band_counts(in_chans)
+    if len(bands) not in counts:
+        fit = " or ".join(str(c) for c in counts)
+        gray = " (one is repeated as gray)" if in_chans == 3 else ""
+        raise ValueError(
+            f"{name}={bands} selects {len(bands)} band(s) but a model of in_chans={in_chans} reads {fit} bands"
+            f"{gray}: choose {fit} bands, or build the model with in_chans={len(bands)}"
+        )
+    return bands
+
+
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING, **cli: Any) -> Any:
     """A dataclass field that documents itself: `help` is the one description of the field, shown in the class
     docstring (`documented`) and as the help of its command-line flag. `cli` holds flag details for

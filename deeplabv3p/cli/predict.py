@@ -32,7 +32,7 @@ Large rasters (GeoTIFF, COG, JP2, VRT; the [geo] extra): --out NAME.tif writes t
 --geotiff writes OUT/NAME.tif for every input; streamed in slide windows (--window / --stride), resumable, e.g.
   deeplabv3p predict ortho.tif --model deeplabv3plus_r50_d8.potsdam --out labels.tif --bands 1,2,3 --probs confidence
 """
-RASTER_FLAGS = ("bands", "nodata", "probs", "cog")
+RASTER_FLAGS = ("nodata", "probs", "cog")
 
 
 def add_predict(sub: argparse._SubParsersAction, help: str) -> None:
@@ -68,6 +68,14 @@ def add_predict(sub: argparse._SubParsersAction, help: str) -> None:
         "--out", required=True, help="output folder (created if missing), or NAME.tif: the label raster of one raster"
     )
     p.add_argument("--overlay", action="store_true", help="also write the labels blended over each image")
+    p.add_argument(
+        "--bands",
+        dest="read_bands",  # PredictOptions.bands, read as B,B,B (the train and evaluate commands' form)
+        type=parse_bands,
+        metavar="B,B,B",
+        help="bands of TIFF inputs and rasters to read, 1-based as GDAL counts: 4,3,2 (default: the bands the weights "
+        "were trained on, else all)",
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the labels (default 0.5)")
     p.add_argument("--overwrite", action="store_true", help="predict every input again, even where outputs exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -96,7 +104,6 @@ def _add_raster_flags(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--geotiff", action="store_true", help="write OUT/NAME.tif, a georeferenced label raster, for every input"
     )
-    g.add_argument("--bands", type=parse_bands, metavar="B,B,B", help="bands to read, 1-based as GDAL counts: 4,3,2")
     g.add_argument("--nodata", type=float, metavar="VALUE", help="the input's nodata value (default: the raster's)")
     g.add_argument(
         "--probs",
@@ -120,7 +127,7 @@ def _raster_options(args: argparse.Namespace) -> RasterOptions | None:
         return None
     if args.overlay:
         raise ValueError("--overlay draws PNG label maps; label rasters (--geotiff, --out NAME.tif) have no overlay")
-    return RasterOptions(bands=args.bands, nodata=args.nodata, probs=args.probs, cog=args.cog)
+    return RasterOptions(nodata=args.nodata, probs=args.probs, cog=args.cog)  # bands: PredictOptions.bands
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -135,7 +142,7 @@ def run_predict(args: argparse.Namespace) -> int:
             f"--model {args.model!r} is an exported file: --pretrained, --checkpoint and --model-kwargs apply to "
             "PyTorch models only"
         )
-    options = PredictOptions(**option_values(args, PredictOptions))
+    options = PredictOptions(**option_values(args, PredictOptions), bands=args.read_bands)
     raster = _raster_options(args)
     if args.backend is not None and exported:
         raise ValueError(

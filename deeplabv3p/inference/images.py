@@ -20,7 +20,9 @@ How bands are read depends on the model's ``in_chans``:
 
 TIFFs are read the same way whatever the band count: by PIL where PIL reads every stored band (8-bit gray, RGB,
 CMYK, declared alpha; one 16-bit or float band), else by tifffile, the ``tiff`` extra
-(``pip install "deeplabv3p[tiff]"``): pixel-interleaved, planar and page-per-band files all work.
+(``pip install "deeplabv3p[tiff]"``): pixel-interleaved, planar and page-per-band files all work. Which bands of a
+TIFF are read is the rule rasters are read by (`deeplabv3p.inference.bands`): the spec's ``bands`` (the caller's,
+else the weights' trained bands), taken from the bands as stored in that order, else the rules above.
 
 Value rules (what the model's mean/std, also on the 0..255 scale, are applied to), one `ImageSpec` deciding them:
 
@@ -58,8 +60,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..fields import check_choice, check_int, path_kind
+from ..fields import check_band_count, check_choice, check_int, path_kind
 from ..spelling import Placeholder, arg
+from .bands import BandChoice
 from .tiff import ALPHA_EXTRASAMPLES, is_tiff, read_tiff
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
@@ -79,16 +82,20 @@ class ImageSpec:
     ``in_chans``: 3 reads by the RGB rules (gray repeated, alpha dropped), any other count takes the bands as
     stored, exactly that many; None keeps whatever bands are stored (for display). ``floats``: ``"0..1"`` for
     `predict`'s inputs and image files, ``"0..255"`` for a dataset's samples (see the module docstring).
-    ``max_pixels``: a file declaring more pixels is refused before decoding (None: no budget).
+    ``max_pixels``: a file declaring more pixels is refused before decoding (None: no budget). ``bands``: the bands
+    of a TIFF file to read, in order (`deeplabv3p.inference.bands`; None: the rules for ``in_chans``).
     """
 
     in_chans: int | None = 3
     floats: FloatScale = "0..1"
     max_pixels: int | None = None
+    bands: BandChoice | None = None
 
     def __post_init__(self) -> None:
         if self.in_chans is not None:
             check_int("in_chans", self.in_chans, 1)
+            if self.bands is not None:
+                check_band_count("bands", self.bands.bands, self.in_chans)
         check_choice("floats", self.floats, FLOAT_SCALES)
         if self.max_pixels is not None:
             check_int("max_pixels", self.max_pixels, 1)
@@ -179,13 +186,13 @@ def _expand_one(value: Any, name: str, spec: ImageSpec) -> tuple[list[ImageItem]
     if isinstance(value, str | Path):
         path = Path(value)
         if path.is_dir():
-            return [ImageItem(p, str(p), spec) for p in list_image_files(path)], True
+            return [_checked_bands(ImageItem(p, str(p), spec)) for p in list_image_files(path)], True
         if (kind := path_kind(path)) != "a file":
             where = "does not exist" if kind == "nothing" else f"is {kind}, not an image file"
             raise FileNotFoundError(f"{name}: image file {str(path)!r} {where}")
-        return [ImageItem(path, str(path), spec)], False
+        return [_checked_bands(ImageItem(path, str(path), spec))], False
     if isinstance(value, Image.Image):
-        return [ImageItem(value, name, spec)], False
+        return [_checked_bands(ImageItem(value, name, spec))], False
     if isinstance(value, np.ndarray | torch.Tensor):
         batched = value.ndim == 4
         if batched:
@@ -195,12 +202,26 @@ def _expand_one(value: Any, name: str, spec: ImageSpec) -> tuple[list[ImageItem]
         else:
             items = [ImageItem(value, name, spec)]
         for item in items:
+            _checked_bands(item)
             with _naming(item.name):
                 _check_array_layout(item.source, spec)
         return items, batched
     raise TypeError(
         f"{name}: unsupported image type {_describe(value)}; accepted: a file or directory path, a PIL image, "
         "a numpy array (H, W, C) or a torch tensor (C, H, W), or a list of these"
+    )
+
+
+def _checked_bands(item: ImageItem) -> ImageItem:
+    """`item`, unless the caller chose bands (not the weights' trained bands, which images other than TIFFs are
+    read without) and it is not a TIFF file: bands select from a TIFF's stored bands only."""
+    choice = item.spec.bands
+    if choice is None or choice.trained or (item.path is not None and is_tiff(item.path)):
+        return item
+    what = "an image file other than a TIFF" if item.path is not None else f"a {_describe(item.source)}"
+    raise ValueError(
+        f"{item.name}: bands={choice.bands} selects bands of TIFF files, and this is {what}, read as given: drop "
+        "bands= (--bands), or select the bands of an array yourself (a[..., [3, 2, 1]])"
     )
 
 
@@ -282,7 +303,9 @@ def decode_image(source: Any, spec: ImageSpec | None = None, name: str = "image"
     if isinstance(source, str | Path):
         name = str(source)
     with _naming(name):
-        if isinstance(source, str | Path):
+        if isinstance(source, str | Path) and spec.bands is not None and is_tiff(Path(source)):
+            pixels = _select_bands(_decode_file(Path(source), None, spec.max_pixels), spec.bands)
+        elif isinstance(source, str | Path):
             pixels = _decode_file(Path(source), spec.in_chans, spec.max_pixels)
         elif isinstance(source, Image.Image):
             pixels = _from_pil(source, spec.in_chans)
@@ -296,6 +319,16 @@ def decode_image(source: Any, spec: ImageSpec | None = None, name: str = "image"
         else:
             raise _UnnamedImageError(f"unsupported image type {_describe(source)}", TypeError)
         return _lay_out(pixels if pixels.dim() == 3 else pixels[None], spec.in_chans)
+
+
+def _select_bands(pixels: torch.Tensor, choice: BandChoice) -> torch.Tensor:
+    """The bands of `choice` (1-based, in order) of a TIFF's ``(C, H, W)`` bands as stored; a band the file lacks is
+    an error saying how to choose others (`BandChoice.missing`)."""
+    pixels = pixels if pixels.dim() == 3 else pixels[None]
+    problem = choice.missing(pixels.shape[0])
+    if problem is not None:
+        raise _UnnamedImageError(problem)
+    return pixels[[b - 1 for b in choice.bands]]
 
 
 def lay_out_bands(pixels: torch.Tensor, in_chans: int | None, name: str = "image") -> torch.Tensor:
@@ -466,8 +499,8 @@ def _tiff_bands(path: Path, in_chans: int | None, problem: str) -> torch.Tensor:
         raise _UnnamedImageError(
             "the TIFF has 4 bands and does not declare the 4th alpha (RGB + NIR?), so an RGB model (in_chans=3) "
             "would drop a band: build the model for 4 bands (create_model(..., in_chans=4), "
-            "--model-kwargs in_chans=4, SegmentationDataset(..., in_chans=4)), or write the 3 bands to use to a "
-            "file of their own"
+            "--model-kwargs in_chans=4, SegmentationDataset(..., in_chans=4)), choose three when predicting "
+            "(predict(..., bands=(1, 2, 3)), --bands 1,2,3), or write the 3 bands to use to a file of their own"
         )
     return pixels
 

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..fields import check_bool, check_int, documented, option
+from ..fields import check_bands, check_bool, check_int, documented, option
 from ..pretrained.test_settings import WHOLE_MAX_PIXELS, TestMode, TestSettings, check_test_setting
 
 if TYPE_CHECKING:
@@ -102,6 +102,13 @@ class PredictOptions:
         help="run on this device, moving the model there (in place): cpu, cuda, cuda:1; 'cuda' under torchrun means "
         "this process's GPU (LOCAL_RANK) (default: the model's device)",
     )
+    bands: tuple[int, ...] | None = option(
+        None,
+        help="the bands of TIFF files and rasters to read, 1-based as GDAL counts, in the order the model takes them "
+        "(4, 3, 2) (default: the bands the weights were trained on, pretrained_cfg.bands, else all: "
+        "deeplabv3p.inference.bands); other images are read as given",
+        cli=False,  # the command line's --bands B,B,B (deeplabv3p.cli.predict)
+    )
 
     def __post_init__(self) -> None:
         for name in ("tta", "resize", "return_probs", "channels_last"):
@@ -119,6 +126,8 @@ class PredictOptions:
         check_int("window_batch_size", self.window_batch_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("num_workers", self.num_workers, 0)
+        if self.bands is not None:
+            self._set("bands", check_bands("bands", self.bands))
         if self.device is not None:
             import torch
 

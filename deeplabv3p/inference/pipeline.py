@@ -35,6 +35,7 @@ from ..fields import check_int, check_pair
 from ..pretrained.config import PretrainedCfg, pretrained_cfg_for
 from ..pretrained.test_settings import TestSettings, budget_window, over_budget
 from .backend import Backend, TorchBackend
+from .bands import choose_bands
 from .images import ImageItem, ImageSpec, expand_inputs
 from .labels import class_indices
 from .options import PredictOptions, make_options, settings_in_force
@@ -306,7 +307,9 @@ def _start(
 
     opts = make_options(options, **overrides)
     backend = _as_backend(model)
-    items, batched = expand_inputs(inputs, ImageSpec(backend.config.in_chans, max_pixels=opts.max_pixels or None))
+    bands = choose_bands(opts.bands, _weights_cfg(backend))  # the caller's, else the weights' trained bands
+    spec = ImageSpec(backend.config.in_chans, max_pixels=opts.max_pixels or None, bands=bands)
+    items, batched = expand_inputs(inputs, spec)
     if shard:
         rank, world = process_share()
         items = items[rank::world]

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from ..fields import check_bands, check_bool, check_choice, check_float, check_int
+from ..fields import check_bool, check_choice, check_float, check_int
+from .bands import choose_bands
 from .options import PredictOptions, make_options
 from .pipeline import _start, normalize, slide_windows
 from .prefetch import made_ahead, reads_ahead
@@ -57,23 +58,20 @@ PROBS_KINDS: tuple[ProbsKind, ...] = ("confidence", "classes")
 class RasterOptions:
     """How a raster is read and its labels written (the network's options are `PredictOptions`).
 
-    ``bands``: 1-based bands to read, in order (default: the bands the weights were trained on, ``pretrained_cfg.
-    bands``, else all, less a declared alpha for RGB models); ``nodata``: the
-    input's nodata value, replacing the raster's own; ``probs``: also write ``NAME_probs.tif``, ``"confidence"``
+    Which bands are read is ``PredictOptions.bands`` (``bands=(4, 3, 2)``, ``--bands 4,3,2``), as for TIFF files
+    predicted in memory (`deeplabv3p.inference.bands`). ``nodata``: the input's nodata value, replacing the
+    raster's own; ``probs``: also write ``NAME_probs.tif``, ``"confidence"``
     (the winning class's probability) or ``"classes"`` (one band per class), uint8-scaled; ``cog``: write Cloud
     Optimized GeoTIFFs; ``tile``: the side of the written tiles (a multiple of 16), also the rows a stored strip
     ends on, so each tile row is written once.
     """
 
-    bands: tuple[int, ...] | None = None
     nodata: float | None = None
     probs: ProbsKind | None = None
     cog: bool = False
     tile: int = TILE
 
     def __post_init__(self) -> None:
-        if self.bands is not None:
-            object.__setattr__(self, "bands", check_bands("bands", self.bands))
         if self.nodata is not None and self.nodata == self.nodata:  # NaN is a valid nodata value
             check_float("nodata", self.nodata)
         if self.probs is not None:
@@ -99,7 +97,8 @@ class RasterSummary:
 
 
 def raster_settings(options: PredictOptions) -> PredictOptions:
-    """The predict options of a raster: slide mode at the raster's own resolution, no TTA, no in-memory probs."""
+    """The predict options of a raster's windows: slide mode at the raster's own resolution, no TTA, no in-memory
+    probs; no bands (the raster's reader has applied them: `open_for_model`)."""
     if options.tta:
         raise ValueError("tta=True does not apply to rasters: they are predicted window by window at one scale")
     if options.test_scale is not None:
@@ -109,7 +108,7 @@ def raster_settings(options: PredictOptions) -> PredictOptions:
             "mode='whole' does not apply to rasters: they are predicted in slide windows (choose the window with "
             "crop_size / --window)"
         )
-    return options.replace(mode="slide", resize=False, return_probs=False, batch_size=1)
+    return options.replace(mode="slide", resize=False, return_probs=False, batch_size=1, bands=None)
 
 
 def _chunks(windows: list[Window], per_forward: int) -> list[list[Window]]:
@@ -176,17 +175,16 @@ def _check_output(source: Path, out: Path) -> None:
 
 
 def open_for_model(
-    source: str | Path, config: ModelConfig, weights: PretrainedCfg | None, options: RasterOptions
+    source: str | Path,
+    config: ModelConfig,
+    weights: PretrainedCfg | None,
+    bands: tuple[int, ...] | None,
+    raster: RasterOptions,
 ) -> RasterSource:
-    """`source` opened as the input of a model of `config` with `weights`: the bands `options` ask for, else those
-    the weights were trained on (``weights.bands``), else the band rule's; `options`' nodata."""
-    trained = weights.bands if weights is not None and options.bands is None else None
-    try:
-        return open_raster(source, config.in_chans, options.bands or trained, options.nodata)
-    except ValueError as e:
-        if trained is None:
-            raise
-        raise ValueError(f"{e} (the weights were trained on bands {trained}: choose others with --bands)") from e
+    """`source` opened as the input of a model of `config` with `weights`: the `bands` chosen
+    (``PredictOptions.bands``), else those the weights were trained on (``weights.bands``), else the band rule's
+    (`deeplabv3p.inference.bands`, the rule `predict` reads TIFF files by); `raster`'s nodata."""
+    return open_raster(source, config.in_chans, choose_bands(bands, weights), raster.nodata)
 
 
 def predict_raster(
@@ -206,21 +204,26 @@ def predict_raster(
     Args:
         model, options, overrides: as for `deeplabv3p.predict`; the raster is predicted in slide mode at its own
             resolution (``crop_size`` / ``stride`` choose the window; TTA and ``test_scale`` do not apply).
-        raster: how the raster is read and written (`RasterOptions`: bands, nodata, probabilities, COG).
+            ``bands`` (``PredictOptions.bands``) chooses the raster's bands.
+        raster: how the raster is read and written (`RasterOptions`: nodata, probabilities, COG).
         resume: continue an interrupted run of the same job (same input, weights, precision and options) from its
             stored strips, and skip an output this job already wrote (its `JOB_TAG`); an output of another job is
             predicted again. False predicts it all again. A `Backend` without an `identity` never resumes.
         progress: show a progress bar (strips and pixels per second).
     """
     started = time.perf_counter()
+    chosen = make_options(options, **overrides)
     raster_options = raster or RasterOptions()
-    opts = raster_settings(make_options(options, **overrides))
+    opts = raster_settings(chosen)
     source, out = Path(source), Path(out)
     _check_output(source, out)
     _, _, run = _start(model, [source], opts, {})
     backend = run.backend
     label_dtype(backend.num_classes)
-    with gdal_env(source), open_for_model(source, backend.config, backend.pretrained_cfg, raster_options) as src:
+    with (
+        gdal_env(source),
+        open_for_model(source, backend.config, backend.pretrained_cfg, chosen.bands, raster_options) as src,
+    ):
         grid = src.grid
         if not grid.georeferenced:
             logger.warning("%s has no georeference (CRS): %s is written without one", source, out)

@@ -7,11 +7,12 @@ values converted by `to_input_scale` (uint8 as is; uint16 keeps its high byte fo
 ``value * 255 / 65535`` for multi-band ones; floats must lie in [0, 1]). So a raster small enough to hold gives the
 same network input as ``predict(array)`` on its pixels.
 
-Band selection (``bands=(4, 3, 2)``) is 1-based, as GDAL counts. Nodata is the raster's own (a nodata value, an
-internal mask or an alpha band: GDAL's mask bands) or a value given by the caller, which replaces it; a pixel is
-nodata when every selected band says so (GDAL's rule for a per-dataset nodata value). Nodata pixels are set to 0
-before the value conversion, so a fill value such as -9999 never trips the float range check; the prediction
-blanks them (`deeplabv3p.inference.raster_predict`).
+Band selection (``bands=(4, 3, 2)``) is 1-based, as GDAL counts; which bands a model reads when none are chosen is
+the rule of `deeplabv3p.inference.bands`, shared with TIFF files read in memory. Nodata is the raster's own (a
+nodata value, an internal mask or an alpha band: GDAL's mask bands) or a value given by the caller, which replaces
+it; a pixel is nodata when every selected band says so (GDAL's rule for a per-dataset nodata value). Nodata pixels
+are set to 0 before the value conversion, so a fill value such as -9999 never trips the float range check; the
+prediction blanks them (`deeplabv3p.inference.raster_predict`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ..fields import check_bands, check_float
-from .images import RGB_CHANNELS, ImageSpec, lay_out_bands, to_input_scale
+from ..fields import band_counts, check_band_count, check_bands, check_float
+from .bands import BandChoice
+from .images import ImageSpec, lay_out_bands, to_input_scale
 from .tiff import is_tiff
 
 GEO_EXTRA = 'pip install "deeplabv3p[geo]"'
@@ -87,39 +89,33 @@ class RasterWindow(NamedTuple):
     valid: np.ndarray | None
 
 
-def _band_plan(src: Any, in_chans: int, bands: tuple[int, ...] | None, name: str) -> tuple[int, ...]:
-    """The 1-based bands to read for a model of `in_chans`: `bands` as given (each must exist), else every band,
-    less a declared alpha band for RGB models (the alpha still masks nodata: it is GDAL's mask band)."""
+def _band_plan(src: Any, in_chans: int, choice: BandChoice | None, name: str) -> tuple[int, ...]:
+    """The 1-based bands to read for a model of `in_chans`: the `choice` (`deeplabv3p.inference.bands`; each band
+    must exist), else every band, less a declared alpha band for RGB models (the alpha still masks nodata: it is
+    GDAL's mask band). The count must fit the model (`deeplabv3p.fields.band_counts`)."""
     rasterio = require_rasterio("reading rasters")
     count = src.count
-    if bands is not None:
-        missing = [b for b in bands if b > count]
-        if missing:
-            raise ValueError(
-                f"{name}: bands={bands} asks for band {missing[0]} but the raster has {count} band(s) "
-                f"(numbered 1 to {count}, as GDAL counts)"
-            )
-        chosen = bands
-    else:
-        chosen = tuple(range(1, count + 1))
-        alpha = rasterio.enums.ColorInterp.alpha
-        if in_chans == 3 and count in (2, 4) and src.colorinterp[-1] == alpha:
-            chosen = chosen[:-1]
-        elif in_chans == 3 and count == 4:
-            raise ValueError(
-                f"{name}: the raster has 4 bands and does not declare the 4th alpha (RGB + NIR?), so an RGB model "
-                "(in_chans=3) would drop a band: choose three with bands=(1, 2, 3) (--bands 1,2,3), or build the "
-                "model for 4 bands (in_chans=4)"
-            )
-    if in_chans == 3 and len(chosen) not in RGB_CHANNELS[:2]:
+    if choice is not None:
+        problem = choice.missing(count)
+        if problem is not None:
+            raise ValueError(f"{name}: {problem}")
+        return check_band_count(f"{name}: bands", choice.bands, in_chans)
+    chosen = tuple(range(1, count + 1))
+    alpha = rasterio.enums.ColorInterp.alpha
+    if in_chans == 3 and count in (2, 4) and src.colorinterp[-1] == alpha:
+        chosen = chosen[:-1]
+    elif in_chans == 3 and count == 4:
         raise ValueError(
-            f"{name}: an RGB model (in_chans=3) reads 1 or 3 bands, got {len(chosen)} ({chosen}); choose them with "
-            "bands=(r, g, b) (--bands 3,2,1), or build the model with in_chans=" + str(len(chosen))
+            f"{name}: the raster has 4 bands and does not declare the 4th alpha (RGB + NIR?), so an RGB model "
+            "(in_chans=3) would drop a band: choose three with bands=(1, 2, 3) (--bands 1,2,3), or build the "
+            "model for 4 bands (in_chans=4)"
         )
-    if in_chans != 3 and len(chosen) != in_chans:
+    if len(chosen) not in band_counts(in_chans):
+        fit = " or ".join(str(c) for c in band_counts(in_chans))
         raise ValueError(
-            f"{name}: the model takes in_chans={in_chans} bands but {len(chosen)} would be read ({chosen}); choose "
-            f"{in_chans} with bands=(...) (--bands), or build the model with in_chans={len(chosen)}"
+            f"{name}: a model of in_chans={in_chans} reads {fit} bands but the raster has {len(chosen)} "
+            f"({chosen}); choose {fit} with bands=(...) (--bands B,B,B), or build the model with "
+            f"in_chans={len(chosen)}"
         )
     return chosen
 
@@ -132,14 +128,13 @@ class RasterSource:
         self,
         path: str | Path,
         in_chans: int = 3,
-        bands: tuple[int, ...] | list[int] | None = None,
+        bands: tuple[int, ...] | list[int] | BandChoice | None = None,
         nodata: float | None = None,
     ) -> None:
         rasterio = require_rasterio(f"reading the raster {str(path)!r}")
         self.path = Path(path)
         self.name = str(path)
-        if bands is not None:
-            bands = check_bands("bands", bands)
+        choice = bands if isinstance(bands, BandChoice) or bands is None else BandChoice(check_bands("bands", bands))
         if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
             check_float("nodata", nodata)
         if not self.path.is_file():
@@ -151,14 +146,14 @@ class RasterSource:
             except rasterio.errors.RasterioIOError as e:
                 raise ValueError(f"cannot read raster {self.name!r}: {e}") from None
         try:
-            self._setup(rasterio, in_chans, bands, nodata)
+            self._setup(rasterio, in_chans, choice, nodata)
         except BaseException:
             self._src.close()
             raise
 
-    def _setup(self, rasterio: ModuleType, in_chans: int, bands: tuple[int, ...] | None, nodata: float | None) -> None:
+    def _setup(self, rasterio: ModuleType, in_chans: int, choice: BandChoice | None, nodata: float | None) -> None:
         src = self._src
-        self.bands = _band_plan(src, in_chans, bands, self.name)
+        self.bands = _band_plan(src, in_chans, choice, self.name)
         dtypes = {src.dtypes[b - 1] for b in self.bands}
         if len(dtypes) != 1 or next(iter(dtypes)) not in _READABLE_DTYPES:
             raise TypeError(
@@ -250,8 +245,9 @@ class RasterSource:
 def open_raster(
     path: str | Path,
     in_chans: int = 3,
-    bands: tuple[int, ...] | list[int] | None = None,
+    bands: tuple[int, ...] | list[int] | BandChoice | None = None,
     nodata: float | None = None,
 ) -> RasterSource:
-    """Open `path` for reading windows as the input of a model of `in_chans` bands (see `RasterSource`)."""
+    """Open `path` for reading windows as the input of a model of `in_chans` bands (see `RasterSource`): `bands` as
+    chosen (a `BandChoice` says whether they are the weights' trained bands), else the rule for `in_chans`."""
     return RasterSource(path, in_chans, bands, nodata)

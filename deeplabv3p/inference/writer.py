@@ -343,10 +343,11 @@ def _write_rasters(
     """Predict each input raster of `todo` into its label raster (with `resume`, those this job already wrote are
     skipped), recording each written in this process's manifest part; returns how many were written. Options, and
     every raster's bands and dtype, are checked before the first is predicted."""
-    raster_settings(make_options(options, **overrides))
+    opts = make_options(options, **overrides)
+    raster_settings(opts)
     weights = getattr(model, "pretrained_cfg", None)
     for job in todo:
-        open_for_model(job.input, model.config, weights, raster).close()
+        open_for_model(job.input, model.config, weights, opts.bands, raster).close()
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     with _part(out, rank).open("a", encoding="utf-8") as part:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..fields import JsonRecord, check_bands, check_float, check_records
+from ..fields import JsonRecord, check_band_count, check_bands, check_float, check_records
 from ..models.config import ModelConfig
 from .test_settings import TestSettings
 
@@ -91,8 +91,9 @@ class PretrainedCfg(JsonRecord):
     spreads three RGB values over another band count). ``test`` holds how the weights are tested (`TestSettings`,
     mmseg's semantics); ``crop_size`` is the training crop, the slide window when a predict call asks for slide
     inference of weights that define none. ``bands``: the raster bands the weights were trained on (1-based, as GDAL
-    counts, in the order the model takes them), which `deeplabv3p.predict_raster` reads unless told other bands;
-    None: the rule for the band count (`deeplabv3p.inference.rasters`).
+    counts, in the order the model takes them), which prediction reads from rasters and TIFF files unless told
+    other bands (`deeplabv3p.inference.bands`); as many as the model's mean/std have values, or one for an RGB
+    model (gray repeated: `deeplabv3p.fields.band_counts`); None: the rule for the band count.
     """
 
     architecture: str = ""
@@ -123,12 +124,9 @@ class PretrainedCfg(JsonRecord):
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
         if self.bands is not None:
-            object.__setattr__(self, "bands", check_bands("bands", self.bands))
-            if len(self.bands) != len(mean):
-                raise ValueError(
-                    f"bands {self.bands} are {len(self.bands)} but mean/std have {len(mean)} values: one band per "
-                    "input band of the model"
-                )
+            # the band counts the readers accept for a model of len(mean) input channels (gray repeated for RGB)
+            bands = check_band_count("bands", check_bands("bands", self.bands), len(mean))
+            object.__setattr__(self, "bands", bands)
         check_records(self)
         if self.classes and self.num_classes is not None and len(self.classes) != self.num_classes:
             raise ValueError(f"{len(self.classes)} class names given for num_classes={self.num_classes}")

@@ -38,7 +38,7 @@ import torch
 from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
-from ..fields import check_bands, check_bool, check_choice, check_int, check_pair
+from ..fields import check_band_count, check_bands, check_bool, check_choice, check_int, check_pair
 from ..inference.images import ImageSpec, decode_image, open_image_file, to_input_scale
 from ..inference.rasters import require_rasterio
 from ..inference.tiff import is_tiff
@@ -140,8 +140,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
             grid has.
         margin: grid sampling: pixels of context read around each window (labelled ``ignore_index``, so that each
             pixel still counts once), default 0.
-        bands: the rasters' bands to read, 1-based as GDAL counts (``(4, 3, 2)``); default: the raster rule's
-            (`deeplabv3p.inference.rasters`).
+        bands: the rasters' bands to read, 1-based as GDAL counts (``(4, 3, 2)``), as many as `in_chans` (1 or 3 for
+            an RGB model: one band is repeated as gray; `deeplabv3p.fields.band_counts`); default: the raster
+            rule's (`deeplabv3p.inference.bands`).
 
     With ``layout="rasters"``, ``samples`` lists the raster pairs and each index is a window (`rasters` reads them).
     ``dataset[i]`` is ``(tv_tensors.Image (in_chans, H, W), tv_tensors.Mask int64 (H, W))`` before `transforms`,
@@ -181,6 +182,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if transforms is not None and not callable(transforms):
             raise TypeError(f"transforms must be callable (image, mask) -> (image, mask), got {type(transforms)}")
         raster_options = self._check_raster_options(layout, split, window, sampling, samples_per_epoch, margin, bands)
+        if raster_options is not None and raster_options[-1] is not None:  # the count the model reads (and records)
+            check_band_count("bands", raster_options[-1], in_chans)
         self.split = split
         self.in_chans = in_chans
         self.layout: ResolvedLayout | None = None

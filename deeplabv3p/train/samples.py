@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..fields import band_counts
 from ..inference.images import ImageItem, ImageSpec, read_image
 
 if TYPE_CHECKING:
@@ -108,11 +109,20 @@ def dataset_info(dataset: Any, model: DeepLabV3Plus) -> DatasetInfo:
 
 
 def check_bands(info: DatasetInfo, role: str, in_chans: int) -> None:
-    """A dataset that says how many bands it reads (SegmentationDataset) must read the model's."""
+    """A dataset that says how many bands it reads (SegmentationDataset) must read the model's, and the raster
+    bands it reads (recorded in the trained weights) must be a count the model reads (`band_counts`): checked
+    before training, not when the weights are saved at its end."""
     if info.in_chans != in_chans:
         raise ValueError(
             f"the {role} set reads {info.in_chans}-band images but the model takes in_chans={in_chans}; build it "
             f"with SegmentationDataset(..., in_chans={in_chans})"
+        )
+    if info.bands is not None and len(info.bands) not in band_counts(in_chans):
+        fit = " or ".join(str(c) for c in band_counts(in_chans))
+        raise ValueError(
+            f"the {role} set reads raster bands {info.bands} (its bands argument) but a model of in_chans={in_chans} "
+            f"reads {fit}: build it with SegmentationDataset(..., bands=<{fit} band numbers>) (--bands), or build "
+            f"the model with in_chans={len(info.bands)}"
         )
 
 

@@ -82,7 +82,7 @@ def test_uint16_four_band_striped_raster_with_band_selection(model, tmp_path):
     pixels = synthetic_pixels(40, 44, 4, "uint16")
     source = write_geotiff(tmp_path / "in.tif", pixels, tiled=False)
     out = tmp_path / "labels.tif"
-    predict_raster(model, source, out, raster=RasterOptions(bands=(4, 3, 2), tile=TILE), **WINDOW)
+    predict_raster(model, source, out, raster=RasterOptions(tile=TILE), bands=(4, 3, 2), **WINDOW)
     expected = predict(model, _hwc(pixels[[3, 2, 1]]), mode="slide", resize=False, **WINDOW)
     np.testing.assert_array_equal(_read(out)[0][0], expected.labels)
 

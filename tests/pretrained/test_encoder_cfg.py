@@ -144,8 +144,11 @@ def test_raster_bands_are_checked_and_dropped_when_the_band_count_changes():
 
     cfg = PretrainedCfg(bands=[4, 3, 2])
     assert cfg.bands == (4, 3, 2) and PretrainedCfg.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    with pytest.raises(ValueError, match=r"bands \(4, 3\) are 2 but mean/std have 3 values"):
+    with pytest.raises(ValueError, match=r"bands=\(4, 3\) selects 2 band\(s\) but a model of in_chans=3 reads 1 or 3"):
         PretrainedCfg(bands=(4, 3))
+    assert PretrainedCfg(bands=(4,)).bands == (4,)  # one band for an RGB model: gray repeated, as the readers do
+    with pytest.raises(ValueError, match=r"bands=\(4,\) selects 1 band\(s\) but a model of in_chans=4 reads 4"):
+        PretrainedCfg(bands=(4,), mean=(1.0, 2.0, 3.0, 4.0), std=(1.0,) * 4)
     with pytest.raises(ValueError, match="a band appears twice"):
         PretrainedCfg(bands=(2, 2, 1))
     assert cfg.for_in_chans(3).bands == (4, 3, 2)  # same band count: kept

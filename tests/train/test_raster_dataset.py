@@ -364,14 +364,14 @@ def test_the_bands_trained_on_are_saved_with_the_weights_and_read_by_predict(
     real_open = raster_predict.open_raster
 
     def recording_open(path, in_chans, bands, nodata):
-        opened.append(bands)
+        opened.append(bands if bands is None else (bands.bands, bands.trained))
         return real_open(path, in_chans, bands, nodata)
 
     monkeypatch.setattr(raster_predict, "open_raster", recording_open)
     source = root / "images" / "val" / "c.tif"
     predict_raster(model, source, tmp_path / "trained.tif", crop_size=32, stride=32)
-    predict_raster(model, source, tmp_path / "asked.tif", raster=RasterOptions(bands=(1, 2, 3)), crop_size=32)
-    assert opened == [(3, 2, 1), (1, 2, 3)]  # the weights' bands unless others are asked for
+    predict_raster(model, source, tmp_path / "asked.tif", bands=(1, 2, 3), crop_size=32)
+    assert opened == [((3, 2, 1), True), ((1, 2, 3), False)]  # the weights' bands unless others are asked for
 
     (tmp_path / "folder").mkdir()
     two_bands = write_geotiff(tmp_path / "folder" / "two.tif", synthetic_pixels(40, 40, 2, "uint8", seed=3))
@@ -379,3 +379,40 @@ def test_the_bands_trained_on_are_saved_with_the_weights_and_read_by_predict(
         predict_raster(model, two_bands, tmp_path / "two_labels.tif", crop_size=32)
     with pytest.raises(ValueError, match=r"asks for band 3.*trained on bands \(3, 2, 1\)"):  # a folder: same rule
         write_predictions(model, tmp_path / "folder", tmp_path / "out", raster=RasterOptions(), crop_size=32)
+
+
+def test_one_band_for_an_rgb_model_trains_and_its_weights_record_it(root: Path, tmp_path: Path) -> None:
+    """``bands=(1,)`` for an RGB model reads gray repeated to three bands, as the reader always allowed: the weights'
+    record accepts it too (fit used to train, then fail as it described the weights: "bands (1,) are 1 but mean/std
+    have 3 values"), and predict reads that band from a TIFF as predict_raster does."""
+    from deeplabv3p import train as training
+
+    data = SegmentationDataset(root, "train", layout="rasters", window=32, bands=(1,), samples_per_epoch=2)
+    model = tiny_model(num_classes=len(CLASSES))
+    result = training.fit(model, data, out=tmp_path / "run", iters=1, batch_size=2, crop_size=(32, 32),
+                          num_workers=0, progress=False)  # fmt: skip
+    assert result.iterations == 1 and model.pretrained_cfg.bands == (1,)
+    assert model.predict(root / "images" / "val" / "c.tif", resize=False).labels.shape == (70, 90)
+
+
+def test_raster_bands_a_model_cannot_read_are_refused_before_training(root: Path, tmp_path: Path) -> None:
+    from deeplabv3p import train as training
+
+    with pytest.raises(ValueError, match=r"bands=\(1, 2\) selects 2 band\(s\) but a model of in_chans=3 reads 1 or 3"):
+        SegmentationDataset(root, "train", layout="rasters", window=32, bands=(1, 2))
+
+    class TwoBands(torch.utils.data.Dataset):
+        """A dataset of its own that says it reads two raster bands for an RGB model."""
+
+        num_classes, bands = len(CLASSES), (1, 2)
+
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.zeros(3, 40, 40), torch.zeros(40, 40, dtype=torch.int64)
+
+    with pytest.raises(ValueError, match=r"training set reads raster bands \(1, 2\) \(its bands argument\)"):
+        training.fit(tiny_model(num_classes=len(CLASSES)), TwoBands(), out=tmp_path / "run", iters=1, batch_size=2,
+                     crop_size=(32, 32), num_workers=0, progress=False)  # fmt: skip
+    assert not (tmp_path / "run" / "log.jsonl").exists()  # refused before the first step
