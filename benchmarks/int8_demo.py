@@ -35,7 +35,7 @@ import deeplabv3p  # noqa: E402
 from benchmarks import adapters, report  # noqa: E402
 from benchmarks.run import cpu_stamp  # noqa: E402
 from deeplabv3p.deploy.calibration import calibration_inputs  # noqa: E402
-from deeplabv3p.deploy.onnx_int8 import quantize_onnx  # noqa: E402
+from deeplabv3p.deploy.onnx_int8 import DEFAULT_METHOD, quantize_onnx  # noqa: E402
 from deeplabv3p.deploy.onnx_runtime import OnnxSegmenter  # noqa: E402
 from deeplabv3p.train.datasets import SegmentationDataset  # noqa: E402
 from deeplabv3p.train.metrics import ConfusionMatrix  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> int:
     parser.add_argument("--demo", type=Path, default=ROOT / "benchmarks" / "scratch" / "demo", help="demo folder")
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads (default 2)")
     parser.add_argument("--calibration-images", type=int, default=32, help="training images to calibrate on")
-    parser.add_argument("--method", default="minmax", choices=["minmax", "percentile", "entropy"])
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=["minmax", "percentile", "entropy"])
     parser.add_argument(
         "--max-drop",
         type=lambda text: [float(v) for v in text.split(",")],

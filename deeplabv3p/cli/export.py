@@ -68,7 +68,7 @@ def add_export(sub: argparse._SubParsersAction, help: str) -> None:
     )
     q.add_argument(
         "--calibration-method", choices=["minmax", "percentile", "entropy"], default=None,
-        help="activation range from the calibration statistics (onnx; default minmax)",
+        help="activation range from the calibration statistics (onnx; default percentile: 99.999%% of the range)",
     )  # fmt: skip
     q.add_argument(
         "--max-drop", type=float, default=None, metavar="FRACTION",
@@ -185,7 +185,9 @@ def _int8(args: argparse.Namespace, model: DeepLabV3Plus, fp32: Path, paths: lis
 def _int8_options(args: argparse.Namespace, model: DeepLabV3Plus, held_out: list[Path]) -> tuple[dict[str, Any], str]:
     """The quantizer's options from the INT8 flags of ``--format``, and how the report describes them."""
     if args.format == "onnx":
-        method = args.calibration_method or "minmax"
+        from ..deploy.onnx_int8 import DEFAULT_METHOD
+
+        method = args.calibration_method or DEFAULT_METHOD
         return {"method": method}, method
     if not held_out:  # openvino without held-out images: plain NNCF post-training quantization
         return {}, "NNCF, no accuracy control: no held-out images"

@@ -9,7 +9,7 @@ from parity import build
 
 import deeplabv3p
 from deeplabv3p.deploy.calibration import calibration_inputs, label_agreement
-from deeplabv3p.deploy.onnx_int8 import quantize_onnx
+from deeplabv3p.deploy.onnx_int8 import logits_path, quantize_onnx
 from deeplabv3p.deploy.onnx_runtime import OnnxSegmenter
 
 onnx = pytest.importorskip("onnx")
@@ -89,7 +89,13 @@ def test_int8_quantization_keeps_the_labels(model, exported, tmp_path):
     ops = {n.op_type for n in graph.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
-    assert len(int8_weights) >= 10  # every conv's weights
+    assert len(int8_weights) >= 10  # every conv's weights but the classifier's
+    producers = {out: node for node in graph.graph.node for out in node.output}
+    resize = producers["logits"]  # the logits path stays in float: no 8-bit logits
+    classifier = producers[resize.input[0]]
+    assert (resize.op_type, classifier.op_type) == ("Resize", "Conv")
+    floats = {t.name for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    assert "classifier.conv.weight" in floats
     int8 = OnnxSegmenter(path)
     assert int8.pretrained_cfg.classes == ("sky", "road", "car")  # the metadata survived quantization
     held_out = _images(3, seed=2)
@@ -129,6 +135,7 @@ def test_streamed_calibration_gives_onnxruntimes_ranges(model, exported, tmp_pat
         str(prepared), str(tmp_path / "plain.onnx"), AllAtOnce(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method],
+        nodes_to_exclude=logits_path(onnx.load(str(prepared))),
     )  # fmt: skip
     plain = onnx.load(str(tmp_path / "plain.onnx"))
 
