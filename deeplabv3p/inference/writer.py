@@ -36,6 +36,7 @@ from PIL import Image
 
 from ..atomic import atomic_write_text
 from ..fields import check_float, path_kind
+from ..models.digest import digest_once
 from .images import ImageItem, expand_inputs
 from .options import PredictOptions, make_options
 from .pipeline import predict_iter_skipping
@@ -350,7 +351,7 @@ def _write_rasters(
         open_for_model(job.input, model.config, weights, opts.bands, raster).close()
     out.mkdir(parents=True, exist_ok=True)
     written = 0
-    with _part(out, rank).open("a", encoding="utf-8") as part:
+    with _part(out, rank).open("a", encoding="utf-8") as part, digest_once():  # the weights are hashed once
         for job in todo:
             summary = predict_raster(
                 model, job.input, job.label, options, raster, resume=resume, progress=progress, **overrides

@@ -34,3 +34,17 @@ def test_every_kind_of_weight_change_is_seen():
     model.half()  # a dtype
     seen.add(state_digest(model))
     assert len(seen) == 7
+
+
+def test_digest_once_hashes_a_model_once_within_its_block_only():
+    from deeplabv3p.models.digest import digest_once
+
+    model, other = _net(), _net()
+    before = state_digest(model)
+    with digest_once():
+        assert state_digest(model) == before
+        model[0].weight.data.add_(1)  # not seen inside the block: it stands for one job whose weights are fixed
+        assert state_digest(model) == before
+        other[0].weight.data.add_(1)
+        assert state_digest(other) != before  # each model its own
+    assert state_digest(model) != before  # seen again outside
