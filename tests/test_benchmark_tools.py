@@ -152,6 +152,8 @@ def test_int8_targets_name_each_int8_row_and_compare_the_best_that_keeps_the_lab
     ort, ov = report.evaluate_targets(results)  # no mmseg row: agreement only
     assert (ort["met"], ort["value"], ort["path"]) == (False, 0.97, "onnxruntime int8, 3.00x our fp32 eager")
     assert ov["met"] and ov["target"].startswith("INT8 labels >= 99.5% equal")
+    row = report.target_table([ort])[-1]  # an agreement is shown as one, not as a speed ratio
+    assert row.endswith("| onnxruntime int8, 3.00x our fp32 eager | 97.00% of the labels | NO |")
     results["cases"].append(_infer("mmseg", "fp32", 0.5, 1.0))
     vs_mmseg = [t for t in report.evaluate_targets(results) if t["target"].startswith("best INT8")]
     assert len(vs_mmseg) == 1 and vs_mmseg[0]["path"] == "openvino int8"  # the faster ORT row loses labels
