@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -27,25 +27,30 @@ _FLAGS: dict[str, tuple[str, ...]] = {
 }
 _MODEL_KWARGS = "--model-kwargs"
 _PLAIN = re.compile(r"[\w@%+=:,./-]+")
-_flags: ContextVar[frozenset[str] | None] = ContextVar("deeplabv3p_cli_flags", default=None)
+_flags: ContextVar[dict[str, str] | None] = ContextVar("deeplabv3p_cli_flags", default=None)
 
 
 @contextmanager
-def command_line(flags: Collection[str]) -> Iterator[None]:
-    """Spell arguments as the given flags of the running command (its option strings) for the duration."""
-    token = _flags.set(frozenset(flags))
+def command_line(flags: Collection[str] | Mapping[str, str]) -> Iterator[None]:
+    """Spell arguments as the given flags of the running command (its option strings) for the duration; a mapping
+    gives each flag's separator of several values (``"x"`` for ``512x1024``, ``","`` for ``4,3,2``; default:
+    separate words, as ``nargs`` takes them)."""
+    token = _flags.set(dict(flags) if isinstance(flags, Mapping) else dict.fromkeys(flags, " "))
     try:
         yield
     finally:
         _flags.reset(token)
 
 
-def command_flags(parser: argparse.ArgumentParser, command: str) -> set[str]:
-    """The option strings of `command`, a sub-command of `parser` (what `command_line` takes)."""
+def command_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """The option strings of `command`, a sub-command of `parser`, each with the separator its values are written
+    with (what `command_line` takes): the ``separator`` attribute of the flag's type (the CLI's ``HxW`` and
+    ``B,B,B`` parsers declare theirs), else a space."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            return set(action.choices[command]._option_string_actions)
-    return set()
+            own = action.choices[command]._option_string_actions
+            return {flag: getattr(a.type, "separator", " ") for flag, a in own.items()}
+    return {}
 
 
 def _shell(text: str) -> str:
@@ -69,8 +74,9 @@ def _literal(value: Any) -> str:
 
 
 def arg(name: str, value: Any) -> str:
-    """``name=value`` (the value as a Python literal), or under a command its flag: ``--flag value`` (a pair of
-    ints as ``HxW``), a bare ``--flag`` for True, ``without --flag`` for False, or ``--model-kwargs name=value``."""
+    """``name=value`` (the value as a Python literal), or under a command its flag: ``--flag value`` (ints as the
+    flag writes them: ``64x64``, ``4,3,2``, ``64 64``), a bare ``--flag`` for True, ``without --flag`` for False, or
+    ``--model-kwargs name=value``."""
     python = f"{name}={_literal(value)}"
     flags = _flags.get()
     if flags is None:
@@ -81,8 +87,8 @@ def arg(name: str, value: Any) -> str:
         return f"{_MODEL_KWARGS} {_shell(python)}" if _MODEL_KWARGS in flags else python
     if isinstance(value, bool):
         return flag if value else f"without {flag}"
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return f"{flag} {value[0]}x{value[1]}"  # the commands take sizes as HxW
+    if isinstance(value, tuple) and value and all(isinstance(v, int) for v in value):
+        return f"{flag} {flags[flag].join(map(str, value))}"  # as the flag parses them: 64x64, 4,3,2 or 64 64
     return f"{flag} {_shell(str(value))}"
 
 

@@ -51,6 +51,9 @@ def parse_size(text: str) -> tuple[int, int]:
     return values
 
 
+parse_size.separator = "x"  # type: ignore[attr-defined]  # how error messages write a size (deeplabv3p.spelling)
+
+
 def parse_bands(text: str) -> tuple[int, ...]:
     """``"4,3,2"`` -> (4, 3, 2): 1-based band numbers, as GDAL counts (`deeplabv3p.fields.check_bands`)."""
     from ..fields import check_bands
@@ -60,6 +63,9 @@ def parse_bands(text: str) -> tuple[int, ...]:
     except (TypeError, ValueError) as e:
         message = str(e) if "--bands" in str(e) else f"--bands must be band numbers such as 4,3,2, got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
+
+
+parse_bands.separator = ","  # type: ignore[attr-defined]
 
 
 # --- flags from dataclass fields ----------------------------------------------------------------------------------

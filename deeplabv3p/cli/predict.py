@@ -280,13 +280,13 @@ def _network_size(model: DeepLabV3Plus, options: PredictOptions, first: ImageIte
     """The network input size predict uses for the first image: the slide window, else the image after the test
     rescale (or the budget's slide window when whole mode would slide over it)."""
     from ..inference.images import read_image
-    from ..inference.pipeline import resolve_settings
+    from ..inference.pipeline import input_spec, resolve_settings
     from ..inference.resize import scaled_test_size
 
     settings = resolve_settings(model, options)
     if settings.test.mode == "slide" and settings.test.window is not None:
         return settings.test.window
-    height, width = read_image(first.path).shape[-2:]
+    height, width = read_image(first.path, input_spec(model, options)).shape[-2:]
     size = scaled_test_size(height, width, settings.test.scale, settings.test.keep_ratio)
     if settings.slides_over_budget(*size) and settings.budget_slide is not None:
         return settings.budget_slide[0]

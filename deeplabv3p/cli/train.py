@@ -198,6 +198,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..pretrained.download import sha256_file
     from ..train.checkpoint import json_safe
     from ..train.evaluation import evaluate
+    from ..train.layouts import RASTERS
     from ..train.metrics import format_table
     from ..train.reproduce import (
         audit_split,
@@ -213,7 +214,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model, weights_file = create_model(source), source.weights_file()
     cfg = model.pretrained_cfg
     assert cfg is not None  # create_model always sets it
-    rules = {"reduce_zero_label": cfg.reduce_zero_label, "ignore_index": cfg.ignore_index}
+    rules: dict[str, Any] = {"reduce_zero_label": cfg.reduce_zero_label, "ignore_index": cfg.ignore_index}
+    if args.layout == RASTERS and args.bands is None and cfg.bands is not None:
+        rules["bands"] = cfg.bands  # the bands the weights were trained on, as predict reads them
     dataset = _open_split(args, args.split, cfg.dataset, model.config.in_chans, rules)
     if dataset.num_classes != model.num_classes:
         raise ValueError(f"the model predicts {model.num_classes} classes but {args.data} has {dataset.num_classes}")

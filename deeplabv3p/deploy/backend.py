@@ -138,10 +138,15 @@ class DeployedBackend(Backend):
         return predict_iter(self, inputs, options, shard=shard, **overrides)
 
     def identity(self) -> str:
-        """The metadata, and the file as the file system knows it (an export rewritten has a new time stamp); an
-        export runs in the one precision it was written in."""
+        """The metadata, the file as the file system knows it (an export rewritten has a new time stamp), and how
+        the runtime runs it (`run_settings`)."""
         stat = self.path.stat()
-        return f"{self.config!r} {self.pretrained_cfg!r} {self.path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+        file = f"{self.path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+        return f"{self.config!r} {self.pretrained_cfg!r} {file} {self.run_settings()}"
+
+    def run_settings(self) -> str:
+        """What else than the file changes the numbers (a runtime's precision, its execution providers); none here."""
+        return ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, {self.config.architecture}, {self.num_classes} classes)"

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inference.images import ImageSpec, expand_inputs
+from ..inference.images import expand_inputs
 from ..inference.options import PredictOptions
-from ..inference.pipeline import preprocess, resolve_settings, slide_windows
+from ..inference.pipeline import input_spec, preprocess, resolve_settings, slide_windows
 
 if TYPE_CHECKING:
     from ..inference.backend import Backend
@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 def calibration_inputs(
     model: DeepLabV3PlusNetwork | Backend, images: Any, limit: int = 32, options: PredictOptions | None = None
 ) -> Iterator[np.ndarray]:
-    """Network inputs ``(1, C, h, w)`` float32 of up to `limit` images, as predict makes them: rescaled to the test
-    scale and normalized (whole mode), or cut into the slide windows (slide mode)."""
+    """Network inputs ``(1, C, h, w)`` float32 of up to `limit` images, as predict makes them: read by its
+    `input_spec` (the weights' bands of a TIFF), rescaled to the test scale and normalized (whole mode), or cut into
+    the slide windows (slide mode)."""
     settings = resolve_settings(model, options)
-    items, _ = expand_inputs(images, ImageSpec(model.config.in_chans), name="calibration images")
+    items, _ = expand_inputs(images, input_spec(model, options), name="calibration images")
     for item in items[:limit]:
         x = preprocess(item.read(), settings)
         test = settings.test

@@ -77,5 +77,8 @@ class OnnxSegmenter(DeployedBackend):
             )
         self._check_shapes(session.get_inputs()[0].shape, session.get_outputs()[0].shape)
 
+    def run_settings(self) -> str:
+        return f"providers={self.ort_session.get_providers()}"
+
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.ort_session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]

@@ -86,6 +86,9 @@ class OpenVinoSegmenter(DeployedBackend):
             raise RuntimeError(f"OpenVINO compiled {str(path)!r} for {self.precision} although f32 was asked for")
         self._request = self.compiled.create_infer_request()
 
+    def run_settings(self) -> str:
+        return f"precision={self.precision}"
+
     def run(self, x: np.ndarray) -> np.ndarray:
         step = self.static_batch
         if step is not None and x.shape[0] != step:

@@ -77,6 +77,15 @@ def _weights_cfg(model: DeepLabV3PlusNetwork | Backend) -> PretrainedCfg:
     return pretrained_cfg_for(model.config, model.pretrained_cfg)
 
 
+def input_spec(model: DeepLabV3PlusNetwork | Backend, options: PredictOptions | None = None) -> ImageSpec:
+    """How predict reads `model`'s input images (`ImageSpec`): its input channels, the pixel budget, and the bands
+    of TIFF files (the caller's ``bands``, else the weights' trained bands: `deeplabv3p.inference.bands`). Whatever
+    else reads images for this model (calibration, sizing) reads them by this spec."""
+    opts = make_options(options)
+    bands = choose_bands(opts.bands, _weights_cfg(model))
+    return ImageSpec(model.config.in_chans, max_pixels=opts.max_pixels or None, bands=bands)
+
+
 def resolve_settings(
     model: DeepLabV3PlusNetwork | Backend, options: PredictOptions | None = None, **overrides: Any
 ) -> InferenceSettings:
@@ -307,9 +316,7 @@ def _start(
 
     opts = make_options(options, **overrides)
     backend = _as_backend(model)
-    bands = choose_bands(opts.bands, _weights_cfg(backend))  # the caller's, else the weights' trained bands
-    spec = ImageSpec(backend.config.in_chans, max_pixels=opts.max_pixels or None, bands=bands)
-    items, batched = expand_inputs(inputs, spec)
+    items, batched = expand_inputs(inputs, input_spec(backend, opts))
     if shard:
         rank, world = process_share()
         items = items[rank::world]

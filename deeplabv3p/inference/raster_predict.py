@@ -228,7 +228,7 @@ def predict_raster(
         if not grid.georeferenced:
             logger.warning("%s has no georeference (CRS): %s is written without one", source, out)
         fingerprint = _fingerprint(src, run, raster_options)
-        job = job_digest(fingerprint)
+        job = job_digest({**fingerprint, "cog": raster_options.cog})  # the strips do not depend on the layout
         if resume and fingerprint["backend"] is None:
             logger.warning("%s cannot tell its weights from others' (no identity()): %s is predicted from the start",
                            type(backend).__name__, out)  # fmt: skip

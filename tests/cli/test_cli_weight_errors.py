@@ -38,9 +38,10 @@ def test_arguments_are_spelt_as_python_or_as_the_commands_flags():
 
 def test_command_flags_are_the_option_strings_of_the_command():
     flags = spelling.command_flags(cli.build_parser(), "predict")
-    assert {"--model", "--checkpoint", "--model-kwargs"} <= flags
+    assert {"--model", "--checkpoint", "--model-kwargs"} <= flags.keys()
+    assert (flags["--backend-size"], flags["--bands"], flags["--model"]) == ("x", ",", " ")  # how each writes values
     assert "--checkpoint" not in spelling.command_flags(cli.build_parser(), "evaluate")
-    assert spelling.command_flags(argparse.ArgumentParser(), "predict") == set()
+    assert spelling.command_flags(argparse.ArgumentParser(), "predict") == {}
 
 
 @pytest.fixture

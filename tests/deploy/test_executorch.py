@@ -142,12 +142,15 @@ def test_bad_export_arguments(model, tmp_path):
 
 
 def test_size_errors_read_as_the_export_command_spells_them():
+    from deeplabv3p.cli import build_parser
     from deeplabv3p.deploy.torch_program import check_max_size
-    from deeplabv3p.spelling import command_line
+    from deeplabv3p.spelling import arg, command_flags, command_line
 
-    with command_line({"--size", "--max-size"}), pytest.raises(ValueError) as e:
+    with command_line(command_flags(build_parser("export"), "export")), pytest.raises(ValueError) as e:
         check_max_size((32, 48), (64, 64), 8)
     assert str(e.value).startswith("--max-size 32x48 is smaller than --size 64x64: the example input must fit")
+    with command_line(command_flags(build_parser("train"), "train")):  # each flag as it parses its values
+        assert (arg("test_scale", (64, 96)), arg("bands", (4, 3, 2))) == ("--test-scale 64 96", "--bands 4,3,2")
 
 
 def test_missing_executorch_is_a_clear_error(model, conv, tmp_path, monkeypatch):

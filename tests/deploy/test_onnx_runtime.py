@@ -204,3 +204,9 @@ def test_unavailable_providers_and_a_wrong_rank_are_named(model, exported, tmp_p
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ValueError, match=r"has an input of shape \['N', 3, 'L'\].*\(N, C, H, W\)"):
         OnnxSegmenter(path, config=model.config, pretrained_cfg=model.pretrained_cfg)
+
+
+def test_identity_tells_the_execution_providers_apart(exported):
+    """A raster job resumed under another runtime setting must not take up the first setting's strips."""
+    identity = OnnxSegmenter(exported).identity()
+    assert "CPUExecutionProvider" in identity and str(exported.resolve()) in identity

@@ -77,7 +77,7 @@ def test_metadata_round_trip_and_predictions_match_pytorch(model, report):
 
 def test_precision_is_explicit_f32(report, monkeypatch):
     segmenter = OpenVinoSegmenter(report.path, threads=1)
-    assert segmenter.precision == "f32"
+    assert segmenter.precision == "f32" and segmenter.identity().endswith("precision=f32")  # resumes tell them apart
     assert segmenter.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
     assert segmenter.compiled.get_property("INFERENCE_NUM_THREADS") == 1
     assert str(segmenter.compiled.get_property("PERFORMANCE_HINT")) == "LATENCY"

@@ -184,6 +184,7 @@ def test_complete_output_is_skipped_on_resume_only_for_the_same_job(model, tmp_p
     assert predict_raster(model, source, out, raster=RasterOptions(cog=True), **WINDOW).written == ()
     assert predict_raster(model, source, out, resume=False, **WINDOW).written == (out,)
     assert predict_raster(model, source, out, **WINDOW).written == ()
+    assert predict_raster(model, source, out, raster=RasterOptions(cog=True), **WINDOW).written == (out,)  # layout
     assert predict_raster(model, source, out, crop_size=32, stride=16).written == (out,)
     retrained = copy.deepcopy(model)
     with torch.no_grad():

@@ -112,3 +112,18 @@ def test_chosen_bands_apply_to_tiffs_only_and_must_fit_the_model(tmp_path):
         model.predict(tmp_path / "rgb.png", bands=(1, 2))
     trained = _trained_on((3, 2, 1))  # the weights' bands do not apply to arrays: read as given
     assert trained.predict(np.zeros((16, 16, 3), np.uint8), resize=False).labels.shape == (16, 16)
+
+
+def test_calibration_and_sizing_read_the_bands_predict_reads(tmp_path):
+    """INT8 calibration, held-out checks and --backend's sizing read images as predict does: the trained bands."""
+    from deeplabv3p.cli.predict import _network_size
+    from deeplabv3p.deploy.calibration import calibration_inputs
+    from deeplabv3p.inference.images import ImageItem
+    from deeplabv3p.inference.options import PredictOptions
+
+    model = _trained_on((4, 3, 2))
+    path = write_geotiff(tmp_path / "nir.tif", synthetic_pixels(40, 56, 4, "uint8", seed=5))  # 4th band not alpha
+    (calibrated,) = calibration_inputs(model, [path], options=PredictOptions(resize=False))
+    torch.testing.assert_close(torch.from_numpy(calibrated), _network_input(model, path))
+    item = ImageItem(path, str(path))
+    assert _network_size(model, PredictOptions(resize=False, mode="whole"), item) == (40, 56)

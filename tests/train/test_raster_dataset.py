@@ -360,6 +360,21 @@ def test_the_bands_trained_on_are_saved_with_the_weights_and_read_by_predict(
     assert model.pretrained_cfg.bands == (3, 2, 1)
     assert json.loads((run / "best" / "config.json").read_text())["pretrained_cfg"]["bands"] == [3, 2, 1]
 
+    from deeplabv3p.train import datasets
+
+    evaluated = []
+    real_dataset = datasets.SegmentationDataset
+
+    def recording_dataset(*args, **kwargs):
+        evaluated.append(kwargs.get("bands"))
+        return real_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "SegmentationDataset", recording_dataset)
+    evaluate_args = ["evaluate", "--data", str(root), "--layout", "rasters", "--raster-window", "32x32", "--split",
+                     "val", "--model", str(run / "best"), "--no-progress"]  # fmt: skip
+    assert main(evaluate_args) == 0 and main([*evaluate_args, "--bands", "1,2,3"]) == 0
+    assert evaluated == [(3, 2, 1), (1, 2, 3)]  # evaluate reads the trained bands unless told others, as predict
+
     opened = []
     real_open = raster_predict.open_raster
 
