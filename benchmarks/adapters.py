@@ -365,7 +365,7 @@ def build_deployed(
     `workdir`) and run by its `deeplabv3p.deploy.load` backend; agreement is the case's check, as for every row.
 
     int8 (openvino): `deeplabv3p.deploy.openvino_int8.quantize_openvino` with NNCF's accuracy control, calibrated on 8
-    dead-leaves images at `size` and controlled on 8 more (PyTorch fp32's labels the target, at most 0.5% of them
+    dead-leaves images at `size` and controlled on 8 more (PyTorch fp32's labels the target, at most 0.3% of them
     lost), cached like the fp32 file.
     """
     from deeplabv3p.deploy.formats import get_format
@@ -380,7 +380,10 @@ def build_deployed(
         if fmt.name != "openvino":
             raise ValueError(f"the int8 rows of deployment formats are OpenVINO's (NNCF), not {fmt.name}'s")
         path = _openvino_int8(path, ours.model, size)
-        note += f"; INT8 by NNCF with accuracy control (8 calibration + 8 held-out images at {size[0]}x{size[1]})"
+        note += (
+            f"; INT8 by NNCF with accuracy control (8 calibration + 8 held-out images at {size[0]}x{size[1]}, "
+            "max drop 0.3%)"
+        )
     segmenter = deeplabv3p.deploy.load(path, threads=threads or None)
     note += f", run by {type(segmenter).__name__}"
     return Runner(ours.model, segmenter, _no_training, ours.num_params, note=note)
@@ -394,7 +397,8 @@ def _openvino_int8(fp32: Path, model: torch.nn.Module, size: tuple[int, int]) ->
     int8 = fp32.with_name(f"{fp32.stem}.int8{fp32.suffix}")
     if not int8.exists():
         images = [x.numpy() for x in image_batches(*size, batch=1, count=16, seed=40_000_000)]
-        quantize_openvino(fp32, int8, images[:8], held_out=images[8:], reference=torch_reference(model))
+        # at most 0.3% lost on the 8 held-out images: 0.5% there kept only 99.39-99.49% of the labels elsewhere
+        quantize_openvino(fp32, int8, images[:8], held_out=images[8:], reference=torch_reference(model), max_drop=0.003)
     return int8
 
 
