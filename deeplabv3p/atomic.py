@@ -232,9 +232,11 @@ def atomic_files(path: str | Path) -> Iterator[Path]:
 
     When the block succeeds, every entry is moved into `path`'s folder, the siblings first and ``path.name`` last:
     the entry readers open appears only once everything it refers to is in place. If the block fails, nothing is
-    moved and the staging folder is removed.
+    moved and the staging folder is removed. Staging folders for ``path.name`` left by killed writers are removed
+    first (`remove_stale`).
     """
     path = Path(path)
+    remove_stale(path.parent, [path.name])
     staging = _new_staging(path)
     try:
         yield staging

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import atomic_files, remove_stale
+from ..atomic import atomic_files
 from ..fields import check_pair
 from .formats import Format, get_format
 from .metadata import model_config
@@ -106,7 +106,6 @@ def export(
     if runs:
         fmt.require_run()
     writer = fmt.write_function()
-    remove_stale(target.parent, [target.name])
     agreements: list[Agreement] = []
     notes: list[str] = []
     with atomic_files(target) as staging:

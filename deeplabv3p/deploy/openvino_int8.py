@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..atomic import atomic_files, remove_stale
+from ..atomic import atomic_files
 from ..fields import check_file, check_float, check_int
 from .formats import get_format
 from .openvino_export import read_metadata, save
@@ -95,7 +95,6 @@ def quantize_openvino(
             drop_type=nncf.DropType.ABSOLUTE,
             **settings,
         )
-    remove_stale(out_path.parent, [out_path.name])
     with atomic_files(out_path) as staging:
         save(quantized, staging / out_path.name, read_metadata(source))
     return out_path

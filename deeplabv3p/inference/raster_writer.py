@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_files, remove_stale, temporary_name
+from ..atomic import atomic_files, temporary_name
 from .rasters import RasterGrid, require_rasterio
 from .strips import StripStore
 
@@ -140,7 +140,6 @@ def write_label_raster(
         dst.set_band_description(1, "class")
 
     written = []
-    remove_stale(out.parent, [out.name])  # staging folders of runs killed while writing
     with atomic_files(out) as staging:  # both files appear together, the labels last, or neither
         if probs is not None:
             bands = 1 if probs == "confidence" else len(classes)
