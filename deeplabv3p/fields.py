@@ -157,12 +157,16 @@ def band_counts(in_chans: int) -> tuple[int, ...]:
     return (1, 3) if in_chans == 3 else (in_chans,)
 
 
+def band_counts_text(in_chans: int) -> str:
+    """`band_counts` as error messages write it: ``"1 or 3"``, ``"4"``."""
+    return " or ".join(str(c) for c in band_counts(in_chans))
+
+
 def check_band_count(name: str, bands: tuple[int, ...], in_chans: int) -> tuple[int, ...]:
     """`bands` if a model of `in_chans` reads that many (`band_counts`); else a ValueError naming `name`, the bands,
     the counts that fit and the two fixes."""
-    counts = band_counts(in_chans)
-    if len(bands) not in counts:
-        fit = " or ".join(str(c) for c in counts)
+    if len(bands) not in band_counts(in_chans):
+        fit = band_counts_text(in_chans)
         gray = " (one is repeated as gray)" if in_chans == 3 else ""
         raise ValueError(
             f"{name}={bands} selects {len(bands)} band(s) but a model of in_chans={in_chans} reads {fit} bands"

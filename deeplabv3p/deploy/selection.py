@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Union
 import torch
 
 from ..fields import check_bool, check_int, check_pair
-from ..inference.backend import Backend, TorchBackend
+from ..inference.backend import as_backend
 from ..inference.precision import cpu_has_native_bf16
 from . import backend_cache
 from .backend import DeployedBackend
@@ -68,11 +68,6 @@ def thread_budget(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def as_backend(segmenter: Segmenter) -> Backend:
-    """The network call of a candidate, as predict runs it (a model's own ``inference_dtype`` included)."""
-    return segmenter if isinstance(segmenter, Backend) else TorchBackend(segmenter)
 
 
 def _pytorch(model: DeepLabV3Plus, name: str) -> Segmenter:

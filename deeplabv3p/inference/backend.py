@@ -120,3 +120,16 @@ class TorchBackend(Backend):
             return self.model(x).float()
         with torch.autocast(device_type=x.device.type, dtype=self.dtype):
             return self.model(x).float()
+
+
+def as_backend(model: DeepLabV3PlusNetwork | Backend) -> Backend:
+    """What a predict call runs: a `Backend` as it is, a `DeepLabV3Plus` as a `TorchBackend` (its own
+    ``inference_dtype`` included); else a TypeError naming what was given."""
+    if isinstance(model, Backend):
+        return model
+    if not (hasattr(model, "config") and hasattr(model, "parameters")):
+        raise TypeError(
+            "model must be a deeplabv3p DeepLabV3Plus or an inference Backend (e.g. deeplabv3p.deploy.load(path)), "
+            f"got {type(model).__name__}"
+        )
+    return TorchBackend(model)

@@ -407,10 +407,11 @@ def _float_to_input_scale(pixels: torch.Tensor, floats: FloatScale) -> torch.Ten
     return pixels
 
 
-def display_image(source: Any, name: str = "image") -> torch.Tensor:
+def display_image(source: Any, name: str = "image", choice: BandChoice | None = None) -> torch.Tensor:
     """An image of any band count as ``(3, H, W)`` on the 0..255 scale, for drawing on: what an RGB model reads
-    for 1, 3 or 4 bands; the first three bands of more (the first band, as gray, of two)."""
-    pixels = decode_image(source, ImageSpec(None), name)
+    for 1, 3 or 4 bands; the first three bands of more (the first band, as gray, of two). `choice` selects the
+    bands of a TIFF file first, as the model read them."""
+    pixels = decode_image(source, ImageSpec(None, bands=choice), name)
     bands = pixels.shape[0]
     if bands in RGB_CHANNELS:
         with _naming(name):

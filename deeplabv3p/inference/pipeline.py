@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..fields import check_int, check_pair
 from ..pretrained.config import PretrainedCfg, pretrained_cfg_for
 from ..pretrained.test_settings import TestSettings, budget_window, over_budget
-from .backend import Backend, TorchBackend
+from .backend import Backend, as_backend
 from .bands import choose_bands
 from .images import ImageItem, ImageSpec, expand_inputs
 from .labels import class_indices
@@ -292,18 +292,6 @@ class _Run:
     num_workers: int
 
 
-def _as_backend(model: DeepLabV3PlusNetwork | Backend) -> Backend:
-    if isinstance(model, Backend):
-        return model
-    if not (hasattr(model, "config") and hasattr(model, "parameters")):
-        raise TypeError(
-            f"model must be a deeplabv3p DeepLabV3Plus or an inference Backend (e.g. deeplabv3p.deploy.load(path)), "
-            f"got "
-            f"{type(model).__name__}"
-        )
-    return TorchBackend(model)
-
-
 def _start(
     model: DeepLabV3PlusNetwork | Backend,
     inputs: Any,
@@ -315,7 +303,7 @@ def _start(
     from ..distributed import process_share
 
     opts = make_options(options, **overrides)
-    backend = _as_backend(model)
+    backend = as_backend(model)
     items, batched = expand_inputs(inputs, input_spec(backend, opts))
     if shard:
         rank, world = process_share()
@@ -392,6 +380,7 @@ def _segment(run: _Run, group: list[Prepared], items: list[ImageItem]) -> list[S
             source=items[p.index].source,
             name=items[p.index].name,
             seconds=seconds,
+            bands=items[p.index].spec.bands,
         )
         for i, p in enumerate(group)
     ]

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ..fields import band_counts, check_band_count, check_bands, check_float
+from ..fields import band_counts, band_counts_text, check_band_count, check_bands, check_float
 from .bands import BandChoice
 from .images import ImageSpec, lay_out_bands, to_input_scale
 from .tiff import is_tiff
@@ -111,7 +111,7 @@ def _band_plan(src: Any, in_chans: int, choice: BandChoice | None, name: str) ->
             "model for 4 bands (in_chans=4)"
         )
     if len(chosen) not in band_counts(in_chans):
-        fit = " or ".join(str(c) for c in band_counts(in_chans))
+        fit = band_counts_text(in_chans)
         raise ValueError(
             f"{name}: a model of in_chans={in_chans} reads {fit} bands but the raster has {len(chosen)} "
             f"({chosen}); choose {fit} with bands=(...) (--bands B,B,B), or build the model with "

@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_write_bytes
 from ..fields import absent, check_float
+
+if TYPE_CHECKING:
+    from .bands import BandChoice
 
 SAVE_KINDS = ("labels", "color", "overlay")
 
@@ -73,6 +76,8 @@ class SegmentationResult:
         name: the input's name (file path, or ``inputs[i]``).
         seconds: wall-clock seconds the network and post-processing took for this image (a batch's time is
             shared equally among its images); reading and resizing ran ahead, overlapped, and are not included.
+        bands: the bands of a TIFF `source` the model read (`deeplabv3p.inference.bands`; None: the rules for its
+            ``in_chans``); `overlay` draws on them.
     """
 
     labels: np.ndarray
@@ -82,6 +87,7 @@ class SegmentationResult:
     source: Any = field(default=None, repr=False)
     name: str = ""
     seconds: float | None = None
+    bands: BandChoice | None = field(default=None, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -103,8 +109,9 @@ class SegmentationResult:
     def overlay(self, alpha: float = 0.5, image: Any = None) -> Image.Image:
         """The colour labels blended over the image: ``(1 - alpha) * image + alpha * colours``, as RGB.
 
-        ``image`` defaults to the input the result came from (re-read from disk for a path); any accepted
-        image form of the same size may be given instead. A multi-band image is drawn from its first three bands.
+        ``image`` defaults to the input the result came from (re-read from disk for a path, from the bands the
+        model read); any accepted image form of the same size may be given instead. A multi-band image is drawn
+        from its first three bands.
         """
         from .images import display_image
 
@@ -112,7 +119,8 @@ class SegmentationResult:
         source = self.source if image is None else image
         if source is None:
             raise ValueError("this result keeps no input image: pass overlay(image=...)")
-        base = display_image(source, self.name or "image").float().cpu()
+        bands = self.bands if image is None else None
+        base = display_image(source, self.name or "image", bands).float().cpu()
         if tuple(base.shape[1:]) != self.size:
             raise ValueError(
                 f"overlay image is {base.shape[1]}x{base.shape[2]} but the labels are {self.size[0]}x{self.size[1]} "

@@ -37,6 +37,7 @@ from PIL import Image
 from ..atomic import atomic_write_text
 from ..fields import check_float, path_kind
 from ..models.digest import digest_once
+from .backend import as_backend
 from .images import ImageItem, expand_inputs
 from .options import PredictOptions, make_options
 from .pipeline import predict_iter_skipping
@@ -346,15 +347,15 @@ def _write_rasters(
     every raster's bands and dtype, are checked before the first is predicted."""
     opts = make_options(options, **overrides)
     raster_settings(opts)
-    weights = getattr(model, "pretrained_cfg", None)
+    backend = as_backend(model)  # one backend checks every raster up front and predicts them all
     for job in todo:
-        open_for_model(job.input, model.config, weights, opts.bands, raster).close()
+        open_for_model(job.input, backend.config, backend.pretrained_cfg, opts.bands, raster).close()
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     with _part(out, rank).open("a", encoding="utf-8") as part, digest_once():  # the weights are hashed once
         for job in todo:
             summary = predict_raster(
-                model, job.input, job.label, options, raster, resume=resume, progress=progress, **overrides
+                backend, job.input, job.label, options, raster, resume=resume, progress=progress, **overrides
             )
             if not summary.written:
                 continue

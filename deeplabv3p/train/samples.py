@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..fields import band_counts
+from ..fields import band_counts, band_counts_text
 from ..inference.images import ImageItem, ImageSpec, read_image
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def check_bands(info: DatasetInfo, role: str, in_chans: int) -> None:
             f"with SegmentationDataset(..., in_chans={in_chans})"
         )
     if info.bands is not None and len(info.bands) not in band_counts(in_chans):
-        fit = " or ".join(str(c) for c in band_counts(in_chans))
+        fit = band_counts_text(in_chans)
         raise ValueError(
             f"the {role} set reads raster bands {info.bands} (its bands argument) but a model of in_chans={in_chans} "
             f"reads {fit}: build it with SegmentationDataset(..., bands=<{fit} band numbers>) (--bands), or build "

@@ -127,3 +127,16 @@ def test_calibration_and_sizing_read_the_bands_predict_reads(tmp_path):
     torch.testing.assert_close(torch.from_numpy(calibrated), _network_input(model, path))
     item = ImageItem(path, str(path))
     assert _network_size(model, PredictOptions(resize=False, mode="whole"), item) == (40, 56)
+
+
+def test_an_overlay_is_drawn_from_the_bands_the_model_read(tmp_path):
+    model = _trained_on((4, 3, 2))
+    pixels = synthetic_pixels(24, 32, 5, "uint8", seed=3)
+    source = write_geotiff(tmp_path / "stack.tif", pixels)
+    result = model.predict(source, resize=False)
+    shown = np.array(result.overlay(alpha=0.0))  # alpha 0: the image alone
+    np.testing.assert_array_equal(shown, _hwc(pixels[[3, 2, 1]]))
+    chosen = model.predict(source, resize=False, bands=(5, 1, 2)).overlay(alpha=0.0)
+    np.testing.assert_array_equal(np.array(chosen), _hwc(pixels[[4, 0, 1]]))
+    other = result.overlay(alpha=0.0, image=_hwc(pixels[:3]))  # an image given is drawn as given
+    np.testing.assert_array_equal(np.array(other), _hwc(pixels[:3]))
