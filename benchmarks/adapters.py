@@ -22,6 +22,7 @@ Peers are optional: `available` says which import here, and nothing in deeplabv3
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import sys
 import time
@@ -108,6 +109,25 @@ def _seg_loss(logits: torch.Tensor, aux: torch.Tensor | None, labels: torch.Tens
     if aux is not None:
         loss = loss + AUX_WEIGHT * F.cross_entropy(aux.float(), labels, ignore_index=IGNORE_INDEX)
     return loss
+
+
+def cached_artifact(workdir: Path, stem: str, suffix: str, weights: Path, packages: tuple[str, ...] = ()) -> Path:
+    """Where the benchmark caches a file it makes (an export, an INT8 copy) in `workdir`: `stem` + a digest of what
+    the file is made from + `suffix`. The digest covers the source of `deeplabv3p.models` and `deeplabv3p.deploy`,
+    the `weights` file (name, size, modification time) and the versions of torch and `packages`, so a change to the
+    exporter, the quantizer or a runtime makes the file again instead of timing a stale one."""
+    sources = sorted(
+        p for package in ("models", "deploy") for p in (Path(deeplabv3p.__file__).parent / package).glob("*.py")
+    )
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    stat = weights.stat()
+    digest.update(f"{weights.name} {stat.st_size} {stat.st_mtime_ns}".encode())
+    for package in ("torch", *packages):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            digest.update(f"{package} {metadata.version(package)}".encode())
+    return workdir / f"{stem}-{digest.hexdigest()[:12]}{suffix}"
 
 
 # --- ours ---------------------------------------------------------------------------------------------------------
@@ -298,13 +318,13 @@ def build_onnxruntime(
     if device.type != "cpu":
         raise ValueError("the onnxruntime comparison runs on the CPU provider only")
     ours = build_ours(architecture, weights, device)
-    path = workdir / f"{architecture}.onnx"
+    path = cached_artifact(workdir, architecture, ".onnx", weights, ("onnx",))
     if not path.is_file():
         deeplabv3p.deploy.export(ours.model, path, input_size=(512, 512), check=False)
     opset = deeplabv3p.deploy.opset.DEFAULT_OPSET
     note = f"exported with deeplabv3p.deploy.export (opset {opset}), ORT_ENABLE_ALL"
     if dtype == "int8":
-        int8 = workdir / f"{architecture}_{size[0]}x{size[1]}.int8.onnx"
+        int8 = cached_artifact(workdir, f"{architecture}_{size[0]}x{size[1]}", ".int8.onnx", weights, ("onnxruntime",))
         if not int8.is_file():
             batches = image_batches(*size, batch=1, count=8, seed=40_000_000)
             quantize_onnx(path, int8, (x.numpy() for x in batches))
@@ -334,7 +354,7 @@ def build_tensorrt(
     if dtype not in ("fp16", "fp32"):
         raise ValueError(f"the TensorRT comparison is fp16 or fp32, not {dtype}")
     ours = build_ours(architecture, weights, torch.device("cpu"))
-    path = workdir / f"{architecture}_{size[0]}x{size[1]}_{dtype}.engine"
+    path = cached_artifact(workdir, f"{architecture}_{size[0]}x{size[1]}_{dtype}", ".engine", weights, ("tensorrt",))
     if not path.is_file():
         deeplabv3p.deploy.export(ours.model, path, "tensorrt", input_size=size, dynamic=False, fp16=dtype == "fp16",
                                  check=False)  # fmt: skip  # the worker's own check compares the labels
@@ -372,7 +392,8 @@ def build_deployed(
 
     fmt = get_format(library)
     ours = build_ours(architecture, weights, torch.device("cpu"))
-    path = workdir / f"{architecture}_{size[0]}x{size[1]}{fmt.suffix}"
+    packages = tuple(dict.fromkeys((*fmt.export_packages, *fmt.run_packages, *(("nncf",) if fmt.quantizer else ()))))
+    path = cached_artifact(workdir, f"{architecture}_{size[0]}x{size[1]}", fmt.suffix, weights, packages)
     if not path.exists():
         deeplabv3p.deploy.export(ours.model, path, fmt.name, input_size=size, check=False)
     note = f"exported with deeplabv3p.deploy.export(format={fmt.name!r})"
@@ -394,7 +415,7 @@ def _openvino_int8(fp32: Path, model: torch.nn.Module, size: tuple[int, int]) ->
     from benchmarks.inputs import image_batches
     from deeplabv3p.deploy.openvino_int8 import quantize_openvino, torch_reference
 
-    int8 = fp32.with_name(f"{fp32.stem}.int8{fp32.suffix}")
+    int8 = fp32.with_name(f"{fp32.stem}.int8{fp32.suffix}")  # fp32's name carries the digest
     if not int8.exists():
         images = [x.numpy() for x in image_batches(*size, batch=1, count=16, seed=40_000_000)]
         # at most 0.3% lost on the 8 held-out images: 0.5% there kept only 99.39-99.49% of the labels elsewhere
@@ -414,7 +435,8 @@ def build_auto(
     """Our model run by what `deeplabv3p.deploy.fastest` picks on this machine at `size` (its decision cached in
     `workdir`), timing each candidate with the run's `warmup` and `runs`; the result carries the choice, its table
     and how long choosing took."""
-    from deeplabv3p.deploy.selection import as_backend, fastest
+    from deeplabv3p.deploy.selection import fastest
+    from deeplabv3p.inference.backend import as_backend
 
     ours = build_ours(architecture, weights, torch.device("cpu"))
     started = time.perf_counter()

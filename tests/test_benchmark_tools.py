@@ -158,3 +158,29 @@ def test_int8_targets_name_each_int8_row_and_compare_the_best_that_keeps_the_lab
     vs_mmseg = [t for t in report.evaluate_targets(results) if t["target"].startswith("best INT8")]
     assert len(vs_mmseg) == 1 and vs_mmseg[0]["path"] == "openvino int8"  # the faster ORT row loses labels
     assert vs_mmseg[0]["value"] == pytest.approx(4.0) and vs_mmseg[0]["met"]
+
+
+def test_cached_exports_are_named_after_what_they_are_made_from(tmp_path, monkeypatch):
+    """A change to the exporter's source, the weights or a runtime's version names a new file, so the benchmark never
+    times an export or INT8 copy made by older code."""
+    package = tmp_path / "deeplabv3p"
+    for sub in ("models", "deploy"):
+        (package / sub).mkdir(parents=True)
+        (package / sub / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(adapters.deeplabv3p, "__file__", str(package / "__init__.py"))
+    weights = tmp_path / "net.safetensors"
+    weights.write_bytes(b"w" * 10)
+
+    def name(*packages: str) -> str:
+        path = adapters.cached_artifact(tmp_path, "r50_512x1024", ".int8.onnx", weights, packages)
+        assert path.parent == tmp_path and path.name.startswith("r50_512x1024-") and path.name.endswith(".int8.onnx")
+        return path.name
+
+    first = name("onnxruntime")
+    assert name("onnxruntime") == first  # the same inputs: the cached file is found again
+    assert name("onnxruntime", "pytest") != first  # another runtime (version) in the key
+    (package / "deploy" / "a.py").write_text("x = 2\n")  # the quantizer changed
+    changed = name("onnxruntime")
+    assert changed != first
+    weights.write_bytes(b"w" * 11)  # other weights
+    assert name("onnxruntime") not in (first, changed)
