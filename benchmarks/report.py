@@ -90,11 +90,50 @@ def add_ratios(results: dict) -> None:
                 c["memory_vs_mmseg_fp32"] = c["peak_mem_bytes"] / base["peak_mem_bytes"]
 
 
+def _pairs(results: dict) -> dict[tuple[str, str, str], dict]:
+    """The paired timings of a run (worker task ``pair``), by (architecture, label A, label B)."""
+    return {
+        (c["case"]["architecture"], *c["labels"]): c
+        for c in results["cases"]
+        if c["case"]["task"] == "pair" and "speed_ratio" in c
+    }
+
+
+def _speed(x: dict, y: dict, pairs: dict[tuple[str, str, str], dict]) -> tuple[float, dict[str, Any]]:
+    """How many times faster row `x` runs than row `y` at batch 1: from their paired timing when the run made one
+    (alternated in one process), else from the two rows; and the target fields that say which (``compare``: the
+    two labels, ``rows_value``: the rows' ratio, ``paired_rounds``)."""
+    rows = _fps(x, 1) / _fps(y, 1)
+    fields: dict[str, Any] = {"compare": [x["label"], y["label"]], "rows_value": rows}
+    pair = pairs.get((x["case"]["architecture"], x["label"], y["label"]))
+    if pair is None:
+        return rows, fields
+    return pair["speed_ratio"], {**fields, "paired_rounds": pair["rounds"]}
+
+
+def speed_pairs(results: dict) -> list[tuple[dict, dict]]:
+    """The rows whose speed ratio decides a target (A, B: the ``case`` dicts of both) and that have no paired timing
+    yet; rows reused from an earlier run are not paired (they did not run here)."""
+    by_label = {
+        (c["case"]["architecture"], c["label"]): c
+        for c in results["cases"]
+        if c["case"]["task"] == "infer" and "reused_from" not in c
+    }
+    wanted: dict[tuple[str, str, str], tuple[dict, dict]] = {}
+    for t in evaluate_targets(results):
+        if "compare" not in t or "paired_rounds" in t:
+            continue
+        a, b = (by_label.get((t["model"], label)) for label in t["compare"])
+        if a is not None and b is not None:
+            wanted.setdefault((t["model"], *t["compare"]), (a["case"], b["case"]))
+    return list(wanted.values())
+
+
 AUTO_WITHIN = 0.95  # backend="auto" within 5% of the fastest full-precision row measured (issue 19)
 FP32_LABELS = 0.999  # the deploy layer's full-precision bound
 
 
-def _auto_targets(arch: str, infer: list[dict]) -> list[dict[str, Any]]:
+def _auto_targets(arch: str, infer: list[dict], pairs: dict | None = None) -> list[dict[str, Any]]:
     """backend="auto" against the fastest measured full-precision row whose labels agree within the FP32 bound."""
     auto = next((c for c in infer if c.get("auto_chosen") and _fps(c, 1)), None)
     rows = [
@@ -105,7 +144,7 @@ def _auto_targets(arch: str, infer: list[dict]) -> list[dict[str, Any]]:
     if auto is None or not rows:
         return []
     best = max(rows, key=lambda c: _fps(c, 1))
-    ratio = _fps(auto, 1) / _fps(best, 1)
+    ratio, fields = _speed(auto, best, pairs or {})
     return [
         {
             "model": arch,
@@ -115,11 +154,12 @@ def _auto_targets(arch: str, infer: list[dict]) -> list[dict[str, Any]]:
             "value": ratio,
             "agreement": auto.get("check", {}).get("argmax_agreement", 0.0),
             "met": ratio >= AUTO_WITHIN,
+            **fields,
         }
     ]
 
 
-def _int8_targets(arch: str, infer: list[dict], base_fps: float | None) -> list[dict[str, Any]]:
+def _int8_targets(arch: str, infer: list[dict], base: dict | None, pairs: dict | None = None) -> list[dict[str, Any]]:
     """The INT8 targets of issue 19: the fastest INT8 row that keeps >= 99.5% of fp32's labels, against mmseg
     fp32 when it ran (>= 3x), and which INT8 rows keep the labels at all."""
     rows = [c for c in infer if c["case"]["dtype"] == "int8" and _fps(c, 1)]
@@ -139,9 +179,9 @@ def _int8_targets(arch: str, infer: list[dict], base_fps: float | None) -> list[
             }
         )
     keeping = [c for c in rows if c.get("check", {}).get("argmax_agreement", 0.0) >= MIN_AGREEMENT]
-    if keeping and base_fps:
+    if keeping and _fps(base, 1):
         best = max(keeping, key=lambda c: _fps(c, 1))
-        ratio = _fps(best, 1) / base_fps
+        ratio, fields = _speed(best, base, pairs or {})
         targets.append(
             {
                 "model": arch,
@@ -151,6 +191,7 @@ def _int8_targets(arch: str, infer: list[dict], base_fps: float | None) -> list[
                 "value": ratio,
                 "agreement": best["check"]["argmax_agreement"],
                 "met": ratio >= INT8_VS_MMSEG_TARGET,
+                **fields,
             }
         )
     return targets
@@ -159,16 +200,16 @@ def _int8_targets(arch: str, infer: list[dict], base_fps: float | None) -> list[
 def evaluate_targets(results: dict) -> list[dict[str, Any]]:
     """The issue's targets, each with the numbers that decide it."""
     cases, device = results["cases"], results["meta"]["device_type"]
+    pairs = _pairs(results)
     targets = []
     for arch in results["meta"]["models"]:
         infer = [
             c for c in cases if c["case"]["architecture"] == arch and c["case"]["task"] == "infer" and "error" not in c
         ]
-        targets += _auto_targets(arch, infer)
+        targets += _auto_targets(arch, infer, pairs)
         base = _find(infer, library="mmseg", dtype="fp32", channels_last=False)
-        base_fps = _fps(base, 1)
-        targets += _int8_targets(arch, infer, base_fps)
-        if not base_fps:
+        targets += _int8_targets(arch, infer, base, pairs)
+        if base is None or not _fps(base, 1):
             continue
         estimated = " (mmseg fp32 estimated from an earlier run)" if base and "reused_from" in base else ""
         ours = [c for c in infer if c["case"]["library"] == "ours" and _fps(c, 1)]
@@ -176,7 +217,7 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
         want = CPU_SPEEDUP_TARGET if device == "cpu" else GPU_SPEEDUP_TARGET
         best = max(agreeing, key=lambda c: _fps(c, 1)) if agreeing else None
         if best is not None:
-            ratio = _fps(best, 1) / base_fps
+            ratio, fields = _speed(best, base, pairs)
             targets.append(
                 {
                     "model": arch,
@@ -186,12 +227,13 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
                     "value": ratio,
                     "agreement": best["check"]["argmax_agreement"],
                     "met": ratio >= want,
+                    **fields,
                 }
             )
         fp32 = [c for c in ours if c["case"]["dtype"] == "fp32" and not c["case"]["compile"]]
         if fp32 and device == "cpu":
             best_fp32 = max(fp32, key=lambda c: _fps(c, 1))
-            fp32_ratio = _fps(best_fp32, 1) / base_fps
+            fp32_ratio, fp32_fields = _speed(best_fp32, base, pairs)
             targets.append(
                 {
                     "model": arch,
@@ -199,6 +241,7 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
                     "path": best_fp32["label"],
                     "value": fp32_ratio,
                     "met": fp32_ratio >= 1.0,
+                    **fp32_fields,
                 }
             )
         ort = _find(infer, library="onnxruntime", dtype="fp32")
@@ -212,10 +255,11 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
                     "value": ratio,
                     "agreement": best["check"]["argmax_agreement"],
                     "met": ratio >= CPU_VS_MMSEG_TARGET,
+                    **fields,
                 }
             )
-            if _fps(ort, 1):
-                ort_ratio = _fps(best, 1) / _fps(ort, 1)
+            if ort is not None and _fps(ort, 1):
+                ort_ratio, ort_fields = _speed(best, ort, pairs)
                 targets.append(
                     {
                         "model": arch,
@@ -224,6 +268,7 @@ def evaluate_targets(results: dict) -> list[dict[str, Any]]:
                         "value": ort_ratio,
                         "agreement": best["check"]["argmax_agreement"],
                         "met": ort_ratio >= CPU_VS_ORT_TARGET,
+                        **ort_fields,
                     }
                 )
         if device == "cuda":
@@ -589,6 +634,7 @@ def render(results: dict) -> str:
                     f"{c['median_s']:.2f} | {_x(c.get('speed_vs_mmseg_fp32'))} |"
                 )
             lines.append("")
+        lines += paired_lines([c for c in cases if c["case"]["task"] == "pair"])
         folder = [c for c in cases if c["case"]["task"] == "folder"]
         if folder:
             base = next((c for c in folder if _ok(c) and not c["case"]["extra"].get("pipeline")), None)
@@ -621,12 +667,37 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_lines(paired: list[dict]) -> list[str]:
+    """The section of the ``pair`` cases of one model (none: no lines)."""
+    if not paired:
+        return []
+    lines = [
+        "### Paired timings (the targets' ratios)",
+        "",
+        "Each pair's two paths built in one process and timed alternately (A B, B A, ...) on the same inputs, so "
+        "that the drift of a shared machine between rows measured minutes apart cancels out.",
+        "",
+        "| A | B | rounds | A median ms | B median ms | A's speed / B's (median of rounds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in paired:
+        a, b = c.get("labels") or c["label"].split(" vs ", 1)
+        if not _ok(c):
+            lines.append(f"| {a} | {b} | | | | {c.get('error') or c['skipped']} |")
+            continue
+        ms = [f"{1000 * t:.1f}" for t in c["median_s"]]
+        lines.append(f"| {a} | {b} | {c['rounds']} | {ms[0]} | {ms[1]} | {c['speed_ratio']:.2f}x |")
+    return [*lines, ""]
+
+
 def target_table(targets: list[dict[str, Any]]) -> list[str]:
     """The markdown table of `evaluate_targets`' targets: each measured value a speed ratio unless the target
     gives its own wording (``measured``)."""
     lines = ["| model | target | path | measured | met |", "|---|---|---|---|---|"]
     for t in targets:
         extra = f", agreement {100 * t['agreement']:.2f}%" if "agreement" in t else ""
+        if "paired_rounds" in t:
+            extra = f" paired ({t['paired_rounds']} alternated rounds; the rows: {t['rows_value']:.2f}x){extra}"
         measured = t.get("measured", f"{t['value']:.2f}x{extra}")
         met = "yes" if t["met"] else "NO"
         lines.append(f"| {t['model']} | {t['target']} | {t['path']} | {measured} | {met} |")

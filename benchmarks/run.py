@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="no 'ours fp32 backend=auto' row (CPU): deeplabv3p.deploy.fastest's choice here, measured first "
         "(minutes; cached in --workdir)",
     )
+    p.add_argument(
+        "--pair-rounds",
+        type=int,
+        default=5,
+        help="CPU: after the rows, time the two paths of each target's speed ratio alternately in one process for "
+        "this many rounds, and decide the target by that paired ratio (default 5; 0: the rows' ratio)",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads per worker (default: torch's default)")
     p.add_argument("--batches", type=_ints, default=None, help="inference batch sizes (default: 1,2 CPU; 1,8 GPU)")
     p.add_argument("--train-batch", type=int, default=2, help="training batch (default 2, the seed table's per GPU)")
@@ -433,6 +440,19 @@ def run_cases(
         save(results)
 
 
+def pair_cases(results: dict, rounds: int, warmup: int) -> list[Case]:
+    """A ``pair`` case for each two rows whose speed ratio decides a target (`report.speed_pairs`): both paths timed
+    alternately in one process for `rounds` rounds, after `warmup` calls each (at least one: compilation)."""
+    cases = []
+    for a, b in report.speed_pairs(results):
+        common = {k: a[k] for k in ("architecture", "device", "threads", "workdir", "train_steps", "seed")}
+        common["size"] = tuple(a["size"])
+        pair = [dict(a, batches=[1]), dict(b, batches=[1])]
+        cases.append(Case(task="pair", library="ours", **common, warmup=max(warmup, 1), runs=rounds,
+                          extra={"pair": pair}))  # fmt: skip
+    return cases
+
+
 def save_results(results: dict, out: Path, name: str) -> str:
     """Ratios, targets and the comparison with the seed table of `results`, written as ``OUT/NAME.json`` and
     ``.md`` (each replaced whole); returns the Markdown."""
@@ -541,6 +561,9 @@ def _summary(result: dict) -> str:
         return f"{result['median_s']:.2f} s, peak {result['peak_mem_bytes'] / 2**30:.2f} GB"
     if task == "folder":
         return f"{result['images_per_s']:.3g} img/s ({result['images']} images in {result['seconds']:.1f} s)"
+    if task == "pair":
+        ms = " / ".join(f"{1000 * t:.0f}" for t in result["median_s"])
+        return f"{result['speed_ratio']:.2f}x ({ms} ms, {result['rounds']} alternated rounds)"
     if task == "peak":
         return f"GEMM fp32 {result['gemm_fp32_gflops']:.0f} GFLOP/s, bf16 {result['gemm_bf16_gflops']:.0f} GFLOP/s"
     return f"{result.get('prepare_s', 0):.0f} s"
@@ -609,7 +632,10 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or free_name(
         args.out, f"{args.device}-{meta['threads']}t{isa}_{short}_{size[0]}x{size[1]}_{meta['date'][:10]}"
     )
-    run_cases(plan(args, models, peers), env, results, lambda r: save_results(r, args.out, name))
+    save = functools.partial(save_results, out=args.out, name=name)
+    run_cases(plan(args, models, peers), env, results, save)
+    if cpu and args.pair_rounds > 0:
+        run_cases(pair_cases(results, args.pair_rounds, args.warmup), env, results, save)
     print(save_results(results, args.out, name))
     print(f"\nwrote {args.out / name}.json and .md")
     return 0

@@ -13,6 +13,8 @@ its own peak memory, its own thread settings and no warm state from another libr
 - ``folder``: images/s of predicting a folder of full-size image files: today's one-at-a-time loop against the
   pipeline with reading workers and batching.
 - ``peak``: the best fp32 and bf16 matrix-multiply rate here (the practical ceiling of the FLOP rate).
+- ``pair``: two ``infer`` paths (``extra["pair"]``) timed alternately in one process, A B B A ..., at batch 1: their
+  speed ratio without the drift of a shared machine between rows measured minutes apart (the targets' ratios).
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class Case:
 
     @property
     def label(self) -> str:
+        if self.task == "pair":
+            first, second = (Case.from_dict(c) for c in self.extra["pair"])
+            return f"{first.label} vs {second.label}"
         parts = [self.library, self.dtype]
         if self.optimize:
             parts.append("fold+cl")
@@ -83,9 +88,15 @@ class Case:
 
     @classmethod
     def from_json(cls, text: str) -> Case:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Case:
+        """A case from its `asdict` form (as results files hold it)."""
+        data = dict(data)
         for key in ("size", "batches", "predict_size"):
-            data[key] = tuple(data[key])
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
 
@@ -218,9 +229,21 @@ def _inference_call(torch, case: Case, runner) -> tuple[Callable, Any]:
     return call, model
 
 
+def _runner(torch, case: Case):
+    """The built network of an ``infer`` case (`benchmarks.adapters.Runner`)."""
+    from benchmarks.adapters import build
+
+    weights, work = Path(_paths(case)["weights"]), Path(case.workdir)
+    if case.extra.get("backend") == "auto":
+        from benchmarks.adapters import build_auto
+
+        return build_auto(case.architecture, weights, case.threads, work, case.size, case.warmup, case.runs)
+    return build(case.library, case.architecture, weights, torch.device(case.device), case.threads, work,
+                 case.dtype, case.size)  # fmt: skip
+
+
 def run_infer(case: Case) -> dict[str, Any]:
     torch = _setup(case)
-    from benchmarks.adapters import build
     from benchmarks.timing import (
         Stats,
         current_memory_bytes,
@@ -231,13 +254,7 @@ def run_infer(case: Case) -> dict[str, Any]:
     )
 
     device = torch.device(case.device)
-    weights, work = Path(_paths(case)["weights"]), Path(case.workdir)
-    if case.extra.get("backend") == "auto":
-        from benchmarks.adapters import build_auto
-
-        runner = build_auto(case.architecture, weights, case.threads, work, case.size, case.warmup, case.runs)
-    else:
-        runner = build(case.library, case.architecture, weights, device, case.threads, work, case.dtype, case.size)
+    runner = _runner(torch, case)
     call, model = _inference_call(torch, case, runner)
     result: dict[str, Any] = {"num_params": runner.num_params, "note": runner.note, "batches": {}, **runner.extra}
     if case.library == "ours" and case.optimize:
@@ -263,6 +280,40 @@ def run_infer(case: Case) -> dict[str, Any]:
     if case.library != "smp":
         result["check"] = _agreement(torch, case, call)
     return result
+
+
+def run_pair(case: Case) -> dict[str, Any]:
+    """Paths A and B of ``case.extra["pair"]`` at batch 1, each warmed up (`case.warmup` calls), then timed in
+    `case.runs` rounds of A B, B A, ... on the same inputs: the median per-round ratio of B's time to A's is how
+    many times faster A runs than B here, free of the drift between two rows measured minutes apart."""
+    torch = _setup(case)
+    import statistics
+
+    from benchmarks.timing import synchronize
+
+    device = torch.device(case.device)
+    paths = [Case.from_dict(c) for c in case.extra["pair"]]
+    calls = [_inference_call(torch, path, _runner(torch, path))[0] for path in paths]
+    inputs = [torch.randn(1, 3, *case.size, device=device) for _ in range(2)]
+    for call in calls:
+        for i in range(case.warmup):
+            call(inputs[i % 2])
+    synchronize(device)
+    times: list[list[float]] = [[], []]
+    for r in range(case.runs):
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            start = time.perf_counter()
+            calls[i](inputs[r % 2])
+            synchronize(device)
+            times[i].append(time.perf_counter() - start)
+    ratios = [b / a for a, b in zip(*times)]
+    return {
+        "labels": [path.label for path in paths],
+        "times_s": times,
+        "median_s": [statistics.median(t) for t in times],
+        "speed_ratio": statistics.median(ratios),
+        "rounds": case.runs,
+    }
 
 
 def run_train(case: Case) -> dict[str, Any]:
@@ -459,6 +510,7 @@ TASKS = {
     "predict": run_predict,
     "folder": run_folder,
     "peak": run_peak,
+    "pair": run_pair,
 }
 
 

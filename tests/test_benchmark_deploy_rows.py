@@ -65,3 +65,59 @@ def test_auto_is_held_to_within_5_percent_of_the_fastest_agreeing_fp32_row():
     assert target["value"] == pytest.approx(1.25) and "onnxruntime fp32" in target["target"]
     assert report._auto_targets("a", rows[:-1]) == []
     assert report._path({**rows[-1], "label": "ours fp32 backend=auto"}) == "fp32 backend=auto (= onnx)"
+
+
+def _pair(a: str, b: str, ratio: float, rounds: int = 5) -> dict:
+    case = {"architecture": "a", "task": "pair", "library": "ours", "dtype": "fp32"}
+    return {"case": case, "label": f"{a} vs {b}", "labels": [a, b], "speed_ratio": ratio, "rounds": rounds,
+            "median_s": [1.0, ratio]}  # fmt: skip
+
+
+def test_a_target_is_decided_by_the_paired_timing_of_its_two_rows_when_the_run_made_one():
+    rows = [
+        _row("ours fp32", 1.0, 1.0),
+        _row("openvino fp32", 2.0, 1.0),
+        _row("ours fp32 backend=auto", 1.7, 1.0, auto_chosen="openvino"),  # the same runtime, timed minutes apart
+    ]
+    results = {"meta": {"models": ["a"], "device_type": "cpu"}, "cases": rows}
+    (target,) = report.evaluate_targets(results)
+    assert not target["met"] and target["value"] == pytest.approx(0.85) and "paired_rounds" not in target
+    (wanted,) = report.speed_pairs(results)  # run.py times exactly these two alternately
+    assert wanted == (rows[2]["case"], rows[1]["case"])
+
+    results["cases"].append(_pair("ours fp32 backend=auto", "openvino fp32", 0.99))
+    (target,) = report.evaluate_targets(results)
+    assert target["met"] and target["value"] == 0.99 and target["rows_value"] == pytest.approx(0.85)
+    assert report.speed_pairs(results) == []  # nothing left to pair
+    (line,) = report.target_table([target])[2:]
+    assert "| 0.99x paired (5 alternated rounds; the rows: 0.85x), agreement 100.00% | yes |" in line
+    assert "| ours fp32 backend=auto | openvino fp32 | 5 | 1000.0 | 990.0 | 0.99x |" in report.paired_lines(
+        results["cases"][-1:]
+    )
+
+
+def test_pair_cases_time_both_rows_at_batch_1_with_at_least_one_warm_up_call(monkeypatch):
+    a = {"architecture": "a", "task": "infer", "library": "ours", "dtype": "fp32", "size": [32, 64],
+         "device": "cpu", "threads": 2, "workdir": "w", "train_steps": 3, "seed": 0, "batches": [1, 2]}  # fmt: skip
+    b = dict(a, library="openvino")
+    results = {"meta": {"models": ["a"], "device_type": "cpu"}, "cases": []}
+    monkeypatch.setattr(report, "speed_pairs", lambda r: [(a, b)])
+    (case,) = run.pair_cases(results, rounds=4, warmup=0)
+    assert case.task == "pair" and case.runs == 4 and case.warmup == 1 and case.size == (32, 64)
+    assert [p["batches"] for p in case.extra["pair"]] == [[1], [1]] and case.label == "ours fp32 vs openvino fp32"
+
+
+def test_a_pair_is_built_and_timed_alternately_in_one_process(tmp_path):
+    import statistics
+    from dataclasses import asdict
+
+    from benchmarks.worker import Case, prepare, run_pair
+
+    common = dict(architecture="deeplabv3plus_r18_d8", size=(32, 64), workdir=str(tmp_path), train_steps=0)
+    prepare(Case(task="prepare", library="ours", **common))
+    a = asdict(Case(task="infer", library="ours", dtype="fp32", **common))
+    b = asdict(Case(task="infer", library="ours", dtype="fp32", optimize=True, **common))
+    result = run_pair(Case(task="pair", library="ours", warmup=1, runs=3, extra={"pair": [a, b]}, **common))
+    assert result["labels"] == ["ours fp32", "ours fp32 fold+cl"] and result["rounds"] == 3
+    assert all(len(t) == 3 and min(t) > 0 for t in result["times_s"])
+    assert result["speed_ratio"] == statistics.median(tb / ta for ta, tb in zip(*result["times_s"]))
