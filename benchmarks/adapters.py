@@ -394,9 +394,10 @@ def build_deployed(
     ours = build_ours(architecture, weights, torch.device("cpu"))
     packages = tuple(dict.fromkeys((*fmt.export_packages, *fmt.run_packages, *(("nncf",) if fmt.quantizer else ()))))
     path = cached_artifact(workdir, f"{architecture}_{size[0]}x{size[1]}", fmt.suffix, weights, packages)
+    dynamic = fmt.fixed_size is None  # LiteRT holds the benchmark size only
     if not path.exists():
-        deeplabv3p.deploy.export(ours.model, path, fmt.name, input_size=size, check=False)
-    note = f"exported with deeplabv3p.deploy.export(format={fmt.name!r})"
+        deeplabv3p.deploy.export(ours.model, path, fmt.name, input_size=size, dynamic=dynamic, check=False)
+    note = f"exported with deeplabv3p.deploy.export(format={fmt.name!r}{'' if dynamic else ', dynamic=False'})"
     if dtype == "int8":
         if fmt.name != "openvino":
             raise ValueError(f"the int8 rows of deployment formats are OpenVINO's (NNCF), not {fmt.name}'s")

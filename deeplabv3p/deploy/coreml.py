@@ -20,10 +20,11 @@ from typing import Any
 
 from torch import nn
 
+from .formats import get_format
 from .metadata import KEY, from_json, model_config, to_json
 from .packages import require
 from .proof import ExportCheckError
-from .torch_program import check_static, export_program, graph_copy
+from .torch_program import export_program, graph_copy
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -51,7 +52,7 @@ def write(
 ) -> None:
     """Write `model` (not modified) as a Core ML ML program at `path` (a ``.mlpackage`` folder) for inputs of
     `input_size`. `precision`: ``"float32"`` (as PyTorch computes) or ``"float16"`` (the Neural Engine's)."""
-    check_static("coreml", dynamic, input_size, "coremltools cannot convert the resizes with free sizes")
+    get_format("coreml").check_dynamic(dynamic, input_size)
     ct = _coremltools("Core ML export")
     precisions = {"float32": ct.precision.FLOAT32, "float16": ct.precision.FLOAT16}
     if precision not in precisions:

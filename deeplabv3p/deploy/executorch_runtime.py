@@ -18,6 +18,7 @@ import torch
 from ..fields import check_file
 from ..models.config import ModelConfig
 from ..pretrained.config import PretrainedCfg
+from ..spelling import arg
 from .backend import DeployedBackend
 from .executorch_export import MIN_HEIGHT, MIN_WIDTH
 from .metadata import read_sidecar
@@ -112,7 +113,8 @@ class ExecuTorchSegmenter(DeployedBackend):
         if not (lh <= height <= hh and lw <= width <= hw):
             raise ValueError(
                 f"{str(self.path)!r} takes inputs from {lh}x{lw} to {hh}x{hw} (HxW) and was given {height}x{width}: "
-                f"export it with a larger --size (or max_size=), or predict with mode='slide', window=({hh}, {hw})"
+                "export it with a larger --size (or max_size=), or predict with "
+                f"{arg('mode', 'slide')} {arg('crop_size', (hh, hw))}"
             )
         outputs = [self._method.execute([torch.from_numpy(x[i : i + 1])])[0] for i in range(x.shape[0])]
         return torch.cat(outputs).numpy()

@@ -100,6 +100,7 @@ def export(
     fmt = get_format(format)
     config = model_config(model)
     size = check_pair("input_size", input_size, config.output_stride)
+    fmt.check_dynamic(dynamic, size)
     target = check_target(path, fmt)
     fmt.require_export()
     runs = check and fmt.runs_on_cpu

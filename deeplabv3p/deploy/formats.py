@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..spelling import arg
 from .packages import require
 
 
@@ -34,6 +35,8 @@ class Format:
         runs_on_cpu: whether the export runs on a CPU-only Linux machine, so that export can prove it.
         folder: the export is a folder (Core ML ``.mlpackage``) rather than a file.
         max_size: the writer takes ``max_size=`` (the largest input of a dynamic export: ``--max-size``).
+        fixed_size: why the format holds one input size only (its writer refuses ``dynamic=True``); None where it
+            exports free sizes too.
         quantizer: ``"module:attribute"`` of the format's INT8 step, ``quantize(fp32_path, out_path, calibration,
             **options) -> Path`` (`calibration`: network inputs as `deeplabv3p.deploy.calibration.calibration_inputs`
             makes them); None where ``--int8`` is not offered.
@@ -52,7 +55,18 @@ class Format:
     folder: bool = False
     inspector: str | None = None
     max_size: bool = False
+    fixed_size: str | None = None
     quantizer: str | None = None
+
+    def check_dynamic(self, dynamic: bool, input_size: tuple[int, int]) -> None:
+        """Refuse a dynamic export of a fixed-size format (`fixed_size`), saying why and how to export one size."""
+        if dynamic and self.fixed_size is not None:
+            h, w = input_size
+            raise ValueError(
+                f"the {self.name} format exports fixed sizes only ({self.fixed_size}): pass dynamic=False "
+                f"(deeplabv3p export --static) with input_size=({h}, {w}) the size you will run, and predict with "
+                f"{arg('mode', 'slide')} {arg('crop_size', (h, w))} for other image sizes"
+            )
 
     def require_export(self) -> None:
         """Import what the writer needs, or raise ImportError naming the extra."""
@@ -143,6 +157,7 @@ FORMATS: dict[str, Format] = {
             loader="litert_runtime:LiteRTSegmenter",
             runs_on_cpu=True,
             summary="LiteRT (TensorFlow Lite) through litert-torch (CPU, mobile; fixed size: --static)",
+            fixed_size="litert-torch keeps the example's output shape",
         ),
         Format(
             name="coreml",
@@ -156,6 +171,7 @@ FORMATS: dict[str, Format] = {
             summary="Core ML ML program (Apple devices; fixed size: --static; its spec is checked on Linux)",
             folder=True,
             inspector="coreml:inspect",
+            fixed_size="coremltools cannot convert the resizes with free sizes",
         ),
         Format(
             name="ncnn",

@@ -18,14 +18,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .formats import get_format
 from .metadata import model_config, sidecar, to_json
 from .packages import require
-from .torch_program import check_static, graph_copy, resize_pool_broadcast
+from .torch_program import graph_copy, resize_pool_broadcast
 
 
 def write(model: nn.Module, path: Path, *, input_size: tuple[int, int], dynamic: bool) -> None:
     """Write `model` (not modified) as a ``.tflite`` file at `path` for inputs of `input_size`, and its metadata."""
-    check_static("litert", dynamic, input_size, "litert-torch keeps the example's output shape")
+    get_format("litert").check_dynamic(dynamic, input_size)
     litert_torch = require("litert_torch", "litert", "LiteRT export")
     config = model_config(model)
     example = torch.randn(1, config.in_chans, *input_size)

@@ -78,8 +78,14 @@ def _pytorch(model: DeepLabV3Plus, name: str) -> Segmenter:
     return model.optimize_for_inference(dtype="auto")  # NATIVE_BF16: only offered where the CPU has it
 
 
+class _NotACandidateError(Exception):
+    """A backend that cannot serve predict at all (not a failure of this model): its row says why."""
+
+
 def _exported(model: DeepLabV3Plus, fmt: Format, folder: Path, size: tuple[int, int], threads: int) -> Segmenter:
     """`model` in format `fmt` from the cache (exported there, with dynamic shapes, when missing), loaded."""
+    if fmt.fixed_size is not None:
+        raise _NotACandidateError(f"fixed size only ({fmt.fixed_size}): a backend for predict takes every input size")
     fmt.require_export()
     fmt.require_run()
     path = folder / f"model{fmt.suffix}"
@@ -127,6 +133,8 @@ def _measure(
     """Build, prove and time one candidate: its row, and the segmenter when it is kept."""
     try:
         segmenter = build()
+    except _NotACandidateError as e:
+        return BackendRow(name, why=str(e)), None
     except ImportError as e:
         return BackendRow(name, why=f"not installed: {_first_line(e)}"), None
     except Exception as e:  # a runtime that cannot export or load this model is a row, not the end of the search

@@ -82,14 +82,3 @@ def check_max_size(max_size: Any, input_size: tuple[int, int], minimum: int) -> 
             "raise the largest size or lower the example's"
         )
     return pair
-
-
-def check_static(fmt: str, dynamic: bool, input_size: tuple[int, int], reason: str) -> None:
-    """Refuse a dynamic export of a fixed-size format, saying why and how to export at a fixed size."""
-    if dynamic:
-        h, w = input_size
-        raise ValueError(
-            f"the {fmt} format exports fixed sizes only ({reason}): pass dynamic=False (deeplabv3p export "
-            f"--static) with input_size=({h}, {w}) the size you will run, and predict with mode='slide', "
-            f"window=({h}, {w}) for other image sizes"
-        )

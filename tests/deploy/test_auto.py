@@ -172,10 +172,15 @@ def test_a_runtime_that_is_missing_or_fails_is_a_row(model, monkeypatch, tmp_pat
     monkeypatch.setitem(FORMATS, "absent", fake("absent", model, run_packages=("no_such_runtime_xyz",)))
     monkeypatch.setitem(FORMATS, "broken", fake("broken", None))  # its run() fails: no network to call
     monkeypatch.setitem(FORMATS, "static", fake("static", model, static=True))
-    formats = ["absent", "broken", "static"]
+    monkeypatch.setitem(FORMATS, "onesize", fake("onesize", model, fixed_size="its converter keeps one shape"))
+    formats = ["absent", "broken", "static", "onesize"]
     _, table = fastest(model, SIZE, formats=formats, threads=1, runs=1, cache=False, cache_root=tmp_path)
-    absent, broken, static = (table.row(name) for name in formats)
+    absent, broken, static, onesize = (table.row(name) for name in formats)
     assert not static.kept and static.why.startswith("static shapes only (64x64)") and static.ms is None
+    assert onesize.why == (
+        "fixed size only (its converter keeps one shape): a backend for predict takes every input size"
+    )
+    assert not list(tmp_path.rglob("model.onesize"))  # refused before anything was exported
     assert not absent.kept and absent.ms is None
     assert "not installed" in absent.why and "pip install 'deeplabv3p[absent]'" in absent.why
     assert not broken.kept and broken.why.startswith("failed: ") and table.chosen in (EAGER, FOLDED)

@@ -59,3 +59,18 @@ def test_disk_full_in_a_child_process(tmp_path, model):
     error = on_a_full_disk(lambda: export(model, target, input_size=(64, 64)), 16 * 1024)
     assert str(target) in error and "File too large" in error
     assert list(target.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["litert", "coreml"])
+def test_a_dynamic_export_of_a_one_size_format_is_refused_first_saying_why_and_how(fmt, model, tmp_path, monkeypatch):
+    """Before its extra is even looked for: the fix (--static at the size you run) is the same with or without it."""
+    import sys
+
+    from deeplabv3p.deploy.formats import get_format
+
+    monkeypatch.setitem(sys.modules, get_format(fmt).export_packages[0], None)  # as if not installed
+    with pytest.raises(ValueError, match=rf"the {fmt} format exports fixed sizes only \(.+\): pass dynamic=False "
+                                         r"\(deeplabv3p export --static\) with input_size=\(64, 96\).*predict with "
+                                         r"mode=\"slide\" crop_size=\(64, 96\)"):  # fmt: skip
+        export(model, tmp_path / f"m{get_format(fmt).suffix}", fmt, input_size=(64, 96))
+    assert list(tmp_path.iterdir()) == []
