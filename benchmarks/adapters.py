@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import json
 import sys
 import time
 import types
@@ -109,6 +110,20 @@ def _seg_loss(logits: torch.Tensor, aux: torch.Tensor | None, labels: torch.Tens
     if aux is not None:
         loss = loss + AUX_WEIGHT * F.cross_entropy(aux.float(), labels, ignore_index=IGNORE_INDEX)
     return loss
+
+
+CALIBRATION_SEED = 40_000_000  # the INT8 rows' calibration (and held-out) images: seeds apart from the check images
+OPENVINO_MAX_DROP = (
+    0.003  # at most 0.3% of the labels lost on the held-out images: 0.5% kept only 99.39-99.49% elsewhere
+)
+
+
+def quantized_path(fp32: Path, **settings: Any) -> Path:
+    """Where the INT8 copy of the cached export `fp32` goes: beside it, named after it (its digest, see
+    `cached_artifact`) and after the quantization `settings` (size, images, seed, allowed drop, the quantizer's
+    version), so that a change to either makes the copy again."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return fp32.with_name(f"{fp32.stem}.int8-{key}{fp32.suffix}")
 
 
 def cached_artifact(workdir: Path, stem: str, suffix: str, weights: Path, packages: tuple[str, ...] = ()) -> Path:
@@ -324,9 +339,10 @@ def build_onnxruntime(
     opset = deeplabv3p.deploy.opset.DEFAULT_OPSET
     note = f"exported with deeplabv3p.deploy.export (opset {opset}), ORT_ENABLE_ALL"
     if dtype == "int8":
-        int8 = cached_artifact(workdir, f"{architecture}_{size[0]}x{size[1]}", ".int8.onnx", weights, ("onnxruntime",))
+        version = metadata.version("onnxruntime")
+        int8 = quantized_path(path, size=list(size), images=8, seed=CALIBRATION_SEED, onnxruntime=version)
         if not int8.is_file():
-            batches = image_batches(*size, batch=1, count=8, seed=40_000_000)
+            batches = image_batches(*size, batch=1, count=8, seed=CALIBRATION_SEED)
             quantize_onnx(path, int8, (x.numpy() for x in batches))
         path = int8
         note += f"; INT8 QDQ (u8 activations, s8 per-channel weights), calibrated on 8 images at {size[0]}x{size[1]}"
@@ -392,7 +408,7 @@ def build_deployed(
 
     fmt = get_format(library)
     ours = build_ours(architecture, weights, torch.device("cpu"))
-    packages = tuple(dict.fromkeys((*fmt.export_packages, *fmt.run_packages, *(("nncf",) if fmt.quantizer else ()))))
+    packages = tuple(dict.fromkeys((*fmt.export_packages, *fmt.run_packages)))
     path = cached_artifact(workdir, f"{architecture}_{size[0]}x{size[1]}", fmt.suffix, weights, packages)
     dynamic = fmt.fixed_size is None  # LiteRT holds the benchmark size only
     if not path.exists():
@@ -416,11 +432,12 @@ def _openvino_int8(fp32: Path, model: torch.nn.Module, size: tuple[int, int]) ->
     from benchmarks.inputs import image_batches
     from deeplabv3p.deploy.openvino_int8 import quantize_openvino, torch_reference
 
-    int8 = fp32.with_name(f"{fp32.stem}.int8{fp32.suffix}")  # fp32's name carries the digest
+    settings = dict(size=list(size), images=16, seed=CALIBRATION_SEED, max_drop=OPENVINO_MAX_DROP)
+    int8 = quantized_path(fp32, **settings, nncf=metadata.version("nncf"))
     if not int8.exists():
-        images = [x.numpy() for x in image_batches(*size, batch=1, count=16, seed=40_000_000)]
-        # at most 0.3% lost on the 8 held-out images: 0.5% there kept only 99.39-99.49% of the labels elsewhere
-        quantize_openvino(fp32, int8, images[:8], held_out=images[8:], reference=torch_reference(model), max_drop=0.003)
+        images = [x.numpy() for x in image_batches(*size, batch=1, count=16, seed=CALIBRATION_SEED)]
+        quantize_openvino(fp32, int8, images[:8], held_out=images[8:], reference=torch_reference(model),
+                          max_drop=OPENVINO_MAX_DROP)  # fmt: skip
     return int8
 
 

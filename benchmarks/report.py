@@ -106,7 +106,8 @@ def _speed(x: dict, y: dict, pairs: dict[tuple[str, str, str], dict]) -> tuple[f
     rows = _fps(x, 1) / _fps(y, 1)
     fields: dict[str, Any] = {"compare": [x["label"], y["label"]], "rows_value": rows}
     pair = pairs.get((x["case"]["architecture"], x["label"], y["label"]))
-    if pair is None:
+    chosen = [x.get("auto_chosen"), y.get("auto_chosen")]
+    if pair is None or pair.get("auto_chosen", chosen) != chosen:  # an auto path that ran another backend there
         return rows, fields
     return pair["speed_ratio"], {**fields, "paired_rounds": pair["rounds"]}
 

@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pair-rounds",
         type=int,
-        default=5,
+        default=6,
         help="CPU: after the rows, time the two paths of each target's speed ratio alternately in one process for "
-        "this many rounds, and decide the target by that paired ratio (default 5; 0: the rows' ratio)",
+        "this many rounds (A B, B A, ...), and decide the target by that paired ratio (default 6; 0: the rows' ratio)",
     )
     p.add_argument("--threads", type=int, default=0, help="CPU threads per worker (default: torch's default)")
     p.add_argument("--batches", type=_ints, default=None, help="inference batch sizes (default: 1,2 CPU; 1,8 GPU)")

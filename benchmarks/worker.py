@@ -282,6 +282,9 @@ def run_infer(case: Case) -> dict[str, Any]:
     return result
 
 
+PAIR_PAUSE_S = 0.3  # before each timed call of a pair: the other path's idle threads stop spinning (OpenMP waits)
+
+
 def run_pair(case: Case) -> dict[str, Any]:
     """Paths A and B of ``case.extra["pair"]`` at batch 1, each warmed up (`case.warmup` calls), then timed in
     `case.runs` rounds of A B, B A, ... on the same inputs: the median per-round ratio of B's time to A's is how
@@ -293,7 +296,8 @@ def run_pair(case: Case) -> dict[str, Any]:
 
     device = torch.device(case.device)
     paths = [Case.from_dict(c) for c in case.extra["pair"]]
-    calls = [_inference_call(torch, path, _runner(torch, path))[0] for path in paths]
+    runners = [_runner(torch, path) for path in paths]
+    calls = [_inference_call(torch, path, runner)[0] for path, runner in zip(paths, runners)]
     inputs = [torch.randn(1, 3, *case.size, device=device) for _ in range(2)]
     for call in calls:
         for i in range(case.warmup):
@@ -302,6 +306,7 @@ def run_pair(case: Case) -> dict[str, Any]:
     times: list[list[float]] = [[], []]
     for r in range(case.runs):
         for i in (0, 1) if r % 2 == 0 else (1, 0):
+            time.sleep(PAIR_PAUSE_S)
             start = time.perf_counter()
             calls[i](inputs[r % 2])
             synchronize(device)
@@ -309,6 +314,7 @@ def run_pair(case: Case) -> dict[str, Any]:
     ratios = [b / a for a, b in zip(*times)]
     return {
         "labels": [path.label for path in paths],
+        "auto_chosen": [runner.extra.get("auto_chosen") for runner in runners],  # what an auto path ran here
         "times_s": times,
         "median_s": [statistics.median(t) for t in times],
         "speed_ratio": statistics.median(ratios),

@@ -4,6 +4,7 @@ plan, the formats chosen with ``--formats``, and the target "auto within 5% of t
 from __future__ import annotations
 
 import argparse
+import time
 
 import pytest
 
@@ -121,3 +122,40 @@ def test_a_pair_is_built_and_timed_alternately_in_one_process(tmp_path):
     assert result["labels"] == ["ours fp32", "ours fp32 fold+cl"] and result["rounds"] == 3
     assert all(len(t) == 3 and min(t) > 0 for t in result["times_s"])
     assert result["speed_ratio"] == statistics.median(tb / ta for ta, tb in zip(*result["times_s"]))
+    assert result["auto_chosen"] == [None, None]
+
+
+def test_a_pair_alternates_its_paths_and_its_ratio_says_how_many_times_faster_a_runs(monkeypatch):
+    """A path 3x as fast as the other gives a ratio near 3 (not 1/3), whichever runs first in a round."""
+    from types import SimpleNamespace
+
+    from benchmarks import worker
+
+    order: list[str] = []
+
+    def path(case):
+        def call(x):
+            order.append(case.library)
+            time.sleep(0.01 if case.library == "fast" else 0.03)
+
+        return call, None
+
+    monkeypatch.setattr(worker, "PAIR_PAUSE_S", 0.0)
+    monkeypatch.setattr(worker, "_runner", lambda torch, case: SimpleNamespace(extra={}))
+    monkeypatch.setattr(worker, "_inference_call", lambda torch, case, runner: path(case))
+    one = {"task": "infer", "library": "fast", "architecture": "a", "size": [8, 8]}
+    case = worker.Case(task="pair", library="ours", architecture="a", size=(8, 8), warmup=1, runs=4,
+                       extra={"pair": [one, dict(one, library="slow")]})  # fmt: skip
+    result = worker.run_pair(case)
+    assert order == ["fast", "slow"] + ["fast", "slow", "slow", "fast"] * 2  # warm-ups, then A B, B A, ...
+    assert 2.0 < result["speed_ratio"] < 4.0 and result["labels"] == ["fast fp32", "slow fp32"]
+
+
+def test_a_pair_whose_auto_path_ran_another_backend_does_not_decide_the_target():
+    rows = [_row("openvino fp32", 2.0, 1.0), _row("ours fp32 backend=auto", 1.7, 1.0, auto_chosen="openvino")]
+    pair = {**_pair("ours fp32 backend=auto", "openvino fp32", 0.99), "auto_chosen": ["onnx", None]}
+    results = {"meta": {"models": ["a"], "device_type": "cpu"}, "cases": [*rows, pair]}
+    (target,) = report.evaluate_targets(results)
+    assert "paired_rounds" not in target and target["value"] == pytest.approx(0.85)
+    pair["auto_chosen"] = ["openvino", None]
+    assert report.evaluate_targets(results)[0]["value"] == 0.99

@@ -64,8 +64,8 @@ class Format:
             h, w = input_size
             raise ValueError(
                 f"the {self.name} format exports fixed sizes only ({self.fixed_size}): pass dynamic=False "
-                f"(deeplabv3p export --static) with input_size=({h}, {w}) the size you will run, and predict with "
-                f"{arg('mode', 'slide')} {arg('crop_size', (h, w))} for other image sizes"
+                f"(deeplabv3p export --static) with {arg('input_size', (h, w))} the size you will run, and predict "
+                f"with {arg('mode', 'slide')} {arg('crop_size', (h, w))} for other image sizes"
             )
 
     def require_export(self) -> None:
