@@ -282,9 +282,6 @@ def run_infer(case: Case) -> dict[str, Any]:
     return result
 
 
-PAIR_PAUSE_S = 0.3  # before each timed call of a pair: the other path's idle threads stop spinning (OpenMP waits)
-
-
 def run_pair(case: Case) -> dict[str, Any]:
     """Paths A and B of ``case.extra["pair"]`` at batch 1, each warmed up (`case.warmup` calls), then timed in
     `case.runs` rounds of A B, B A, ... on the same inputs: the median per-round ratio of B's time to A's is how
@@ -306,7 +303,6 @@ def run_pair(case: Case) -> dict[str, Any]:
     times: list[list[float]] = [[], []]
     for r in range(case.runs):
         for i in (0, 1) if r % 2 == 0 else (1, 0):
-            time.sleep(PAIR_PAUSE_S)
             start = time.perf_counter()
             calls[i](inputs[r % 2])
             synchronize(device)

@@ -140,7 +140,6 @@ def test_a_pair_alternates_its_paths_and_its_ratio_says_how_many_times_faster_a_
 
         return call, None
 
-    monkeypatch.setattr(worker, "PAIR_PAUSE_S", 0.0)
     monkeypatch.setattr(worker, "_runner", lambda torch, case: SimpleNamespace(extra={}))
     monkeypatch.setattr(worker, "_inference_call", lambda torch, case, runner: path(case))
     one = {"task": "infer", "library": "fast", "architecture": "a", "size": [8, 8]}
